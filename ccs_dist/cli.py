@@ -1,0 +1,311 @@
+"""The ``ccs-dist`` command (fire). Parses arguments, builds stage configs, calls the stages.
+
+Every user error surfaces as one line ``error: ...`` on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+class Commands:
+    """ccs-dist: Concept Consistency Score of CLIP attention heads.
+
+    Run `ccs-dist COMMAND --help` for a command's flags.
+    """
+
+    def decompose(
+        self,
+        model: str = "ViT-B-32",
+        pretrained: str | None = None,
+        images: str = "synthetic:256",
+        layers: int | list[int] = 4,
+        batch_size: int = 64,
+        device: str = "auto",
+        precision: str | None = None,
+        cache_dir: str = "cache",
+        on_bad_image: str = "skip",
+        workers: int | None = None,
+    ):
+        """Decompose every probe image's embedding into per-head direct contributions (cached, sharded).
+
+        Args:
+            model: open_clip architecture (ViT-B-32, ViT-B-16, ViT-L-14, ...) or hf-hub:ORG/REPO.
+            pretrained: pretrained tag (openai, laion2b_s34b_b88k, ...), a checkpoint file, or none for random init.
+            images: probe images: synthetic:N[:SEED], a folder (flat or one sub-folder per class), folder:PATH,
+                or NAME:ROOT for a torchvision dataset (cifar10, cifar100, imagenet, food101, stl10).
+            layers: an int n for the last n layers, or a list of 0-based layer indices, e.g. [8,9,10,11].
+            batch_size: images per forward pass.
+            device: cpu, cuda, cuda:N or auto (CUDA when available).
+            precision: fp32 or bf16 (autocast, CUDA only); default bf16 on CUDA, fp32 on CPU.
+            cache_dir: root of the content-addressed cache; a second run with the same inputs reuses it.
+            on_bad_image: skip (skip and count unreadable files) or error (stop at the first one).
+            workers: data-loading worker processes (default min(4, cpus - 1)).
+        """
+        from ccs_dist.runners import run_decompose
+
+        outcome = run_decompose(_decompose_run(**locals()))
+        art = outcome.artifact
+        return (
+            f"decomposed {art.n_images} images ({len(art.manifest['skipped'])} skipped) of {outcome.loaded.key}, "
+            f"layers {list(art.layers)}: {art.path}"
+        )
+
+    def textspan(
+        self,
+        model: str = "ViT-B-32",
+        pretrained: str | None = None,
+        images: str = "synthetic:256",
+        layers: int | list[int] = 4,
+        pool: str = "default",
+        m: int = 5,
+        rank: int = 80,
+        method: str = "exact",
+        out: str = "reports/textspan",
+        batch_size: int = 64,
+        device: str = "auto",
+        precision: str | None = None,
+        cache_dir: str = "cache",
+        on_bad_image: str = "skip",
+        workers: int | None = None,
+    ):
+        """Find the m descriptions that span each head's output (TextSpan) and write the spans table.
+
+        Writes OUT/tables/spans.parquet (model, layer, head, rank, text, variance) and OUT/manifest.json.
+
+        Args:
+            model: open_clip architecture (ViT-B-32, ViT-B-16, ViT-L-14, ...) or hf-hub:ORG/REPO.
+            pretrained: pretrained tag (openai, laion2b_s34b_b88k, ...), a checkpoint file, or none for random init.
+            images: probe images: synthetic:N[:SEED], a folder, folder:PATH, or NAME:ROOT (cifar10, imagenet, ...).
+            layers: an int n for the last n layers, or a list of 0-based layer indices.
+            pool: description pool: default (the project's own pool) or a text file, one description a line.
+            m: descriptions per head.
+            rank: TextSpan rank (at most the embedding size).
+            method: exact, or faiss (candidates from a FAISS search along each head's principal directions,
+                then exact TextSpan on them; for very large pools).
+            out: output directory of the run.
+            batch_size: images per forward pass.
+            device: cpu, cuda, cuda:N or auto.
+            precision: fp32 or bf16 (CUDA only); default bf16 on CUDA, fp32 on CPU.
+            cache_dir: root of the content-addressed cache.
+            on_bad_image: skip or error.
+            workers: data-loading worker processes.
+        """
+        from ccs_dist.runners import TextSpanRun, run_textspan
+        from ccs_dist.spans import SpanConfig
+
+        if method not in ("exact", "faiss"):
+            raise _user_error(f"unknown method {method!r}: use exact or faiss")
+        args = dict(locals())
+        result = run_textspan(
+            TextSpanRun(
+                probe=_decompose_run(**{k: v for k, v in args.items() if k not in ("pool", "m", "rank", "method", "out")}),
+                pool=pool,
+                spans=SpanConfig(m=int(m), rank=int(rank), method=method),
+                out=out,
+            )
+        )
+        table = result["table"]
+        first = table.filter(table["rank"] == 0).sort("layer", "head").head(4)
+        lines = [f"{row['layer']:>3} {row['head']:>3}  {row['text']}" for row in first.iter_rows(named=True)]
+        return "\n".join([f"spans of {result['heads']} heads written to {result['spans']}", "layer head  first span", *lines, "..."])
+
+    def score(
+        self,
+        spans: str = "",
+        out: str = "",
+        backend: str = "openai",
+        base_url: str | None = None,
+        llm_model: str = "gpt-4o-mini",
+        judges: str | None = None,
+        judge_mode: str = "pair",
+        cache_dir: str = "cache/llm",
+        no_cache: bool = False,
+        refresh_cache: bool = False,
+        api_key_env: str = "OPENAI_API_KEY",
+        rpm: float = 500,
+        tpm: float = 200000,
+        concurrency: int = 16,
+        timeout: float = 60,
+        max_attempts: int = 8,
+        price_in: float = 0.15,
+        price_out: float = 0.60,
+        embedder: str = "minilm",
+        threshold: float | None = None,
+        progress: bool = True,
+    ):
+        """Label every head's spans, judge each (description, label), write labels/judgments/ccs/ccs_at_k parquet.
+
+        Args:
+            spans: spans table (parquet: model, layer, head, rank, text, variance) from the textspan stage.
+            out: output directory for labels.parquet, judgments.parquet, ccs.parquet, ccs_at_k.parquet, score_meta.json.
+            backend: openai (any OpenAI-compatible endpoint) or offline (local embedder, no network, no key).
+            base_url: endpoint base URL, e.g. http://127.0.0.1:8000/v1 for vLLM/Ollama (default https://api.openai.com/v1).
+            llm_model: model that labels the heads (and judges when --judges is not given).
+            judges: comma-separated judges, each MODEL or MODEL@BASE_URL (majority vote; every verdict kept). Offline: minilm or clip:ARCH[/PRETRAINED].
+            judge_mode: pair (one request per description, the paper's protocol) or head (one request per head, five verdicts as JSON).
+            cache_dir: directory of the LLM answer cache (shared safely by concurrent runs).
+            no_cache: neither read nor write the cache.
+            refresh_cache: ask again and overwrite cached answers.
+            api_key_env: name of the environment variable holding the API key (its value is never written anywhere).
+            rpm: requests per minute allowed per endpoint (tightened by the server's x-ratelimit headers).
+            tpm: tokens per minute allowed per endpoint.
+            concurrency: most requests in flight per endpoint.
+            timeout: seconds per request before it is retried.
+            max_attempts: attempts per request (429, 5xx, timeouts, dropped connections) before the stage stops.
+            price_in: USD per million prompt tokens, for the cost estimate.
+            price_out: USD per million completion tokens, for the cost estimate.
+            embedder: offline labeler embedder: minilm or clip:ARCH[/PRETRAINED].
+            threshold: offline judge cosine threshold (default: calibrated on the default pool's family tags).
+            progress: show a progress bar (--progress=False or --noprogress to hide it).
+        """
+        from ccs_dist.llm.commands import score_command
+
+        return score_command(
+            spans, out, backend=backend, base_url=base_url, llm_model=llm_model, judges=judges, judge_mode=judge_mode,
+            cache_dir=cache_dir, no_cache=no_cache, refresh_cache=refresh_cache, api_key_env=api_key_env, rpm=rpm,
+            tpm=tpm, concurrency=concurrency, timeout=timeout, max_attempts=max_attempts, price_in=price_in,
+            price_out=price_out, embedder=embedder, threshold=threshold, progress=progress,
+        )
+
+    def agreement(
+        self,
+        judgments: str = "",
+        human: str | None = None,
+        judge_a: str | None = None,
+        judge_b: str | None = None,
+        export: str | None = None,
+        n: int = 100,
+        seed: int = 0,
+        out: str | None = None,
+    ):
+        """Agreement (Cohen's kappa, Spearman's rho, Kendall's tau) between two sets of 0/1 verdicts, or export a sample to annotate.
+
+        Args:
+            judgments: judgments.parquet written by `ccs-dist score` (or its output directory).
+            human: CSV of human verdicts (columns model, layer, head, rank, text, label, aligned as 1/0; blank = not annotated), compared with --judge-a or the judges' majority.
+            judge_a: a judge name from the judgments table (model@host); alone with --human, or with --judge-b.
+            judge_b: a second judge to compare with --judge-a.
+            export: write a random sample of (description, label) pairs to this CSV for people to annotate.
+            n: number of pairs to export.
+            seed: random seed of the exported sample.
+            out: also write the agreement table to this CSV.
+        """
+        from ccs_dist.llm.commands import agreement_command
+
+        return agreement_command(judgments, human=human, judge_a=judge_a, judge_b=judge_b, export=export, n=n, seed=seed, out=out)
+
+    def evaluate(
+        self,
+        model: str = "ViT-B-32",
+        pretrained: str | None = None,
+        tasks: str = "cifar10",
+        data_root: str = "data",
+        ccs: str | None = None,
+        conditions: str = "original,high,low,moderate,random,equal,concept",
+        seeds: str = "0,1,2",
+        concepts: str | None = None,
+        concept_map: str | None = None,
+        heads: str | None = None,
+        out: str = "reports/evaluate",
+        batch_size: int = 64,
+        limit: int | None = None,
+        device: str = "auto",
+        download: bool = False,
+        frames: int | None = None,
+        caption_mode: str = "first",
+        k: int = 10,
+        occupations: str | None = None,
+        ablation: str = "zero",
+        templates_per_class: int | None = None,
+        workers: int = 0,
+    ):
+        """Soft-prune head sets and evaluate them on tasks; write OUT/tables/evaluation.parquet.
+
+        One pass over each task's data serves every head set (condition). Rows: model, task, condition,
+        seed, n_pruned, metric, value; random sets per seed plus random:mean and random:std.
+
+        Args:
+            model: open_clip architecture (ViT-B-32, ViT-B-16, ViT-L-14, ...) or hf-hub:ORG/REPO.
+            pretrained: pretrained tag (openai, laion2b_s34b_b88k, ...), a checkpoint file, or none for random init.
+            tasks: comma-separated tasks: cifar10, cifar100, food101, country211, oxford_pets, imagenet, imagenet_a,
+                imagenet_r (zero-shot top-1/top-5), msrvtt, msvd, didemo (video retrieval), fairface,
+                socialcounterfactuals (MaxSkew@k / NDKL@k); NAME@PATH reads a task from PATH instead of
+                --data-root; folder@PATH is any folder of class sub-folders with a classnames.txt.
+            data_root: folder holding the datasets in their distributed layouts (cifar-10-batches-py/, food-101/,
+                country211/, oxford-iiit-pet/, imagenet/val/, imagenet-a/, imagenet-r/, msrvtt/, msvd/, didemo/,
+                fairface/, socialcounterfactuals/); a wrong layout is reported with the expected one.
+            ccs: the ccs table (parquet from `ccs-dist score`) that defines high/low/moderate/random/equal/concept sets.
+            conditions: comma-separated: original, high, low, moderate, random, equal, concept (all but original
+                need --ccs; without it they are dropped with a warning).
+            seeds: comma-separated seeds of the random sets (>= 3 for mean and std).
+            concepts: comma-separated concept families to prune (default: every family some head label matches).
+            concept_map: JSON file {family: [synonym, ...]} replacing the default label -> family map.
+            heads: explicit head lists, ';'-separated, each NAME=L11.H5,L10.H8 or just L11.H5,L10.H8.
+            out: output directory; the table goes to OUT/tables/evaluation.parquet.
+            batch_size: images per forward pass (every head set shares it).
+            limit: evaluate at most this many images (videos) per task, evenly spaced (quick runs).
+            device: cpu, cuda, cuda:N or auto.
+            download: let torchvision download the datasets it can (cifar10, cifar100, food101, country211, oxford_pets).
+            frames: frames per video (default 12; 32 for DiDeMo).
+            caption_mode: first (one caption per video, the paper's protocol) or all.
+            k: top-k of MaxSkew@k and NDKL@k.
+            occupations: occupation list, one a line (default ../shared/data/occupations_104.txt).
+            ablation: zero (the paper) or mean (replace a head's output with its mean; needs the engine's means).
+            templates_per_class: use only the first N prompt templates of each ensemble (quick runs; default all).
+            workers: data-loading worker processes.
+        """
+        args = {k_: v for k_, v in locals().items() if k_ != "self"}
+        from ccs_dist.evaluate.command import evaluate_command
+
+        return evaluate_command(**args)
+
+
+def _user_error(message: str):
+    from ccs_dist.errors import UserError
+
+    return UserError(message)
+
+
+def _decompose_run(self=None, model="ViT-B-32", pretrained=None, images="synthetic:256", layers=4, batch_size=64,
+                   device="auto", precision=None, cache_dir="cache", on_bad_image="skip", workers=None, **_ignored):
+    from ccs_dist.decompose import DecomposeConfig
+    from ccs_dist.runners import DecomposeRun, ModelSpec
+
+    if on_bad_image not in ("skip", "error"):
+        raise _user_error(f"unknown on_bad_image {on_bad_image!r}: use skip or error")
+    if isinstance(layers, (list, tuple)):
+        layers = tuple(int(x) for x in layers)
+    elif isinstance(layers, str) or not isinstance(layers, int):
+        raise _user_error(f"layers={layers!r}: give an int (last n layers) or a list like [8,9,10,11]")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise _user_error(f"batch_size={batch_size!r}: give a positive integer")
+    pretrained = None if pretrained in (None, "none", "None", "") else str(pretrained)
+    return DecomposeRun(
+        model=ModelSpec(str(model), pretrained, device=device, precision=precision),
+        images=str(images),
+        cache_dir=str(cache_dir),
+        decompose=DecomposeConfig(layers=layers, batch_size=batch_size, num_workers=workers, on_bad_image=on_bad_image),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    import fire
+
+    from ccs_dist.errors import UserError
+    from ccs_dist.log import setup_logging
+
+    setup_logging()
+    try:
+        fire.Fire(Commands, command=argv, name="ccs-dist")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; finished artifacts are kept, re-run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,378 @@
+"""Direct contribution of every attention head to the image embedding (Gandelsman et al.).
+
+The CLS residual before ``ln_post`` is a sum of 2L+1 writes: the ``ln_pre`` output, L attention layers and
+L MLPs. With the per-image mean ``mu`` and std ``sigma`` of that residual fixed, ``ln_post`` is affine, so a
+write ``c`` with share ``s`` of the mean and bias maps to the joint space as
+``((c - mu * s) * gamma / sigma + beta * s) @ proj``. Shares follow the reference code: every residual write
+has ``1/(2L+1)``, an attention layer's share is split equally over its H heads, and so is its out-projection
+bias (a head's term is its CLS write plus ``bias/H``). All terms sum to ``encode_image``.
+
+Axis legend: B batch, P position, L layer (chosen layers), H head, D model width, E joint embedding.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from ccs_dist.errors import UserError
+from ccs_dist.images import ImageSet
+from ccs_dist.models.heads import resolve_layers
+from ccs_dist.models.loading import LoadedModel
+from ccs_dist.store import ArtifactStore, atomic_save_npy, atomic_write_bytes, atomic_write_json, content_key, read_json
+
+log = logging.getLogger(__name__)
+
+DECOMPOSE_VERSION = 1  # bump when the maths or the on-disk layout changes
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """One batch decomposed. ``heads.sum((1, 2)) + rest == embedding`` up to float rounding.
+
+    ``heads``: [B, L, H, E] direct contribution of each head of ``layers`` (not divided by the norm).
+    ``rest``: [B, E] every other term (embeddings, other layers, MLPs).
+    ``embedding``: [B, E] the ``encode_image`` output, not normalised.
+    ``spatial``: for requested (layer, head) pairs, [B, P, E] contributions per source position (summing
+    over P to that head's term), for heat-maps.
+    """
+
+    heads: torch.Tensor
+    layers: tuple[int, ...]
+    rest: torch.Tensor
+    embedding: torch.Tensor
+    spatial: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
+
+
+class _LnPostAffine:
+    """``ln_post`` linearised at the per-image mean/std of the CLS residual, followed by ``proj``."""
+
+    def __init__(self, visual: torch.nn.Module, resid_BD: torch.Tensor):
+        ln = visual.ln_post
+        r = resid_BD.float()
+        self.mu_B1 = r.mean(-1, keepdim=True)
+        self.sigma_B1 = (r.var(-1, unbiased=False, keepdim=True) + ln.eps).sqrt()
+        d = r.shape[-1]
+        self.gamma_D = ln.weight.float() if ln.weight is not None else torch.ones(d, device=r.device)
+        self.beta_D = ln.bias.float() if ln.bias is not None else torch.zeros(d, device=r.device)
+        self.proj_DE = visual.proj.float()
+
+    def __call__(self, c_BXD: torch.Tensor, share: float) -> torch.Tensor:
+        """Map writes ``c`` [B, ..., D] with share ``share`` to the joint space [B, ..., E]."""
+        extra = c_BXD.dim() - 2
+        mu = self.mu_B1.view(-1, *([1] * extra), 1)
+        sigma = self.sigma_B1.view(-1, *([1] * extra), 1)
+        return ((c_BXD.float() - mu * share) * self.gamma_D / sigma + self.beta_D * share) @ self.proj_DE
+
+
+def _check_supported(loaded: LoadedModel) -> None:
+    visual = loaded.visual
+    if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok":
+        raise UserError(f"{loaded.key}: decomposition needs class-token pooling (pool_type=tok, no attention pooling)")
+    if visual.proj is None:
+        raise UserError(f"{loaded.key}: the image tower has no output projection to decompose into")
+
+
+class _Recorder:
+    """Hooks that record the CLS residual writes of one forward pass; every hook must fire."""
+
+    def __init__(self, loaded: LoadedModel, layers: Sequence[int], spatial: dict[int, tuple[int, ...]]):
+        self.loaded, self.layers, self.spatial = loaded, tuple(layers), spatial
+        self.writes: dict[str, torch.Tensor] = {}
+        self._handles: list = []
+
+    def _store(self, name: str):
+        def hook(_module, _inputs, output):
+            self.writes[name] = output[:, 0].detach().clone()
+        return hook
+
+    def __enter__(self) -> _Recorder:
+        visual = self.loaded.visual
+        if not visual.transformer.batch_first:
+            raise UserError(f"{self.loaded.key}: sequence-first image transformers are not supported")
+        self._handles.append(visual.ln_pre.register_forward_hook(self._store("visual.embed")))
+        for layer, block in enumerate(visual.transformer.resblocks):
+            self._handles.append(block.ls_1.register_forward_hook(self._store(f"visual.blocks.{layer}.attn_out")))
+            self._handles.append(block.ls_2.register_forward_hook(self._store(f"visual.blocks.{layer}.mlp_out")))
+
+        def pre_ln_post(_module, inputs):
+            x = inputs[0]
+            self.writes["visual.ln_post.in"] = (x[:, 0] if x.dim() == 3 else x).detach().clone()
+        self._handles.append(visual.ln_post.register_forward_pre_hook(pre_ln_post))
+        for layer in self.layers:
+            self.loaded.heads[layer].record_cls = True
+        for layer, heads in self.spatial.items():
+            self.loaded.heads[layer].spatial_heads = heads
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        for module in self.loaded.heads:
+            module.record_cls = False
+            module.spatial_heads = ()
+        if exc[0] is None:
+            expected = 2 + 2 * self.loaded.num_layers
+            if len(self.writes) != expected:
+                raise RuntimeError(f"decomposition hooks fired {len(self.writes)} of {expected} times")
+
+
+def _layer_scale(block: torch.nn.Module) -> torch.Tensor | None:
+    gamma = getattr(block.ls_1, "gamma", None)
+    return None if gamma is None else gamma.float()
+
+
+@torch.no_grad()
+def decompose(
+    loaded: LoadedModel,
+    images: torch.Tensor,
+    layers: int | Sequence[int] = 4,
+    spatial_heads: Sequence[tuple[int, int]] = (),
+) -> Decomposition:
+    """Decompose a batch of preprocessed images ``[B, 3, h, w]`` (see :class:`Decomposition`).
+
+    ``layers``: an int means the last n layers, a sequence names 0-based layers.
+    ``spatial_heads``: (layer, head) pairs whose per-position contributions to return.
+    """
+    _check_supported(loaded)
+    chosen = resolve_layers(layers, loaded.num_layers)
+    spatial: dict[int, tuple[int, ...]] = {}
+    for layer, head in spatial_heads:
+        if layer not in chosen or not 0 <= head < loaded.num_heads:
+            raise UserError(f"spatial head L{layer}.H{head} is not among the decomposed layers {list(chosen)}")
+        spatial[layer] = tuple(sorted(set(spatial.get(layer, ()) + (head,))))
+    visual = loaded.visual
+    images = images.to(loaded.device)
+    with _Recorder(loaded, chosen, spatial) as rec, loaded.autocast():
+        embedding_BE = loaded.model.encode_image(images).float()
+
+    L, H = loaded.num_layers, loaded.num_heads
+    n_terms = 2 * L + 1
+    to_joint = _LnPostAffine(visual, rec.writes["visual.ln_post.in"])
+
+    # Everything that is not a head of a chosen layer, summed in the residual space first (the map is affine).
+    rest_BD = rec.writes["visual.embed"].float().clone()
+    n_rest_terms = 1
+    for layer in range(L):
+        rest_BD += rec.writes[f"visual.blocks.{layer}.mlp_out"].float()
+        n_rest_terms += 1
+        if layer not in chosen:
+            rest_BD += rec.writes[f"visual.blocks.{layer}.attn_out"].float()
+            n_rest_terms += 1
+    rest_BE = to_joint(rest_BD, n_rest_terms / n_terms)
+
+    head_terms = []
+    spatial_out: dict[tuple[int, int], torch.Tensor] = {}
+    for layer in chosen:
+        module = loaded.heads[layer]
+        block = visual.transformer.resblocks[layer]
+        bias_D = module.out_proj.bias.float() if module.out_proj.bias is not None else torch.zeros(loaded.width, device=images.device)
+        gamma = _layer_scale(block)
+        c_BHD = module.head_out_BHD.float() + bias_D / H
+        if gamma is not None:
+            c_BHD = c_BHD * gamma
+        head_terms.append(to_joint(c_BHD, 1.0 / (n_terms * H)))
+        if module.head_spatial_BSPD is not None:
+            P = module.head_spatial_BSPD.shape[2]
+            s_BSPD = module.head_spatial_BSPD.float() + bias_D / (H * P)
+            if gamma is not None:
+                s_BSPD = s_BSPD * gamma
+            s_BSPE = to_joint(s_BSPD, 1.0 / (n_terms * H * P))
+            for i, head in enumerate(spatial[layer]):
+                spatial_out[(layer, head)] = s_BSPE[:, i]
+        module.head_out_BHD = module.head_spatial_BSPD = None
+    heads_BLHE = torch.stack(head_terms, dim=1)
+    return Decomposition(heads=heads_BLHE, layers=chosen, rest=rest_BE, embedding=embedding_BE, spatial=spatial_out)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Streaming over an image set into sharded on-disk arrays
+
+
+@dataclass(frozen=True)
+class DecomposeConfig:
+    layers: int | tuple[int, ...] = 4
+    batch_size: int = 64
+    num_workers: int | None = None  # None: min(4, cpus - 1)
+    shard_size: int = 2048  # images per shard file
+    on_bad_image: Literal["skip", "error"] = "skip"
+    progress: bool = True
+
+
+class _ProbeDataset(torch.utils.data.Dataset):
+    def __init__(self, image_set: ImageSet, transform, indices: Sequence[int]):
+        self.image_set, self.transform, self.indices = image_set, transform, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        index = self.indices[i]
+        try:
+            return self.transform(self.image_set.load(index)), index, ""
+        except Exception as e:  # unreadable or corrupt file: reported, then skipped or fatal by config
+            return None, index, f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+
+
+def _collate(items):
+    good = [(x, i) for x, i, err in items if x is not None]
+    bad = [(i, err) for x, i, err in items if x is None]
+    images = torch.stack([x for x, _ in good]) if good else None
+    return images, [i for _, i in good], bad
+
+
+@dataclass(frozen=True)
+class DecompositionArtifact:
+    """A decomposed image set on disk: shards of heads [n, L, H, E], rest [n, E], embedding [n, E], ids."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        return tuple(self.manifest["layers"])
+
+    @property
+    def n_images(self) -> int:
+        return int(self.manifest["n_images"])
+
+    @property
+    def shard_names(self) -> list[str]:
+        return list(self.manifest["shards"])
+
+    def load_shard(self, name: str, mmap: bool = True) -> dict[str, np.ndarray]:
+        mode = "r" if mmap else None
+        return {
+            part: np.load(self.path / f"{part}-{name}.npy", mmap_mode=mode) for part in ("heads", "rest", "embedding")
+        }
+
+    def ids(self) -> list[str]:
+        out: list[str] = []
+        for name in self.shard_names:
+            out.extend((self.path / f"ids-{name}.txt").read_text(encoding="utf-8").splitlines())
+        return out
+
+    def iter_heads(self):
+        """Yield heads [n, L, H, E] (memory-mapped) shard by shard: memory stays flat in N."""
+        for name in self.shard_names:
+            yield self.load_shard(name)["heads"]
+
+    def head(self, layer: int, head: int) -> np.ndarray:
+        """One head's contributions over all images: [N, E] (loads only that slice)."""
+        li = self.layers.index(layer)
+        return np.concatenate([h[:, li, head] for h in self.iter_heads()], axis=0)
+
+
+def decomposition_key(loaded: LoadedModel, image_set: ImageSet, layers: tuple[int, ...]) -> dict[str, Any]:
+    return {
+        "version": DECOMPOSE_VERSION,
+        "model": loaded.key,
+        "weights": loaded.weights_hash,
+        "images": image_set.fingerprint,
+        "n_images": len(image_set),
+        "layers": list(layers),
+        "preprocess": repr(loaded.preprocess),
+        "precision": loaded.precision,
+    }
+
+
+def decompose_image_set(
+    loaded: LoadedModel,
+    image_set: ImageSet,
+    store: ArtifactStore,
+    config: DecomposeConfig = DecomposeConfig(),
+) -> DecompositionArtifact:
+    """Decompose every image of ``image_set`` into a sharded artifact (reused when it already exists).
+
+    Shards are written atomically as they finish; an interrupted run resumes from the last finished shard.
+    Unreadable images are skipped and listed in the manifest (or abort, with ``on_bad_image="error"``).
+    """
+    _check_supported(loaded)
+    layers = resolve_layers(config.layers, loaded.num_layers)
+    key_parts = decomposition_key(loaded, image_set, layers)
+    key = content_key(key_parts)
+    found = store.find("decompose", key)
+    if found is not None:
+        log.info("decomposition of %s on %s reused from %s", image_set.name, loaded.key, found)
+        return DecompositionArtifact(found, read_json(found / "manifest.json"))
+
+    work = store.begin("decompose", key)
+    progress_path = work / "progress.json"
+    progress = read_json(progress_path) if progress_path.is_file() else {}
+    if progress.get("shard_size") != config.shard_size:
+        progress = {"shard_size": config.shard_size, "shards": [], "skipped": [], "n_images": 0}
+    n_total = len(image_set)
+    n_shards = -(-n_total // config.shard_size)
+    workers = config.num_workers if config.num_workers is not None else max(0, min(4, (os.cpu_count() or 1) - 1))
+    from tqdm.auto import tqdm
+
+    start_shard = len(progress["shards"])
+    done_images = min(start_shard * config.shard_size, n_total)
+    if start_shard:
+        log.info("resuming decomposition at shard %d/%d (%d images done)", start_shard, n_shards, done_images)
+    bar = tqdm(total=n_total, initial=done_images, unit="img", desc=f"decompose {loaded.key}", disable=not config.progress)
+    try:
+        for shard in range(start_shard, n_shards):
+            lo, hi = shard * config.shard_size, min((shard + 1) * config.shard_size, n_total)
+            loader = torch.utils.data.DataLoader(
+                _ProbeDataset(image_set, loaded.preprocess, range(lo, hi)),
+                batch_size=config.batch_size,
+                num_workers=workers,
+                collate_fn=_collate,
+                pin_memory=loaded.device.type == "cuda",
+            )
+            parts: dict[str, list[np.ndarray]] = {"heads": [], "rest": [], "embedding": []}
+            ids: list[str] = []
+            for images, indices, bad in loader:
+                for index, err in bad:
+                    if config.on_bad_image == "error":
+                        raise UserError(
+                            f"unreadable image {image_set.image_id(index)} ({err}): fix or remove it, "
+                            "or pass --on-bad-image skip to skip unreadable files"
+                        )
+                    log.warning("skipping unreadable image %s (%s)", image_set.image_id(index), err)
+                    progress["skipped"].append({"id": image_set.image_id(index), "error": err})
+                if images is not None:
+                    d = decompose(loaded, images, layers)
+                    parts["heads"].append(d.heads.cpu().numpy())
+                    parts["rest"].append(d.rest.cpu().numpy())
+                    parts["embedding"].append(d.embedding.cpu().numpy())
+                    ids.extend(image_set.image_id(i) for i in indices)
+                bar.update(len(indices) + len(bad))
+            name = f"{shard:05d}"
+            if ids:
+                for part, arrays in parts.items():
+                    atomic_save_npy(work / f"{part}-{name}.npy", np.concatenate(arrays))
+                atomic_write_bytes(work / f"ids-{name}.txt", ("\n".join(ids) + "\n").encode("utf-8"))
+                progress["shards"].append(name)
+            else:
+                progress["shards"].append(None)
+            progress["n_images"] += len(ids)
+            atomic_write_json(progress_path, progress)
+    finally:
+        bar.close()  # leaves the bar's line finished, so an error message starts on its own line
+    if progress["n_images"] == 0:
+        raise UserError(f"no readable image in {image_set.name}: every file failed to load (see the warnings above)")
+    if progress["skipped"]:
+        log.warning("%d unreadable image(s) skipped; listed in the manifest", len(progress["skipped"]))
+    manifest = {
+        **key_parts,
+        "model_metadata": loaded.metadata(),
+        "image_set": image_set.name,
+        "num_heads": loaded.num_heads,
+        "embed_dim": loaded.embed_dim,
+        "n_images": progress["n_images"],
+        "skipped": progress["skipped"],
+        "shards": [s for s in progress["shards"] if s is not None],
+    }
+    progress_path.unlink()
+    final = store.commit("decompose", key, manifest)
+    log.info("decomposed %d images of %s into %s", manifest["n_images"], image_set.name, final)
+    return DecompositionArtifact(final, manifest)

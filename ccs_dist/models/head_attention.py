@@ -1,0 +1,184 @@
+"""A head-level self-attention module that replaces ``nn.MultiheadAttention`` in the image tower.
+
+torch's ``nn.MultiheadAttention`` fuses all heads, so no hook can see one head's output. ``HeadAttention``
+reuses the very same Parameter objects (``in_proj_weight``, ``in_proj_bias``, ``out_proj``), so
+state_dict keys and checkpoints are unchanged, and computes the heads explicitly on fused
+scaled-dot-product attention. It can
+
+* record each head's write to the CLS token (``head_out_BHD``: head ``h``'s slice of the
+  out-projection input at position 0, times that slice of the out-projection weight; the out-projection
+  bias is not included),
+* record, for chosen heads, the CLS write split over source positions (``head_spatial_BSPD``),
+* ablate heads per sample: ``head_mask_BH`` (1 keep, 0 ablate) zeroes a head's output at every token
+  (or replaces it with a reference mean), the out-projection bias kept.
+
+Axis legend: B batch, P position, H head, K head dim, D model width, S chosen heads.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Ablation = Literal["zero", "mean"]
+
+
+class HeadAttention(nn.Module):
+    """Drop-in for a self-attention ``nn.MultiheadAttention`` (packed in-projection) with per-head access."""
+
+    def __init__(self, mha: nn.MultiheadAttention, name: str):
+        super().__init__()
+        if not getattr(mha, "_qkv_same_embed_dim", True) or mha.in_proj_weight is None:
+            raise TypeError(f"{name}: only packed q/k/v in-projections are supported")
+        if mha.bias_k is not None or mha.add_zero_attn:
+            raise TypeError(f"{name}: bias_k/bias_v/add_zero_attn are not supported")
+        self.name = name
+        self.embed_dim = mha.embed_dim
+        self.num_heads = mha.num_heads
+        self.head_dim = mha.head_dim
+        self.batch_first = mha.batch_first
+        self.dropout = mha.dropout
+        # The same Parameter objects and Linear module: state_dict keys stay ``attn.in_proj_weight`` etc.
+        self.in_proj_weight = mha.in_proj_weight
+        self.in_proj_bias = mha.in_proj_bias
+        self.out_proj = mha.out_proj
+        # Per-forward controls, set by the decomposition / masked-evaluation code and reset after use.
+        self.record_cls = False
+        self.spatial_heads: tuple[int, ...] = ()
+        self.head_mask_BH: torch.Tensor | None = None
+        self.ablation: Ablation = "zero"
+        self.mean_out_HPK: torch.Tensor | None = None  # reference mean of each head's output, for "mean"
+        self.record_mean = False
+        # Outputs of the last forward.
+        self.head_out_BHD: torch.Tensor | None = None
+        self.head_spatial_BSPD: torch.Tensor | None = None
+        self._mean_sum_HPK: torch.Tensor | None = None
+        self._mean_count = 0
+
+    def extra_repr(self) -> str:
+        return f"{self.name}: embed_dim={self.embed_dim}, num_heads={self.num_heads}, head_dim={self.head_dim}"
+
+    def reset(self) -> None:
+        """Clear every control and recorded output (the module then behaves like the stock one)."""
+        self.record_cls = False
+        self.spatial_heads = ()
+        self.head_mask_BH = None
+        self.ablation = "zero"
+        self.record_mean = False
+        self.head_out_BHD = None
+        self.head_spatial_BSPD = None
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+        attn_mask: torch.Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[torch.Tensor, None]:
+        if need_weights:
+            raise NotImplementedError(f"{self.name}: need_weights=True is not supported")
+        if key_padding_mask is not None:
+            raise NotImplementedError(f"{self.name}: key_padding_mask is not supported")
+        if not self.batch_first:
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        B, P, D = query.shape
+        H, K = self.num_heads, self.head_dim
+
+        if query is key and key is value:
+            qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)
+            q, k, v = qkv.view(B, P, 3, H, K).permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, P, K]
+        else:
+            w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+            b_q, b_k, b_v = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None,) * 3
+            q = F.linear(query, w_q, b_q).view(B, P, H, K).transpose(1, 2)
+            k = F.linear(key, w_k, b_k).view(B, key.shape[1], H, K).transpose(1, 2)
+            v = F.linear(value, w_v, b_v).view(B, value.shape[1], H, K).transpose(1, 2)
+
+        mask = None
+        if attn_mask is not None:
+            mask = attn_mask if attn_mask.dtype == torch.bool else attn_mask.to(q.dtype)
+            mask = ~mask if mask.dtype == torch.bool else mask  # MHA: True = masked out; SDPA: True = keep
+        dropout_p = self.dropout if self.training else 0.0
+        z_BHPK = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+
+        if self.record_mean:
+            self._accumulate_mean(z_BHPK)
+        if self.head_mask_BH is not None:
+            z_BHPK = self._ablate(z_BHPK)
+
+        w_out_DHK = self.out_proj.weight.view(D, H, K)
+        if self.record_cls:
+            self.head_out_BHD = torch.einsum("bhk,dhk->bhd", z_BHPK[:, :, 0], w_out_DHK.to(z_BHPK.dtype))
+        if self.spatial_heads:
+            self.head_spatial_BSPD = self._spatial_cls_writes(q, k, v, mask, w_out_DHK)
+
+        out = F.linear(z_BHPK.transpose(1, 2).reshape(B, P, D), self.out_proj.weight, self.out_proj.bias)
+        if not self.batch_first:
+            out = out.transpose(0, 1)
+        return out, None
+
+    def _ablate(self, z_BHPK: torch.Tensor) -> torch.Tensor:
+        keep_BH11 = self.head_mask_BH.to(z_BHPK.dtype)[:, :, None, None]
+        if keep_BH11.shape[0] != z_BHPK.shape[0] or keep_BH11.shape[1] != self.num_heads:
+            raise ValueError(
+                f"{self.name}: head mask has shape {tuple(self.head_mask_BH.shape)}, "
+                f"expected [{z_BHPK.shape[0]}, {self.num_heads}]"
+            )
+        if self.ablation == "zero":
+            return z_BHPK * keep_BH11
+        if self.mean_out_HPK is None:
+            raise ValueError(f"{self.name}: mean ablation needs reference means (compute_head_means)")
+        return z_BHPK * keep_BH11 + (1 - keep_BH11) * self.mean_out_HPK.to(z_BHPK.dtype)[None]
+
+    def _spatial_cls_writes(self, q, k, v, mask, w_out_DHK) -> torch.Tensor:
+        """CLS write of each chosen head split over source positions: [B, S, P, D], summing over P to head_out."""
+        idx = list(self.spatial_heads)
+        q0_BS1K = q[:, idx, :1].float()
+        k_BSPK, v_BSPK = k[:, idx].float(), v[:, idx].float()
+        logits_BS1P = q0_BS1K @ k_BSPK.transpose(-1, -2) * (self.head_dim**-0.5)
+        if mask is not None:
+            row = mask[..., :1, :] if mask.dim() >= 2 else mask
+            logits_BS1P = logits_BS1P.masked_fill(~row, float("-inf")) if row.dtype == torch.bool else logits_BS1P + row.float()
+        attn_BSP = logits_BS1P.softmax(-1)[:, :, 0]
+        if self.head_mask_BH is not None:
+            attn_BSP = attn_BSP * self.head_mask_BH[:, idx, None].float()
+        contrib_BSPK = attn_BSP[..., None] * v_BSPK
+        return torch.einsum("bspk,dsk->bspd", contrib_BSPK, w_out_DHK[:, idx].float())
+
+    def _accumulate_mean(self, z_BHPK: torch.Tensor) -> None:
+        s = z_BHPK.detach().float().sum(0)
+        self._mean_sum_HPK = s if self._mean_sum_HPK is None else self._mean_sum_HPK + s
+        self._mean_count += z_BHPK.shape[0]
+
+    def pop_mean(self) -> torch.Tensor:
+        """Mean of this head's outputs over every sample seen while ``record_mean`` was on: [H, P, K]."""
+        if self._mean_sum_HPK is None:
+            raise ValueError(f"{self.name}: no samples recorded")
+        mean = self._mean_sum_HPK / self._mean_count
+        self._mean_sum_HPK, self._mean_count = None, 0
+        return mean
+
+
+def install_head_attention(visual: nn.Module) -> list[HeadAttention]:
+    """Replace every ``nn.MultiheadAttention`` of an open_clip ViT image tower; return them by layer.
+
+    Idempotent: a tower that already has ``HeadAttention`` modules is returned as is.
+    """
+    blocks = visual.transformer.resblocks
+    modules = []
+    for layer, block in enumerate(blocks):
+        attn = block.attn
+        if not isinstance(attn, HeadAttention):
+            if not isinstance(attn, nn.MultiheadAttention):
+                raise TypeError(f"layer {layer}: unsupported attention module {type(attn).__name__}")
+            attn = HeadAttention(attn, name=f"visual.blocks.{layer}.attn")
+            block.attn = attn
+        modules.append(attn)
+    return modules

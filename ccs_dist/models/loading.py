@@ -1,0 +1,282 @@
+"""Load an open_clip model and install the head-level attention module in its image tower.
+
+Sources: zoo names with pretrained tags (``"ViT-B-16", "laion2b_s34b_b88k"``), ``"openai"`` tags (built with
+the QuickGELU activation their weights need), ``hf-hub:`` ids, local checkpoint files, and ``None`` for a
+random init (deterministic per seed, and flagged loudly in logs and metadata).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ccs_dist.errors import UserError
+from ccs_dist.models.head_attention import HeadAttention, install_head_attention
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+_NO_WEIGHTS = {None, "", "none", "None", "random", "random-init"}
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """An open_clip CLIP model ready for decomposition and masked evaluation.
+
+    ``heads[l]`` is the :class:`HeadAttention` of image-encoder layer ``l``. Sizes: ``num_layers`` (L),
+    ``num_heads`` (H), ``head_dim`` (K), ``width`` (D, residual width), ``embed_dim`` (E, joint space).
+    """
+
+    model: nn.Module
+    preprocess: Callable
+    tokenizer: Callable
+    arch: str
+    pretrained: str | None
+    key: str
+    device: torch.device
+    precision: str
+    seed: int | None
+    heads: list[HeadAttention] = field(repr=False)
+
+    @property
+    def visual(self) -> nn.Module:
+        return self.model.visual
+
+    @property
+    def random_init(self) -> bool:
+        return self.pretrained is None
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.heads)
+
+    @property
+    def num_heads(self) -> int:
+        return self.heads[0].num_heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.heads[0].head_dim
+
+    @property
+    def width(self) -> int:
+        return self.heads[0].embed_dim
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.visual.proj.shape[1])
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA when precision is ``bf16``; a no-op otherwise."""
+        if self.precision == "bf16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @property
+    def weights_hash(self) -> str:
+        """sha256 over every parameter and buffer (names, shapes, bytes): the cache key of the weights."""
+        if getattr(self, "_weights_hash", None) is None:
+            h = hashlib.sha256()
+            for name, t in sorted(self.model.state_dict().items()):
+                t = t.detach().to("cpu").contiguous()
+                h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            self._weights_hash = h.hexdigest()
+        return self._weights_hash
+
+    def metadata(self) -> dict[str, Any]:
+        """What every output records about the model it came from."""
+        import open_clip
+
+        return {
+            "model": self.key,
+            "arch": self.arch,
+            "pretrained": self.pretrained,
+            "random_init": self.random_init,
+            "seed": self.seed,
+            "precision": self.precision,
+            "device": str(self.device),
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "embed_dim": self.embed_dim,
+            "open_clip": open_clip.__version__,
+            "torch": torch.__version__,
+        }
+
+
+def _register_project_configs() -> None:
+    import open_clip
+
+    if "ccs-tiny" not in open_clip.list_models():
+        open_clip.add_model_config(CONFIG_DIR)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise UserError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device} requested but no CUDA GPU is visible: use --device cpu (or auto)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"device {device} requested but only {torch.cuda.device_count()} GPU(s) are visible")
+    return dev
+
+
+def _resolve_precision(precision: str | None, device: torch.device) -> str:
+    if precision is None:
+        return "bf16" if device.type == "cuda" else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"unknown precision {precision!r}: use fp32 or bf16")
+    if precision == "bf16" and device.type != "cuda":
+        log.warning("bf16 autocast is only used on CUDA; running fp32 on %s", device)
+        return "fp32"
+    return precision
+
+
+def _check_arch(arch: str) -> None:
+    import open_clip
+
+    if arch.startswith(("hf-hub:", "local-dir:")):
+        return
+    known = open_clip.list_models()
+    if arch not in known:
+        close = difflib.get_close_matches(arch, known, n=4, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else "see open_clip.list_models()"
+        raise UserError(f"unknown architecture {arch!r}: {hint}")
+
+
+def _classify_pretrained(arch: str, pretrained: str | None) -> tuple[str, str | None]:
+    """-> (kind, value) with kind one of none / tag / file."""
+    import open_clip
+
+    if arch.startswith(("hf-hub:", "local-dir:")):
+        return "schema", None  # the id names config and weights together
+    if pretrained in _NO_WEIGHTS:
+        return "none", None
+    tags = open_clip.list_pretrained_tags_by_model(arch)
+    if pretrained in tags:
+        return "tag", pretrained
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        return "file", str(path)
+    if path.suffix in _CHECKPOINT_SUFFIXES or "/" in pretrained or path.exists():
+        raise UserError(f"checkpoint file {pretrained} not found: give an existing .pt/.bin/.safetensors file")
+    valid = ", ".join(tags) if tags else "none (this architecture has no published tags; give a checkpoint file)"
+    raise UserError(f"unknown pretrained tag {pretrained!r} for {arch}: valid tags are {valid}, or none for random init")
+
+
+def _weights_error(e: Exception, kind: str, arch: str, pretrained: str | None, value: str | None) -> Exception:
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()] or [type(e).__name__]
+    detail = next((ln for ln in lines if "size mismatch" in ln or "Missing key" in ln), lines[0])[:200]
+    if kind == "file":
+        if isinstance(e, (RuntimeError, AssertionError, KeyError, ValueError)):
+            return UserError(f"checkpoint {value} does not fit architecture {arch} ({detail}): pick the architecture it was trained with")
+        return UserError(f"could not read checkpoint {value} ({detail}): give a torch .pt/.bin or .safetensors state dict")
+    if isinstance(e, (OSError, ValueError, RuntimeError)):
+        where = arch if kind == "schema" else f"{arch} / {pretrained}"
+        return UserError(
+            f"could not fetch or read weights for {where} ({detail}): no network? "
+            "download the weights elsewhere and pass the checkpoint file"
+        )
+    return e
+
+
+def quick_gelu_needed(arch: str, tag: str) -> bool:
+    """Whether the weights of (arch, tag) were trained with QuickGELU (all ``openai`` tags are)."""
+    import open_clip
+
+    return tag == "openai" or bool(open_clip.get_pretrained_cfg(arch, tag).get("quick_gelu", False))
+
+
+def load_model(
+    arch: str,
+    pretrained: str | None = None,
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+    seed: int = 0,
+) -> LoadedModel:
+    """Build an open_clip model, load its weights and install :class:`HeadAttention` in the image tower.
+
+    Args:
+        arch: open_clip architecture (``ViT-B-16``, ``ViT-B-32-quickgelu``, ``ccs-tiny``) or ``hf-hub:org/repo``.
+        pretrained: a pretrained tag (``openai``, ``laion2b_s34b_b88k``), a checkpoint file, or None for
+            random init. ``openai`` weights are built with QuickGELU whatever the architecture name says.
+        device: ``cpu``, ``cuda[:N]`` or None (CUDA when available).
+        precision: ``fp32`` or ``bf16`` (autocast, CUDA only); None = bf16 on CUDA, fp32 on CPU.
+        seed: seed of the random init (ignored when weights are loaded).
+    """
+    import open_clip
+
+    _register_project_configs()
+    arch = str(arch)
+    _check_arch(arch)
+    pretrained = None if pretrained is None else str(pretrained)
+    kind, value = _classify_pretrained(arch, pretrained)
+    dev = resolve_device(device)
+    prec = _resolve_precision(precision, dev)
+
+    kwargs: dict[str, Any] = {}
+    if kind == "tag" and quick_gelu_needed(arch, value):
+        kwargs["force_quick_gelu"] = True  # open_clip 3.x builds plain GELU for e.g. ViT-B-32 + openai
+    try:
+        if kind == "none":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None, **kwargs)
+        else:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=value if kind != "schema" else None, **kwargs
+            )
+    except UserError:
+        raise
+    except Exception as e:  # open_clip signals bad weights with RuntimeError, AssertionError, KeyError, OSError...
+        raise _weights_error(e, kind, arch, pretrained, value) from e
+    tokenizer = open_clip.get_tokenizer(arch)
+
+    visual = model.visual
+    if not hasattr(visual, "transformer") or not hasattr(visual.transformer, "resblocks"):
+        raise UserError(f"{arch} has no ViT image tower (e.g. a ResNet CLIP): ccs_dist decomposes ViT towers only")
+    heads = install_head_attention(visual)
+    model = model.to(dev).eval()
+
+    if kind in ("none",):
+        key = f"{arch}/random-init"
+        pretrained_name = None
+        log.warning(
+            "RANDOM INIT: %s has no pretrained weights (seed %d); results describe an untrained network", arch, seed
+        )
+    elif kind == "schema":
+        key, pretrained_name = arch, arch
+    elif kind == "file":
+        key, pretrained_name = f"{arch}/file:{Path(value).name}", value
+    else:
+        key, pretrained_name = f"{arch}/{value}", value
+    loaded = LoadedModel(
+        model=model,
+        preprocess=preprocess,
+        tokenizer=tokenizer,
+        arch=arch,
+        pretrained=pretrained_name,
+        key=key,
+        device=dev,
+        precision=prec,
+        seed=seed if kind == "none" else None,
+        heads=heads,
+    )
+    log.info(
+        "loaded %s on %s (%s): %d layers x %d heads, width %d, embed %d",
+        key, dev, prec, loaded.num_layers, loaded.num_heads, loaded.width, loaded.embed_dim,
+    )
+    return loaded

@@ -1,0 +1,105 @@
+"""The content-addressed artifact store: the only place that builds cache paths.
+
+An artifact is a directory ``<root>/<kind>/<key>/`` holding its files and a ``manifest.json`` that is written
+last: a directory without a manifest is not complete. Work in progress lives in ``<key>.partial/`` (whose
+finished files may be reused by a resumed run) and is renamed into place atomically when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def content_key(obj: Any, length: int = 24) -> str:
+    """sha256 of the canonical JSON of ``obj``, shortened: the address of whatever it describes."""
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()[:length]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n").encode("utf-8"))
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, np.ascontiguousarray(array))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+class ArtifactStore:
+    """Artifacts under ``root`` addressed by (kind, key)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def final_dir(self, kind: str, key: str) -> Path:
+        return self.root / kind / key
+
+    def partial_dir(self, kind: str, key: str) -> Path:
+        return self.root / kind / f"{key}.partial"
+
+    def find(self, kind: str, key: str) -> Path | None:
+        """The artifact's directory if it is complete, else None."""
+        d = self.final_dir(kind, key)
+        return d if (d / MANIFEST).is_file() else None
+
+    def begin(self, kind: str, key: str) -> Path:
+        """The work-in-progress directory (created; kept from an interrupted run so it can resume)."""
+        d = self.partial_dir(kind, key)
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def commit(self, kind: str, key: str, manifest: dict[str, Any]) -> Path:
+        """Write the manifest into the partial directory and move it into place atomically."""
+        partial, final = self.partial_dir(kind, key), self.final_dir(kind, key)
+        atomic_write_json(partial / MANIFEST, {**manifest, "kind": kind, "key": key})
+        if final.exists():  # an incomplete leftover (no manifest) or a concurrent writer's identical result
+            if (final / MANIFEST).is_file():
+                shutil.rmtree(partial, ignore_errors=True)
+                return final
+            shutil.rmtree(final)
+        os.replace(partial, final)
+        return final
+
+    def file_path(self, kind: str, key: str, suffix: str) -> Path:
+        """A single-file artifact ``<root>/<kind>/<key><suffix>`` (e.g. text embeddings as .npy)."""
+        return self.root / kind / f"{key}{suffix}"

@@ -1,0 +1,1 @@
+"""Description pools, their text embeddings and the FAISS index over them."""

@@ -1,0 +1,240 @@
+"""TextSpan (Gandelsman et al.): the m texts that span a head's output, greedily, with the variance each explains.
+
+The algorithm, exactly as in the reference code, for a head's contributions X [N, E] and texts T [T, E]:
+project the texts onto the top-``rank`` right singular directions of the uncentred X; centre X; then m times:
+pick the text whose projection ``X t`` has the largest variance over images, record it, and project its
+direction out of both X and the remaining texts.
+
+Everything the loop needs is a function of three sufficient statistics of X: the count N, the sum and the
+Gram matrix XᵀX [E, E]. The variance of ``X t`` is ``tᵀ C t`` with C the centred covariance, projecting a unit
+direction ``u`` out of X turns C into ``(I - uuᵀ) C (I - uuᵀ)``, and, because every text lies in the rank-r
+span V after the first step, the whole loop runs in r coordinates: A = T Vᵀ [T, r], C_r = V C Vᵀ [r, r].
+So the statistics stream from disk shard by shard (memory flat in N), all heads run as one batch, and each
+iteration costs T·r² instead of N·T·E. Computed in float64.
+
+``variance`` in the results is the fraction of the head's total (centred) variance removed by each step.
+Axis legend: G head (layer-major over the decomposed layers), N image, E joint embedding, T text, R rank.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ccs_dist.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SpanResult:
+    """The m spanning texts of one head, in the order chosen."""
+
+    texts: tuple[str, ...]
+    indices: tuple[int, ...]
+    variances: tuple[float, ...]  # fraction of the head's total variance explained by each text
+
+
+class HeadMoments:
+    """Streaming count, sum [G, E] and Gram XᵀX [G, E, E] (float64) of G heads' contributions."""
+
+    def __init__(self, num_heads: int, dim: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64):
+        self.count = 0
+        self.sum_GE = torch.zeros(num_heads, dim, dtype=dtype, device=device)
+        self.gram_GEE = torch.zeros(num_heads, dim, dim, dtype=dtype, device=device)
+
+    @property
+    def num_heads(self) -> int:
+        return self.sum_GE.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.sum_GE.shape[1]
+
+    def update(self, x_GNE: torch.Tensor | np.ndarray) -> None:
+        x = torch.as_tensor(x_GNE).to(device=self.sum_GE.device, dtype=self.sum_GE.dtype)
+        if x.dim() != 3 or x.shape[0] != self.num_heads or x.shape[2] != self.dim:
+            raise ValueError(f"expected [G={self.num_heads}, N, E={self.dim}], got {tuple(x.shape)}")
+        self.count += x.shape[1]
+        self.sum_GE += x.sum(1)
+        self.gram_GEE += x.transpose(1, 2) @ x
+
+    @classmethod
+    def from_data(cls, x_GNE: torch.Tensor | np.ndarray, device: torch.device | str = "cpu") -> HeadMoments:
+        x = torch.as_tensor(x_GNE)
+        moments = cls(x.shape[0], x.shape[2], device=device)
+        moments.update(x)
+        return moments
+
+    def select(self, index: Sequence[int] | slice) -> HeadMoments:
+        out = HeadMoments.__new__(HeadMoments)
+        out.count, out.sum_GE, out.gram_GEE = self.count, self.sum_GE[index], self.gram_GEE[index]
+        return out
+
+    def covariance(self) -> torch.Tensor:
+        """Centred covariance [G, E, E] with the n - 1 denominator."""
+        n = self.count
+        mean = self.sum_GE / n
+        return (self.gram_GEE - n * mean[:, :, None] * mean[:, None, :]) / max(n - 1, 1)
+
+
+def _validate(moments: HeadMoments, n_texts: int, text_dim: int, m: int, rank: int) -> None:
+    if moments.count < 2:
+        raise UserError(f"TextSpan needs at least 2 images per head, got {moments.count}: use more probe images")
+    if text_dim != moments.dim:
+        raise UserError(f"text embeddings have dimension {text_dim} but head outputs {moments.dim}: embed the texts with the same model")
+    if not 1 <= rank <= moments.dim:
+        raise UserError(f"rank={rank} is out of range: it must be between 1 and the embedding size E={moments.dim}")
+    if not 1 <= m <= n_texts:
+        raise UserError(f"m={m} spans per head cannot be drawn from a pool of {n_texts} texts: use 1 <= m <= {n_texts}")
+
+
+def _span_in_subspace(
+    moments: HeadMoments, text_TE: torch.Tensor, m: int, rank: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The greedy loop for a group of heads: -> (chosen text indices [G, m], explained fractions [G, m])."""
+    r = min(rank, moments.count)  # the reference's SVD has min(N, E) right singular vectors
+    _, evecs = torch.linalg.eigh(moments.gram_GEE)  # ascending eigenvalues of XᵀX = right singular vectors of X
+    v_GER = evecs[..., -r:]
+    cov_GEE = moments.covariance()
+    total_G = cov_GEE.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(cov_GEE.dtype).tiny)
+    c_GRR = v_GER.transpose(1, 2) @ cov_GEE @ v_GER
+    a_GTR = text_TE.to(v_GER.dtype) @ v_GER  # texts in subspace coordinates (broadcast over G)
+    chosen, explained = [], []
+    g_idx = torch.arange(moments.num_heads, device=v_GER.device)
+    for _ in range(m):
+        var_GT = ((a_GTR @ c_GRR) * a_GTR).sum(-1)
+        top_G = var_GT.argmax(-1)
+        a_GR = a_GTR[g_idx, top_G]
+        norm = a_GR.norm(dim=-1, keepdim=True)
+        u_GR = torch.where(norm > 0, a_GR / norm.clamp_min(1e-300), torch.zeros_like(a_GR))
+        cu_GR = (c_GRR @ u_GR[..., None])[..., 0]
+        explained.append((u_GR * cu_GR).sum(-1) / total_G)
+        chosen.append(top_G)
+        # Project u out of the data (its covariance) and out of every text.
+        ucu = (u_GR * cu_GR).sum(-1)[:, None, None]
+        c_GRR = (
+            c_GRR
+            - u_GR[:, :, None] * cu_GR[:, None, :]
+            - cu_GR[:, :, None] * u_GR[:, None, :]
+            + ucu * u_GR[:, :, None] * u_GR[:, None, :]
+        )
+        a_GTR = a_GTR - (a_GTR @ u_GR[..., None]) * u_GR[:, None, :]
+    return torch.stack(chosen, 1), torch.stack(explained, 1)
+
+
+def textspan_heads(
+    moments: HeadMoments,
+    text_emb: np.ndarray | torch.Tensor,
+    texts: Sequence[str],
+    m: int = 5,
+    rank: int = 80,
+    device: torch.device | str | None = None,
+    max_chunk_bytes: int = 1 << 30,
+) -> list[SpanResult]:
+    """TextSpan for every head in ``moments`` at once (GPU when ``device`` is CUDA): one result per head."""
+    text = torch.as_tensor(np.asarray(text_emb) if not isinstance(text_emb, torch.Tensor) else text_emb)
+    if text.dim() != 2 or text.shape[0] != len(texts):
+        raise UserError(f"text embeddings have shape {tuple(text.shape)} for {len(texts)} texts: give one row per text")
+    _validate(moments, len(texts), text.shape[1], m, rank)
+    dev = torch.device(device) if device is not None else moments.sum_GE.device
+    text = text.to(dev, torch.float64)
+    r = min(rank, moments.count)
+    per_head = text.shape[0] * r * 8 * 3  # a_GTR, its product with C_r and the variance temporaries
+    chunk = max(1, int(max_chunk_bytes // max(per_head, 1)))
+    results: list[SpanResult] = []
+    for lo in range(0, moments.num_heads, chunk):
+        part = HeadMoments.__new__(HeadMoments)
+        part.count = moments.count
+        part.sum_GE = moments.sum_GE[lo : lo + chunk].to(dev)
+        part.gram_GEE = moments.gram_GEE[lo : lo + chunk].to(dev)
+        idx_GM, frac_GM = _span_in_subspace(part, text, m, rank)
+        for idx, frac in zip(idx_GM.cpu().tolist(), frac_GM.cpu().tolist()):
+            results.append(SpanResult(tuple(texts[i] for i in idx), tuple(idx), tuple(frac)))
+    return results
+
+
+def textspan(
+    head_out: np.ndarray | torch.Tensor,
+    text_emb: np.ndarray | torch.Tensor,
+    texts: Sequence[str],
+    m: int = 5,
+    rank: int = 80,
+    device: torch.device | str | None = None,
+) -> SpanResult:
+    """TextSpan for one head: ``head_out`` [N, E] (already divided by the embedding norms), ``text_emb`` [T, E]."""
+    x = torch.as_tensor(np.asarray(head_out) if not isinstance(head_out, torch.Tensor) else head_out)
+    if x.dim() != 2:
+        raise UserError(f"head_out must be [N, E], got shape {tuple(x.shape)}")
+    moments = HeadMoments.from_data(x[None], device=device or "cpu")
+    return textspan_heads(moments, text_emb, texts, m=m, rank=rank, device=device)[0]
+
+
+def moments_from_artifact(artifact, device: torch.device | str = "cpu", normalise: bool = True) -> HeadMoments:
+    """Stream a decomposition artifact into per-head moments, G = L*H layer-major (L0.H0, L0.H1, ...).
+
+    ``normalise`` divides each image's terms by the norm of its embedding, as the reference does.
+    """
+    manifest = artifact.manifest
+    n_layers, n_heads, dim = len(manifest["layers"]), int(manifest["num_heads"]), int(manifest["embed_dim"])
+    moments = HeadMoments(n_layers * n_heads, dim, device=device)
+    for name in artifact.shard_names:
+        shard = artifact.load_shard(name)
+        heads = torch.from_numpy(np.array(shard["heads"], dtype=np.float32))  # [n, L, H, E]
+        if normalise:
+            norms = torch.from_numpy(np.array(shard["embedding"], dtype=np.float32)).norm(dim=-1)
+            heads = heads / norms[:, None, None, None]
+        moments.update(heads.reshape(heads.shape[0], n_layers * n_heads, dim).transpose(0, 1))
+    return moments
+
+
+# --------------------------------------------------------------------------------------------------------
+# FAISS-prefiltered variant for very large pools
+
+
+@dataclass(frozen=True)
+class PrefilterConfig:
+    n_directions: int = 16  # principal directions of each head queried (each with both signs)
+    k_per_direction: int = 256  # nearest texts per query
+
+
+def textspan_heads_prefiltered(
+    moments: HeadMoments,
+    index,
+    text_emb: np.ndarray,
+    texts: Sequence[str],
+    m: int = 5,
+    rank: int = 80,
+    config: PrefilterConfig = PrefilterConfig(),
+    device: torch.device | str | None = None,
+) -> list[SpanResult]:
+    """TextSpan on candidates: texts nearest (inner product, via ``index``) to each head's top principal
+    directions in both signs, then the exact algorithm on those candidates.
+
+    The greedy loop treats texts independently (a text's projection only changes by the chosen directions),
+    so whenever the exact answer's texts are among the candidates, this returns exactly that answer.
+    """
+    _validate(moments, len(texts), text_emb.shape[1], m, rank)
+    r = min(rank, moments.count)
+    _, evecs = torch.linalg.eigh(moments.gram_GEE)
+    v_GER = evecs[..., -r:]
+    c_GRR = v_GER.transpose(1, 2) @ moments.covariance() @ v_GER
+    _, pc_GRR = torch.linalg.eigh(c_GRR)
+    p = min(config.n_directions, r)
+    dirs_GPE = (v_GER @ pc_GRR[..., -p:]).transpose(1, 2)  # top principal directions of the centred data, in E
+    queries = torch.cat([dirs_GPE, -dirs_GPE], dim=1).reshape(-1, moments.dim).float().cpu().numpy()
+    _, ids = index.search(np.ascontiguousarray(queries), config.k_per_direction)
+    ids = ids.reshape(moments.num_heads, -1)
+    results = []
+    for g in range(moments.num_heads):
+        cand = np.unique(ids[g][ids[g] >= 0])
+        if len(cand) < m:
+            raise UserError(f"the index returned {len(cand)} candidates, fewer than m={m}: raise k_per_direction")
+        sub = textspan_heads(moments.select(slice(g, g + 1)), text_emb[cand], [texts[i] for i in cand], m=m, rank=rank, device=device)[0]
+        idx = tuple(int(cand[i]) for i in sub.indices)
+        results.append(SpanResult(tuple(texts[i] for i in idx), idx, sub.variances))
+    return results

@@ -1,0 +1,128 @@
+"""The decomposition identity, per-position terms, layer selection and the streaming artifact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ccs_dist.decompose import DecomposeConfig, decompose, decompose_image_set
+from ccs_dist.errors import UserError
+from ccs_dist.images import resolve_image_set
+from ccs_dist.models import load_model
+from ccs_dist.store import ArtifactStore
+
+
+def _images(loaded, n, seed=0):
+    size = loaded.visual.image_size
+    size = size[0] if isinstance(size, tuple) else size
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _max_rel_err(d):
+    recon = d.heads.sum((1, 2)) + d.rest
+    return float(((recon - d.embedding).norm(dim=-1) / d.embedding.norm(dim=-1)).max())
+
+
+@pytest.mark.parametrize("arch, layers", [("ccs-tiny", 2), ("ccs-tiny", [0, 2]), ("ViT-B-32-quickgelu", 4), ("ViT-B-16", 4)])
+def test_heads_plus_rest_equal_the_embedding(arch, layers):
+    loaded = load_model(arch, device="cpu")
+    d = decompose(loaded, _images(loaded, 2), layers=layers)
+    n_layers = layers if isinstance(layers, int) else len(layers)
+    assert d.heads.shape == (2, n_layers, loaded.num_heads, loaded.embed_dim)
+    assert d.rest.shape == d.embedding.shape == (2, loaded.embed_dim)
+    assert _max_rel_err(d) <= 1e-5
+    with torch.no_grad():
+        torch.testing.assert_close(d.embedding, loaded.model.encode_image(_images(loaded, 2)), rtol=1e-5, atol=1e-5)
+
+
+def test_decomposition_is_not_trivially_the_residual(tiny):
+    """Wrong shares break the identity: the test above can fail."""
+    d = decompose(tiny, _images(tiny, 3), layers=3)
+    assert d.heads.abs().sum() > 0 and d.rest.abs().sum() > 0
+    wrong = d.heads.sum((1, 2)) * 1.01 + d.rest
+    assert float(((wrong - d.embedding).norm(dim=-1) / d.embedding.norm(dim=-1)).max()) > 1e-4
+
+
+def test_layer_selection(tiny):
+    assert decompose(tiny, _images(tiny, 1), layers=1).layers == (2,)
+    assert decompose(tiny, _images(tiny, 1), layers=[0, -1]).layers == (0, 2)
+    for bad in (0, 4, [3], [-4]):
+        with pytest.raises(UserError, match="out of range"):
+            decompose(tiny, _images(tiny, 1), layers=bad)
+
+
+def test_spatial_terms_sum_to_the_head_term(tiny):
+    d = decompose(tiny, _images(tiny, 2), layers=2, spatial_heads=[(2, 1), (1, 3)])
+    for (layer, head), s in d.spatial.items():
+        assert s.shape == (2, 17, tiny.embed_dim)
+        torch.testing.assert_close(s.sum(1), d.heads[:, d.layers.index(layer), head], rtol=1e-4, atol=1e-6)
+
+
+def test_recording_leaves_no_state_behind(tiny):
+    decompose(tiny, _images(tiny, 1), layers=3, spatial_heads=[(2, 0)])
+    assert all(not m.record_cls and not m.spatial_heads and m.head_out_BHD is None for m in tiny.heads)
+
+
+def test_streaming_artifact_matches_batch_decomposition_and_is_reused(tiny, cache_dir, caplog):
+    images = resolve_image_set("synthetic:10", cache_dir)
+    store = ArtifactStore(cache_dir)
+    cfg = DecomposeConfig(layers=2, batch_size=4, shard_size=4, num_workers=0, progress=False)
+    art = decompose_image_set(tiny, images, store, cfg)
+    assert art.n_images == 10 and art.shard_names == ["00000", "00001", "00002"]
+    assert art.ids() == [f"{i:06d}.png" for i in range(10)]
+    batch = torch.stack([tiny.preprocess(images.load(i)) for i in range(10)])
+    d = decompose(tiny, batch, layers=2)
+    heads = np.concatenate(list(art.iter_heads()))
+    np.testing.assert_allclose(heads, d.heads.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(art.head(2, 3), d.heads[:, 1, 3].numpy(), rtol=1e-5, atol=1e-6)
+    caplog.set_level("INFO", logger="ccs_dist")
+    again = decompose_image_set(tiny, images, store, cfg)
+    assert again.path == art.path and "reused" in caplog.text
+
+
+def test_interrupted_run_resumes_from_finished_shards(tiny, cache_dir, monkeypatch):
+    import ccs_dist.decompose as dec
+
+    images = resolve_image_set("synthetic:12", cache_dir)
+    store = ArtifactStore(cache_dir)
+    cfg = DecomposeConfig(layers=1, batch_size=4, shard_size=4, num_workers=0, progress=False)
+    calls = {"n": 0}
+    real = dec.decompose
+
+    def failing(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(dec, "decompose", failing)
+    with pytest.raises(KeyboardInterrupt):
+        decompose_image_set(tiny, images, store, cfg)
+    assert not list(cache_dir.glob("decompose/*/manifest.json")), "an interrupted run must not look complete"
+    calls["n"] = -100
+    art = decompose_image_set(tiny, images, store, cfg)
+    assert calls["n"] == -100 + 1  # only the unfinished third shard was computed again
+    assert art.n_images == 12
+
+
+def test_unreadable_images_are_skipped_and_counted_or_fatal(tiny, tmp_path, cache_dir):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("RGB", (40, 40), (i * 60, 0, 0)).save(folder / f"ok{i}.png")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    images = resolve_image_set(str(folder), cache_dir)
+    store = ArtifactStore(cache_dir)
+    with pytest.raises(UserError, match="unreadable image broken.jpg"):
+        decompose_image_set(tiny, images, store, DecomposeConfig(layers=1, num_workers=0, progress=False, on_bad_image="error"))
+    art = decompose_image_set(tiny, images, store, DecomposeConfig(layers=1, num_workers=0, progress=False))
+    assert art.n_images == 3 and [s["id"] for s in art.manifest["skipped"]] == ["broken.jpg"]
+
+
+def test_empty_image_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no image files"):
+        resolve_image_set(str(tmp_path / "empty"))
