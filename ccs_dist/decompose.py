@@ -24,6 +24,7 @@ import torch
 
 from ccs_dist.errors import UserError
 from ccs_dist.images import ImageSet
+from ccs_dist.models import forward
 from ccs_dist.models.heads import resolve_layers
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.store import ArtifactStore, atomic_save_npy, atomic_write_bytes, atomic_write_json, content_key, read_json
@@ -150,8 +151,8 @@ def decompose(
         spatial[layer] = tuple(sorted(set(spatial.get(layer, ()) + (head,))))
     visual = loaded.visual
     images = images.to(loaded.device)
-    with _Recorder(loaded, chosen, spatial) as rec, loaded.autocast():
-        embedding_BE = loaded.model.encode_image(images).float()
+    with _Recorder(loaded, chosen, spatial) as rec:
+        embedding_BE = forward.encode_image(loaded, images)  # CLS-only last block: same embedding, less work
 
     L, H = loaded.num_layers, loaded.num_heads
     n_terms = 2 * L + 1

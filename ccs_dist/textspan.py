@@ -93,6 +93,14 @@ def _validate(moments: HeadMoments, n_texts: int, text_dim: int, m: int, rank: i
         raise UserError(f"m={m} spans per head cannot be drawn from a pool of {n_texts} texts: use 1 <= m <= {n_texts}")
 
 
+def _project_texts(text_TE: torch.Tensor, v_GER: torch.Tensor, chunk: int = 1 << 16) -> torch.Tensor:
+    """A = T V in float64, [G, T, R], converting the texts chunk by chunk (a huge pool stays in its dtype)."""
+    out = torch.empty(v_GER.shape[0], text_TE.shape[0], v_GER.shape[2], dtype=v_GER.dtype, device=v_GER.device)
+    for lo in range(0, text_TE.shape[0], chunk):
+        out[:, lo : lo + chunk] = text_TE[lo : lo + chunk].to(v_GER.device, v_GER.dtype) @ v_GER
+    return out
+
+
 def _span_in_subspace(
     moments: HeadMoments, text_TE: torch.Tensor, m: int, rank: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,7 +111,7 @@ def _span_in_subspace(
     cov_GEE = moments.covariance()
     total_G = cov_GEE.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(cov_GEE.dtype).tiny)
     c_GRR = v_GER.transpose(1, 2) @ cov_GEE @ v_GER
-    a_GTR = text_TE.to(v_GER.dtype) @ v_GER  # texts in subspace coordinates (broadcast over G)
+    a_GTR = _project_texts(text_TE, v_GER)  # texts in subspace coordinates
     chosen, explained = [], []
     g_idx = torch.arange(moments.num_heads, device=v_GER.device)
     for _ in range(m):
@@ -142,7 +150,7 @@ def textspan_heads(
         raise UserError(f"text embeddings have shape {tuple(text.shape)} for {len(texts)} texts: give one row per text")
     _validate(moments, len(texts), text.shape[1], m, rank)
     dev = torch.device(device) if device is not None else moments.sum_GE.device
-    text = text.to(dev, torch.float64)
+    text = text.to(dev)
     r = min(rank, moments.count)
     per_head = text.shape[0] * r * 8 * 3  # a_GTR, its product with C_r and the variance temporaries
     chunk = max(1, int(max_chunk_bytes // max(per_head, 1)))

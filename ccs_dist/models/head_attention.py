@@ -135,7 +135,8 @@ class HeadAttention(nn.Module):
             return z_BHPK * keep_BH11
         if self.mean_out_HPK is None:
             raise ValueError(f"{self.name}: mean ablation needs reference means (compute_head_means)")
-        return z_BHPK * keep_BH11 + (1 - keep_BH11) * self.mean_out_HPK.to(z_BHPK.dtype)[None]
+        mean_HPK = self.mean_out_HPK[:, : z_BHPK.shape[2]]  # a CLS-only query covers position 0 alone
+        return z_BHPK * keep_BH11 + (1 - keep_BH11) * mean_HPK.to(z_BHPK.dtype)[None]
 
     def _spatial_cls_writes(self, q, k, v, mask, w_out_DHK) -> torch.Tensor:
         """CLS write of each chosen head split over source positions: [B, S, P, D], summing over P to head_out."""

@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class IndexConfig:
     ivf_threshold: int = 50_000  # pools at least this large get an IVF index
-    nlist: int | None = None  # IVF cells; None: 4 * sqrt(T)
-    nprobe: int = 48  # IVF cells visited per query
+    nlist: int | None = None  # IVF cells; None: sqrt(T)
+    nprobe: int = 32  # IVF cells visited per query
     seed: int = 0
 
 
@@ -51,11 +51,11 @@ class TextIndex:
             index = faiss.IndexFlatIP(d)
             index.add(x)
             return cls(index, "flat", config.nprobe)
-        nlist = config.nlist or int(4 * math.sqrt(n))
+        nlist = config.nlist or max(16, int(math.sqrt(n)))
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(config.seed)
-        train = x[rng.choice(n, size=min(n, 64 * nlist), replace=False)]
+        train = x[np.sort(rng.choice(n, size=min(n, 40 * nlist), replace=False))]  # faiss wants >= 39 per cell
         index.train(train)
         index.add(x)
         log.info("built IVF index: %d texts, %d cells, nprobe %d", n, nlist, config.nprobe)
