@@ -1,0 +1,190 @@
+"""Evaluate head sets on tasks and write the ``evaluation`` table.
+
+One data pass per task serves every head set (condition). Rows: model, task, condition, seed, n_pruned,
+metric, value. Random conditions get per-seed rows (condition ``random``, seed s) plus ``random:mean`` and
+``random:std`` rows (seed null) over the seeds.
+
+Task specs: a name (``cifar10``, ``fairface``, ``msrvtt``, ...) read from the data root, or ``NAME@PATH`` to
+read that task from another root; ``folder@PATH`` is any folder with a class-names file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import DataLoader, Subset
+
+from ccs_dist.errors import UserError
+from ccs_dist.evaluate import bias, datasets, video
+from ccs_dist.evaluate.encode import HeadSetEncoder
+from ccs_dist.evaluate.metadata import templates
+from ccs_dist.evaluate.zeroshot import evaluate_zeroshot
+from ccs_dist.prune import HeadSet
+
+log = logging.getLogger(__name__)
+
+CLASSIFICATION_TASKS = tuple(datasets.LOADERS)
+VIDEO_TASKS = tuple(video.LAYOUTS)
+BIAS_TASKS = tuple(bias.BIAS_LOADERS)
+ALL_TASKS = CLASSIFICATION_TASKS + VIDEO_TASKS + BIAS_TASKS
+TABLE_COLUMNS = ("model", "task", "condition", "seed", "n_pruned", "metric", "value")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    root: Path
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How to evaluate: data, batching, protocol knobs.
+
+    limit: evaluate at most this many images (videos for retrieval) per task, evenly spaced over the data.
+    frames: frames per video (None: 12, 32 for DiDeMo). caption_mode: ``first`` or ``all``.
+    k: top-k of the bias metrics. occupations: occupation list (None: ../shared/data/occupations_104.txt).
+    templates_per_class: use only the first N prompt templates of each ensemble (quick runs; None: all).
+    """
+
+    data_root: Path = Path("data")
+    batch_size: int = 64
+    num_workers: int = 0
+    limit: int | None = None
+    download: bool = False
+    frames: int | None = None
+    caption_mode: str = "first"
+    k: int = 10
+    occupations: Path | None = None
+    ablation: str = "zero"
+    templates_per_class: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"limit must be >= 1, got {self.limit}")
+        if self.templates_per_class is not None and self.templates_per_class < 1:
+            raise UserError(f"templates_per_class must be >= 1, got {self.templates_per_class}")
+        if self.ablation not in ("zero", "mean"):
+            raise UserError(f"ablation must be 'zero' or 'mean', got {self.ablation!r}")
+
+
+def parse_task(spec: str, data_root: Path) -> TaskSpec:
+    name, _, path = spec.strip().partition("@")
+    if name not in ALL_TASKS:
+        raise UserError(f"unknown task {name!r}; known: {', '.join(ALL_TASKS)} (NAME@PATH reads it from PATH)")
+    if name == "folder" and not path:
+        raise UserError("the folder task needs a path: folder@/path/to/dataset (with classnames.txt)")
+    return TaskSpec(name, Path(path) if path else Path(data_root))
+
+
+def _subset_indices(n: int, limit: int | None) -> list[int] | None:
+    if limit is None or limit >= n:
+        return None
+    return sorted(set(np.linspace(0, n - 1, limit).round().astype(int).tolist()))
+
+
+def _rows(model: str, task: str, head_sets: Sequence[HeadSet], results: Sequence[dict[str, float]]) -> list[dict]:
+    rows = []
+    for hs, metrics in zip(head_sets, results):
+        for metric, value in metrics.items():
+            rows.append({"model": model, "task": task, "condition": hs.condition, "seed": hs.seed,
+                         "n_pruned": hs.n_pruned, "metric": metric, "value": float(value)})
+    return rows
+
+
+def random_summary(rows: Sequence[dict]) -> list[dict]:
+    """``random:mean`` / ``random:std`` (sample std, ddof=1; 0 for one seed) over the seeds of each metric."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["condition"] == "random":
+            groups.setdefault((r["model"], r["task"], r["metric"]), []).append(r)
+    out = []
+    for (model, task, metric), rs in groups.items():
+        values = np.array([r["value"] for r in rs], dtype=np.float64)
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        for cond, value in (("random:mean", float(values.mean())), ("random:std", std)):
+            out.append({"model": model, "task": task, "condition": cond, "seed": None,
+                        "n_pruned": rs[0]["n_pruned"], "metric": metric, "value": value})
+    return out
+
+
+def _record_head_means(loaded, loader: DataLoader) -> None:
+    """For ``ablation="mean"``: each head's mean output over the task's own images (one extra pass)."""
+    import torch
+
+    from ccs_dist.models.masked import compute_head_means
+
+    with torch.no_grad():
+        compute_head_means(loaded, (images for images, _ in loader))
+
+
+def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: EvalConfig,
+                  encoder: HeadSetEncoder | None = None) -> list[dict]:
+    """Rows of the evaluation table for one task and every head set."""
+    heads = [hs.heads for hs in head_sets]
+    model = loaded.key
+    if spec.name in CLASSIFICATION_TASKS:
+        task = datasets.load_classification(spec.name, spec.root, loaded.preprocess, download=config.download)
+        if config.templates_per_class:
+            task = replace(task, templates=task.templates[: config.templates_per_class])
+        ds = task.dataset
+        idx = _subset_indices(len(ds), config.limit)
+        if idx is not None:
+            ds = Subset(ds, idx)
+        loader = DataLoader(ds, batch_size=config.batch_size, num_workers=config.num_workers)
+        if config.ablation == "mean":
+            _record_head_means(loaded, loader)
+        results = evaluate_zeroshot(loaded, task, heads, loader, encoder, config.ablation)
+        return _rows(model, task.name, head_sets, results)
+    if spec.name in VIDEO_TASKS:
+        if config.ablation == "mean":
+            raise UserError(f"{spec.name}: mean ablation is implemented for image tasks only; use --ablation zero")
+        vt = video.load_video_task(spec.name, spec.root)
+        idx = _subset_indices(len(vt.video_ids), config.limit)
+        if idx is not None:
+            vt = video.VideoTask(vt.name, tuple(vt.video_ids[i] for i in idx), tuple(vt.paths[i] for i in idx),
+                                 tuple(vt.captions[i] for i in idx), vt.missing)
+        results = video.evaluate_video_retrieval(loaded, vt, heads, loaded.preprocess, config.frames,
+                                                 config.caption_mode, config.batch_size, encoder, config.ablation)
+        return _rows(model, vt.name, head_sets, results)
+    bt = bias.BIAS_LOADERS[spec.name](spec.root)
+    idx = _subset_indices(len(bt.paths), config.limit)
+    if idx is not None:
+        bt = bias.BiasTask(bt.name, tuple(bt.paths[i] for i in idx),
+                           tuple(bias.Attribute(a.name, a.names, a.groups_N[idx]) for a in bt.attributes))
+    if config.ablation == "mean":
+        ref = datasets.ImageListDataset(bt.paths, [0] * len(bt.paths), loaded.preprocess)
+        _record_head_means(loaded, DataLoader(ref, batch_size=config.batch_size, num_workers=config.num_workers))
+    occupations = bias.read_occupations(config.occupations)
+    prompts = templates("occupation")[: config.templates_per_class or None]
+    per_set = bias.evaluate_bias(loaded, bt, heads, loaded.preprocess, occupations, prompts,
+                                 config.k, config.batch_size, config.num_workers, encoder, config.ablation)
+    rows = []
+    for attr_task in per_set[0]:
+        rows += _rows(model, attr_task, head_sets, [r[attr_task] for r in per_set])
+    return rows
+
+
+def evaluate(loaded, tasks: Sequence[str], head_sets: Sequence[HeadSet], config: EvalConfig = EvalConfig(),
+             encoder: HeadSetEncoder | None = None):
+    """The ``evaluation`` table (polars DataFrame) of every task x head set for one model."""
+    import polars as pl
+
+    if not head_sets:
+        raise UserError("no head sets to evaluate")
+    specs = [parse_task(t, config.data_root) for t in tasks]
+    if not specs:
+        raise UserError("no tasks given")
+    rows: list[dict] = []
+    for spec in specs:
+        log.info("%s: evaluating %s on %d head sets", loaded.key, spec.name, len(head_sets))
+        rows += evaluate_task(loaded, spec, head_sets, config, encoder)
+    rows += random_summary(rows)
+    schema = {"model": pl.Utf8, "task": pl.Utf8, "condition": pl.Utf8, "seed": pl.Int64,
+              "n_pruned": pl.Int64, "metric": pl.Utf8, "value": pl.Float64}
+    return pl.DataFrame(rows, schema=schema)

@@ -1,0 +1,154 @@
+"""Head sets from a ccs table, concept families, explicit lists, and the naive zeroed-column reference."""
+
+import polars as pl
+import pytest
+import torch
+
+from ccs_dist.errors import UserError
+from ccs_dist.prune import (
+    HeadSetConfig,
+    build_head_sets,
+    encode_image_head_sets_naive,
+    label_families,
+    load_concept_map,
+    parse_explicit,
+    zeroed_heads,
+)
+
+MODEL = "ViT-B-32/openai"
+
+
+def _ccs_table():
+    # last 2 of 12 layers scored, 12 heads each: high L11.H0-3 (ccs 5), low L10.H0-1 (ccs 0/1), moderate L10.H5
+    rows = []
+    for layer in (10, 11):
+        for head in range(12):
+            ccs, label = 4, "misc"
+            if layer == 11 and head < 4:
+                ccs, label = 5, ["Geographic locations", "Animals", "Colors", "city landmarks"][head]
+            elif layer == 10 and head == 0:
+                ccs, label = 0, "wild animals and pets"
+            elif layer == 10 and head == 1:
+                ccs, label = 1, "textures"
+            elif layer == 10 and head == 5:
+                ccs, label = 3, "objects"
+            cat = "high" if ccs == 5 else "moderate" if ccs == 3 else "low" if ccs <= 1 else "other"
+            rows.append({"model": MODEL, "layer": layer, "head": head, "label": label, "ccs": ccs, "category": cat})
+    rows.append({"model": "other/model", "layer": 0, "head": 0, "label": "x", "ccs": 5, "category": "high"})
+    return pl.DataFrame(rows)
+
+
+def _by_condition(sets):
+    return {(s.condition, s.seed): s for s in sets}
+
+
+def test_category_sets_and_order():
+    sets = build_head_sets(_ccs_table(), MODEL, 12, 12)
+    assert sets[0].condition == "original" and sets[0].heads == ()
+    by = _by_condition(sets)
+    assert by[("high", None)].heads == ("L11.H0", "L11.H1", "L11.H2", "L11.H3")
+    assert by[("low", None)].heads == ("L10.H0", "L10.H1")
+    assert by[("moderate", None)].heads == ("L10.H5",)
+
+
+def test_random_sets_sized_like_high_exclude_high_and_stay_in_scored_layers():
+    table = _ccs_table()
+    sets = build_head_sets(table, MODEL, 12, 12, HeadSetConfig(seeds=(0, 1, 2)))
+    randoms = [s for s in sets if s.condition == "random"]
+    high = set(_by_condition(sets)[("high", None)].heads)
+    assert [s.seed for s in randoms] == [0, 1, 2]
+    for s in randoms:
+        assert s.n_pruned == 4 and not set(s.heads) & high
+        assert all(h.startswith(("L10.", "L11.")) for h in s.heads)
+    assert len({s.heads for s in randoms}) == 3  # different seeds, different draws
+    again = build_head_sets(table, MODEL, 12, 12, HeadSetConfig(seeds=(0, 1, 2)))
+    assert [s.heads for s in again if s.condition == "random"] == [s.heads for s in randoms]
+
+
+def test_equal_count_sets():
+    by = _by_condition(build_head_sets(_ccs_table(), MODEL, 12, 12))
+    eh, el = by[("equal:high", None)], by[("equal:low", None)]
+    assert eh.n_pruned == el.n_pruned == 2
+    assert set(eh.heads) <= set(by[("high", None)].heads)
+    assert set(el.heads) == {"L10.H0", "L10.H1"}
+
+
+def test_concept_families_with_synonyms():
+    cmap = load_concept_map()
+    assert "location" in label_families("Geographic locations", cmap)
+    assert "location" in label_families("city landmarks", cmap)
+    assert label_families("Colors", cmap) == ("colour",)
+    assert "animal" in label_families("wild animals and pets", cmap)
+    assert label_families("misc", cmap) == ()
+    by = _by_condition(build_head_sets(_ccs_table(), MODEL, 12, 12))
+    assert by[("concept:location", None)].heads == ("L11.H0", "L11.H3")
+    assert by[("concept:animal", None)].heads == ("L10.H0", "L11.H1")
+    custom = HeadSetConfig(conditions=("concept",), concepts=("place",), concept_map={"place": ("city",)})
+    sets = build_head_sets(_ccs_table(), MODEL, 12, 12, custom)
+    assert [(s.condition, s.heads) for s in sets] == [("concept:place", ("L11.H3",))]
+
+
+def test_explicit_lists():
+    assert parse_explicit("locs=L10.H8, L11.H9") == ("locs", "L10.H8, L11.H9")
+    assert parse_explicit("L11.H5,L10.H8") == ("L11.H5,L10.H8", "L11.H5,L10.H8")
+    cfg = HeadSetConfig(conditions=("original",), explicit=(parse_explicit("locs=L11.H9,L10.H8"),))
+    sets = build_head_sets(None, MODEL, 12, 12, cfg)
+    assert [(s.condition, s.heads) for s in sets] == [("original", ()), ("locs", ("L10.H8", "L11.H9"))]
+    with pytest.raises(UserError, match="clashes"):
+        parse_explicit("high=L1.H1")
+
+
+def test_bad_inputs_are_one_line_user_errors():
+    with pytest.raises(UserError, match="out of range"):
+        build_head_sets(None, MODEL, 12, 12, HeadSetConfig(conditions=(), explicit=(("x", "L12.H0"),)))
+    with pytest.raises(UserError, match="no rows for model"):
+        build_head_sets(_ccs_table(), "ViT-L-14/openai", 12, 12)
+    with pytest.raises(UserError, match="need a ccs table"):
+        build_head_sets(None, MODEL, 12, 12)
+    with pytest.raises(UserError, match="out of range"):
+        build_head_sets(_ccs_table(), MODEL, 11, 12)  # table has layer 11
+    with pytest.raises(UserError, match="unknown condition"):
+        HeadSetConfig(conditions=("hihg",))
+    with pytest.raises(UserError, match="unknown concept family"):
+        build_head_sets(_ccs_table(), MODEL, 12, 12, HeadSetConfig(conditions=("concept",), concepts=("nope",)))
+    for err in (UserError("a\nb"),):
+        assert "\n" not in str(err)
+
+
+def test_category_falls_back_to_thresholds_without_category_column():
+    table = _ccs_table().drop("category")
+    by = _by_condition(build_head_sets(table, MODEL, 12, 12, HeadSetConfig(conditions=("high", "low", "moderate"))))
+    assert by[("high", None)].n_pruned == 4 and by[("low", None)].n_pruned == 2 and by[("moderate", None)].n_pruned == 1
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from ccs_dist.models import load_model
+
+    return load_model("ccs-tiny")
+
+
+def test_zeroed_heads_restores_weights_and_changes_output(tiny):
+    w = tiny.model.visual.transformer.resblocks[2].attn.out_proj.weight
+    before = w.detach().clone()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = tiny.model.encode_image(x)
+        with zeroed_heads(tiny.model, ["L2.H1"]):
+            k = w.shape[1] // 4
+            assert torch.all(w[:, k : 2 * k] == 0) and torch.equal(w[:, :k], before[:, :k])
+            pruned = tiny.model.encode_image(x)
+    assert torch.equal(w, before)
+    assert not torch.allclose(ref, pruned)
+
+
+def test_naive_reference_matches_the_engine(tiny):
+    import ccs_dist
+
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    sets = [[], ["L2.H1"], ["L0.H0", "L2.H3"], ["L1.H0", "L1.H1", "L1.H2", "L1.H3"]]
+    naive = encode_image_head_sets_naive(tiny, x, sets)
+    with torch.no_grad():
+        ours = ccs_dist.encode_image_head_sets(tiny, x, sets)
+    assert (naive - ours).abs().max().item() <= 1e-4
+    assert (naive[0] - naive[1]).abs().max().item() > 1e-4  # pruning changes something
