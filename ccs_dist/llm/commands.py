@@ -1,0 +1,202 @@
+"""The ``score`` and ``agreement`` commands: CLI input -> configs -> stage calls (fire glue in cli.py)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from ccs_dist.errors import UserError
+from ccs_dist.llm.config import CacheConfig, EndpointConfig, OfflineConfig, ScoreConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+def _split_list(value) -> list[str]:
+    """fire hands ``a,b`` as a str and ``[a,b]`` or ``1,2`` as a tuple/list."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return [i.strip() for i in items]
+
+
+def parse_judges(value, default_model: str, default_base_url: str, backend: str) -> list[tuple[str, str]]:
+    """``MODEL[@BASE_URL],...`` -> [(model, base_url)]; a UserError for an empty or repeated entry."""
+    items = _split_list(value)
+    if not items:
+        return [] if backend == "offline" else [(default_model, default_base_url)]
+    out = []
+    for item in items:
+        model, _, url = item.partition("@")
+        if not model.strip() or ("@" in item and not url.strip()):
+            raise UserError(f"invalid judge list {value!r}: give comma-separated MODEL or MODEL@BASE_URL entries, none empty")
+        out.append((model.strip(), url.strip() or default_base_url))
+    if len(set(out)) != len(out):
+        raise UserError(f"invalid judge list {value!r}: a judge is named twice")
+    return out
+
+
+def build_score_config(
+    *, backend, base_url, llm_model, judges, judge_mode, cache_dir, no_cache, refresh_cache, api_key_env, rpm, tpm,
+    concurrency, timeout, max_attempts, price_in, price_out, embedder, threshold, progress,
+) -> ScoreConfig:
+    if backend not in ("openai", "offline"):
+        raise UserError(f"unknown --backend {backend!r}: use openai or offline")
+    if judge_mode not in ("pair", "head"):
+        raise UserError(f"unknown --judge-mode {judge_mode!r}: use pair (one request per description) or head")
+    if no_cache and refresh_cache:
+        raise UserError("--no-cache and --refresh-cache exclude each other: pass one")
+    for name, v in (("--rpm", rpm), ("--tpm", tpm), ("--concurrency", concurrency), ("--timeout", timeout), ("--max-attempts", max_attempts)):
+        if not isinstance(v, (int, float)) or v <= 0:
+            raise UserError(f"{name} must be a positive number, got {v!r}")
+    base_url = base_url or DEFAULT_BASE_URL
+
+    def endpoint(model: str, url: str) -> EndpointConfig:
+        return EndpointConfig(
+            model=model, base_url=url, api_key_env=api_key_env, rpm=float(rpm), tpm=float(tpm),
+            max_concurrency=int(concurrency), timeout_s=float(timeout), max_attempts=int(max_attempts),
+            price_in_per_mtok=float(price_in), price_out_per_mtok=float(price_out),
+        )
+
+    judge_list = parse_judges(judges, llm_model, base_url, backend)
+    offline_judges: tuple[str, ...] = ()
+    if backend == "offline":
+        offline_judges = tuple(m if not u or u == base_url else f"{m}@{u}" for m, u in judge_list)
+        bad = [j for j in offline_judges if not (j == "minilm" or j.startswith("clip:"))]
+        if bad:
+            raise UserError(f"invalid judge list for the offline backend: {bad}: use minilm or clip:ARCH[/PRETRAINED]")
+    return ScoreConfig(
+        backend=backend,
+        labeler=endpoint(llm_model, base_url),
+        judges=tuple(endpoint(m, u) for m, u in judge_list) if backend != "offline" else (),
+        judge_mode=judge_mode,
+        cache=CacheConfig(directory=str(cache_dir), mode="bypass" if no_cache else "refresh" if refresh_cache else "use"),
+        offline=OfflineConfig(embedder=embedder, threshold=None if threshold is None else float(threshold)),
+        offline_judges=offline_judges,
+        show_progress=bool(progress),
+    )
+
+
+def score_command(spans: str, out: str, **flags) -> str:
+    from ccs_dist.llm.score import read_spans, score_spans
+
+    if not spans or not out:
+        raise UserError("score needs --spans SPANS.parquet and --out DIR")
+    config = build_score_config(**flags)
+    result = score_spans(read_spans(spans), config)
+    paths = result.write(out)
+    s = result.stats
+    flagged = f", {s['flagged_heads']} flagged (failed verdicts, left out of CCS@K)" if s["flagged_heads"] else ""
+    return (
+        f"scored {s['heads']} heads{flagged}; cache hits {s['hits']}, misses {s['misses']}, requests {s['requests']}, "
+        f"tokens in/out {s['tokens_in']}/{s['tokens_out']}, estimated cost ${s['cost_usd']:.4f}; tables in {paths['ccs'].parent}"
+    )
+
+
+# -- agreement ---------------------------------------------------------------------------------------
+
+_KEY = ["model", "layer", "head", "rank", "text", "label"]
+
+
+def _read_judgments(path: str) -> pl.DataFrame:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "judgments.parquet"
+    if not p.is_file():
+        raise UserError(f"judgments table {p} does not exist: pass the judgments.parquet written by `ccs-dist score`")
+    try:
+        df = pl.read_parquet(p)
+    except Exception as e:
+        raise UserError(f"cannot read {p} as parquet ({type(e).__name__}): pass a judgments table") from e
+    missing = [c for c in _KEY + ["aligned", "judge"] if c not in df.columns]
+    if missing:
+        raise UserError(f"judgments table {p} lacks column(s) {', '.join(missing)}: pass the table written by `ccs-dist score`")
+    return df
+
+
+_TRUE = {"1", "true", "yes", "y"}
+_FALSE = {"0", "false", "no", "n"}
+
+
+def _read_human(path: str) -> pl.DataFrame:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"human verdict file {p} does not exist: export a sample with --export and annotate its aligned column")
+    try:
+        df = pl.read_csv(p, infer_schema_length=0)  # all strings: we parse the verdicts ourselves
+    except Exception as e:
+        raise UserError(f"cannot read {p} as CSV ({type(e).__name__}): pass a CSV with columns {', '.join(_KEY)}, aligned") from e
+    missing = [c for c in _KEY + ["aligned"] if c not in df.columns]
+    if missing:
+        raise UserError(f"human verdict file {p} lacks column(s) {', '.join(missing)}: keep the columns of the exported sample")
+    v = df["aligned"].fill_null("").str.strip_chars().str.to_lowercase()
+    bad = [x for x in v.to_list() if x and x not in _TRUE | _FALSE]
+    if bad:
+        raise UserError(f"human verdict file {p} has aligned value {bad[0]!r}: use 1/0 (or yes/no, true/false), blank for not annotated")
+    df = df.with_columns(
+        pl.col("layer").cast(pl.Int64), pl.col("head").cast(pl.Int64), pl.col("rank").cast(pl.Int64),
+        aligned=pl.Series([True if x in _TRUE else False if x in _FALSE else None for x in v.to_list()], dtype=pl.Boolean),
+    )
+    n_blank = df["aligned"].null_count()
+    if n_blank:
+        log.info("%s: %d rows not annotated (blank aligned) are left out", p, n_blank)
+    return df.drop_nulls("aligned").select(_KEY + ["aligned"])
+
+
+def _verdicts_of(judgments: pl.DataFrame, judge: str | None) -> pl.DataFrame:
+    from ccs_dist.ccs import majority_verdicts
+
+    if judge is None:
+        return majority_verdicts(judgments).select(_KEY + ["aligned"])
+    names = sorted(judgments["judge"].unique().to_list())
+    if judge not in names:
+        raise UserError(f"judge {judge!r} is not in the judgments table: choose one of {', '.join(names)}")
+    return judgments.filter(pl.col("judge") == judge).select(_KEY + ["aligned"])
+
+
+def agreement_command(
+    judgments: str, human: str | None = None, judge_a: str | None = None, judge_b: str | None = None,
+    export: str | None = None, n: int = 100, seed: int = 0, out: str | None = None,
+) -> str:
+    from ccs_dist.ccs import agreement_report
+
+    if not judgments:
+        raise UserError("agreement needs --judgments PATH (the judgments.parquet written by `ccs-dist score`)")
+    table = _read_judgments(judgments)
+    if export is not None:
+        if not isinstance(n, int) or n <= 0:
+            raise UserError(f"--n must be a positive integer, got {n!r}")
+        pool = _verdicts_of(table, None).drop_nulls("aligned")
+        sample = pool.sample(n=min(n, pool.height), seed=int(seed), shuffle=True).select(_KEY)
+        sample = sample.with_columns(aligned=pl.lit(None, dtype=pl.String))
+        Path(export).parent.mkdir(parents=True, exist_ok=True)
+        sample.write_csv(export)
+        return f"wrote {sample.height} (description, label) pairs to {export}: fill its aligned column with 1 or 0"
+    if human is not None:
+        a, b, what = _verdicts_of(table, judge_a), _read_human(human), f"{judge_a or 'judges (majority)'} vs human"
+    elif judge_a is not None and judge_b is not None:
+        if judge_a == judge_b:
+            raise UserError("--judge-a and --judge-b name the same judge: compare two different judges")
+        a, b, what = _verdicts_of(table, judge_a), _verdicts_of(table, judge_b), f"{judge_a} vs {judge_b}"
+    else:
+        raise UserError("agreement needs --human CSV, or --judge-a and --judge-b, or --export CSV")
+    pairs = (
+        a.rename({"aligned": "a"}).join(b.rename({"aligned": "b"}), on=_KEY, how="inner").drop_nulls(["a", "b"])
+    )
+    if pairs.height == 0:
+        raise UserError("no (description, label) pair has a verdict on both sides: check that both come from the same run")
+    report = agreement_report(pairs).with_columns(pl.lit(what).alias("comparison"))
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        report.write_csv(out)
+    lines = [f"agreement, {what}:"]
+    for r in report.iter_rows(named=True):
+        lines.append(
+            f"  {r['level']:<8} n={r['n']:<5} raw={r['raw_agreement']:.3f} kappa={r['cohen_kappa']:.3f} "
+            f"spearman={r['spearman_rho']:.3f} kendall={r['kendall_tau']:.3f}"
+        )
+    return "\n".join(lines)

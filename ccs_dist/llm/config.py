@@ -1,0 +1,89 @@
+"""Configs of the LLM stage (frozen dataclasses; defaults live here and only here).
+
+The API key is never a field: an endpoint names the environment variable that holds it, and the value
+is read at the moment a client is built (see :mod:`ccs_dist.llm.client`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+CacheMode = Literal["use", "refresh", "bypass"]
+JudgeMode = Literal["pair", "head"]
+JsonMode = Literal["auto", "on", "off"]
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """One OpenAI-compatible chat endpoint and how hard we may push it.
+
+    ``rpm``/``tpm`` are our own budget (requests / tokens per minute); the pool tightens them further
+    when the server sends ``x-ratelimit-*`` headers. ``burst_s`` is how many seconds of budget the
+    token buckets may hold, kept small so that our bursts stay within the server's.
+    """
+
+    model: str = "gpt-4o-mini"
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    rpm: float = 500.0
+    tpm: float = 200_000.0
+    burst_s: float = 0.1
+    max_concurrency: int = 16
+    timeout_s: float = 60.0
+    max_attempts: int = 8
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    json_mode: JsonMode = "auto"
+    price_in_per_mtok: float = 0.15  # USD per million prompt tokens
+    price_out_per_mtok: float = 0.60  # USD per million completion tokens
+
+    @property
+    def name(self) -> str:
+        """Judge/labeler name recorded in tables: ``model@host``."""
+        from urllib.parse import urlsplit
+
+        return f"{self.model}@{urlsplit(self.base_url).netloc or self.base_url}"
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Where LLM answers are kept. ``refresh`` re-asks and overwrites; ``bypass`` neither reads nor writes."""
+
+    directory: str = "cache/llm"
+    mode: CacheMode = "use"
+
+
+@dataclass(frozen=True)
+class OfflineConfig:
+    """The no-network backend: a sentence embedder (``minilm`` or ``clip:ARCH[/PRETRAINED]``).
+
+    ``threshold`` None means: calibrate on the default description pool's family tags.
+    """
+
+    embedder: str = "minilm"
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Everything :func:`ccs_dist.llm.score_spans` needs.
+
+    ``labeler`` labels every head; every entry of ``judges`` judges every (description, label) pair
+    and the majority of the valid verdicts decides (ties count as not aligned). With
+    ``backend='offline'`` the endpoints are ignored and ``offline.embedder`` (or each name in
+    ``offline_judges``) plays both parts.
+    """
+
+    backend: Literal["openai", "offline"] = "openai"
+    labeler: EndpointConfig = field(default_factory=EndpointConfig)
+    judges: tuple[EndpointConfig, ...] = (EndpointConfig(),)
+    judge_mode: JudgeMode = "pair"
+    answer_attempts: int = 3  # asks per question while the answer is unparseable or off-vocabulary
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
+    offline_judges: tuple[str, ...] = ()
+    high: int = 5
+    moderate: int = 3
+    low: int = 1
+    show_progress: bool = True

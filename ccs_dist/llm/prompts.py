@@ -1,0 +1,83 @@
+"""Prompt templates: versioned JSON files beside this module, rendered into chat messages.
+
+A template's ``name@version`` is part of every cache key, so editing a prompt means bumping its
+version (the rendered messages are in the key too, so a forgotten bump still cannot serve stale
+answers).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ccs_dist.llm.client import ChatRequest
+
+PROMPT_DIR = Path(__file__).parent / "prompts"
+VERSIONS = {"label": 1, "judge_pair": 1, "judge_head": 1}
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    version: int
+    system: str
+    examples: tuple[tuple[tuple[str, ...], str], ...]  # (descriptions, answer)
+    user: str
+    max_tokens: int
+    json_schema: dict | None
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@lru_cache(maxsize=None)
+def load_template(name: str, version: int | None = None) -> Template:
+    version = VERSIONS[name] if version is None else version
+    data = json.loads((PROMPT_DIR / f"{name}_v{version}.json").read_text(encoding="utf-8"))
+    if data["name"] != name or data["version"] != version:
+        raise ValueError(f"prompt file {name}_v{version}.json declares {data['name']}@{data['version']}")
+    return Template(
+        name=name,
+        version=version,
+        system=data["system"],
+        examples=tuple((tuple(e["descriptions"]), e["answer"]) for e in data["examples"]),
+        user=data["user"],
+        max_tokens=int(data["max_tokens"]),
+        json_schema=data.get("json_schema"),
+    )
+
+
+def numbered(descriptions: Sequence[str]) -> str:
+    return "\n".join(f"{i + 1}. {' '.join(d.split())}" for i, d in enumerate(descriptions))
+
+
+def label_request(descriptions: Sequence[str], ask: int = 0) -> ChatRequest:
+    """Few-shot: the curated examples as user/assistant turns, then the head's descriptions."""
+    t = load_template("label")
+    msgs: list[tuple[str, str]] = [("system", t.system)]
+    for descs, answer in t.examples:
+        msgs += [("user", t.user.format(descriptions=numbered(descs))), ("assistant", answer)]
+    msgs.append(("user", t.user.format(descriptions=numbered(descriptions))))
+    return ChatRequest(tuple(msgs), template=t.tag, max_tokens=t.max_tokens, ask=ask)
+
+
+def judge_pair_request(description: str, label: str, ask: int = 0) -> ChatRequest:
+    t = load_template("judge_pair")
+    user = t.user.format(label=label, description=" ".join(description.split()))
+    return ChatRequest((("system", t.system), ("user", user)), template=t.tag, max_tokens=t.max_tokens,
+                       json_schema=t.json_schema, ask=ask)
+
+
+def judge_head_request(descriptions: Sequence[str], label: str, ask: int = 0) -> ChatRequest:
+    t = load_template("judge_head")
+    schema = copy.deepcopy(t.json_schema)
+    if schema is not None:
+        schema["properties"]["verdicts"]["minItems"] = schema["properties"]["verdicts"]["maxItems"] = len(descriptions)
+    user = t.user.format(label=label, descriptions=numbered(descriptions))
+    return ChatRequest((("system", t.system), ("user", user)), template=t.tag, max_tokens=t.max_tokens,
+                       json_schema=schema, ask=ask)

@@ -1,0 +1,236 @@
+"""The scoring stage: spans -> labels, judgments, CCS and CCS@K (+ request/cache/cost statistics).
+
+``score_spans`` is what the CLI and the orchestration layer call; asyncio stays inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from tqdm.auto import tqdm
+
+from ccs_dist.ccs import HEAD, CategoryThresholds, ccs_at_k, ccs_table
+from ccs_dist.errors import UserError
+from ccs_dist.llm.backends import Judge, Labeler, LabelResult, Verdict
+from ccs_dist.llm.config import ScoreConfig
+
+log = logging.getLogger(__name__)
+
+SPANS_SCHEMA = {"model": pl.String, "layer": pl.Int64, "head": pl.Int64, "rank": pl.Int64, "text": pl.String, "variance": pl.Float64}
+
+
+@dataclass(frozen=True)
+class HeadSpans:
+    model: str
+    layer: int
+    head: int
+    texts: tuple[str, ...]  # by rank
+
+    @property
+    def name(self) -> str:
+        return f"L{self.layer}.H{self.head}"
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    labels: pl.DataFrame  # model, layer, head, label, backend, error
+    judgments: pl.DataFrame  # model, layer, head, rank, text, label, aligned, judge, error
+    ccs: pl.DataFrame  # model, layer, head, label, ccs, n_descriptions, n_failed, flagged, category
+    ccs_at_k: pl.DataFrame  # model, k, fraction, n_heads, n_flagged
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write the four tables as parquet and ``score_meta.json``; tables first, metadata last."""
+        out = Path(out_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create output directory {out} ({e.strerror}): pass a writable --out") from e
+        paths = {}
+        for name in ("labels", "judgments", "ccs", "ccs_at_k"):
+            paths[name] = out / f"{name}.parquet"
+            tmp = paths[name].with_suffix(".parquet.tmp")
+            getattr(self, name).write_parquet(tmp)
+            tmp.replace(paths[name])  # nothing half-written under the final name
+        paths["meta"] = out / "score_meta.json"
+        paths["meta"].write_text(json.dumps(self.stats, indent=2, sort_keys=True, default=str), encoding="utf-8")
+        return paths
+
+
+def read_spans(path: str | Path) -> pl.DataFrame:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"spans table {p} does not exist: pass the spans.parquet written by the textspan stage")
+    try:
+        return pl.read_parquet(p)
+    except Exception as e:  # polars raises several types for non-parquet input
+        raise UserError(f"cannot read {p} as parquet ({type(e).__name__}): pass a spans table in parquet format") from e
+
+
+def validate_spans(spans: pl.DataFrame) -> pl.DataFrame:
+    """Check the DESIGN contract (model, layer, head, rank, text, variance); cast ints/floats; sort."""
+    missing = [c for c in SPANS_SCHEMA if c not in spans.columns]
+    if missing:
+        raise UserError(f"spans table lacks column(s) {', '.join(missing)} (has {', '.join(spans.columns)}): "
+                        "pass the spans table written by the textspan stage")
+    if spans.height == 0:
+        raise UserError("spans table is empty: run the textspan stage first")
+    try:
+        spans = spans.select([pl.col(c).cast(t, strict=True) for c, t in SPANS_SCHEMA.items()])
+    except Exception as e:
+        raise UserError(f"spans table has a column of the wrong type ({str(e).splitlines()[0][:120]}): expected "
+                        "model str, layer/head/rank int, text str, variance float") from e
+    if spans.select(pl.col("model", "layer", "head", "rank", "text").is_null().any()).row(0) != (False,) * 5:
+        raise UserError("spans table has null model/layer/head/rank/text values: re-run the textspan stage")
+    dup = spans.group_by(["model", "layer", "head", "rank"]).len().filter(pl.col("len") > 1)
+    if dup.height:
+        r = dup.row(0, named=True)
+        raise UserError(f"spans table repeats rank {r['rank']} of {r['model']} L{r['layer']}.H{r['head']}: one row per (model, layer, head, rank)")
+    return spans.sort(["model", "layer", "head", "rank"])
+
+
+def group_heads(spans: pl.DataFrame) -> list[HeadSpans]:
+    g = spans.group_by(HEAD, maintain_order=True).agg(pl.col("text"))
+    return [HeadSpans(m, int(l), int(h), tuple(t)) for m, l, h, t in g.iter_rows()]
+
+
+def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> ScoreResult:
+    """Label every head, judge every (description, label) with every judge, compute CCS tables.
+
+    A fatal problem (bad key, unknown model, endpoint down after bounded retries) raises UserError;
+    every answer obtained before it is already in the cache.
+    """
+    thresholds = CategoryThresholds(config.high, config.moderate, config.low)
+    spans = validate_spans(spans)
+    heads = group_heads(spans)
+    t0 = time.monotonic()
+    if config.backend == "offline":
+        labeler, judges, clients = _offline_backends(config, heads)
+    elif config.backend == "openai":
+        labeler, judges, clients = _chat_backends(config)
+    else:
+        raise UserError(f"unknown backend {config.backend!r}: use openai or offline")
+    try:
+        results = asyncio.run(_score_heads(heads, labeler, judges, clients, config.show_progress))
+    finally:
+        for c in clients:
+            if c.cache is not None:
+                c.cache.close()
+    labels, judgments = _tables(heads, results, labeler.name, [j.name for j in judges])
+    ccs = ccs_table(labels, judgments, thresholds)
+    max_k = max(len(h.texts) for h in heads)
+    at_k = ccs_at_k(ccs, max_k=max_k)
+    stats = _stats(config, clients, ccs, time.monotonic() - t0)
+    if config.backend == "offline":
+        stats["offline_thresholds"] = {j.name: j.threshold for j in judges}
+    log.info(
+        "scored %d heads in %.1f s: cache hits %d, misses %d, requests %d, tokens in/out %d/%d, est. cost $%.4f, flagged heads %d",
+        len(heads), stats["seconds"], stats["hits"], stats["misses"], stats["requests"], stats["tokens_in"],
+        stats["tokens_out"], stats["cost_usd"], stats["flagged_heads"],
+    )
+    return ScoreResult(labels, judgments, ccs, at_k, stats)
+
+
+def _chat_backends(config: ScoreConfig):
+    from ccs_dist.llm.backends import ChatHeadJudge, ChatLabeler, ChatPairJudge
+    from ccs_dist.llm.cache import AnswerCache
+    from ccs_dist.llm.client import EndpointClient
+
+    if not config.judges:
+        raise UserError("no judges given: pass at least one with --judges MODEL[@BASE_URL]")
+    names = [j.name for j in config.judges]
+    if len(set(names)) != len(names):
+        raise UserError(f"judge list {names} names one judge twice: give each model@endpoint once")
+    cache = None if config.cache.mode == "bypass" else AnswerCache(config.cache.directory)
+    by_endpoint: dict[Any, EndpointClient] = {}
+
+    def client(cfg):  # one pool (limiter, semaphore) per distinct endpoint config
+        if cfg not in by_endpoint:
+            by_endpoint[cfg] = EndpointClient(cfg, cache, config.cache.mode)
+        return by_endpoint[cfg]
+
+    labeler = ChatLabeler(client(config.labeler), config.answer_attempts)
+    judge_cls = ChatPairJudge if config.judge_mode == "pair" else ChatHeadJudge
+    if config.judge_mode not in ("pair", "head"):
+        raise UserError(f"unknown judge mode {config.judge_mode!r}: use pair or head")
+    judges = [judge_cls(client(j), config.answer_attempts) for j in config.judges]
+    return labeler, judges, list(by_endpoint.values())
+
+
+def _offline_backends(config: ScoreConfig, heads: Sequence[HeadSpans]):
+    from ccs_dist.llm.offline import EmbeddingLabeler, get_embedder, offline_judge
+
+    specs = config.offline_judges or (config.offline.embedder,)
+    if len(set(specs)) != len(specs):
+        raise UserError(f"judge list {list(specs)} names one judge twice: give each embedder once")
+    labeler = EmbeddingLabeler(get_embedder(config.offline.embedder))
+    judges = [offline_judge(s, config.offline.threshold) for s in specs]
+    texts = [t for h in heads for t in h.texts]
+    for b in (labeler, *judges):
+        b.prepare(texts)  # one batched embedding pass instead of one per head
+    return labeler, judges, []
+
+
+async def _score_heads(heads, labeler: Labeler, judges: Sequence[Judge], clients, show_progress: bool):
+    bar = tqdm(total=len(heads), desc="scoring heads", unit="head", disable=not show_progress, leave=False)
+
+    async def one(h: HeadSpans):
+        lab = await labeler.label(h.texts)
+        if lab.label is None:
+            verdicts = [[Verdict(None, f"no label: {lab.error}")] * len(h.texts) for _ in judges]
+        else:
+            verdicts = list(await asyncio.gather(*(j.judge(h.texts, lab.label) for j in judges)))
+        bar.update()
+        return lab, verdicts
+
+    tasks = [asyncio.create_task(one(h)) for h in heads]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    finally:
+        bar.close()
+        for c in clients:
+            await c.aclose()
+
+
+def _tables(heads, results: Sequence[tuple[LabelResult, list[list[Verdict]]]], backend: str, judge_names):
+    label_rows, judg_rows = [], []
+    for h, (lab, per_judge) in zip(heads, results):
+        label_rows.append({"model": h.model, "layer": h.layer, "head": h.head, "label": lab.label, "backend": backend, "error": lab.error})
+        for name, verdicts in zip(judge_names, per_judge):
+            for rank, (text, v) in enumerate(zip(h.texts, verdicts)):
+                judg_rows.append({"model": h.model, "layer": h.layer, "head": h.head, "rank": rank, "text": text,
+                                  "label": lab.label, "aligned": v.aligned, "judge": name, "error": v.error})
+    lschema = {"model": pl.String, "layer": pl.Int64, "head": pl.Int64, "label": pl.String, "backend": pl.String, "error": pl.String}
+    jschema = {"model": pl.String, "layer": pl.Int64, "head": pl.Int64, "rank": pl.Int64, "text": pl.String,
+               "label": pl.String, "aligned": pl.Boolean, "judge": pl.String, "error": pl.String}
+    return pl.DataFrame(label_rows, schema=lschema), pl.DataFrame(judg_rows, schema=jschema)
+
+
+def _stats(config: ScoreConfig, clients, ccs: pl.DataFrame, seconds: float) -> dict[str, Any]:
+    from ccs_dist.llm.client import PoolStats
+
+    total = PoolStats()
+    for c in clients:
+        total = total.merge(c.stats)
+    cfg = asdict(config)  # holds env-variable names only, never a key's value
+    return {
+        **total.as_dict(),
+        "seconds": round(seconds, 3),
+        "heads": ccs.height,
+        "flagged_heads": int(ccs["flagged"].sum()),
+        "per_endpoint": {c.name: c.stats.as_dict() for c in clients},
+        "config": cfg,
+    }
