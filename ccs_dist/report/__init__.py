@@ -1,0 +1,39 @@
+"""HTML report of a run: CCS at a glance, every head's evidence, pruning effects, the paper side by side.
+
+``write_report(run_dir)`` reads ``RUN_DIR/manifest.json`` and ``RUN_DIR/tables/*.parquet`` (any part may
+be missing except at least one table), writes each table as CSV beside its parquet and one
+self-contained, offline ``index.html`` (styles, script, data and SVG charts inline).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ccs_dist.store import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+__all__ = ["write_report"]
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None, paper_reference: str | Path | None = None) -> Path:
+    """Write ``index.html`` for the run at ``run_dir`` into ``out_dir`` (default: ``run_dir``); return its path.
+
+    paper_reference: the paper's figures (default ``../shared/data/paper_reference.json`` beside the
+    repository; when absent the report is written without them).
+    Raises :class:`ccs_dist.errors.UserError` for a missing directory, no tables or a table with wrong columns.
+    """
+    from ccs_dist.report.load import load_run, write_csvs
+    from ccs_dist.report.render import render
+
+    data = load_run(run_dir, paper_reference)
+    out = Path(out_dir) if out_dir is not None else Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csvs = write_csvs(data)
+    page = render(data, csvs, out)
+    path = out / "index.html"
+    atomic_write_bytes(path, page.encode("utf-8"))
+    path.chmod(0o644)  # a page to share (the temporary file behind the atomic write is private)
+    log.info("report written to %s (%.1f kB)", path, len(page) / 1024)
+    return path

@@ -1,0 +1,126 @@
+// ccs_dist report: head cards, label search, table sorting. Data arrive as JSON and are inserted with
+// textContent only (never innerHTML), so no label or description can become markup.
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("ccs-data").textContent);
+  var dlg = document.getElementById("head-card");
+  var body = document.getElementById("head-card-body");
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+  function pct(v) { return (v === null || v === undefined) ? "–" : (100 * v).toFixed(1) + "%"; }
+
+  function verdict(v, err) {
+    if (v === true || v === 1) return el("span", "v v-yes", "✓ aligned");
+    if (v === false || v === 0) return el("span", "v v-no", "✗ not aligned");
+    var s = el("span", "v v-fail", "⚠ failed");
+    if (err) { s.title = String(err); s.appendChild(el("small", "err", String(err))); }
+    return s;
+  }
+
+  function openCard(mi, hk) {
+    var m = data.models[mi];
+    if (!m) return;
+    var h = m.heads[hk];
+    if (!h) return;
+    while (body.firstChild) body.removeChild(body.firstChild);
+    var head = el("div", "card-head");
+    head.appendChild(el("div", "card-model", m.key));
+    var title = el("h3", "card-title");
+    title.appendChild(el("span", "card-hk", hk));
+    head.appendChild(title);
+    var lab = el("p", "card-label", h.label === null ? "(no label)" : h.label);
+    head.appendChild(lab);
+    var badges = el("div", "badges");
+    if (h.ccs !== null && h.ccs !== undefined) badges.appendChild(el("span", "badge ccs c" + h.ccs, "CCS " + h.ccs + "/" + (h.n || 5)));
+    if (h.cat) badges.appendChild(el("span", "badge cat-" + h.cat, h.cat));
+    if (h.nf) badges.appendChild(el("span", "badge flag", h.nf + " failed verdict" + (h.nf > 1 ? "s" : "")));
+    if (h.backend) badges.appendChild(el("span", "badge plain", "labelled by " + h.backend));
+    head.appendChild(badges);
+    body.appendChild(head);
+
+    var t = el("table", "data card-table");
+    var thead = el("thead"); var tr = el("tr");
+    ["#", "description", "variance explained"].forEach(function (x) { tr.appendChild(el("th", null, x)); });
+    (m.judges.length ? m.judges : []).forEach(function (j) { tr.appendChild(el("th", "judge", j)); });
+    if (m.judges.length > 1) tr.appendChild(el("th", null, "majority"));
+    thead.appendChild(tr); t.appendChild(thead);
+    var tb = el("tbody");
+    var vmax = 0;
+    h.d.forEach(function (d) { if (d.v !== null && d.v > vmax) vmax = d.v; });
+    h.d.forEach(function (d) {
+      var row = el("tr", "desc");
+      row.appendChild(el("td", "num", d.r + 1));
+      row.appendChild(el("td", "desc-text", d.t));
+      var vc = el("td", "var");
+      var bar = el("span", "varbar");
+      bar.style.width = (vmax > 0 && d.v !== null ? Math.round(80 * d.v / vmax) : 0) + "px";
+      vc.appendChild(bar); vc.appendChild(el("span", "varnum", pct(d.v)));
+      row.appendChild(vc);
+      m.judges.forEach(function (_, ji) {
+        var c = el("td", "judge");
+        var got = d.j ? d.j[ji] : undefined;
+        if (got === undefined) c.appendChild(el("span", "v", "–"));
+        else c.appendChild(verdict(got[0], got[1]));
+        row.appendChild(c);
+      });
+      if (m.judges.length > 1) { var mc = el("td", "judge"); mc.appendChild(d.maj === undefined ? el("span", "v", "–") : verdict(d.maj, null)); row.appendChild(mc); }
+      tb.appendChild(row);
+    });
+    t.appendChild(tb);
+    body.appendChild(t);
+    if (!h.d.length) body.appendChild(el("p", "muted", "No descriptions recorded for this head."));
+    if (typeof dlg.showModal === "function") { if (!dlg.open) dlg.showModal(); } else { dlg.setAttribute("open", ""); }
+    dlg.setAttribute("data-head", hk);
+  }
+
+  document.addEventListener("click", function (e) {
+    var t = e.target.closest ? e.target.closest("[data-h]") : null;
+    if (t && t.getAttribute("data-m") !== null) { openCard(+t.getAttribute("data-m"), t.getAttribute("data-h")); return; }
+    if (e.target === dlg) dlg.close();
+  });
+  document.getElementById("head-card-close").addEventListener("click", function () { dlg.close(); });
+
+  Array.prototype.forEach.call(document.querySelectorAll("input.head-search"), function (inp) {
+    inp.addEventListener("input", function () {
+      var q = inp.value.trim().toLowerCase();
+      var mi = +inp.getAttribute("data-m");
+      var m = data.models[mi];
+      var n = 0;
+      Array.prototype.forEach.call(document.querySelectorAll('.cell[data-m="' + mi + '"]'), function (c) {
+        var h = m.heads[c.getAttribute("data-h")];
+        var hay = ((h && h.label) || "") + " " + ((h && h.d) || []).map(function (d) { return d.t; }).join(" ");
+        var hit = !q || hay.toLowerCase().indexOf(q) >= 0;
+        c.classList.toggle("dim", !hit);
+        if (hit && q) n++;
+      });
+      var out = document.getElementById("search-count-" + mi);
+      if (out) out.textContent = q ? n + " matching head" + (n === 1 ? "" : "s") : "";
+    });
+  });
+
+  // click a header of a .sortable table to sort by that column (numbers numerically)
+  Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), function (tbl) {
+    Array.prototype.forEach.call(tbl.tHead.rows[0].cells, function (th, ci) {
+      th.addEventListener("click", function () {
+        var asc = th.getAttribute("data-dir") !== "asc";
+        Array.prototype.forEach.call(tbl.tHead.rows[0].cells, function (x) { x.removeAttribute("data-dir"); });
+        th.setAttribute("data-dir", asc ? "asc" : "desc");
+        var rows = Array.prototype.slice.call(tbl.tBodies[0].rows);
+        rows.sort(function (a, b) {
+          var x = a.cells[ci].getAttribute("data-sort") || a.cells[ci].textContent;
+          var y = b.cells[ci].getAttribute("data-sort") || b.cells[ci].textContent;
+          var nx = parseFloat(x), ny = parseFloat(y);
+          var r = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+          return asc ? r : -r;
+        });
+        rows.forEach(function (r) { tbl.tBodies[0].appendChild(r); });
+      });
+    });
+  });
+  document.documentElement.setAttribute("data-ready", "1");
+})();

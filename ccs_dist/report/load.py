@@ -1,0 +1,149 @@
+"""Reading a run directory for the report: manifest, tables (validated), paper reference figures.
+
+A run directory holds ``manifest.json`` and ``tables/*.parquet`` (DESIGN.md). Every part is optional
+except at least one known table; a table that is present must have its columns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ccs_dist.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# required columns per known table; anything else in a table is kept and shown where it makes sense
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "spans": ("model", "layer", "head", "rank", "text", "variance"),
+    "labels": ("model", "layer", "head", "label"),
+    "judgments": ("model", "layer", "head", "rank", "aligned", "judge"),
+    "ccs": ("model", "layer", "head", "ccs"),
+    "ccs_at_k": ("model", "k", "fraction"),
+    "evaluation": ("model", "task", "condition", "metric", "value"),
+    "agreement": (),
+    "attribution": ("model", "dataset", "layer", "head", "method", "value"),
+}
+KNOWN = tuple(REQUIRED)
+
+
+def default_paper_reference() -> Path:
+    import ccs_dist
+
+    return Path(ccs_dist.__file__).resolve().parents[2] / "shared" / "data" / "paper_reference.json"
+
+
+@dataclass
+class RunData:
+    run_dir: Path
+    manifest: dict[str, Any]
+    tables: dict[str, pl.DataFrame]
+    table_paths: dict[str, Path]
+    paper: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # problems worth showing but not fatal
+
+    def get(self, name: str) -> pl.DataFrame | None:
+        return self.tables.get(name)
+
+
+def _read_manifest(run_dir: Path, notes: list[str]) -> dict[str, Any]:
+    path = run_dir / "manifest.json"
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        notes.append(f"manifest.json could not be read ({e}); the summary is incomplete")
+        return {}
+    if not isinstance(data, dict):
+        notes.append("manifest.json is not a JSON object; ignored")
+        return {}
+    return data
+
+
+def find_tables(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Path]:
+    """name -> parquet path: the manifest's ``tables`` first, then ``tables/*.parquet``, then ``*.parquet``."""
+    found: dict[str, Path] = {}
+    listed = manifest.get("tables")
+    if isinstance(listed, dict):
+        for name, rel in listed.items():
+            p = (run_dir / str(rel)) if not Path(str(rel)).is_absolute() else Path(str(rel))
+            if p.suffix == ".parquet" and p.exists():
+                found[str(name)] = p
+    for folder in (run_dir / "tables", run_dir):
+        if folder.is_dir():
+            for p in sorted(folder.glob("*.parquet")):
+                found.setdefault(p.stem, p)
+    return found
+
+
+def load_run(run_dir: str | Path, paper_reference: str | Path | None = None) -> RunData:
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise UserError(f"run directory {run_dir} does not exist; give the output directory of a run (it holds tables/*.parquet)")
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a directory; give the output directory of a run (it holds tables/*.parquet)")
+    notes: list[str] = []
+    manifest = _read_manifest(run_dir, notes)
+    paths = find_tables(run_dir, manifest)
+    if not any(name in KNOWN for name in paths):
+        raise UserError(
+            f"no tables in {run_dir}: expected tables/*.parquet ({', '.join(KNOWN)}); run the pipeline first, or point at its output directory"
+        )
+    tables: dict[str, pl.DataFrame] = {}
+    for name, path in paths.items():
+        try:
+            df = pl.read_parquet(path)
+        except Exception as e:  # noqa: BLE001 - pyarrow/polars raise many kinds for a broken file
+            raise UserError(f"table {path} cannot be read as parquet ({type(e).__name__}); re-run the stage that wrote it") from None
+        missing = [c for c in REQUIRED.get(name, ()) if c not in df.columns]
+        if missing:
+            raise UserError(
+                f"table {path} lacks columns {', '.join(missing)} (has {', '.join(df.columns)}); "
+                f"it must have {', '.join(REQUIRED[name])}: re-run the stage that wrote it"
+            )
+        tables[name] = df
+    paper = load_paper(paper_reference, notes)
+    return RunData(run_dir, manifest, tables, paths, paper, notes)
+
+
+def load_paper(path: str | Path | None, notes: list[str]) -> dict[str, Any]:
+    explicit = path is not None
+    p = Path(path) if explicit else default_paper_reference()
+    if not p.exists():
+        if explicit:
+            raise UserError(f"paper reference {p} not found; give the path of paper_reference.json or leave --paper out")
+        notes.append(f"paper reference figures not found at {p}; shown without them")
+        return {}
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        if explicit:
+            raise UserError(f"paper reference {p} is not valid JSON ({e}); give a valid paper_reference.json") from None
+        notes.append(f"paper reference {p} could not be read; shown without it")
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_csvs(data: RunData) -> dict[str, Path]:
+    """Each parquet table as CSV beside it (nested columns JSON-encoded); name -> CSV path."""
+    out: dict[str, Path] = {}
+    for name, path in data.table_paths.items():
+        df = data.tables.get(name)
+        if df is None:
+            continue
+        nested = [c for c, t in df.schema.items() if t.is_nested()]
+        if nested:
+            df = df.with_columns(pl.col(c).map_elements(lambda v: json.dumps(v if not hasattr(v, "to_list") else v.to_list(), default=str),
+                                                        return_dtype=pl.String) for c in nested)
+        csv = path.with_suffix(".csv")
+        tmp = csv.with_suffix(".csv.tmp")
+        df.write_csv(tmp)
+        tmp.replace(csv)
+        out[name] = csv
+    return out

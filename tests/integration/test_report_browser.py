@@ -1,0 +1,113 @@
+"""The report in a real browser: headless Debian chromium, started by the test, network off.
+
+Skipped when no chromium is installed, unless CCS_REQUIRE_BROWSER=1 (CI sets it): then it fails.
+Screenshots go to test-artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from ccs_dist.report import write_report
+from ccs_dist.report.fixtures import HOSTILE_LABEL, HOSTILE_TEXT, FixtureSpec, make_run
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    pytest.importorskip("websocket", reason="websocket-client (the test extra) drives chromium")
+    from ccs_dist.report.browser import Chromium, find_chromium
+
+    if find_chromium() is None:
+        if os.environ.get("CCS_REQUIRE_BROWSER") == "1":
+            pytest.fail("CCS_REQUIRE_BROWSER=1 but no chromium binary (apt-get install chromium)")
+        pytest.skip("no chromium binary (apt-get install chromium)")
+    b = Chromium(timeout=60)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def _q(b, selector: str, expr: str = "length") -> object:
+    return b.eval(f"document.querySelectorAll({json.dumps(selector)}).{expr}")
+
+
+def test_demo_report_renders_with_cards_and_charts(browser, tmp_path):
+    run = make_run(tmp_path / "demo", FixtureSpec())
+    page = write_report(run)
+    seconds = browser.open(page, offline=True)
+    assert seconds < 20
+    assert browser.eval("document.documentElement.getAttribute('data-ready')") == "1", "the page's script did not run"
+    ccs = pl.read_parquet(run / "tables" / "ccs.parquet")
+    assert _q(browser, ".ccsgrid .cell[data-h]") == ccs.height
+    assert _q(browser, "svg.chart") >= 4
+    assert _q(browser, "svg.chart rect.bar") >= 12  # CCS@K bars across models and per model
+
+    # a real mouse click on a high-CCS head opens its card with 5 descriptions and the judge's verdicts
+    r = ccs.filter(~pl.col("flagged")).sort("ccs", descending=True).row(0, named=True)
+    hk = f"L{r['layer']}.H{r['head']}"
+    assert browser.eval("document.getElementById('head-card').open") is False
+    browser.click(f'.cell[data-h="{hk}"]')
+    assert browser.eval("document.getElementById('head-card').open") is True
+    assert browser.eval("document.getElementById('head-card').getAttribute('data-head')") == hk
+    assert _q(browser, "#head-card tr.desc") == 5
+    spans = pl.read_parquet(run / "tables" / "spans.parquet").filter(
+        (pl.col("layer") == r["layer"]) & (pl.col("head") == r["head"])).sort("rank")
+    shown = browser.eval("Array.from(document.querySelectorAll('#head-card td.desc-text')).map(e => e.textContent)")
+    assert shown == spans["text"].to_list()
+    assert browser.eval("document.querySelector('#head-card .card-label').textContent") == r["label"]
+    assert _q(browser, "#head-card .v-yes") == r["ccs"]  # one judge: its aligned verdicts are the CCS
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.screenshot(ARTIFACTS / "report_head_card.png")
+    browser.eval("document.getElementById('head-card').close()")
+
+    # search dims the heads whose label does not match
+    browser.eval("var i=document.querySelector('input.head-search'); i.value='food'; i.dispatchEvent(new Event('input'))")
+    n_food = ccs.filter(pl.col("label").str.to_lowercase().str.contains("food")).height
+    assert _q(browser, ".cell[data-h]:not(.dim)") >= n_food > 0
+
+    browser.screenshot(ARTIFACTS / "report_full.png", full_page=True)
+    assert browser.problems() == []
+    assert browser.requests() == [page.resolve().as_uri()], "the page must load nothing but itself"
+
+
+def test_hostile_labels_run_nothing(browser, tmp_path):
+    run = make_run(tmp_path / "hostile", FixtureSpec(hostile=True))
+    page = write_report(run)
+    browser.open(page, offline=True)
+    assert browser.eval("document.documentElement.getAttribute('data-ready')") == "1"
+    checks = "[document.title, typeof window.__pwned, document.images.length, document.scripts.length]"
+    title, pwned, n_img, n_scripts = browser.eval(checks)
+    assert title == f"CCS report · demo {HOSTILE_TEXT}"
+    assert (pwned, n_img, n_scripts) == ("undefined", 0, 2)
+    assert browser.eval("document.getElementById('run-name').textContent") == f"demo {HOSTILE_TEXT}"
+    hostile_cell = browser.eval(
+        f"Array.from(document.querySelectorAll('.cell[data-h]')).filter(c => c.title.indexOf({json.dumps(HOSTILE_LABEL)}) >= 0).length")
+    assert hostile_cell == 1
+    hk = browser.eval(f"Array.from(document.querySelectorAll('.cell[data-h]')).find(c => c.title.indexOf({json.dumps(HOSTILE_LABEL)}) >= 0).getAttribute('data-h')")
+    browser.click(f'.cell[data-h="{hk}"]')
+    assert browser.eval("document.querySelector('#head-card .card-label').textContent") == HOSTILE_LABEL
+    assert browser.eval("document.querySelector('#head-card td.desc-text').textContent") == HOSTILE_TEXT
+    assert browser.eval(checks) == [title, "undefined", 0, 2]
+    # the judge's hostile error message is shown as text in the failures table
+    assert browser.eval("document.getElementById('failures').textContent").count("<script>window.__pwned=2</script>") >= 1
+    browser.screenshot(ARTIFACTS / "report_hostile.png")
+    assert browser.problems() == []
+
+
+def test_the_check_detects_a_script_that_runs(browser, tmp_path):
+    """Control: the same checks catch injected markup in a page that does not escape it."""
+    page = tmp_path / "unsafe.html"
+    page.write_text(f"<!DOCTYPE html><title>t</title><body><p>{HOSTILE_LABEL}</p><p>{HOSTILE_TEXT}</p></body>", encoding="utf-8")
+    browser.open(page, offline=True)
+    browser.drain(0.5)
+    assert browser.eval("typeof window.__pwned") == "number"
+    assert browser.eval("document.images.length") == 1
