@@ -260,6 +260,80 @@ class Commands:
 
         return evaluate_command(**args)
 
+    def report(self, run_dir: str = "", out: str | None = None, paper: str | None = None):
+        """Write a run's HTML report (one self-contained, offline page) and its tables as CSV; print the page's path.
+
+        Reads RUN_DIR/manifest.json and RUN_DIR/tables/*.parquet; writes OUT/index.html and RUN_DIR/tables/NAME.csv.
+
+        Args:
+            run_dir: the run's output directory (reports/<run>, holding tables/*.parquet and manifest.json).
+            out: directory for index.html (default: RUN_DIR itself).
+            paper: the paper's published figures, shown beside this run's for the same weights
+                (default ../shared/data/paper_reference.json beside the repository; left out when absent).
+        """
+        from ccs_dist.report import write_report
+
+        if not run_dir:
+            raise _user_error("report needs RUN_DIR: the output directory of a run, e.g. ccs-dist report reports/demo")
+        return str(write_report(run_dir, out_dir=out, paper_reference=paper))
+
+    def attribute(
+        self,
+        model: str = "ViT-B-32",
+        pretrained: str | None = None,
+        task: str = "cifar10",
+        data_root: str = "data",
+        ccs: str | None = None,
+        out: str = "reports/attribute",
+        limit: int | None = None,
+        samples: int = 32,
+        deletions: int = 16,
+        seeds: str = "0,1,2",
+        top_k: int = 5,
+        threshold: float = 0.0,
+        batch_size: int = 32,
+        device: str = "auto",
+        templates_per_class: int | None = None,
+        workers: int = 0,
+        download: bool = False,
+        progress: bool = True,
+    ):
+        """Attribute each zero-shot prediction to the image tower's heads; check faithfulness against exact ablation.
+
+        y = cos(image embedding, class text embedding); a head's attribution is dy/d(gate on its output), all
+        heads from one backward pass. Writes OUT/tables/attribution.parquet (model, dataset, class, layer, head,
+        method, value; methods attribution, direct, energy, exact; class null = whole dataset),
+        attribution_curves.parquet (deletion curves), attribution_faithfulness.parquet (AUC per ranking,
+        Spearman vs exact ablation per layer) and attribution_reliance.parquet (top heads per class, CCS labels).
+
+        Args:
+            model: open_clip architecture (ViT-B-32, ViT-B-16, ViT-L-14, ...) or hf-hub:ORG/REPO.
+            pretrained: pretrained tag (openai, laion2b_s34b_b88k, ...), a checkpoint file, or none for random init.
+            task: one classification task: cifar10, cifar100, food101, country211, oxford_pets, imagenet, imagenet_a,
+                imagenet_r; NAME@PATH reads it from PATH; folder@PATH is a folder of class sub-folders with classnames.txt.
+            data_root: folder holding the datasets in their distributed layouts (see ccs-dist evaluate --help).
+            ccs: optional ccs table (parquet from `ccs-dist score`): adds the ccs ranking and the heads' labels to reliance.
+            out: output directory; tables go to OUT/tables/.
+            limit: attribute at most this many images, evenly spaced (quick runs).
+            samples: images (evenly spaced) that also get exact ablation effects and deletion curves; 0 for none.
+            deletions: most heads deleted along each deletion curve (curve points k = 0..deletions).
+            seeds: comma-separated seeds of the random ranking (its curve is averaged over them).
+            top_k: heads per class in the reliance table.
+            threshold: alignment (label vs class name, minus an empty-prompt baseline) below which a relied-on head is flagged unexpected.
+            batch_size: images per forward/backward pass.
+            device: cpu, cuda, cuda:N or auto.
+            templates_per_class: use only the first N prompt templates of each class (quick runs; default all).
+            workers: data-loading worker processes.
+            download: let torchvision download the datasets it can.
+            progress: show a progress bar (--noprogress to hide it).
+        """
+        from ccs_dist.attribution.command import attribute_command
+
+        return attribute_command(
+            model, pretrained, task, data_root, ccs, out, limit, samples, deletions, seeds, top_k, threshold,
+            batch_size, device, templates_per_class, workers, download, progress=progress,
+        )
+
 
 def _user_error(message: str):
     from ccs_dist.errors import UserError
