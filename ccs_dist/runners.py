@@ -66,15 +66,15 @@ class TextSpanRun:
     probe: DecomposeRun
     pool: str = "default"
     spans: SpanConfig = field(default_factory=SpanConfig)
-    out: str = "reports/textspan"
+    out: str | None = "reports/textspan"  # None: return the table without writing it
 
 
-def run_textspan(run: TextSpanRun) -> dict[str, Any]:
+def run_textspan(run: TextSpanRun, loaded: LoadedModel | None = None) -> dict[str, Any]:
     """Decompose (or reuse), embed the pool (or reuse), run TextSpan on every head, write ``spans.parquet``."""
     pool = resolve_pool(run.pool)  # validate cheap inputs before loading a model
     if run.spans.m > len(pool):
         raise UserError(f"m={run.spans.m} spans per head cannot be drawn from a pool of {len(pool)} descriptions: lower --m")
-    loaded = load_run_model(run.probe.model)
+    loaded = loaded or load_run_model(run.probe.model)
     if run.spans.rank > loaded.embed_dim:
         raise UserError(f"rank={run.spans.rank} exceeds the embedding size E={loaded.embed_dim} of {loaded.key}: lower --rank")
     outcome = run_decompose(run.probe, loaded)
@@ -99,9 +99,11 @@ def run_textspan(run: TextSpanRun) -> dict[str, Any]:
         "decomposition": str(artifact.path),
         "seconds": {"decompose": round(outcome.seconds, 3), "textspan": round(seconds, 3)},
     }
-    out = Path(run.out)
-    path = write_table(table, out / "tables" / "spans.parquet", metadata)
-    atomic_write_json(out / "manifest.json", {"tables": {"spans": str(path)}, **metadata})
+    path = None
+    if run.out is not None:
+        out = Path(run.out)
+        path = write_table(table, out / "tables" / "spans.parquet", metadata)
+        atomic_write_json(out / "manifest.json", {"tables": {"spans": str(path)}, **metadata})
     if loaded.random_init:
-        log.warning("RANDOM INIT: the spans in %s describe an untrained %s", path, loaded.arch)
+        log.warning("RANDOM INIT: the spans of %s describe an untrained network", loaded.key)
     return {"spans": str(path), "heads": table.select("layer", "head").n_unique(), "metadata": metadata, "table": table}

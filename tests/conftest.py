@@ -47,3 +47,14 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def local_demo_run(tmp_path_factory):
+    """The demo spec run once in local mode, shared by the local and Ray tests: (root, CompletedProcess)."""
+    from tests.jobs_helpers import run_full_grid
+
+    root = tmp_path_factory.mktemp("demo")
+    proc = run_full_grid("--local", "--quiet", "--out", str(root / "reports"), "--cache-dir", str(root / "cache"))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return root, proc

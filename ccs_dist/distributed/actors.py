@@ -1,0 +1,61 @@
+"""Ray actors: one per model worker (holds a CLIP model on its device) and one for the LLM stage.
+
+The actors are thin: each method calls a stage of :mod:`ccs_dist.jobs.stages`. Fault injection for the
+tests: ``CCS_DIST_FAULT=<stage>:<marker file>`` makes a model worker's process die once, mid-stage.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import ray
+
+
+def _maybe_die(stage: str) -> None:
+    fault = os.environ.get("CCS_DIST_FAULT", "")
+    want, _, marker = fault.partition(":")
+    if want != stage or not marker or Path(marker).exists():
+        return
+    Path(marker).write_text(f"killed {stage} once\n")
+    threading.Timer(1.0, lambda: os._exit(1)).start()  # die while the stage is running
+
+
+@ray.remote(max_restarts=3, max_task_retries=3)
+class ModelWorker:
+    def __init__(self, spec_json: str, entry_json: str, threads: int | None):
+        from ccs_dist.jobs.spec import JobSpec, ModelEntry
+        from ccs_dist.jobs.stages import ModelStages
+        from ccs_dist.log import setup_logging
+
+        setup_logging()
+        spec = JobSpec.model_validate_json(spec_json)
+        self.stages = ModelStages(spec, ModelEntry.model_validate_json(entry_json), threads=threads)
+
+    def spans(self):
+        _maybe_die("spans")
+        return self.stages.spans()
+
+    def evaluate(self, score_result):
+        _maybe_die("evaluate")
+        tables = score_result[0] if isinstance(score_result, tuple) else score_result
+        return self.stages.evaluate(tables["ccs"])
+
+
+@ray.remote(max_restarts=3, max_task_retries=3, num_cpus=0)
+class LLMWorker:
+    """Owns the LLM clients, their rate limiters and the disk cache; scores one model at a time."""
+
+    def __init__(self, spec_json: str):
+        from ccs_dist.jobs.spec import JobSpec
+        from ccs_dist.log import setup_logging
+
+        setup_logging()
+        self.spec = JobSpec.model_validate_json(spec_json)
+
+    def score(self, spans_result):
+        from ccs_dist.jobs.stages import score_stage
+
+        spans = spans_result[0] if isinstance(spans_result, tuple) else spans_result
+        return score_stage(spans, self.spec, show_progress=False)

@@ -1,0 +1,114 @@
+"""Run the planned stages of the full grid on Ray and record each as it finishes.
+
+Each model's graph is a chain of actor calls (spans -> LLM score -> evaluate) whose object refs feed the
+next call, so models proceed concurrently and a model's evaluation starts as soon as its own scores are
+back. The driver waits on every pending ref, writes each finished stage to the stage store at once
+(resume), prints a one-line progress every few seconds, and releases a model's actor when its graph is
+done. Actors restart and their calls retry when a worker dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import ray
+
+from ccs_dist.distributed.actors import LLMWorker, ModelWorker
+from ccs_dist.errors import UserError
+
+log = logging.getLogger(__name__)
+PROGRESS_EVERY_S = 10.0
+
+
+def _connect(address: str | None) -> None:
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
+
+    # Settings only: an API key never travels in a runtime env (Ray stores and logs those). The LLM worker
+    # reads it from its node's environment: inherited when this driver starts Ray, else the cluster's.
+    env = {k: v for k, v in os.environ.items() if k.startswith("CCS_") or k == "HF_HUB_OFFLINE"}
+    if RAY_JOB_CONFIG_JSON_ENV_VAR in os.environ:
+        env = {}  # a submitted job: its runtime env already reaches every worker, and Ray refuses to merge two
+    try:
+        ray.init(address=address, runtime_env={"env_vars": env} if env else None, log_to_driver=True,
+                 include_dashboard=False if address is None else None)
+    except ConnectionError as e:
+        raise UserError(f"cannot reach the Ray cluster at {address} ({e}): start it (ray start --head) or run with --local") from e
+
+
+def run_ray(state, plans, address: str | None = None) -> None:
+    import polars as pl  # noqa: F401  (results carry polars frames)
+
+    _connect(address)
+    spec = state.spec
+    res = spec.resources
+    spec_json = spec.model_dump_json()
+    threads = max(1, int(res.cpus_per_model))
+    llm = LLMWorker.remote(spec_json)
+    pending: dict = {}  # ref -> (plan, stage, started)
+    workers: dict = {}
+
+    def worker_for(plan):
+        if plan.key not in workers:
+            workers[plan.key] = ModelWorker.options(num_cpus=res.cpus_per_model, num_gpus=res.gpus_per_model).remote(
+                spec_json, plan.entry.model_dump_json(), threads)
+        return workers[plan.key]
+
+    def submit_next(plan):
+        """Submit the first stage of ``plan`` that is neither done nor running."""
+        running = {stage for p, stage, _ in pending.values() if p is plan}
+        if running:
+            return
+        if plan.needs("spans"):
+            ref = worker_for(plan).spans.remote()
+            stage = "spans"
+        elif plan.needs("score"):
+            ref = llm.score.remote(plan.done["spans"][0]["spans"])
+            stage = "score"
+        elif plan.needs("evaluate"):
+            ref = worker_for(plan).evaluate.remote(plan.done["score"][0])
+            stage = "evaluate"
+        else:
+            if plan.key in workers:
+                ray.kill(workers.pop(plan.key))
+            return
+        pending[ref] = (plan, stage, time.perf_counter())
+
+    for plan in plans:  # actors beyond the cluster's resources wait in Ray's queue until one is released
+        submit_next(plan)
+    last = time.perf_counter()
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_EVERY_S)
+        for ref in ready:
+            plan, stage, started = pending.pop(ref)
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayTaskError as e:
+                cause = e.cause if hasattr(e, "cause") else e
+                if isinstance(cause, UserError):
+                    raise cause from None
+                raise
+            seconds = time.perf_counter() - started
+            if stage == "spans":
+                table, meta = result
+                state.finish(plan, "spans", state.spans_key(plan.entry), {"spans": table}, {"metadata": meta}, seconds)
+            elif stage == "score":
+                tables, stats = result
+                state.finish(plan, "score", state.score_key(plan.done["spans"][0]["spans"]), tables, {"llm": stats}, seconds)
+            else:
+                table, facts = result
+                ccs = plan.done["score"][0]["ccs"]
+                state.finish(plan, "evaluate", state.evaluate_key(plan.entry, ccs), {"evaluation": table}, facts, seconds)
+            submit_next(plan)
+        if time.perf_counter() - last >= PROGRESS_EVERY_S or not ready:
+            last = time.perf_counter()
+            running = ", ".join(f"{p.key} {s} {time.perf_counter() - t:.0f}s" for p, s, t in pending.values())
+            done = sum(len(p.done) for p in plans)
+            log.info("progress: %d/%d stages done; running: %s", done, 3 * len(plans), running or "-")
+    for w in workers.values():
+        ray.kill(w)
+    ray.kill(llm)

@@ -1,0 +1,1 @@
+"""Entry points that compose the stages: ``python -m ccs_dist.jobs.full_grid``."""

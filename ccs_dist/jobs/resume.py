@@ -1,0 +1,64 @@
+"""Finished stages of a run, on disk: each stage's tables written atomically with a manifest written last.
+
+``RUN_DIR/stages/<model-slug>/<stage>/`` holds ``<table>.parquet`` files and ``manifest.json`` with the
+spec section hash, the hashes of the inputs, the versions and the timing. A stage is reused when its
+manifest exists and its key (what produced it) is the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ccs_dist.store import MANIFEST, atomic_write_json, read_json
+from ccs_dist.tables import write_table
+
+
+def slug(model_key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", model_key)
+
+
+def frame_hash(df: pl.DataFrame) -> str:
+    """Content hash of a table (row order and values), the input key of downstream stages."""
+    h = hashlib.sha256(json.dumps(df.columns).encode())
+    h.update(df.hash_rows(seed=0).to_numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+class StageStore:
+    def __init__(self, run_dir: str | Path):
+        self.root = Path(run_dir) / "stages"
+
+    def _dir(self, model_key: str, stage: str) -> Path:
+        return self.root / slug(model_key) / stage
+
+    def load(self, model_key: str, stage: str, key: str) -> tuple[dict[str, pl.DataFrame], dict[str, Any]] | None:
+        d = self._dir(model_key, stage)
+        if not (d / MANIFEST).is_file():
+            return None
+        manifest = read_json(d / MANIFEST)
+        if manifest.get("key") != key:
+            return None
+        tables = {name: pl.read_parquet(d / f"{name}.parquet") for name in manifest["tables"]}
+        return tables, manifest
+
+    def save(self, model_key: str, stage: str, key: str, tables: dict[str, pl.DataFrame], facts: dict[str, Any]) -> dict[str, Any]:
+        d = self._dir(model_key, stage)
+        if d.exists():
+            shutil.rmtree(d)  # a stale or half-written stage: its manifest goes first, so it was never complete
+        d.mkdir(parents=True)
+        for name, df in tables.items():
+            write_table(df, d / f"{name}.parquet")
+        manifest = {"model": model_key, "stage": stage, "key": key, "tables": sorted(tables), **facts}
+        atomic_write_json(d / MANIFEST, manifest)
+        return manifest
+
+    def invalidate(self, model_key: str, stage: str) -> None:
+        manifest = self._dir(model_key, stage) / MANIFEST
+        manifest.unlink(missing_ok=True)
