@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,18 @@ def request_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
 
 
+def _pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class AnswerCache:
     """JSON answers by request key, safe to share between processes (see module docstring)."""
 
@@ -86,10 +99,21 @@ class AnswerCache:
 
     def claim(self, key: str, lease_s: float) -> bool:
         """Try to become the one process that sends ``key``; True if we hold the claim now."""
-        return self._c.add(_CLAIM_PREFIX + key, json.dumps({"pid": os.getpid(), "t": time.time()}), expire=lease_s)
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "t": time.time()}
+        return self._c.add(_CLAIM_PREFIX + key, json.dumps(owner), expire=lease_s)
 
     def claimed(self, key: str) -> bool:
-        return (_CLAIM_PREFIX + key) in self._c
+        """Whether a live process holds the claim. A claim whose owner on this host is gone (killed, say)
+        is dropped at once, so a re-run after a crash does not wait out the lease."""
+        raw = self._c.get(_CLAIM_PREFIX + key)
+        if raw is None:
+            return False
+        owner = json.loads(raw)
+        if owner.get("host") == socket.gethostname() and not _pid_alive(owner.get("pid")):
+            self._c.delete(_CLAIM_PREFIX + key)
+            log.info("dropped the claim of a dead process (pid %s) on request %s", owner.get("pid"), key[:12])
+            return False
+        return True
 
     def release(self, key: str) -> None:
         self._c.delete(_CLAIM_PREFIX + key)

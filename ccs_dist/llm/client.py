@@ -61,6 +61,7 @@ class PoolStats:
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
+    cost_avoided_usd: float = 0.0  # what the cache hits cost when they were first asked
 
     def merge(self, other: PoolStats) -> PoolStats:
         return PoolStats(**{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__})
@@ -137,6 +138,15 @@ class EndpointClient:
             }
         )
 
+    def _price(self, t_in: int, t_out: int) -> float:
+        return (t_in * self.cfg.price_in_per_mtok + t_out * self.cfg.price_out_per_mtok) / 1e6
+
+    def _hit(self, entry: dict, structured: bool) -> ChatAnswer:
+        """Count a cache hit (and what it would have cost) and turn the entry into an answer."""
+        self.stats.hits += 1
+        self.stats.cost_avoided_usd += self._price(entry.get("tokens_in", 0), entry.get("tokens_out", 0))
+        return ChatAnswer(entry["text"], structured, cached=True)
+
     def _lookup(self, req: ChatRequest) -> ChatAnswer | None:
         if self.cache is None:
             return None
@@ -147,7 +157,7 @@ class EndpointClient:
                 continue  # refresh: ask once again in this run, then reuse that answer
             hit = self.cache.get(key)
             if hit is not None:
-                return ChatAnswer(hit["text"], structured, cached=True)
+                return self._hit(hit, structured)
         return None
 
     # -- asking -----------------------------------------------------------------------------------
@@ -157,7 +167,6 @@ class EndpointClient:
         in-flight request, or sent now (with retries) and cached."""
         hit = self._lookup(req)
         if hit is not None:
-            self.stats.hits += 1
             return hit
         structured = req.json_schema is not None and self._json_ok is not False
         key = self._key(req, structured)
@@ -186,8 +195,7 @@ class EndpointClient:
                 try:
                     hit = self.cache.get(key)  # answered between our lookup and our claim
                     if hit is not None:
-                        self.stats.hits += 1
-                        return ChatAnswer(hit["text"], structured, cached=True)
+                        return self._hit(hit, structured)
                     return await self._fetch(req, key, structured)
                 finally:
                     self.cache.release(key)
@@ -196,13 +204,12 @@ class EndpointClient:
                 await asyncio.sleep(_POLL_S)
             hit = self.cache.get(key)
             if hit is not None:
-                self.stats.hits += 1
-                return ChatAnswer(hit["text"], structured, cached=True)
+                return self._hit(hit, structured)
 
     async def _fetch(self, req: ChatRequest, key: str, structured: bool) -> ChatAnswer:
         self.stats.misses += 1
         try:
-            text = await self._send_with_retries(req, structured)
+            text, t_in, t_out = await self._send_with_retries(req, structured)
         except _JsonUnsupported:
             log.info("%s does not accept response_format json_schema: using plain answers and a strict parser", self.name)
             self._json_ok = False
@@ -211,11 +218,12 @@ class EndpointClient:
         if structured and self._json_ok is None:
             self._json_ok = True
         if self.cache is not None:
-            self.cache.set(key, {"text": text, "model": self.cfg.model, "template": req.template})
+            self.cache.set(key, {"text": text, "model": self.cfg.model, "template": req.template,
+                                 "tokens_in": t_in, "tokens_out": t_out})
             self._refreshed.add(key)
         return ChatAnswer(text, structured, cached=False)
 
-    async def _send_with_retries(self, req: ChatRequest, structured: bool) -> str:
+    async def _send_with_retries(self, req: ChatRequest, structured: bool) -> tuple[str, int, int]:
         last: list[str] = []
         try:
             async for attempt in AsyncRetrying(
@@ -287,8 +295,8 @@ class EndpointClient:
         self.limiter.settle(est_tokens, t_in + t_out)
         self.stats.tokens_in += t_in
         self.stats.tokens_out += t_out
-        self.stats.cost_usd += (t_in * self.cfg.price_in_per_mtok + t_out * self.cfg.price_out_per_mtok) / 1e6
-        return text
+        self.stats.cost_usd += self._price(t_in, t_out)
+        return text, t_in, t_out
 
     def _raise_status(self, e: openai.APIStatusError, structured: bool):
         code = e.status_code

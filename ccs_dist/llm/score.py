@@ -132,9 +132,10 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
     if config.backend == "offline":
         stats["offline_thresholds"] = {j.name: j.threshold for j in judges}
     log.info(
-        "scored %d heads in %.1f s: cache hits %d, misses %d, requests %d, tokens in/out %d/%d, est. cost $%.4f, flagged heads %d",
+        "scored %d heads in %.1f s: cache hits %d, misses %d, requests %d, tokens in/out %d/%d, est. cost $%.4f "
+        "(avoided by the cache $%.4f), flagged heads %d",
         len(heads), stats["seconds"], stats["hits"], stats["misses"], stats["requests"], stats["tokens_in"],
-        stats["tokens_out"], stats["cost_usd"], stats["flagged_heads"],
+        stats["tokens_out"], stats["cost_usd"], stats["cost_avoided_usd"], stats["flagged_heads"],
     )
     return ScoreResult(labels, judgments, ccs, at_k, stats)
 

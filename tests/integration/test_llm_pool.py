@@ -85,6 +85,11 @@ def test_48_heads_complete_then_cached_rerun_sends_nothing(spans, tmp_path, key_
         r2 = score_spans(spans, cfg)
         assert srv.stats.requests == sent  # zero HTTP requests
         assert r2.stats["requests"] == 0 and r2.stats["hits"] == r1.stats["hits"] + r1.stats["misses"]
+        # The re-run's hits are priced at what they cost when asked: at least the whole first bill is avoided
+        # (more: questions the first run asked once and shared in-process are each a cache hit now).
+        per_answer = r1.stats["cost_usd"] / r1.stats["misses"]
+        assert r2.stats["cost_usd"] == 0 and r1.stats["cost_usd"] <= r2.stats["cost_avoided_usd"] + 1e-12
+        assert r2.stats["cost_avoided_usd"] <= 2 * per_answer * r2.stats["hits"]
         for name in ("labels", "judgments", "ccs", "ccs_at_k"):
             assert getattr(r2, name).equals(getattr(r1, name)), name
 
