@@ -81,6 +81,7 @@ def main() -> None:
     for lo in range(0, args.n, 2048):
         moments.update(torch.from_numpy(data[:, lo : lo + 2048]))
     spans = textspan_heads(moments, text, texts, m=args.m, rank=args.rank, device=dev)
+    assert len(spans) == args.heads
     if dev.type == "cuda":
         torch.cuda.synchronize()
     ours_all = time.perf_counter() - t0

@@ -33,6 +33,20 @@ class CategoryThresholds:
             raise ValueError(f"category thresholds need low < moderate < high, got {self.low}, {self.moderate}, {self.high}")
 
 
+def read_ccs_table(path) -> pl.DataFrame | None:
+    """The ``ccs`` table at ``path`` (None when no path is given); a missing file is a user error."""
+    from pathlib import Path
+
+    from ccs_dist.errors import UserError
+
+    if not path:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"ccs table {path} not found; run `ccs-dist score` first or drop --ccs")
+    return pl.read_parquet(path)
+
+
 def majority_verdicts(judgments: pl.DataFrame) -> pl.DataFrame:
     """judgments (one row per description and judge) -> one row per description.
 

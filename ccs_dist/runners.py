@@ -81,7 +81,7 @@ def run_textspan(run: TextSpanRun, loaded: LoadedModel | None = None) -> dict[st
     artifact = outcome.artifact
     t0 = time.perf_counter()
     store = ArtifactStore(run.probe.cache_dir)
-    text_emb = embed_pool(loaded, pool, store)
+    text_emb = embed_pool(loaded, pool, store, progress=run.probe.decompose.progress)
     index = load_or_build_index(text_emb, store) if run.spans.method == "faiss" else None
     table = spans_table(loaded.key, artifact, pool, text_emb, run.spans, device=loaded.device, index=index)
     seconds = time.perf_counter() - t0

@@ -7,6 +7,7 @@ finished files may be reused by a resumed run) and is renamed into place atomica
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -29,18 +30,25 @@ def content_key(obj: Any, length: int = 24) -> str:
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()[:length]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+@contextlib.contextmanager
+def _atomic_file(path: Path):
+    """A file handle whose content appears at ``path`` only once it is complete (fsync + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with _atomic_file(Path(path)) as f:
+        f.write(data)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -48,17 +56,8 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.ascontiguousarray(array))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _atomic_file(Path(path)) as f:
+        np.save(f, np.ascontiguousarray(array))
 
 
 def read_json(path: Path) -> Any:

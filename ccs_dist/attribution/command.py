@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ccs_dist.ccs import read_ccs_table
 from ccs_dist.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ def _int(value, name: str) -> int:
 def attribute_command(model: str, pretrained, task: str, data_root: str, ccs, out: str, limit, samples, deletions,
                       seeds, top_k, threshold, batch_size, device, templates_per_class, workers, download,
                       progress: bool = True) -> str:
-    import polars as pl
 
     from ccs_dist.attribution.run import AttributionConfig, attribute_task
     from ccs_dist.evaluate.command import as_list
@@ -58,12 +58,7 @@ def attribute_command(model: str, pretrained, task: str, data_root: str, ccs, ou
         seeds=seed_list, top_k=_int(top_k, "top_k"), threshold=thr,
         templates_per_class=_opt_int(templates_per_class, "templates_per_class"), download=bool(download),
     )
-    table = None
-    if ccs:
-        path = Path(ccs)
-        if not path.is_file():
-            raise UserError(f"ccs table {path} not found; run `ccs-dist score` first or drop --ccs")
-        table = pl.read_parquet(path)
+    table = read_ccs_table(ccs)
     pretrained = None if pretrained in (None, "", "none", "None") else str(pretrained)
     loaded = load_model(str(model), pretrained, device=None if device in (None, "auto") else device)
     result = attribute_task(loaded, tasks[0], config, table, progress=progress)

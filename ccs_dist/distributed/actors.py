@@ -24,14 +24,14 @@ def _maybe_die(stage: str) -> None:
 
 @ray.remote(max_restarts=3, max_task_retries=3)
 class ModelWorker:
-    def __init__(self, spec_json: str, entry_json: str, threads: int | None):
+    def __init__(self, spec_json: str, entry_json: str, threads: int | None, progress: bool = True):
         from ccs_dist.jobs.spec import JobSpec, ModelEntry
         from ccs_dist.jobs.stages import ModelStages
         from ccs_dist.log import setup_logging
 
         setup_logging()
         spec = JobSpec.model_validate_json(spec_json)
-        self.stages = ModelStages(spec, ModelEntry.model_validate_json(entry_json), threads=threads)
+        self.stages = ModelStages(spec, ModelEntry.model_validate_json(entry_json), threads=threads, progress=progress)
 
     def spans(self):
         _maybe_die("spans")

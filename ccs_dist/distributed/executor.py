@@ -40,9 +40,7 @@ def _connect(address: str | None) -> None:
         raise UserError(f"cannot reach the Ray cluster at {address} ({e}): start it (ray start --head) or run with --local") from e
 
 
-def run_ray(state, plans, address: str | None = None) -> None:
-    import polars as pl  # noqa: F401  (results carry polars frames)
-
+def run_ray(state, plans, address: str | None = None, show_progress: bool = True) -> None:
     _connect(address)
     spec = state.spec
     res = spec.resources
@@ -55,7 +53,7 @@ def run_ray(state, plans, address: str | None = None) -> None:
     def worker_for(plan):
         if plan.key not in workers:
             workers[plan.key] = ModelWorker.options(num_cpus=res.cpus_per_model, num_gpus=res.gpus_per_model).remote(
-                spec_json, plan.entry.model_dump_json(), threads)
+                spec_json, plan.entry.model_dump_json(), threads, show_progress)
         return workers[plan.key]
 
     def submit_next(plan):

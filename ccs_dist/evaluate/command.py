@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ccs_dist.ccs import read_ccs_table
 from ccs_dist.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,6 @@ def evaluate_command(
     templates_per_class: int | None,
     workers: int,
 ) -> str:
-    import polars as pl
 
     from ccs_dist.evaluate.run import EvalConfig, evaluate
     from ccs_dist.models import load_model
@@ -75,13 +75,8 @@ def evaluate_command(
     except ValueError:
         raise UserError(f"seeds must be integers, got {seeds!r}") from None
     explicit = _explicit_lists(heads)
-    table = None
-    if ccs:
-        path = Path(ccs)
-        if not path.is_file():
-            raise UserError(f"ccs table {path} not found; run `ccs-dist score` first or drop --ccs")
-        table = pl.read_parquet(path)
-    else:
+    table = read_ccs_table(ccs)
+    if table is None:
         dropped = [c for c in cond_list if c != "original"]
         if dropped:
             log.warning("no --ccs table: evaluating original and explicit lists only (dropping %s)", ", ".join(dropped))

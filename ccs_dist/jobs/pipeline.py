@@ -18,7 +18,7 @@ import polars as pl
 from ccs_dist.errors import UserError
 from ccs_dist.jobs.resume import StageStore, frame_hash
 from ccs_dist.jobs.spec import JobSpec, ModelEntry
-from ccs_dist.jobs.stages import DOWNSTREAM, SCORE_TABLES, STAGES, model_key_of, prepare_evaluation_data
+from ccs_dist.jobs.stages import DOWNSTREAM, STAGES, model_key_of, prepare_evaluation_data
 from ccs_dist.store import atomic_write_json, content_key
 from ccs_dist.tables import write_table
 
@@ -61,7 +61,7 @@ class JobState:
         s = self.spec
         return content_key({"v": STAGE_VERSION, "model": entry.model_dump(), "probe": s.probe.model_dump(),
                             "layers": s.layers, "pool": _pool_hash(s.pool), "spans": s.spans.model_dump(),
-                            "device": s.resources.precision})
+                            "precision": s.resources.precision})
 
     def score_key(self, spans: pl.DataFrame) -> str:
         return content_key({"v": STAGE_VERSION, "spans": frame_hash(spans), "llm": self.spec.llm.model_dump(mode="json")})
@@ -134,7 +134,7 @@ def run_local(state: JobState, plans: list[ModelPlan], show_progress: bool = Tru
 
     threads = max(1, int(state.spec.resources.cpus_per_model)) if state.spec.resources.device == "cpu" else None
     for plan in plans:
-        stages = ModelStages(state.spec, plan.entry, threads=threads) if plan.needs_model else None
+        stages = ModelStages(state.spec, plan.entry, threads=threads, progress=show_progress) if plan.needs_model else None
         if plan.needs("spans"):
             t0 = time.perf_counter()
             table, meta = stages.spans()
@@ -263,5 +263,5 @@ def run_job(spec: JobSpec, mode: str = "local", force: tuple[str, ...] = (), sho
         else:
             from ccs_dist.distributed.executor import run_ray
 
-            run_ray(state, plans, address=address)
+            run_ray(state, plans, address=address, show_progress=show_progress)
     return gather(state, plans, time.perf_counter() - t0, mode)

@@ -55,14 +55,14 @@ def prepare_evaluation_data(spec: JobSpec) -> None:
 class ModelStages:
     """One model, loaded once; each public method is a stage returning tables and facts."""
 
-    def __init__(self, spec: JobSpec, entry: ModelEntry, threads: int | None = None):
+    def __init__(self, spec: JobSpec, entry: ModelEntry, threads: int | None = None, progress: bool = True):
         import torch
 
         from ccs_dist.models.loading import load_model
 
         if threads:
             torch.set_num_threads(threads)
-        self.spec, self.entry = spec, entry
+        self.spec, self.entry, self.progress = spec, entry, progress
         self.loaded = load_model(entry.arch, entry.pretrained, device=spec.resources.device, precision=spec.resources.precision)
 
     def metadata(self) -> dict[str, Any]:
@@ -82,7 +82,7 @@ class ModelStages:
                 images=spec.probe.images,
                 cache_dir=spec.cache_dir,
                 decompose=DecomposeConfig(layers=layers, batch_size=spec.probe.batch_size, num_workers=spec.probe.workers,
-                                          on_bad_image=spec.probe.on_bad_image),
+                                          on_bad_image=spec.probe.on_bad_image, progress=self.progress),
             ),
             pool=spec.pool,
             spans=SpanConfig(m=spec.spans.m, rank=self.entry.rank or spec.spans.rank, method=spec.spans.method),
