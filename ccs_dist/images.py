@@ -76,9 +76,14 @@ class FolderImageSet:
 def _torchvision_factories() -> dict[str, Callable[[Path], object]]:
     import torchvision.datasets as tvd
 
+    def cifar(n_classes: int):
+        from ccs_dist.evaluate.datasets import load_cifar  # torchvision's reader, tolerant of re-packed copies
+
+        return lambda root: load_cifar(n_classes, Path(root), transform=None).dataset
+
     return {
-        "cifar10": lambda root: tvd.CIFAR10(str(root), train=False, download=False),
-        "cifar100": lambda root: tvd.CIFAR100(str(root), train=False, download=False),
+        "cifar10": cifar(10),
+        "cifar100": cifar(100),
         "imagenet": lambda root: tvd.ImageNet(str(root), split="val"),
         "food101": lambda root: tvd.Food101(str(root), split="test", download=False),
         "stl10": lambda root: tvd.STL10(str(root), split="test", download=False),
@@ -95,6 +100,8 @@ class TorchvisionImageSet:
         self.root = Path(root).expanduser()
         try:
             self.dataset = factories[dataset_name](self.root)
+        except UserError as e:
+            raise UserError(f"could not open {dataset_name} under {self.root}: {e}") from e
         except (RuntimeError, FileNotFoundError, OSError) as e:
             raise UserError(
                 f"could not open {dataset_name} under {self.root} ({str(e).strip().splitlines()[0][:160]}): "

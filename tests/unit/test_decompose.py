@@ -126,3 +126,16 @@ def test_empty_image_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="holds no image files"):
         resolve_image_set(str(tmp_path / "empty"))
+
+
+def test_torchvision_probe_set_reads_the_real_cifar_format(tiny, tmp_path, cache_dir):
+    from ccs_dist.evaluate.synthetic import write_cifar
+
+    write_cifar(tmp_path, n_classes=10, per_class=2)  # pickled batches, as torchvision downloads them
+    images = resolve_image_set(f"cifar10:{tmp_path}", cache_dir)
+    assert len(images) == 20 and images.image_id(3) == "cifar10/3"
+    assert images.load(0).size == (32, 32)
+    art = decompose_image_set(tiny, images, ArtifactStore(cache_dir), DecomposeConfig(layers=1, num_workers=0, progress=False))
+    assert art.n_images == 20
+    with pytest.raises(UserError, match="could not open cifar100"):
+        resolve_image_set(f"cifar100:{tmp_path}", cache_dir)
