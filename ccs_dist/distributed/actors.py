@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import ray
@@ -35,12 +36,11 @@ class ModelWorker:
 
     def spans(self):
         _maybe_die("spans")
-        return self.stages.spans()
+        return _timed(self.stages.spans)
 
-    def evaluate(self, score_result):
+    def evaluate(self, ccs):
         _maybe_die("evaluate")
-        tables = score_result[0] if isinstance(score_result, tuple) else score_result
-        return self.stages.evaluate(tables["ccs"])
+        return _timed(self.stages.evaluate, ccs)
 
 
 @ray.remote(max_restarts=3, max_task_retries=3, num_cpus=0)
@@ -54,8 +54,14 @@ class LLMWorker:
         setup_logging()
         self.spec = JobSpec.model_validate_json(spec_json)
 
-    def score(self, spans_result):
+    def score(self, spans):
         from ccs_dist.jobs.stages import score_stage
 
-        spans = spans_result[0] if isinstance(spans_result, tuple) else spans_result
-        return score_stage(spans, self.spec, show_progress=False)
+        return _timed(score_stage, spans, self.spec, show_progress=False)
+
+
+def _timed(fn, *args, **kwargs):
+    """(fn's result, seconds it ran): stage times exclude waiting for a worker slot."""
+    t0 = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - t0

@@ -68,7 +68,7 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
             ref = llm.score.remote(plan.done["spans"][0]["spans"])
             stage = "score"
         elif plan.needs("evaluate"):
-            ref = worker_for(plan).evaluate.remote(plan.done["score"][0])
+            ref = worker_for(plan).evaluate.remote(plan.done["score"][0]["ccs"])
             stage = "evaluate"
         else:
             if plan.key in workers:
@@ -82,15 +82,14 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_EVERY_S)
         for ref in ready:
-            plan, stage, started = pending.pop(ref)
+            plan, stage, _ = pending.pop(ref)
             try:
-                result = ray.get(ref)
+                result, seconds = ray.get(ref)
             except ray.exceptions.RayTaskError as e:
                 cause = e.cause if hasattr(e, "cause") else e
                 if isinstance(cause, UserError):
                     raise cause from None
                 raise
-            seconds = time.perf_counter() - started
             if stage == "spans":
                 table, meta = result
                 state.finish(plan, "spans", state.spans_key(plan.entry), {"spans": table}, {"metadata": meta}, seconds)
