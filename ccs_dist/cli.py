@@ -366,19 +366,12 @@ def _decompose_run(self=None, model="ViT-B-32", pretrained=None, images="synthet
 def main(argv: list[str] | None = None) -> int:
     import fire
 
-    from ccs_dist.errors import UserError
+    from ccs_dist.errors import run_at_edge
     from ccs_dist.log import setup_logging
 
     setup_logging()
-    try:
-        fire.Fire(Commands, command=argv, name="ccs-dist")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted; finished artifacts are kept, re-run the same command to resume", file=sys.stderr)
-        return 130
-    return 0
+    return run_at_edge(lambda: fire.Fire(Commands, command=argv, name="ccs-dist"),
+                       "finished artifacts are kept, re-run the same command to resume")
 
 
 if __name__ == "__main__":

@@ -14,3 +14,25 @@ class UserError(Exception):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))  # always one line
+
+
+def check_at_least(minimum: int, **values: int | None) -> None:
+    """A :class:`UserError` naming the first value (None = not set, allowed) below ``minimum``."""
+    for name, value in values.items():
+        if value is not None and value < minimum:
+            raise UserError(f"{name} must be >= {minimum}, got {value}")
+
+
+def run_at_edge(fn, interrupted: str) -> int:
+    """Run an entry point: a UserError becomes ``error: <message>`` on stderr and its exit code."""
+    import sys
+
+    try:
+        fn()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"error: interrupted; {interrupted}", file=sys.stderr)
+        return 130
+    return 0

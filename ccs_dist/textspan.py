@@ -70,9 +70,12 @@ class HeadMoments:
         moments.update(x)
         return moments
 
-    def select(self, index: Sequence[int] | slice) -> HeadMoments:
+    def select(self, index: Sequence[int] | slice, device: torch.device | str | None = None) -> HeadMoments:
+        """The statistics of some heads (on ``device`` if given)."""
         out = HeadMoments.__new__(HeadMoments)
         out.count, out.sum_GE, out.gram_GEE = self.count, self.sum_GE[index], self.gram_GEE[index]
+        if device is not None:
+            out.sum_GE, out.gram_GEE = out.sum_GE.to(device), out.gram_GEE.to(device)
         return out
 
     def covariance(self) -> torch.Tensor:
@@ -156,10 +159,7 @@ def textspan_heads(
     chunk = max(1, int(max_chunk_bytes // max(per_head, 1)))
     results: list[SpanResult] = []
     for lo in range(0, moments.num_heads, chunk):
-        part = HeadMoments.__new__(HeadMoments)
-        part.count = moments.count
-        part.sum_GE = moments.sum_GE[lo : lo + chunk].to(dev)
-        part.gram_GEE = moments.gram_GEE[lo : lo + chunk].to(dev)
+        part = moments.select(slice(lo, lo + chunk), device=dev)
         idx_GM, frac_GM = _span_in_subspace(part, text, m, rank)
         for idx, frac in zip(idx_GM.cpu().tolist(), frac_GM.cpu().tolist()):
             results.append(SpanResult(tuple(texts[i] for i in idx), tuple(idx), tuple(frac)))

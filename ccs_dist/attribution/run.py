@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ccs_dist.attribution.reliance import ccs_for_model, reliance_table
-from ccs_dist.errors import UserError
+from ccs_dist.errors import UserError, check_at_least
 from ccs_dist.evaluate import attribution as A
 
 log = logging.getLogger(__name__)
@@ -73,20 +73,11 @@ class AttributionConfig:
     max_batch: int | None = None
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.limit is not None and self.limit < 1:
-            raise UserError(f"limit must be >= 1, got {self.limit}")
-        if self.samples < 0:
-            raise UserError(f"samples must be >= 0, got {self.samples}")
-        if self.deletions < 1:
-            raise UserError(f"deletions must be >= 1, got {self.deletions}")
+        check_at_least(1, batch_size=self.batch_size, limit=self.limit, deletions=self.deletions, top_k=self.top_k,
+                       templates_per_class=self.templates_per_class)
+        check_at_least(0, samples=self.samples)
         if not self.seeds:
             raise UserError("give at least one seed for the random ranking")
-        if self.top_k < 1:
-            raise UserError(f"top_k must be >= 1, got {self.top_k}")
-        if self.templates_per_class is not None and self.templates_per_class < 1:
-            raise UserError(f"templates_per_class must be >= 1, got {self.templates_per_class}")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader, Subset
 
-from ccs_dist.errors import UserError
+from ccs_dist.errors import UserError, check_at_least
 from ccs_dist.evaluate import bias, datasets, video
 from ccs_dist.evaluate.encode import HeadSetEncoder
 from ccs_dist.evaluate.metadata import templates
@@ -63,12 +63,7 @@ class EvalConfig:
     templates_per_class: int | None = None
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.limit is not None and self.limit < 1:
-            raise UserError(f"limit must be >= 1, got {self.limit}")
-        if self.templates_per_class is not None and self.templates_per_class < 1:
-            raise UserError(f"templates_per_class must be >= 1, got {self.templates_per_class}")
+        check_at_least(1, batch_size=self.batch_size, limit=self.limit, templates_per_class=self.templates_per_class)
         if self.ablation not in ("zero", "mean"):
             raise UserError(f"ablation must be 'zero' or 'mean', got {self.ablation!r}")
 

@@ -28,27 +28,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ccs_dist.errors import UserError
+    from ccs_dist.errors import run_at_edge
     from ccs_dist.log import setup_logging
 
     args = parse_args(argv)
     setup_logging()
-    try:
+
+    def run() -> None:
         from ccs_dist.jobs.pipeline import run_job
         from ccs_dist.jobs.spec import load_spec
 
         overrides = {k: v for k, v in (("out", args.out), ("cache_dir", args.cache_dir)) if v is not None}
-        spec = load_spec(args.spec, overrides)
-        outcome = run_job(spec, mode="local" if args.local else "ray", force=tuple(args.force),
-                          show_progress=not args.quiet, address=args.address)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted; finished stages are kept, run the same command again to resume", file=sys.stderr)
-        return 130
-    print(outcome.summary)
-    return 0
+        outcome = run_job(load_spec(args.spec, overrides), mode="local" if args.local else "ray",
+                          force=tuple(args.force), show_progress=not args.quiet, address=args.address)
+        print(outcome.summary)
+
+    return run_at_edge(run, "finished stages are kept, run the same command again to resume")
 
 
 if __name__ == "__main__":

@@ -65,9 +65,6 @@ class ModelStages:
         self.spec, self.entry, self.progress = spec, entry, progress
         self.loaded = load_model(entry.arch, entry.pretrained, device=spec.resources.device, precision=spec.resources.precision)
 
-    def metadata(self) -> dict[str, Any]:
-        return self.loaded.metadata()
-
     def spans(self) -> tuple[pl.DataFrame, dict[str, Any]]:
         from ccs_dist.decompose import DecomposeConfig
         from ccs_dist.runners import DecomposeRun, ModelSpec, TextSpanRun, run_textspan

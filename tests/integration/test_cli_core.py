@@ -94,3 +94,14 @@ def _small_pool(tmp_path):
     p = tmp_path / "pool.txt"
     p.write_text("\n".join(f"description number {i}" for i in range(20)) + "\n", encoding="utf-8")
     return p
+
+
+def test_textspan_faiss_method_writes_spans_and_persists_its_index(tmp_path):
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    proc = run_cli("textspan", "--model", "ccs-tiny", "--images", "synthetic:16", "--layers", "1", "--rank", "16",
+                   "--method", "faiss", "--cache-dir", str(cache), "--out", str(out), "--workers", "0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    spans = pl.read_parquet(out / "tables" / "spans.parquet")
+    assert spans.height == 4 * 5 and spans.group_by("head").agg(pl.col("text").n_unique())["text"].min() == 5
+    assert read_metadata(out / "tables" / "spans.parquet")["spans"]["method"] == "faiss"
+    assert len(list((cache / "faiss").glob("*.index"))) == 1
