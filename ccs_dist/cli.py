@@ -133,6 +133,7 @@ class Commands:
         embedder: str = "minilm",
         threshold: float | None = None,
         progress: bool = True,
+        max_description_chars: int = 2000,
     ):
         """Label every head's spans, judge each (description, label), write labels/judgments/ccs/ccs_at_k parquet.
 
@@ -142,7 +143,9 @@ class Commands:
             backend: openai (any OpenAI-compatible endpoint) or offline (local embedder, no network, no key).
             base_url: endpoint base URL, e.g. http://127.0.0.1:8000/v1 for vLLM/Ollama (default https://api.openai.com/v1).
             llm_model: model that labels the heads (and judges when --judges is not given).
-            judges: comma-separated judges, each MODEL or MODEL@BASE_URL (majority vote; every verdict kept). Offline: minilm or clip:ARCH[/PRETRAINED].
+            judges: comma-separated judges, each MODEL, MODEL@BASE_URL or MODEL@BASE_URL#KEY_ENV (majority vote; every verdict
+                kept). The --api-key-env key goes only to --base-url; a judge elsewhere gets the key in its KEY_ENV, or none.
+                Offline: minilm or clip:ARCH[/PRETRAINED].
             judge_mode: pair (one request per description, the paper's protocol) or head (one request per head, five verdicts as JSON).
             cache_dir: directory of the LLM answer cache (shared safely by concurrent runs).
             no_cache: neither read nor write the cache.
@@ -151,13 +154,15 @@ class Commands:
             rpm: requests per minute allowed per endpoint (tightened by the server's x-ratelimit headers).
             tpm: tokens per minute allowed per endpoint.
             concurrency: most requests in flight per endpoint.
-            timeout: seconds per request before it is retried.
+            timeout: seconds one attempt may take, connect to last byte, before it is retried (a request ends within
+                max_attempts x (timeout + backoff)).
             max_attempts: attempts per request (429, 5xx, timeouts, dropped connections) before the stage stops.
             price_in: USD per million prompt tokens, for the cost estimate.
             price_out: USD per million completion tokens, for the cost estimate.
             embedder: offline labeler embedder: minilm or clip:ARCH[/PRETRAINED].
             threshold: offline judge cosine threshold (default: calibrated on the default pool's family tags).
             progress: show a progress bar (--progress=False or --noprogress to hide it).
+            max_description_chars: descriptions longer than this are cut to it (with a warning) before they are sent.
         """
         from ccs_dist.llm.commands import score_command
 
@@ -166,6 +171,7 @@ class Commands:
             cache_dir=cache_dir, no_cache=no_cache, refresh_cache=refresh_cache, api_key_env=api_key_env, rpm=rpm,
             tpm=tpm, concurrency=concurrency, timeout=timeout, max_attempts=max_attempts, price_in=price_in,
             price_out=price_out, embedder=embedder, threshold=threshold, progress=progress,
+            max_description_chars=max_description_chars,
         )
 
     def agreement(

@@ -3,7 +3,9 @@
 
 A labeler turns a head's descriptions into one label; a judge turns (descriptions, label) into one
 :class:`Verdict` per description. Unusable answers are re-asked (each re-ask is its own cache entry,
-so a re-run replays the same sequence without a request) and finally recorded as failed verdicts.
+so a re-run replays the same sequence without a request) and finally recorded as failed verdicts. A
+request the endpoint refuses for good (:class:`RequestRejected`) is a failed label or verdict too: its
+head is flagged and the other heads are scored.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ccs_dist.llm.answers import InvalidAnswer, normalise_label, parse_head_verdicts, parse_pair_verdict
-from ccs_dist.llm.client import EndpointClient
+from ccs_dist.llm.client import EndpointClient, RequestRejected
 from ccs_dist.llm.prompts import judge_head_request, judge_pair_request, label_request
 
 
@@ -49,7 +51,10 @@ class ChatLabeler:
     async def label(self, descriptions: Sequence[str]) -> LabelResult:
         reasons = []
         for ask in range(self.attempts):
-            answer = await self.client.ask(label_request(descriptions, ask=ask))
+            try:
+                answer = await self.client.ask(label_request(descriptions, ask=ask))
+            except RequestRejected as e:
+                return LabelResult(None, f"labeler: {e}")
             try:
                 return LabelResult(normalise_label(answer.text))
             except InvalidAnswer as e:
@@ -69,7 +74,10 @@ class ChatPairJudge:
     async def _one(self, description: str, label: str) -> Verdict:
         reasons = []
         for ask in range(self.attempts):
-            answer = await self.client.ask(judge_pair_request(description, label, ask=ask))
+            try:
+                answer = await self.client.ask(judge_pair_request(description, label, ask=ask))
+            except RequestRejected as e:
+                return Verdict(None, f"judge: {e}")
             try:
                 return Verdict(parse_pair_verdict(answer.text))
             except InvalidAnswer as e:
@@ -86,7 +94,10 @@ class ChatHeadJudge:
     async def judge(self, descriptions: Sequence[str], label: str) -> list[Verdict]:
         reasons = []
         for ask in range(self.attempts):
-            answer = await self.client.ask(judge_head_request(descriptions, label, ask=ask))
+            try:
+                answer = await self.client.ask(judge_head_request(descriptions, label, ask=ask))
+            except RequestRejected as e:
+                return [Verdict(None, f"judge: {e}") for _ in descriptions]
             try:
                 return [Verdict(v) for v in parse_head_verdicts(answer.text, len(descriptions))]
             except InvalidAnswer as e:

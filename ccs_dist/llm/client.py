@@ -1,8 +1,9 @@
 """One OpenAI-compatible endpoint behind a cache, a rate limiter, a concurrency bound and retries.
 
 The only module that talks HTTP (through the ``openai`` SDK's async client). The API key is read from
-the environment variable the config names, handed to the SDK and kept nowhere else: it is in no cache
-key, log line, table or error message.
+the environment variable the endpoint's config names, handed to the SDK for that endpoint only and kept
+nowhere else: it is in no cache key, log line, table or error message. Base URLs are shown redacted
+(:mod:`ccs_dist.llm.urls`). ``timeout_s`` bounds a whole attempt (connect to last byte), not each read.
 """
 
 from __future__ import annotations
@@ -23,10 +24,14 @@ from ccs_dist.errors import UserError
 from ccs_dist.llm.cache import AnswerCache, request_key
 from ccs_dist.llm.config import CacheMode, EndpointConfig
 from ccs_dist.llm.ratelimit import RateLimiter, parse_duration
+from ccs_dist.llm.urls import is_loopback, redact_url
 
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.05
+# rejected requests (400/413/422) in a row with no answer at all: the settings, not one request, are wrong
+_REJECTS_BEFORE_FATAL = 5
+_PER_REQUEST_CODES = (400, 413, 422)
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,11 @@ class EndpointUnavailable(UserError):
     pass
 
 
+class RequestRejected(Exception):
+    """The endpoint refused this one request for good (e.g. 400 context_length_exceeded): the head it
+    belongs to is flagged, the other heads are scored. ``str(e)`` says who refused it and why."""
+
+
 class _Retryable(Exception):
     def __init__(self, reason: str, retry_after: float | None = None):
         super().__init__(reason)
@@ -88,7 +98,8 @@ def read_api_key(env_name: str, required: bool = True) -> str | None:
     """The key's value from ``env_name``; a UserError when required and unset."""
     value = os.environ.get(env_name)
     if not value and required:
-        raise UserError(f"no API key: set the environment variable {env_name} (or name another one with --api-key-env)")
+        raise UserError(f"no API key: set the environment variable {env_name} (or name another one with --api-key-env, "
+                        "or MODEL@URL#ENV in --judges)")
     return value or None
 
 
@@ -107,12 +118,25 @@ class EndpointClient:
         self._refreshed: set[str] = set()
         self._fatal: UserError | None = None
         self._json_ok: bool | None = {"on": True, "off": False}.get(cfg.json_mode)
-        parts = urlsplit(cfg.base_url)
+        self.url = redact_url(cfg.base_url)  # what messages may show
+        self._answered = 0
+        self._rejected = 0
+        try:
+            parts = urlsplit(cfg.base_url)
+        except ValueError:
+            parts = urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise UserError(f"base URL {cfg.base_url!r} is not an http(s) URL: pass e.g. --base-url http://127.0.0.1:8000/v1")
-        self._endpoint = parts.netloc + parts.path.rstrip("/")
+            raise UserError(f"base URL {self.url!r} is not an http(s) URL: pass e.g. --base-url http://127.0.0.1:8000/v1")
+        # host[:port]/path: userinfo never enters the key (unchanged for URLs without it, so old caches still hit)
+        self._endpoint = parts.netloc.rpartition("@")[2] + parts.path.rstrip("/")
+        key = read_api_key(cfg.api_key_env) if cfg.api_key_env else None
+        # no key: the SDK insists on one, so it gets a placeholder and the Authorization header is dropped
+        self._headers = {} if key else {"Authorization": openai.Omit()}
+        if parts.scheme == "http" and not is_loopback(cfg.base_url):
+            log.warning("%s: plain http to a non-loopback host: %s travel unencrypted; use https",
+                        self.name, "the API key and the prompts" if key else "the prompts")
         self._client = openai.AsyncOpenAI(
-            api_key=read_api_key(cfg.api_key_env),
+            api_key=key or "no-key",
             base_url=cfg.base_url,
             timeout=cfg.timeout_s,
             max_retries=0,  # tenacity retries, so that 429 pauses and counts are ours
@@ -243,7 +267,8 @@ class EndpointClient:
                         raise
         except _Retryable as e:
             raise EndpointUnavailable(
-                f"{self.name}: no usable answer after {self.cfg.max_attempts} attempts (last: {e}): check --base-url "
+                f"{self.name}: no usable answer after {self.cfg.max_attempts} attempts of at most {self.cfg.timeout_s:g} s "
+                f"(last: {e}): check --base-url "
                 "and that the server is up; every answer obtained so far is cached, re-run the same command to resume"
             ) from None
         raise AssertionError("unreachable")
@@ -265,13 +290,19 @@ class EndpointClient:
         )
         if structured:
             kwargs["response_format"] = _response_format(req.json_schema)
+        if self._headers:
+            kwargs["extra_headers"] = self._headers
         async with self._sem:
             if self._fatal is not None:  # a 4xx already doomed the stage: send nothing more
                 raise UserError(str(self._fatal))
             await self.limiter.acquire(est_tokens)
             self.stats.requests += 1
             try:
-                raw = await self._client.chat.completions.with_raw_response.create(**kwargs)
+                # the whole attempt, connect to last byte: a server that trickles bytes cannot hold it longer
+                raw = await asyncio.wait_for(self._client.chat.completions.with_raw_response.create(**kwargs),
+                                             self.cfg.timeout_s)
+            except asyncio.TimeoutError:
+                raise _Retryable(f"no complete answer within {self.cfg.timeout_s:g} s") from None
             except openai.RateLimitError as e:
                 self.stats.rate_limited += 1
                 wait = _retry_after(e.response.headers) or 1.0
@@ -280,7 +311,7 @@ class EndpointClient:
             except openai.APITimeoutError:
                 raise _Retryable(f"no answer within {self.cfg.timeout_s} s") from None
             except openai.APIConnectionError as e:
-                raise _Retryable(f"cannot connect to {self.cfg.base_url} ({_cause(e)})") from None
+                raise _Retryable(f"cannot connect to {self.url} ({_cause(e)})") from None
             except openai.APIStatusError as e:
                 try:
                     self._raise_status(e, structured)
@@ -290,6 +321,7 @@ class EndpointClient:
             self.limiter.observe_headers(raw.headers)
             body = raw.text
         text, t_in, t_out = _parse_completion(body)
+        self._answered += 1
         t_in = t_in if t_in is not None else int(est_tokens - req.max_tokens)
         t_out = t_out if t_out is not None else max(1, len(text) // 4)
         self.limiter.settle(est_tokens, t_in + t_out)
@@ -304,15 +336,20 @@ class EndpointClient:
         if code >= 500 or code in (408, 409):
             raise _Retryable(f"server error {code}: {msg}") from None
         if code == 401:
-            raise UserError(
-                f"{self.name} rejected the API key (401: {msg}): check the key in the environment variable {self.cfg.api_key_env}"
-            ) from None
+            where = f"the environment variable {self.cfg.api_key_env}" if self.cfg.api_key_env else "MODEL@URL#ENV (none was sent)"
+            raise UserError(f"{self.name} rejected the API key (401: {msg}): check the key in {where}") from None
         if code == 403:
             raise UserError(f"{self.name} refused access (403: {msg}): the key in {self.cfg.api_key_env} lacks permission for model {self.cfg.model}") from None
         if code == 404:
-            raise UserError(f"model {self.cfg.model!r} is unknown at {self.cfg.base_url} (404: {msg}): pass a model the endpoint serves (see GET {self.cfg.base_url.rstrip('/')}/models)") from None
+            raise UserError(f"model {self.cfg.model!r} is unknown at {self.url} (404: {msg}): pass a model the endpoint serves (see GET {self.url.rstrip('/')}/models)") from None
         if code == 400 and structured and self.cfg.json_mode == "auto" and "response_format" in msg:
             raise _JsonUnsupported() from None
+        if code in _PER_REQUEST_CODES:
+            self._rejected += 1
+            if self._answered or self._rejected < _REJECTS_BEFORE_FATAL:
+                raise RequestRejected(f"{self.name} rejected the request ({code}: {msg})") from None
+            raise UserError(f"{self.name} rejected the first {self._rejected} requests and answered none (last {code}: {msg}): "
+                            "check the model name and generation settings") from None
         raise UserError(f"{self.name} rejected the request ({code}: {msg}): check the model name and generation settings") from None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import polars as pl
@@ -23,25 +24,50 @@ def _split_list(value) -> list[str]:
     return [i.strip() for i in items]
 
 
-def parse_judges(value, default_model: str, default_base_url: str, backend: str) -> list[tuple[str, str]]:
-    """``MODEL[@BASE_URL],...`` -> [(model, base_url)]; a UserError for an empty or repeated entry."""
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_judges(value, default_model: str, default_base_url: str, backend: str,
+                 default_key_env: str | None = "OPENAI_API_KEY") -> list[tuple[str, str, str | None]]:
+    """``MODEL[@BASE_URL][#KEY_ENV],...`` -> [(model, base_url, key env or None)].
+
+    The default key (``default_key_env``) goes only to ``default_base_url``: a judge at another URL gets
+    the key of its own ``#KEY_ENV``, or none. A UserError for an empty, malformed or repeated entry.
+    """
+    from ccs_dist.llm.urls import redact_url, same_endpoint
+
     items = _split_list(value)
     if not items:
-        return [] if backend == "offline" else [(default_model, default_base_url)]
+        return [] if backend == "offline" else [(default_model, default_base_url, default_key_env)]
+    shown = ",".join(f"{i.partition('@')[0]}@{redact_url(i.partition('@')[2])}" if "@" in i else i for i in items)
     out = []
     for item in items:
-        model, _, url = item.partition("@")
-        if not model.strip() or ("@" in item and not url.strip()):
-            raise UserError(f"invalid judge list {value!r}: give comma-separated MODEL or MODEL@BASE_URL entries, none empty")
-        out.append((model.strip(), url.strip() or default_base_url))
-    if len(set(out)) != len(out):
-        raise UserError(f"invalid judge list {value!r}: a judge is named twice")
+        head, hashed, env = item.partition("#")
+        model, at, url = head.partition("@")
+        model, url, env = model.strip(), url.strip(), env.strip()
+        if not model or (at and not url) or (hashed and not _ENV_NAME.match(env)):
+            raise UserError(f"invalid judge list {shown!r}: give comma-separated MODEL, MODEL@BASE_URL or MODEL@BASE_URL#KEY_ENV "
+                            "entries (KEY_ENV: the name of an environment variable), none empty")
+        url = url or default_base_url
+        if hashed:
+            key_env = env
+        elif same_endpoint(url, default_base_url):
+            key_env = default_key_env
+        else:
+            key_env = None
+            if backend != "offline":
+                log.info("judge %s@%s gets no API key (the --api-key-env key goes only to --base-url): write "
+                         "%s@URL#KEY_ENV to send the key held in KEY_ENV", model, redact_url(url), model)
+        out.append((model, url, key_env))
+    if len({(m, u) for m, u, _ in out}) != len(out):
+        raise UserError(f"invalid judge list {shown!r}: a judge is named twice")
     return out
 
 
 def build_score_config(
     *, backend, base_url, llm_model, judges, judge_mode, cache_dir, no_cache, refresh_cache, api_key_env, rpm, tpm,
     concurrency, timeout, max_attempts, price_in, price_out, embedder, threshold, progress,
+    max_description_chars=ScoreConfig.max_description_chars,
 ) -> ScoreConfig:
     if backend not in ("openai", "offline"):
         raise UserError(f"unknown --backend {backend!r}: use openai or offline")
@@ -49,33 +75,37 @@ def build_score_config(
         raise UserError(f"unknown --judge-mode {judge_mode!r}: use pair (one request per description) or head")
     if no_cache and refresh_cache:
         raise UserError("--no-cache and --refresh-cache exclude each other: pass one")
-    for name, v in (("--rpm", rpm), ("--tpm", tpm), ("--concurrency", concurrency), ("--timeout", timeout), ("--max-attempts", max_attempts)):
-        if not isinstance(v, (int, float)) or v <= 0:
+    for name, v in (("--rpm", rpm), ("--tpm", tpm), ("--concurrency", concurrency), ("--timeout", timeout),
+                    ("--max-attempts", max_attempts), ("--max-description-chars", max_description_chars)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
             raise UserError(f"{name} must be a positive number, got {v!r}")
+    if not api_key_env or not _ENV_NAME.match(str(api_key_env)):
+        raise UserError(f"--api-key-env {api_key_env!r} is not an environment variable name: pass e.g. OPENAI_API_KEY")
     base_url = base_url or DEFAULT_BASE_URL
 
-    def endpoint(model: str, url: str) -> EndpointConfig:
+    def endpoint(model: str, url: str, key_env: str | None) -> EndpointConfig:
         return EndpointConfig(
-            model=model, base_url=url, api_key_env=api_key_env, rpm=float(rpm), tpm=float(tpm),
+            model=model, base_url=url, api_key_env=key_env, rpm=float(rpm), tpm=float(tpm),
             max_concurrency=int(concurrency), timeout_s=float(timeout), max_attempts=int(max_attempts),
             price_in_per_mtok=float(price_in), price_out_per_mtok=float(price_out),
         )
 
-    judge_list = parse_judges(judges, llm_model, base_url, backend)
+    judge_list = parse_judges(judges, llm_model, base_url, backend, api_key_env)
     offline_judges: tuple[str, ...] = ()
     if backend == "offline":
-        offline_judges = tuple(m if not u or u == base_url else f"{m}@{u}" for m, u in judge_list)
+        offline_judges = tuple(m if not u or u == base_url else f"{m}@{u}" for m, u, _ in judge_list)
         bad = [j for j in offline_judges if not (j == "minilm" or j.startswith("clip:"))]
         if bad:
             raise UserError(f"invalid judge list for the offline backend: {bad}: use minilm or clip:ARCH[/PRETRAINED]")
     return ScoreConfig(
         backend=backend,
-        labeler=endpoint(llm_model, base_url),
-        judges=tuple(endpoint(m, u) for m, u in judge_list) if backend != "offline" else (),
+        labeler=endpoint(llm_model, base_url, api_key_env),
+        judges=tuple(endpoint(m, u, k) for m, u, k in judge_list) if backend != "offline" else (),
         judge_mode=judge_mode,
         cache=CacheConfig(directory=str(cache_dir), mode="bypass" if no_cache else "refresh" if refresh_cache else "use"),
         offline=OfflineConfig(embedder=embedder, threshold=None if threshold is None else float(threshold)),
         offline_judges=offline_judges,
+        max_description_chars=int(max_description_chars),
         show_progress=bool(progress),
     )
 
@@ -89,7 +119,12 @@ def score_command(spans: str, out: str, **flags) -> str:
     result = score_spans(read_spans(spans), config)
     paths = result.write(out)
     s = result.stats
-    flagged = f", {s['flagged_heads']} flagged (failed verdicts, left out of CCS@K)" if s["flagged_heads"] else ""
+    flagged = ""
+    if s["flagged_heads"]:
+        names = ", ".join(f["head"] for f in s["flagged"][:8]) + (", ..." if len(s["flagged"]) > 8 else "")
+        flagged = f", {s['flagged_heads']} flagged (failed verdicts, left out of CCS@K: {names}; reasons in score_meta.json)"
+    if s.get("cache_bad_entries"):
+        flagged += f"; {s['cache_bad_entries']} unusable cache entries were asked again"
     return (
         f"scored {s['heads']} heads{flagged}; cache hits {s['hits']}, misses {s['misses']}, requests {s['requests']}, "
         f"tokens in/out {s['tokens_in']}/{s['tokens_out']}, estimated cost ${s['cost_usd']:.4f}; tables in {paths['ccs'].parent}"

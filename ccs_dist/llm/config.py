@@ -18,6 +18,9 @@ JsonMode = Literal["auto", "on", "off"]
 class EndpointConfig:
     """One OpenAI-compatible chat endpoint and how hard we may push it.
 
+    ``api_key_env`` names the variable whose value is sent as the bearer key to this endpoint and no
+    other; None sends no key (a local server without auth). ``timeout_s`` bounds one whole attempt,
+    connect to last byte, so a request ends within ``max_attempts * (timeout_s + backoff_max_s)``.
     ``rpm``/``tpm`` are our own budget (requests / tokens per minute); the pool tightens them further
     when the server sends ``x-ratelimit-*`` headers. ``burst_s`` is how many seconds of budget the
     token buckets may hold, kept small so that our bursts stay within the server's.
@@ -25,7 +28,7 @@ class EndpointConfig:
 
     model: str = "gpt-4o-mini"
     base_url: str = "https://api.openai.com/v1"
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str | None = "OPENAI_API_KEY"
     rpm: float = 500.0
     tpm: float = 200_000.0
     burst_s: float = 0.1
@@ -40,10 +43,10 @@ class EndpointConfig:
 
     @property
     def name(self) -> str:
-        """Judge/labeler name recorded in tables: ``model@host``."""
-        from urllib.parse import urlsplit
+        """Judge/labeler name recorded in tables: ``model@host[:port]`` (never the URL's credentials)."""
+        from ccs_dist.llm.urls import host_port
 
-        return f"{self.model}@{urlsplit(self.base_url).netloc or self.base_url}"
+        return f"{self.model}@{host_port(self.base_url)}"
 
 
 @dataclass(frozen=True)
@@ -86,4 +89,5 @@ class ScoreConfig:
     high: int = 5
     moderate: int = 3
     low: int = 1
+    max_description_chars: int = 2000  # longer descriptions are cut (with a warning) before they are sent
     show_progress: bool = True

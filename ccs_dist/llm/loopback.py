@@ -4,7 +4,8 @@
 ``GET /v1/models`` lists its models; ``GET /_stats`` returns its counters. It can add latency, enforce
 its own requests/min limit (429 with ``Retry-After``), inject faults (429, 500, hangs, malformed
 bodies) and off-vocabulary answers at a given rate, require a key (401 otherwise), refuse
-``response_format`` (400), send ``x-ratelimit-*`` headers, and go down for good after N answers.
+``response_format`` (400), refuse prompts over a context length (400 ``context_length_exceeded``),
+send ``x-ratelimit-*`` headers, and go down for good after N answers.
 
 Run standalone: ``python -m ccs_dist.llm.loopback --port 0 --latency 0.1 --rpm 600``; the first line
 on stdout is ``LISTENING <base_url>``.
@@ -89,6 +90,7 @@ class LoopbackConfig:
     json_schema: bool = True  # accept response_format (else 400)
     ratelimit_headers: bool = False
     down_after: int | None = None  # after this many answers every connection is dropped
+    max_prompt_chars: int | None = None  # longer prompts (all message contents) get 400 context_length_exceeded
     seed: int = 0
 
 
@@ -248,6 +250,9 @@ def _make_handler(server: LoopbackServer):
                 return self._error(400, "request body is not a chat completion request")
             if model not in cfg.models:
                 return self._error(404, f"The model `{model}` does not exist or you do not have access to it.")
+            if cfg.max_prompt_chars is not None and sum(len(str(m.get("content", ""))) for m in messages) > cfg.max_prompt_chars:
+                return self._send(400, json.dumps({"error": {"message": "This model's maximum context length is exceeded",
+                                                             "type": "invalid_request_error", "code": "context_length_exceeded"}}))
             structured = req.get("response_format") is not None
             if structured and not cfg.json_schema:
                 return self._error(400, "response_format json_schema is not supported by this server")

@@ -21,6 +21,7 @@ from ccs_dist.ccs import HEAD, CategoryThresholds, ccs_at_k, ccs_table
 from ccs_dist.errors import UserError
 from ccs_dist.llm.backends import Judge, Labeler, LabelResult, Verdict
 from ccs_dist.llm.config import ScoreConfig
+from ccs_dist.llm.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,12 @@ def validate_spans(spans: pl.DataFrame) -> pl.DataFrame:
                         "model str, layer/head/rank int, text str, variance float") from e
     if spans.select(pl.col("model", "layer", "head", "rank", "text").is_null().any()).row(0) != (False,) * 5:
         raise UserError("spans table has null model/layer/head/rank/text values: re-run the textspan stage")
+    empty = spans.filter(pl.col("text").str.strip_chars() == "")
+    if empty.height:
+        r = empty.row(0, named=True)
+        raise UserError(f"spans table has an empty description (rank {r['rank']} of {r['model']} L{r['layer']}.H{r['head']}"
+                        f"{f' and {empty.height - 1} more' if empty.height > 1 else ''}): every description needs text; "
+                        "re-run the textspan stage with a pool without blank lines")
     dup = spans.group_by(["model", "layer", "head", "rank"]).len().filter(pl.col("len") > 1)
     if dup.height:
         r = dup.row(0, named=True)
@@ -118,8 +125,11 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
         labeler, judges, clients = _chat_backends(config)
     else:
         raise UserError(f"unknown backend {config.backend!r}: use openai or offline")
+    if config.max_description_chars < 1:
+        raise UserError(f"max_description_chars must be >= 1, got {config.max_description_chars}")
     try:
-        results = asyncio.run(_score_heads(heads, labeler, judges, clients, config.show_progress))
+        results = asyncio.run(_score_heads(heads, labeler, judges, clients, config.show_progress,
+                                           config.max_description_chars))
     finally:
         for c in clients:
             if c.cache is not None:
@@ -129,6 +139,12 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
     max_k = max(len(h.texts) for h in heads)
     at_k = ccs_at_k(ccs, max_k=max_k)
     stats = _stats(config, clients, ccs, time.monotonic() - t0)
+    stats["flagged"] = flagged_heads(labels, judgments)
+    stats["truncated_descriptions"] = sum(len(t) > config.max_description_chars for h in heads for t in h.texts)
+    if stats["flagged"]:
+        log.warning("%d head(s) flagged, scored with failed verdicts and left out of CCS@K: %s", len(stats["flagged"]),
+                    "; ".join(f"{f['head']} ({f['reason']})" for f in stats["flagged"][:10])
+                    + (f"; and {len(stats['flagged']) - 10} more (see score_meta.json)" if len(stats["flagged"]) > 10 else ""))
     if config.backend == "offline":
         stats["offline_thresholds"] = {j.name: j.threshold for j in judges}
     log.info(
@@ -174,21 +190,41 @@ def _offline_backends(config: ScoreConfig, heads: Sequence[HeadSpans]):
         raise UserError(f"judge list {list(specs)} names one judge twice: give each embedder once")
     labeler = EmbeddingLabeler(get_embedder(config.offline.embedder))
     judges = [offline_judge(s, config.offline.threshold) for s in specs]
-    texts = [t for h in heads for t in h.texts]
+    texts = [t for h in heads for t in capped(h.texts, config.max_description_chars)]
     for b in (labeler, *judges):
         b.prepare(texts)  # one batched embedding pass instead of one per head
     return labeler, judges, []
 
 
-async def _score_heads(heads, labeler: Labeler, judges: Sequence[Judge], clients, show_progress: bool):
+def capped(texts: Sequence[str], max_chars: int) -> tuple[str, ...]:
+    """The descriptions as sent to the LLM: each cut to ``max_chars`` characters (the tables keep them whole)."""
+    return tuple(t if len(t) <= max_chars else t[:max_chars].rstrip() + " ..." for t in texts)
+
+
+def flagged_heads(labels: pl.DataFrame, judgments: pl.DataFrame) -> list[dict[str, str]]:
+    """Every head without a label or with a failed verdict, with the first reason: ``{head, reason}``."""
+    out: dict[tuple, str] = {}
+    for r in labels.filter(pl.col("label").is_null()).iter_rows(named=True):
+        out[(r["model"], r["layer"], r["head"])] = r["error"] or "no label"
+    for r in judgments.filter(pl.col("aligned").is_null()).iter_rows(named=True):
+        out.setdefault((r["model"], r["layer"], r["head"]), f"{r['judge']}: {r['error'] or 'failed verdict'}")
+    return [{"head": f"{m} L{l}.H{h}", "reason": why} for (m, l, h), why in sorted(out.items())]
+
+
+async def _score_heads(heads, labeler: Labeler, judges: Sequence[Judge], clients, show_progress: bool, max_chars: int):
     bar = tqdm(total=len(heads), desc="scoring heads", unit="head", disable=not show_progress, leave=False)
+    n_cut = sum(len(t) > max_chars for h in heads for t in h.texts)
+    if n_cut:
+        log.warning("%d description(s) longer than %d characters are cut to that length before they are sent "
+                    "(max_description_chars / --max-description-chars); the tables keep them whole", n_cut, max_chars)
 
     async def one(h: HeadSpans):
-        lab = await labeler.label(h.texts)
+        texts = capped(h.texts, max_chars)
+        lab = await labeler.label(texts)
         if lab.label is None:
             verdicts = [[Verdict(None, f"no label: {lab.error}")] * len(h.texts) for _ in judges]
         else:
-            verdicts = list(await asyncio.gather(*(j.judge(h.texts, lab.label) for j in judges)))
+            verdicts = list(await asyncio.gather(*(j.judge(texts, lab.label) for j in judges)))
         bar.update()
         return lab, verdicts
 
@@ -227,11 +263,15 @@ def _stats(config: ScoreConfig, clients, ccs: pl.DataFrame, seconds: float) -> d
     for c in clients:
         total = total.merge(c.stats)
     cfg = asdict(config)  # holds env-variable names only, never a key's value
+    for ep in (cfg["labeler"], *cfg["judges"]):
+        ep["base_url"] = redact_url(ep["base_url"])
     return {
         **total.as_dict(),
         "seconds": round(seconds, 3),
         "heads": ccs.height,
         "flagged_heads": int(ccs["flagged"].sum()),
         "per_endpoint": {c.name: c.stats.as_dict() for c in clients},
+        "cache_bad_entries": len({k for c in clients if c.cache is not None for k in c.cache.bad_entries}),
+        "cache_read_only": any(c.cache is not None and c.cache.read_only for c in clients),
         "config": cfg,
     }
