@@ -94,8 +94,13 @@ class Commands:
         from ccs_dist.runners import TextSpanRun, run_textspan
         from ccs_dist.spans import SpanConfig
 
+        from ccs_dist.errors import check_dir_arg, check_int
+
         if method not in ("exact", "faiss"):
             raise _user_error(f"unknown method {method!r}: use exact or faiss")
+        check_int("--m", m, 1)
+        check_int("--rank", rank, 1)
+        check_dir_arg("--out", out)
         args = dict(locals())
         result = run_textspan(
             TextSpanRun(
@@ -164,8 +169,12 @@ class Commands:
             progress: show a progress bar (--progress=False or --noprogress to hide it).
             max_description_chars: descriptions longer than this are cut to it (with a warning) before they are sent.
         """
+        from ccs_dist.errors import check_dir_arg
         from ccs_dist.llm.commands import score_command
 
+        if out:
+            check_dir_arg("--out", out)  # before any request is paid for
+        check_dir_arg("--cache-dir", cache_dir)
         return score_command(
             spans, out, backend=backend, base_url=base_url, llm_model=llm_model, judges=judges, judge_mode=judge_mode,
             cache_dir=cache_dir, no_cache=no_cache, refresh_cache=refresh_cache, api_key_env=api_key_env, rpm=rpm,
@@ -360,6 +369,11 @@ def _decompose_run(self=None, model="ViT-B-32", pretrained=None, images="synthet
         raise _user_error(f"layers={layers!r}: give an int (last n layers) or a list like [8,9,10,11]")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise _user_error(f"batch_size={batch_size!r}: give a positive integer")
+    from ccs_dist.errors import check_dir_arg, check_int
+
+    if workers is not None:
+        check_int("--workers", workers, 0)
+    check_dir_arg("--cache-dir", cache_dir)
     pretrained = None if pretrained in (None, "none", "None", "") else str(pretrained)
     return DecomposeRun(
         model=ModelSpec(str(model), pretrained, device=device, precision=precision),

@@ -271,6 +271,19 @@ class DecompositionArtifact:
         return np.concatenate([h[:, li, head] for h in self.iter_heads()], axis=0)
 
 
+def _refuse_skipped(skipped: Sequence[dict]) -> None:
+    """``on_bad_image="error"`` over work that skipped files: stop at the first, as a fresh run would.
+
+    (The policy is kept out of the cache key on purpose: when no file is bad both policies give the same
+    arrays, so artifacts cached before stay valid.)"""
+    if skipped:
+        first = skipped[0]
+        raise UserError(
+            f"unreadable image {first.get('id')} ({first.get('error')}; {len(skipped)} skipped in all by an earlier "
+            "--on-bad-image skip run): fix or remove it, or pass --on-bad-image skip to skip unreadable files"
+        )
+
+
 def decomposition_key(loaded: LoadedModel, image_set: ImageSet, layers: tuple[int, ...]) -> dict[str, Any]:
     return {
         "version": DECOMPOSE_VERSION,
@@ -301,14 +314,19 @@ def decompose_image_set(
     key = content_key(key_parts)
     found = store.find("decompose", key)
     if found is not None:
+        manifest = read_json(found / "manifest.json")
+        if config.on_bad_image == "error":  # the policy is not in the key: a skip run's artifact must not pass
+            _refuse_skipped(manifest.get("skipped", []))
         log.info("decomposition of %s on %s reused from %s", image_set.name, loaded.key, found)
-        return DecompositionArtifact(found, read_json(found / "manifest.json"))
+        return DecompositionArtifact(found, manifest)
 
     work = store.begin("decompose", key)
     progress_path = work / "progress.json"
     progress = read_json(progress_path) if progress_path.is_file() else {}
     if progress.get("shard_size") != config.shard_size:
         progress = {"shard_size": config.shard_size, "shards": [], "skipped": [], "n_images": 0}
+    if config.on_bad_image == "error":  # resuming the shards of an interrupted skip run
+        _refuse_skipped(progress["skipped"])
     n_total = len(image_set)
     n_shards = -(-n_total // config.shard_size)
     workers = config.num_workers if config.num_workers is not None else max(0, min(4, (os.cpu_count() or 1) - 1))

@@ -36,3 +36,25 @@ def run_at_edge(fn, interrupted: str) -> int:
         print(f"error: interrupted; {interrupted}", file=sys.stderr)
         return 130
     return 0
+
+
+def check_int(name: str, value, minimum: int | None = None) -> int:
+    """``value`` as an int (None allowed only by the caller), or a :class:`UserError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise UserError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_dir_arg(name: str, path) -> None:
+    """A :class:`UserError` when ``path`` (a directory to create or reuse) or one of its parents is a file."""
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                what = "is a file" if q == p else f"is inside {q}, which is a file"
+                raise UserError(f"{name} {p} {what}: pass a directory (it is created when missing)")
+            return

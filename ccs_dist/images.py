@@ -22,6 +22,11 @@ from ccs_dist.store import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
+# Most pixels a probe image may have (40 MP, e.g. 6300 x 6300; PIL only warns at 89 MP and refuses at 179 MP).
+# Checked from the header before decoding, so a huge file costs no memory; it is an unreadable image
+# (skipped and counted, or fatal with --on-bad-image error). The model sees 224-336 px anyway.
+MAX_IMAGE_PIXELS = 40_000_000
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 
 
@@ -56,6 +61,7 @@ class FolderImageSet:
 
     def load(self, index: int) -> Image.Image:
         with Image.open(self.paths[index]) as im:
+            check_pixels(im)
             return im.convert("RGB")
 
     def image_id(self, index: int) -> str:
@@ -71,6 +77,17 @@ class FolderImageSet:
                 h.update(f"{p.relative_to(self.root).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
             self._fingerprint = h.hexdigest()
         return self._fingerprint
+
+
+class ImageTooLarge(ValueError):
+    pass
+
+
+def check_pixels(im: Image.Image, limit: int = MAX_IMAGE_PIXELS) -> None:
+    """Refuse an opened (not yet decoded) image above ``limit`` pixels."""
+    w, h = im.size
+    if w * h > limit:
+        raise ImageTooLarge(f"{w}x{h} = {w * h / 1e6:.0f} MP is over the {limit / 1e6:.0f} MP limit for probe images; downscale it")
 
 
 def _torchvision_factories() -> dict[str, Callable[[Path], object]]:

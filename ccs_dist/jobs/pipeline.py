@@ -251,6 +251,10 @@ def summarize(manifest: dict[str, Any], report: Path | None) -> str:
 
 
 def run_job(spec: JobSpec, mode: str = "local", force: tuple[str, ...] = (), show_progress: bool = True, address: str | None = None) -> JobOutcome:
+    from ccs_dist.errors import check_dir_arg
+
+    check_dir_arg("out (--out)", spec.run_dir)  # up front: not after the spans stage ran
+    check_dir_arg("cache_dir (--cache-dir)", spec.cache_dir)
     t0 = time.perf_counter()
     state = JobState(spec, force)
     prepare_evaluation_data(spec)

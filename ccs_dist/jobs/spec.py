@@ -1,7 +1,8 @@
 """Job specs: YAML validated up front, with one-line errors that name the field and the accepted values.
 
-``${VAR}`` and ``${VAR:-default}`` in the YAML text are replaced from the environment (dataset roots,
-endpoints). Validation (pydantic) happens only here, at the edge; the rest of the job uses the frozen
+``${VAR}`` and ``${VAR:-default}`` in the spec's string values are replaced from the environment (dataset
+roots, endpoints) after the YAML is parsed, so a value can neither end a line nor add keys. A key given
+twice and a true/false where a number belongs are errors. Validation (pydantic) happens only here, at the edge; the rest of the job uses the frozen
 stage configs built by :meth:`JobSpec.score_config` and friends.
 """
 
@@ -26,6 +27,14 @@ DEFAULT_SPEC = PACKAGE_JOBS / "demo.yaml"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, v, info):
+        """pydantic reads ``true`` as 1 for an int field; a spec saying ``layers: true`` is a mistake."""
+        if isinstance(v, bool) and "bool" not in str(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"got {str(v).lower()}, expected a number or a list, not true/false")
+        return v
 
 
 class ModelEntry(_Strict):
@@ -146,6 +155,43 @@ class JobSpec(_Strict):
         )
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping key given twice (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _protect(text: str) -> tuple[str, dict[str, str]]:
+    """Each ``${...}`` replaced by a plain-word token, so that it parses as part of a value anywhere
+    (flow mappings included) and is expanded only once the YAML is parsed."""
+    found: dict[str, str] = {}
+
+    def token(m: re.Match) -> str:
+        t = f"__ccs_var_{len(found)}__"
+        found[t] = m.group(0)
+        return t
+
+    return _VAR.sub(token, text), found
+
+
+def _expand_values(data: Any, found: dict[str, str]) -> Any:
+    """``${VAR}`` substituted into every string value of parsed YAML (keys and structure untouched)."""
+    if isinstance(data, dict):
+        return {k: _expand_values(v, found) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_expand_values(v, found) for v in data]
+    if isinstance(data, str) and found:
+        return re.sub(r"__ccs_var_\d+__", lambda m: _expand(found.get(m.group(0), m.group(0))), data)
+    return data
+
+
 def _expand(text: str) -> str:
     def sub(m: re.Match) -> str:
         name, default = m.group(1), m.group(2)
@@ -179,11 +225,15 @@ def load_spec(path: str | Path | None = None, overrides: dict[str, Any] | None =
     if not path.is_file():
         raise UserError(f"job spec {path} not found: pass --spec FILE (e.g. jobs/demo.yaml)")
     try:
-        data = yaml.safe_load(_expand(path.read_text(encoding="utf-8")))
+        text, found = _protect(path.read_text(encoding="utf-8"))
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"job spec {path} is not valid YAML{where}: fix the syntax") from e
+        problem = getattr(e, "problem", None) or ""
+        what = f": {problem}" if "given twice" in problem else ""
+        raise UserError(f"job spec {path} is not valid YAML{where}{what}: fix the syntax") from e
+    data = _expand_values(data, found)
     if not isinstance(data, dict):
         raise UserError(f"job spec {path} must be a YAML mapping with at least run: and models:")
     data.update(overrides or {})

@@ -122,6 +122,24 @@ def test_unreadable_images_are_skipped_and_counted_or_fatal(tiny, tmp_path, cach
     assert art.n_images == 3 and [s["id"] for s in art.manifest["skipped"]] == ["broken.jpg"]
 
 
+def test_error_policy_is_not_fooled_by_an_artifact_of_a_skip_run(tiny, tmp_path, cache_dir):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("RGB", (40, 40), (i * 60, 0, 0)).save(folder / f"ok{i}.png")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    images = resolve_image_set(str(folder), cache_dir)
+    store = ArtifactStore(cache_dir)
+    art = decompose_image_set(tiny, images, store, DecomposeConfig(layers=1, num_workers=0, progress=False))
+    assert art.n_images == 3
+    with pytest.raises(UserError, match="unreadable image broken.jpg"):  # reused artifact, same verdict as a fresh run
+        decompose_image_set(tiny, images, store, DecomposeConfig(layers=1, num_workers=0, progress=False, on_bad_image="error"))
+    again = decompose_image_set(tiny, images, store, DecomposeConfig(layers=1, num_workers=0, progress=False))
+    assert again.path == art.path  # the skip run's artifact is still reused by skip runs
+
+
 def test_empty_image_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="holds no image files"):
@@ -139,3 +157,18 @@ def test_torchvision_probe_set_reads_the_real_cifar_format(tiny, tmp_path, cache
     assert art.n_images == 20
     with pytest.raises(UserError, match="could not open cifar100"):
         resolve_image_set(f"cifar100:{tmp_path}", cache_dir)
+
+
+def test_huge_images_are_refused_before_decoding(tmp_path):
+    from PIL import Image
+
+    from ccs_dist import images as im_mod
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (40, 40)).save(folder / "ok.png")
+    Image.new("L", (7000, 6000)).save(folder / "huge.png")  # 42 MP, over the 40 MP cap, under PIL's bomb limits
+    images = im_mod.FolderImageSet(folder)
+    assert images.load(images.paths.index(folder / "ok.png")).size == (40, 40)
+    with pytest.raises(im_mod.ImageTooLarge, match="7000x6000 = 42 MP is over the 40 MP limit"):
+        images.load(images.paths.index(folder / "huge.png"))
