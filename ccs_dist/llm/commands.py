@@ -10,6 +10,7 @@ import polars as pl
 
 from ccs_dist.errors import UserError
 from ccs_dist.llm.config import CacheConfig, EndpointConfig, OfflineConfig, ScoreConfig
+from ccs_dist.tables import csv_safe, csv_unescape
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ def _read_human(path: str) -> pl.DataFrame:
         df = pl.read_csv(p, infer_schema_length=0)  # all strings: we parse the verdicts ourselves
     except Exception as e:
         raise UserError(f"cannot read {p} as CSV ({type(e).__name__}): pass a CSV with columns {', '.join(_KEY)}, aligned") from e
+    df = csv_unescape(df)  # the exported sample's text cells may carry a spreadsheet-safety quote
     missing = [c for c in _KEY + ["aligned"] if c not in df.columns]
     if missing:
         raise UserError(f"human verdict file {p} lacks column(s) {', '.join(missing)}: keep the columns of the exported sample")
@@ -208,7 +210,7 @@ def agreement_command(
         sample = pool.sample(n=min(n, pool.height), seed=int(seed), shuffle=True).select(_KEY)
         sample = sample.with_columns(aligned=pl.lit(None, dtype=pl.String))
         Path(export).parent.mkdir(parents=True, exist_ok=True)
-        sample.write_csv(export)
+        csv_safe(sample).write_csv(export)
         return f"wrote {sample.height} (description, label) pairs to {export}: fill its aligned column with 1 or 0"
     if human is not None:
         a, b, what = _verdicts_of(table, judge_a), _read_human(human), f"{judge_a or 'judges (majority)'} vs human"
@@ -226,7 +228,7 @@ def agreement_command(
     report = agreement_report(pairs).with_columns(pl.lit(what).alias("comparison"))
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        report.write_csv(out)
+        csv_safe(report).write_csv(out)
     lines = [f"agreement, {what}:"]
     for r in report.iter_rows(named=True):
         lines.append(

@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from ccs_dist.errors import UserError
+from ccs_dist.tables import csv_safe
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +67,21 @@ def _read_manifest(run_dir: Path, notes: list[str]) -> dict[str, Any]:
     return data
 
 
-def find_tables(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Path]:
-    """name -> parquet path: the manifest's ``tables`` first, then ``tables/*.parquet``, then ``*.parquet``."""
+def find_tables(run_dir: Path, manifest: dict[str, Any], notes: list[str] | None = None) -> dict[str, Path]:
+    """name -> parquet path: the manifest's ``tables`` first, then ``tables/*.parquet``, then ``*.parquet``.
+
+    A manifest entry outside the run directory (``../x.parquet``, an absolute path, a link leading out)
+    is ignored with a note: the report writes a CSV beside each table and must not write elsewhere."""
     found: dict[str, Path] = {}
     listed = manifest.get("tables")
+    root = run_dir.resolve()
     if isinstance(listed, dict):
         for name, rel in listed.items():
-            p = (run_dir / str(rel)) if not Path(str(rel)).is_absolute() else Path(str(rel))
+            p = run_dir / str(rel)
+            if root not in p.resolve().parents:
+                if notes is not None:
+                    notes.append(f"manifest table {name!r} points outside the run directory ({rel}); ignored")
+                continue
             if p.suffix == ".parquet" and p.exists():
                 found[str(name)] = p
     for folder in (run_dir / "tables", run_dir):
@@ -90,7 +99,7 @@ def load_run(run_dir: str | Path, paper_reference: str | Path | None = None) -> 
         raise UserError(f"{run_dir} is not a directory; give the output directory of a run (it holds tables/*.parquet)")
     notes: list[str] = []
     manifest = _read_manifest(run_dir, notes)
-    paths = find_tables(run_dir, manifest)
+    paths = find_tables(run_dir, manifest, notes)
     if not any(name in KNOWN for name in paths):
         raise UserError(
             f"no tables in {run_dir}: expected tables/*.parquet ({', '.join(KNOWN)}); run the pipeline first, or point at its output directory"
@@ -143,7 +152,7 @@ def write_csvs(data: RunData) -> dict[str, Path]:
                                                         return_dtype=pl.String) for c in nested)
         csv = path.with_suffix(".csv")
         tmp = csv.with_suffix(".csv.tmp")
-        df.write_csv(tmp)
+        csv_safe(df).write_csv(tmp)
         tmp.replace(csv)
         out[name] = csv
     return out

@@ -24,6 +24,8 @@ from ccs_dist.report.html import Markup, esc, fmt, json_for_script, table, tag
 from ccs_dist.report.load import RunData
 
 MAX_ROWS = 200  # rows of a failure list shown inline; the rest are in the CSV
+DESC_SHOWN = 300  # characters of a description shown in a head card; the rest on demand
+DESC_EMBEDDED = 20_000  # most characters of one description the page holds; the whole text is in the CSV
 COND_ORDER = ("original", "high", "low", "moderate", "random", "equal:high", "equal:low")
 RANDOM_INIT_TAGS = ("random-init", "none", "random", "")
 
@@ -104,6 +106,14 @@ def build_models(data: RunData) -> list[ModelView]:
     return views
 
 
+def _shorten(d: dict[str, Any]) -> None:
+    """A long description shows its first DESC_SHOWN characters; ``f`` holds up to DESC_EMBEDDED of it for
+    the card's "show all" and ``n`` its length (a megabyte of text would freeze the card's layout)."""
+    t = d.get("t")
+    if isinstance(t, str) and len(t) > DESC_SHOWN:
+        d["f"], d["n"], d["t"] = t[:DESC_EMBEDDED], len(t), t[:DESC_SHOWN] + " …"
+
+
 def _fill_heads(data: RunData, mv: ModelView) -> None:
     heads: dict[str, dict[str, Any]] = {}
     coords: dict[str, tuple[int, int]] = {}
@@ -158,6 +168,7 @@ def _fill_heads(data: RunData, mv: ModelView) -> None:
     for k, ranks in desc.items():
         items = [ranks[r] for r in sorted(ranks)]
         for d in items:
+            _shorten(d)
             if "j" in d:
                 d["j"] = [x if x is not None else None for x in d["j"]]
                 valid = [x[0] for x in d["j"] if x is not None and x[0] is not None]
@@ -720,6 +731,18 @@ def _failures(data: RunData, models: list[ModelView]) -> Markup:
     parts.append(tag("div", _fact(fmt(n_failed) if n_failed is not None else "–", "failed verdicts"),
                      _fact(len(flagged), "heads with a failed verdict"), _fact(len(skipped), "skipped files"),
                      _fact(len(reused), "stages reused from the cache"), class_="facts"))
+    if flagged:  # one line per flagged head and why: no label, a rejected request, unusable verdicts
+        first_error: dict[tuple[str, str], str] = {}
+        for tname in ("labels", "judgments"):
+            t = data.get(tname)
+            if t is not None and "error" in t.columns:
+                for r in t.filter(pl.col("error").is_not_null()).select("model", "layer", "head", "error").iter_rows(named=True):
+                    first_error.setdefault((r["model"], head_key(r["layer"], r["head"])), str(r["error"]))
+        rows = [[m.key, tag("td", tag("button", k, type="button", class_="headlink", data_m=m.index, data_h=k)),
+                 h.get("label") or "(no label)", h["nf"], first_error.get((m.key, k), "–")[:300]] for m, k, h in flagged]
+        more = f" (first {MAX_ROWS} of {len(rows)})" if len(rows) > MAX_ROWS else ""
+        parts.append(table(["model", "head", "label", "failed verdicts", "first error"], rows[:MAX_ROWS],
+                           caption="Flagged heads: scored with failed verdicts, left out of CCS@K" + more, cls="data sortable"))
     if failed is not None and failed.height:
         rows = []
         for r in failed.head(MAX_ROWS).to_dicts():
@@ -732,9 +755,6 @@ def _failures(data: RunData, models: list[ModelView]) -> Markup:
         ftable = table(["model", "head", "description", "judge", "error"], rows, caption="Failed verdicts" + more, cls="data sortable")
         parts.append(ftable if failed.height <= 20 else
                      tag("details", tag("summary", f"{failed.height} failed verdicts (model, head, description, judge, error)"), ftable))
-    elif flagged:
-        rows = [[m.key, tag("td", tag("button", k, type="button", class_="headlink", data_m=m.index, data_h=k)), h["nf"]] for m, k, h in flagged]
-        parts.append(table(["model", "head", "failed verdicts"], rows[:MAX_ROWS], caption="Heads with failed verdicts"))
     if skipped:
         items = [tag("li", tag("code", s)) for s in skipped[:MAX_ROWS]]
         if len(skipped) > MAX_ROWS:

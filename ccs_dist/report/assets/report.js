@@ -55,7 +55,20 @@
     h.d.forEach(function (d) {
       var row = el("tr", "desc");
       row.appendChild(el("td", "num", d.r + 1));
-      row.appendChild(el("td", "desc-text", d.t));
+      var dc = el("td", "desc-text", d.t);
+      if (d.f) {  // a long description: the full text on demand, in a textarea (cheap to lay out)
+        var more = el("button", "show-all", "show all " + d.n + " characters");
+        more.type = "button";
+        more.addEventListener("click", function () {
+          dc.textContent = "";
+          var ta = el("textarea", "fulltext");
+          ta.readOnly = true; ta.rows = 8; ta.value = d.f;
+          dc.appendChild(ta);
+          if (d.n > d.f.length) dc.appendChild(el("p", "muted", "cut at " + d.f.length + " characters here; the whole text is in tables/spans.csv"));
+        });
+        dc.appendChild(el("br")); dc.appendChild(more);
+      }
+      row.appendChild(dc);
       var vc = el("td", "var");
       var bar = el("span", "varbar");
       bar.style.width = (vmax > 0 && d.v !== null ? Math.round(80 * d.v / vmax) : 0) + "px";
