@@ -204,16 +204,17 @@ def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) ->
             skipped.append({"model": plan.key, "skipped_images": meta["skipped_images"]})
     ccs = pl.concat([p.done["score"][0]["ccs"] for p in plans], how="vertical_relaxed")
     failed = int(ccs["n_failed"].sum()) if "n_failed" in ccs.columns else 0
+    flagged = _flagged(tables)
     manifest = {
         "run": spec.run,
         "mode": mode,
-        "spec": spec.model_dump(mode="json"),
+        "spec": _redacted_spec(spec),
         "spec_hash": spec.spec_hash(),
         "versions": versions(),
         "models": models,
         "stages": state.timings,
         "llm": _llm_totals(state.llm_stats),
-        "failures": {"failed_verdicts": failed, "skipped_files": skipped},
+        "failures": {"failed_verdicts": failed, "skipped_files": skipped, "flagged_heads": flagged},
         "tables": {name: str(p.relative_to(run_dir)) for name, p in paths.items()},
         "wall_s": round(wall_s, 3),
         "run_dir": str(run_dir),
@@ -221,6 +222,25 @@ def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) ->
     atomic_write_json(run_dir / "manifest.json", manifest)
     report = _write_report(run_dir)
     return JobOutcome(run_dir, paths, report, summarize(manifest, report), wall_s)
+
+
+def _flagged(tables: dict[str, list[pl.DataFrame]]) -> list[dict[str, str]]:
+    """Heads without a label or with a failed verdict (left out of every head set), with the first reason."""
+    from ccs_dist.llm.score import flagged_heads
+
+    if "labels" not in tables or "judgments" not in tables:
+        return []
+    return flagged_heads(pl.concat(tables["labels"], how="vertical_relaxed"), pl.concat(tables["judgments"], how="vertical_relaxed"))
+
+
+def _redacted_spec(spec: JobSpec) -> dict[str, Any]:
+    """The spec as the manifest shows it: endpoint URLs without credentials or query values."""
+    from ccs_dist.llm.urls import redact_url
+
+    data = spec.model_dump(mode="json")
+    for ep in (data["llm"]["labeler"], *data["llm"]["judges"]):
+        ep["base_url"] = redact_url(ep["base_url"])
+    return data
 
 
 def _write_report(run_dir: Path) -> Path | None:
@@ -243,6 +263,11 @@ def summarize(manifest: dict[str, Any], report: Path | None) -> str:
         f"tokens {llm['tokens_in']}/{llm['tokens_out']}, cost ${llm['cost_usd']:.4f}, "
         f"avoided by the cache ${llm['cost_avoided_usd']:.4f}, score stages reused {llm['score_stages_reused']}"
     )
+    flagged = manifest["failures"].get("flagged_heads") or []
+    if flagged:
+        names = ", ".join(f["head"] for f in flagged[:6]) + (f", and {len(flagged) - 6} more" if len(flagged) > 6 else "")
+        lines.append(f"  FLAGGED: {len(flagged)} head(s) with failed verdicts, left out of every head set and of CCS@K: {names} "
+                     "(reasons in manifest.json and the report)")
     if any(m["random_init"] for m in manifest["models"]):
         lines.append("  RANDOM INIT: " + ", ".join(m["model"] for m in manifest["models"] if m["random_init"]) + " had no pretrained weights")
     lines.append(f"  tables: {', '.join(sorted(manifest['tables']))} in {manifest['run_dir']}/tables")

@@ -24,7 +24,7 @@ from ccs_dist.errors import UserError
 from ccs_dist.llm.cache import AnswerCache, request_key
 from ccs_dist.llm.config import CacheMode, EndpointConfig
 from ccs_dist.llm.ratelimit import RateLimiter, parse_duration
-from ccs_dist.llm.urls import is_loopback, redact_url
+from ccs_dist.llm.urls import is_loopback, redact_url, scrub, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ class EndpointClient:
         self._fatal: UserError | None = None
         self._json_ok: bool | None = {"on": True, "off": False}.get(cfg.json_mode)
         self.url = redact_url(cfg.base_url)  # what messages may show
+        self._url_secrets = url_secrets(cfg.base_url)  # scrubbed from server messages, which may echo the URL
         self._answered = 0
         self._rejected = 0
         try:
@@ -332,7 +333,7 @@ class EndpointClient:
 
     def _raise_status(self, e: openai.APIStatusError, structured: bool):
         code = e.status_code
-        msg = _server_message(e)
+        msg = scrub(_server_message(e), self._url_secrets)
         if code >= 500 or code in (408, 409):
             raise _Retryable(f"server error {code}: {msg}") from None
         if code == 401:

@@ -30,6 +30,25 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, userinfo + host + port, parts.path, query, ""))
 
 
+def url_secrets(url: str) -> list[str]:
+    """The parts of ``url`` that :func:`redact_url` hides (user, password, query values), longest first."""
+    try:
+        parts = urlsplit(str(url))
+        found = [parts.username, parts.password] + [v for _, v in parse_qsl(parts.query, keep_blank_values=True)]
+        found.append(parts.netloc.rpartition("@")[0] if "@" in parts.netloc else None)
+        found.append(parts.query or None)
+    except ValueError:
+        return []
+    return sorted({f for f in found if f and len(f) >= 3}, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """``text`` (e.g. a server's error message, which may echo the URL) with every secret replaced."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
 def host_port(url: str) -> str:
     """``host[:port]`` of ``url`` without userinfo (the part of a judge's name after ``@``)."""
     try:

@@ -761,7 +761,7 @@ def _failures(data: RunData, models: list[ModelView]) -> Markup:
             items.append(tag("li", f"… and {len(skipped) - MAX_ROWS} more (see manifest.json)"))
         parts.append(tag("h3", "Skipped files"))
         parts.append(tag("ul", *items))
-    other = {k: v for k, v in fails.items() if k not in ("failed_verdicts", "skipped_files")}
+    other = {k: v for k, v in fails.items() if k not in ("failed_verdicts", "skipped_files", "flagged_heads")}
     if other:
         parts.append(tag("details", tag("summary", "Other failure records"), tag("pre", json.dumps(other, indent=2, default=str))))
     if reused:

@@ -167,8 +167,10 @@ def test_credentials_in_the_base_url_are_never_written(spans_path, tmp_path):
         out = tmp_path / "o"
         p = score(spans_path, out, url, tmp_path / "c", "--judges", f"loopback-1,m2@{url}", env={"CCS_LOG_LEVEL": "DEBUG"})
         bad = score(spans_path, tmp_path / "o2", url, tmp_path / "c", "--llm-model", "nope")
+        echo = score(spans_path, tmp_path / "o3", srv.base_url + "?token=QSECRET9", tmp_path / "c3")  # 404 echoes the path
     assert p.returncode == 0, p.stderr[-2000:]
     assert bad.returncode == 2 and "unknown at http://***@127.0.0.1" in bad.stderr
+    assert echo.returncode == 2 and "token=***" in echo.stderr and "QSECRET9" not in echo.stderr
     written = [f for f in out.rglob("*") if f.is_file()] + [f for f in (tmp_path / "c").rglob("*") if f.is_file()]
     assert written
     for text in [p.stdout, p.stderr, bad.stderr] + [f.read_bytes().decode("latin-1") for f in written]:
