@@ -22,10 +22,27 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 10.0
 
 
+def _loopback_only() -> None:
+    """Make the Ray instance this driver starts reachable from this machine only.
+
+    Ray 2.60 turns ``_node_ip_address="127.0.0.1"`` into the host's address and binds gcs, raylet and
+    workers to every interface; its single-machine mode (what it uses on macOS/Windows) binds them all
+    to 127.0.0.1. The metrics agent (an unauthenticated Prometheus port) is switched off. Both are
+    environment settings so that the processes Ray starts inherit them.
+    """
+    from ray._private import ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ["RAY_enable_metrics_collection"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read at call time; ray was imported before the variable was set
+
+
 def _connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
+    if address is None:
+        _loopback_only()
     from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
 
     # Settings only: an API key never travels in a runtime env (Ray stores and logs those). The LLM worker
