@@ -11,8 +11,11 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-_MAX_LABEL_WORDS = 6
-_PUNCT = re.compile(r"[^\w\s\-&/']", re.UNICODE)
+# a label is a property name: at most 4 words (the labeler is asked for one to four) and 40 characters
+# of letters, digits, spaces and - & / ' (anything else is stripped); it is then quoted in judge prompts
+MAX_LABEL_WORDS = 4
+MAX_LABEL_CHARS = 40
+_PUNCT = re.compile(r"[^\w\s\-&/']|_", re.UNICODE)
 _PREFIX = re.compile(r"^(shared property|property|label|answer)\s*[:\-]\s*", re.IGNORECASE)
 _BARE_VERDICT = re.compile(r"^\s*([01])\s*\.?\s*$")
 _BARE_LIST = re.compile(r"^\s*\[?\s*([01](?:\s*[,\s]\s*[01])*)\s*\]?\s*$")
@@ -42,8 +45,10 @@ def normalise_label(text: str) -> str:
     s = " ".join(s.split()).strip("-/& '")
     if not s:
         raise InvalidAnswer(f"label {text[:40]!r} is empty once normalised")
-    if len(s.split()) > _MAX_LABEL_WORDS:
-        raise InvalidAnswer(f"label {text[:60]!r} is longer than {_MAX_LABEL_WORDS} words")
+    if len(s.split()) > MAX_LABEL_WORDS or len(s) > MAX_LABEL_CHARS:
+        raise InvalidAnswer(f"label {text[:60]!r} is longer than {MAX_LABEL_WORDS} words or {MAX_LABEL_CHARS} characters")
+    if not any(c.isalpha() for c in s):
+        raise InvalidAnswer(f"label {text[:40]!r} has no letter")
     return s
 
 

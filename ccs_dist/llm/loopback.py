@@ -63,6 +63,11 @@ def reference_answer(messages: list[dict], structured: bool) -> str | None:
     user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
     lines = str(user).splitlines()
     label = next((ln[len("Label:"):].strip() for ln in lines if ln.startswith("Label:")), None)
+    if label is not None and label.startswith('"'):  # judge prompts quote the label as a JSON string
+        try:
+            label = str(json.loads(label))
+        except ValueError:
+            pass
     desc = next((ln[len("Description:"):].strip() for ln in lines if ln.startswith("Description:")), None)
     if label is not None and desc is not None:
         v = int(reference_verdict(desc, label))

@@ -17,7 +17,8 @@ from pathlib import Path
 from ccs_dist.llm.client import ChatRequest
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
-VERSIONS = {"label": 1, "judge_pair": 1, "judge_head": 1}
+# judge_*@2: the label is quoted as a JSON string (data, not instructions)
+VERSIONS = {"label": 1, "judge_pair": 2, "judge_head": 2}
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ def numbered(descriptions: Sequence[str]) -> str:
     return "\n".join(f"{i + 1}. {' '.join(d.split())}" for i, d in enumerate(descriptions))
 
 
+def quoted_label(label: str) -> str:
+    """The label as the judges see it: a JSON string (quoted, escaped), i.e. data inside the prompt."""
+    return json.dumps(label, ensure_ascii=False)
+
+
 def label_request(descriptions: Sequence[str], ask: int = 0) -> ChatRequest:
     """Few-shot: the curated examples as user/assistant turns, then the head's descriptions."""
     t = load_template("label")
@@ -68,7 +74,7 @@ def label_request(descriptions: Sequence[str], ask: int = 0) -> ChatRequest:
 
 def judge_pair_request(description: str, label: str, ask: int = 0) -> ChatRequest:
     t = load_template("judge_pair")
-    user = t.user.format(label=label, description=" ".join(description.split()))
+    user = t.user.format(label=quoted_label(label), description=" ".join(description.split()))
     return ChatRequest((("system", t.system), ("user", user)), template=t.tag, max_tokens=t.max_tokens,
                        json_schema=t.json_schema, ask=ask)
 
@@ -78,6 +84,6 @@ def judge_head_request(descriptions: Sequence[str], label: str, ask: int = 0) ->
     schema = copy.deepcopy(t.json_schema)
     if schema is not None:
         schema["properties"]["verdicts"]["minItems"] = schema["properties"]["verdicts"]["maxItems"] = len(descriptions)
-    user = t.user.format(label=label, descriptions=numbered(descriptions))
+    user = t.user.format(label=quoted_label(label), descriptions=numbered(descriptions))
     return ChatRequest((("system", t.system), ("user", user)), template=t.tag, max_tokens=t.max_tokens,
                        json_schema=schema, ask=ask)
