@@ -65,7 +65,7 @@ class SpansSection(_Strict):
 class EndpointSection(_Strict):
     model: str = "gpt-4o-mini"
     base_url: str = "https://api.openai.com/v1"
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str | None = Field("OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # null: send no key
     rpm: float = Field(500.0, gt=0)
     tpm: float = Field(200_000.0, gt=0)
     max_concurrency: int = Field(16, ge=1)
