@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ccs_dist.errors import UserError
+from ccs_dist.llm.config import ScoreConfig as _SCORE_DEFAULTS
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 PACKAGE_JOBS = Path(__file__).resolve().parents[2] / "jobs"
@@ -83,6 +84,7 @@ class LLMSection(_Strict):
     offline_embedder: str = "minilm"
     offline_threshold: float | None = None
     cache: Literal["use", "refresh", "bypass"] = "use"
+    max_description_chars: int = Field(_SCORE_DEFAULTS.max_description_chars, ge=1)  # longer ones are cut before sending
 
 
 class EvaluationSection(_Strict):
@@ -151,6 +153,7 @@ class JobSpec(_Strict):
             judge_mode=self.llm.judge_mode,
             cache=CacheConfig(directory=str(Path(self.cache_dir) / "llm"), mode=self.llm.cache),
             offline=OfflineConfig(embedder=self.llm.offline_embedder, threshold=self.llm.offline_threshold),
+            max_description_chars=self.llm.max_description_chars,
             show_progress=show_progress,
         )
 
