@@ -277,3 +277,11 @@ def test_a_read_only_cache_with_every_answer_still_serves(spans_path, tmp_path):
         assert srv.stats.requests > sent and "new LLM answers are not kept" in q.stderr
     finally:
         srv.stop()
+
+
+def test_an_endpoint_that_refuses_every_request_stops_the_stage(spans_path, tmp_path):
+    with LoopbackServer(LoopbackConfig(models=("loopback-1",), max_prompt_chars=10)) as srv:
+        p = score(spans_path, tmp_path / "o", srv.base_url, tmp_path / "c", "--concurrency", "1")
+        assert srv.stats.requests == 5  # then nothing more is sent
+    one_line_error(p, "rejected the first 5 requests and answered none")
+    assert not (tmp_path / "o" / "ccs.parquet").exists()
