@@ -250,7 +250,7 @@ class Commands:
             frames: frames per video (default 12; 32 for DiDeMo).
             caption_mode: first (one caption per video, the paper's protocol) or all.
             k: top-k of MaxSkew@k and NDKL@k.
-            occupations: occupation list, one a line (default ../shared/data/occupations_104.txt).
+            occupations: occupation list, one a line (default: the paper's 104, shipped with ccs_dist).
             ablation: zero (the paper) or mean (replace a head's output with its mean; needs the engine's means).
             templates_per_class: use only the first N prompt templates of each ensemble (quick runs; default all).
             workers: data-loading worker processes.
@@ -269,7 +269,7 @@ class Commands:
             run_dir: the run's output directory (reports/<run>, holding tables/*.parquet and manifest.json).
             out: directory for index.html (default: RUN_DIR itself).
             paper: the paper's published figures, shown beside this run's for the same weights
-                (default ../shared/data/paper_reference.json beside the repository; left out when absent).
+                (default: the copy shipped with ccs_dist).
         """
         from ccs_dist.report import write_report
 

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import polars as pl
 
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import REPO
 
 TABLES = ("spans", "labels", "judgments", "ccs", "ccs_at_k", "evaluation")
 
 
 def job_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
-           "CCS_OCCUPATIONS": str(SHARED_DATA / "occupations_104.txt")}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
     env.update(extra)
     return env
 

@@ -46,7 +46,7 @@ class EvalConfig:
 
     limit: evaluate at most this many images (videos for retrieval) per task, evenly spaced over the data.
     frames: frames per video (None: 12, 32 for DiDeMo). caption_mode: ``first`` or ``all``.
-    k: top-k of the bias metrics. occupations: occupation list (None: ../shared/data/occupations_104.txt).
+    k: top-k of the bias metrics. occupations: occupation list (None: the paper's 104, shipped as package data).
     templates_per_class: use only the first N prompt templates of each ensemble (quick runs; None: all).
     """
 

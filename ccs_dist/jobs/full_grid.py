@@ -1,6 +1,7 @@
 """The whole study as one job: ``python -m ccs_dist.jobs.full_grid [--spec FILE] [--local] [--out DIR]``.
 
-With no spec it runs ``jobs/demo.yaml`` (offline: random-init models, synthetic probe and evaluation sets,
+``--spec`` takes a shipped spec's name (demo, paper_grid, local_gpu; see ``ccs_dist/jobs/specs/``) or a
+YAML file. With no spec it runs ``demo`` (offline: random-init models, synthetic probe and evaluation sets,
 the offline judge). Without ``--local`` the stages run on Ray: the cluster of ``--address`` or
 ``RAY_ADDRESS`` (``ray job submit`` sets it), else a Ray instance started on this machine. ``--local``
 runs the same stages in this process and never imports ray. Re-running the same command reuses every
@@ -16,7 +17,7 @@ import sys
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ccs_dist.jobs.full_grid", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spec", default=None, help="job spec YAML (default: jobs/demo.yaml)")
+    parser.add_argument("--spec", default=None, help="a shipped spec (demo, paper_grid, local_gpu) or a YAML file; default: demo")
     parser.add_argument("--local", action="store_true", help="run every stage in this process (no Ray)")
     parser.add_argument("--out", default=None, help="output root (overrides the spec's out:); the run goes to OUT/<run>")
     parser.add_argument("--cache-dir", default=None, help="cache root (overrides the spec's cache_dir:)")

@@ -60,7 +60,7 @@ class JobState:
     def spans_key(self, entry: ModelEntry) -> str:
         s = self.spec
         return content_key({"v": STAGE_VERSION, "model": entry.model_dump(), "probe": s.probe.model_dump(),
-                            "layers": s.layers, "pool": _pool_hash(s.pool), "spans": s.spans.model_dump(),
+                            "layers": s.layers, "pool": _pool_hash(s.pool, s.cache_dir), "spans": s.spans.model_dump(),
                             "precision": s.resources.precision})
 
     def score_key(self, spans: pl.DataFrame) -> str:
@@ -92,10 +92,10 @@ class JobState:
         log.info("%s: stage %s done in %.1f s", plan.key, stage, seconds)
 
 
-def _pool_hash(pool: str) -> str:
+def _pool_hash(pool: str, cache_dir: str) -> str:
     from ccs_dist.text.pool import resolve_pool
 
-    return resolve_pool(pool).content_hash
+    return resolve_pool(pool, cache_dir).content_hash
 
 
 def versions() -> dict[str, str]:

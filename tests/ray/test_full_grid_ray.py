@@ -54,10 +54,10 @@ def ray_head():
 def test_ray_job_submit_gives_the_local_tables(ray_head, local_demo_run, tmp_path):
     local_root, _ = local_demo_run
     out, cache = tmp_path / "reports", tmp_path / "cache"
-    runtime_env = {"env_vars": {"CCS_OCCUPATIONS": ray_head["env"]["CCS_OCCUPATIONS"], "HF_HUB_OFFLINE": "1"}}
+    runtime_env = {"env_vars": {"HF_HUB_OFFLINE": "1"}}
     cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", ray_head["dashboard"], "--working-dir", ".",
            "--runtime-env-json", json.dumps(runtime_env), "--",
-           "python", "-m", "ccs_dist.jobs.full_grid", "--spec", "jobs/demo.yaml", "--quiet",
+           "python", "-m", "ccs_dist.jobs.full_grid", "--spec", "demo", "--quiet",
            "--out", str(out), "--cache-dir", str(cache)]
     proc = subprocess.run(cmd, cwd=REPO, env=ray_head["env"], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
