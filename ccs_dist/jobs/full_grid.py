@@ -24,7 +24,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--force", action="append", default=[], metavar="STAGE",
                         help="recompute STAGE (spans, score, evaluate) and what depends on it; repeatable")
     parser.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS, else a local Ray instance)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (they are off anyway when stderr is not a terminal)")
     return parser.parse_args(argv)
 
 
@@ -40,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         from ccs_dist.jobs.spec import load_spec
 
         overrides = {k: v for k, v in (("out", args.out), ("cache_dir", args.cache_dir)) if v is not None}
+        # bars only on a terminal: in a redirected log they are noise (carriage returns, one line per refresh)
+        show_progress = not args.quiet and sys.stderr.isatty()
         outcome = run_job(load_spec(args.spec, overrides), mode="local" if args.local else "ray",
-                          force=tuple(args.force), show_progress=not args.quiet, address=args.address)
+                          force=tuple(args.force), show_progress=show_progress, address=args.address)
         print(outcome.summary)
 
     return run_at_edge(run, "finished stages are kept, run the same command again to resume")

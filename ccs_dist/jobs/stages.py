@@ -105,7 +105,7 @@ class ModelStages:
         config = EvalConfig(
             data_root=self.spec.data_root, batch_size=ev.batch_size, limit=ev.limit, download=ev.download,
             frames=ev.frames, k=ev.k, occupations=Path(ev.occupations) if ev.occupations else None,
-            ablation=ev.ablation, templates_per_class=ev.templates_per_class,
+            ablation=ev.ablation, templates_per_class=ev.templates_per_class, progress=self.progress,
         )
         table = evaluate(self.loaded, list(ev.tasks), head_sets, config)
         return table, {"head_sets": len(head_sets), "seconds": round(time.perf_counter() - t0, 3)}
