@@ -250,9 +250,19 @@ def summarize(manifest: dict[str, Any], report: Path | None) -> str:
     return "\n".join(lines)
 
 
+def check_inputs(spec: JobSpec) -> None:
+    """Input files the driver can check before any stage runs (the pool is read when planning)."""
+    ev = spec.evaluation
+    if ev.occupations and any(t.partition("@")[0] in ("fairface", "socialcounterfactuals") for t in ev.tasks):
+        from ccs_dist.evaluate.bias import read_occupations
+
+        read_occupations(ev.occupations)
+
+
 def run_job(spec: JobSpec, mode: str = "local", force: tuple[str, ...] = (), show_progress: bool = True, address: str | None = None) -> JobOutcome:
     t0 = time.perf_counter()
     state = JobState(spec, force)
+    check_inputs(spec)
     prepare_evaluation_data(spec)
     plans = plan_models(state)
     todo = sum(plan.needs(s) for plan in plans for s in STAGES)
