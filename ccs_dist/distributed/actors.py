@@ -37,14 +37,20 @@ class StageBoard:
         return dict(self.started)
 
 
-def _announce(board, model: str, stage: str) -> None:
-    if board is not None:
-        board.start.remote(model, stage)  # fire and forget: the heartbeat is best effort
+def _announce(board: str | None, model: str, stage: str) -> None:
+    """Tell the stage board (a named actor: a handle among constructor arguments would pin it in the object
+    store, which Ray warns about for restartable actors) that a stage starts."""
+    if board is None:
+        return
+    try:
+        ray.get_actor(board).start.remote(model, stage)  # fire and forget: the heartbeat is best effort
+    except ValueError:  # the board is gone (the driver is finishing)
+        pass
 
 
 @ray.remote(max_restarts=3, max_task_retries=3)
 class ModelWorker:
-    def __init__(self, spec_json: str, entry_json: str, threads: int | None, progress: bool = True, board=None):
+    def __init__(self, spec_json: str, entry_json: str, threads: int | None, progress: bool = True, board: str | None = None):
         from ccs_dist.jobs.spec import JobSpec, ModelEntry
         from ccs_dist.jobs.stages import ModelStages, model_key_of
         from ccs_dist.log import setup_logging
@@ -70,7 +76,7 @@ class ModelWorker:
 class LLMWorker:
     """Owns the LLM clients, their rate limiters and the disk cache; scores one model at a time."""
 
-    def __init__(self, spec_json: str, board=None):
+    def __init__(self, spec_json: str, board: str | None = None):
         from ccs_dist.jobs.spec import JobSpec
         from ccs_dist.log import setup_logging
 

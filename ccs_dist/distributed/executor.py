@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 
@@ -34,13 +35,23 @@ def _connect(address: str | None) -> None:
     env = {k: v for k, v in os.environ.items() if k.startswith("CCS_") or k == "HF_HUB_OFFLINE"}
     if RAY_JOB_CONFIG_JSON_ENV_VAR in os.environ:
         env = {}  # a submitted job: its runtime env already reaches every worker, and Ray refuses to merge two
-    if not (sys.stdout.isatty() and sys.stderr.isatty()):
-        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # no ANSI colour codes around worker lines in a log file
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):  # a log file: no ANSI colour codes
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # around the worker lines Ray forwards
+        logging.getLogger("ray._private.worker").addFilter(_strip_ansi)  # in "View the dashboard at ..."
     try:
         ray.init(address=address, runtime_env={"env_vars": env} if env else None, log_to_driver=True,
                  include_dashboard=False if address is None else None)
     except ConnectionError as e:
         raise UserError(f"cannot reach the Ray cluster at {address} ({e}): start it (ray start --head) or run with --local") from e
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _strip_ansi(record: logging.LogRecord) -> bool:
+    if "\x1b[" in record.getMessage():
+        record.msg, record.args = _ANSI.sub("", record.getMessage()), None
+    return True
 
 
 def run_ray(state, plans, address: str | None = None, show_progress: bool = True) -> None:
@@ -49,15 +60,16 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
     res = spec.resources
     spec_json = spec.model_dump_json()
     threads = max(1, int(res.cpus_per_model))
-    board = StageBoard.remote()
-    llm = LLMWorker.remote(spec_json, board)
+    board_name = f"ccs-dist-stage-board-{os.getpid()}-{time.time_ns()}"
+    board = StageBoard.options(name=board_name).remote()
+    llm = LLMWorker.remote(spec_json, board_name)
     pending: dict = {}  # ref -> (plan, stage, submitted at, wall clock)
     workers: dict = {}
 
     def worker_for(plan):
         if plan.key not in workers:
             workers[plan.key] = ModelWorker.options(num_cpus=res.cpus_per_model, num_gpus=res.gpus_per_model).remote(
-                spec_json, plan.entry.model_dump_json(), threads, show_progress, board)
+                spec_json, plan.entry.model_dump_json(), threads, show_progress, board_name)
         return workers[plan.key]
 
     def submit_next(plan):

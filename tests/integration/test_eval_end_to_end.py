@@ -1,7 +1,6 @@
 """Every synthetic dataset evaluated end to end with ccs-tiny through the masked engine, and the CLI."""
 
 import shutil
-from pathlib import Path
 
 import polars as pl
 import pytest

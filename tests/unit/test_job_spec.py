@@ -8,7 +8,6 @@ import pytest
 
 from ccs_dist.errors import UserError
 from ccs_dist.jobs.spec import load_spec
-from tests.conftest import REPO
 
 
 @pytest.mark.parametrize("name", ["demo", "paper_grid", "local_gpu"])
