@@ -5,6 +5,7 @@ Every user error surfaces as one line ``error: ...`` on stderr and a non-zero ex
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -429,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     setup_logging()
+    if not _terminal():  # huggingface_hub / transformers bars (the offline judge's weights) follow ours
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     return run_at_edge(lambda: fire.Fire(Commands, command=args, name="ccs-dist"),
                        "finished artifacts are kept, re-run the same command to resume")
 

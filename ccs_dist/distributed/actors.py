@@ -56,6 +56,8 @@ class ModelWorker:
         from ccs_dist.log import setup_logging
 
         setup_logging()
+        if not progress:
+            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         spec = JobSpec.model_validate_json(spec_json)
         entry = ModelEntry.model_validate_json(entry_json)
         self.key, self.board = model_key_of(entry), board
@@ -81,6 +83,7 @@ class LLMWorker:
         from ccs_dist.log import setup_logging
 
         setup_logging()
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # scores run without bars: no "Loading weights" bar either
         self.spec = JobSpec.model_validate_json(spec_json)
         self.board = board
 

@@ -11,6 +11,7 @@ finished stage; ``--force STAGE`` recomputes that stage and the ones after it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {k: v for k, v in (("out", args.out), ("cache_dir", args.cache_dir)) if v is not None}
         # bars only on a terminal: in a redirected log they are noise (carriage returns, one line per refresh)
         show_progress = not args.quiet and sys.stderr.isatty()
+        if not show_progress:  # also the bars of huggingface_hub / transformers (read when they are imported)
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         outcome = run_job(load_spec(args.spec, overrides), mode="local" if args.local else "ray",
                           force=tuple(args.force), show_progress=show_progress, address=args.address)
         print(outcome.summary)

@@ -73,3 +73,6 @@ def test_a_redirected_log_is_plain_lines(tmp_path):
     assert "\r" not in log and "\x1b[" not in log  # no progress bars, no colour codes
     assert sum("pretrained weights" in line for line in log.splitlines()) == 1, log  # said once, by us
     assert "RANDOM INIT: ccs-tiny has no pretrained weights (seed 0)" in log
+    scored = _ok(run_cli("score", "--spans", str(tmp_path / "run"), "--out", str(tmp_path / "run"), "--backend", "offline",
+                         "--cache-dir", str(tmp_path / "cache")))  # loads the offline judge's weights
+    assert "\r" not in scored.stderr and "\x1b[" not in scored.stderr, scored.stderr[-2000:]
