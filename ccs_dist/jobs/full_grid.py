@@ -1,4 +1,4 @@
-"""The whole study as one job: ``python -m ccs_dist.jobs.full_grid [--spec FILE] [--local] [--out DIR]``.
+"""The whole study as one job: ``python -m ccs_dist.jobs.full_grid [--spec NAME|FILE] [--local] [--out DIR]``.
 
 ``--spec`` takes a shipped spec's name (demo, paper_grid, local_gpu; see ``ccs_dist/jobs/specs/``) or a
 YAML file. With no spec it runs ``demo`` (offline: random-init models, synthetic probe and evaluation sets,
