@@ -36,8 +36,7 @@ PROBE_IMAGES = 50_000  # ImageNet val as the probe set
 
 
 def run_demo(mode: str, root: Path) -> dict:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
-           "CCS_OCCUPATIONS": str(REPO.parent / "shared" / "data" / "occupations_104.txt")}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
     args = [sys.executable, "-m", "ccs_dist.jobs.full_grid", "--quiet", "--out", str(root / "reports"), "--cache-dir", str(root / "cache")]
     if mode == "local":
         args.append("--local")

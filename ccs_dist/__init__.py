@@ -14,6 +14,8 @@ The flat public API (imported lazily so ``import ccs_dist`` stays cheap)::
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -38,5 +40,25 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later lookups skip this hook
+        return value
     raise AttributeError(f"module 'ccs_dist' has no attribute {name!r}")
+
+
+class _FlatAPIModule(types.ModuleType):
+    """The package module: the flat API's names stay functions once the same-named submodules are imported.
+
+    Importing ``ccs_dist.textspan`` or ``ccs_dist.decompose`` makes the import system bind the submodule as
+    an attribute of the package, which would shadow the functions of the same name. Those bindings are
+    dropped here; the submodules stay reachable as ``sys.modules["ccs_dist.textspan"]`` and through
+    ``from ccs_dist.textspan import ...``.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _FlatAPIModule

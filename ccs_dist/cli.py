@@ -5,7 +5,9 @@ Every user error surfaces as one line ``error: ...`` on stderr and a non-zero ex
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 
 class Commands:
@@ -124,7 +126,7 @@ class Commands:
         llm_model: str = "gpt-4o-mini",
         judges: str | None = None,
         judge_mode: str = "pair",
-        cache_dir: str = "cache/llm",
+        cache_dir: str = "cache",
         no_cache: bool = False,
         refresh_cache: bool = False,
         api_key_env: str = "OPENAI_API_KEY",
@@ -143,8 +145,9 @@ class Commands:
         """Label every head's spans, judge each (description, label), write labels/judgments/ccs/ccs_at_k parquet.
 
         Args:
-            spans: spans table (parquet: model, layer, head, rank, text, variance) from the textspan stage.
-            out: output directory for labels.parquet, judgments.parquet, ccs.parquet, ccs_at_k.parquet, score_meta.json.
+            spans: spans table (parquet: model, layer, head, rank, text, variance) from the textspan stage, or the
+                run directory that holds it (RUN/tables/spans.parquet).
+            out: the run directory: writes OUT/tables/{labels,judgments,ccs,ccs_at_k}.parquet and OUT/tables/score_meta.json.
             backend: openai (any OpenAI-compatible endpoint) or offline (local embedder, no network, no key).
             base_url: endpoint base URL, e.g. http://127.0.0.1:8000/v1 for vLLM/Ollama (default https://api.openai.com/v1).
             llm_model: model that labels the heads (and judges when --judges is not given).
@@ -152,7 +155,7 @@ class Commands:
                 kept). The --api-key-env key goes only to --base-url; a judge elsewhere gets the key in its KEY_ENV, or none.
                 Offline: minilm or clip:ARCH[/PRETRAINED].
             judge_mode: pair (one request per description, the paper's protocol) or head (one request per head, five verdicts as JSON).
-            cache_dir: directory of the LLM answer cache (shared safely by concurrent runs).
+            cache_dir: cache root; LLM answers go to CACHE_DIR/llm (shared safely by concurrent runs).
             no_cache: neither read nor write the cache.
             refresh_cache: ask again and overwrite cached answers.
             api_key_env: name of the environment variable holding the API key (its value is never written anywhere).
@@ -172,14 +175,15 @@ class Commands:
         from ccs_dist.errors import check_dir_arg
         from ccs_dist.llm.commands import score_command
 
-        if out:
-            check_dir_arg("--out", out)  # before any request is paid for
+        if not spans or not out:
+            raise _user_error("score needs --spans SPANS.parquet (or a run directory) and --out DIR")
+        check_dir_arg("--out", out)  # before any request is paid for
         check_dir_arg("--cache-dir", cache_dir)
         return score_command(
-            spans, out, backend=backend, base_url=base_url, llm_model=llm_model, judges=judges, judge_mode=judge_mode,
-            cache_dir=cache_dir, no_cache=no_cache, refresh_cache=refresh_cache, api_key_env=api_key_env, rpm=rpm,
+            _table_in(spans, "spans"), str(Path(out) / "tables"), backend=backend, base_url=base_url, llm_model=llm_model, judges=judges, judge_mode=judge_mode,
+            cache_dir=str(Path(cache_dir) / "llm"), no_cache=no_cache, refresh_cache=refresh_cache, api_key_env=api_key_env, rpm=rpm,
             tpm=tpm, concurrency=concurrency, timeout=timeout, max_attempts=max_attempts, price_in=price_in,
-            price_out=price_out, embedder=embedder, threshold=threshold, progress=progress,
+            price_out=price_out, embedder=embedder, threshold=threshold, progress=bool(progress) and _terminal(),
             max_description_chars=max_description_chars,
         )
 
@@ -197,7 +201,7 @@ class Commands:
         """Agreement (Cohen's kappa, Spearman's rho, Kendall's tau) between two sets of 0/1 verdicts, or export a sample to annotate.
 
         Args:
-            judgments: judgments.parquet written by `ccs-dist score` (or its output directory).
+            judgments: judgments.parquet written by `ccs-dist score`, or the run directory that holds it.
             human: CSV of human verdicts (columns model, layer, head, rank, text, label, aligned as 1/0; blank = not annotated), compared with --judge-a or the judges' majority.
             judge_a: a judge name from the judgments table (model@host); alone with --human, or with --judge-b.
             judge_b: a second judge to compare with --judge-a.
@@ -208,14 +212,14 @@ class Commands:
         """
         from ccs_dist.llm.commands import agreement_command
 
-        return agreement_command(judgments, human=human, judge_a=judge_a, judge_b=judge_b, export=export, n=n, seed=seed, out=out)
+        return agreement_command(_table_in(judgments, "judgments") if judgments else judgments, human=human, judge_a=judge_a, judge_b=judge_b, export=export, n=n, seed=seed, out=out)
 
     def evaluate(
         self,
         model: str = "ViT-B-32",
         pretrained: str | None = None,
         tasks: str = "cifar10",
-        data_root: str = "data",
+        data_root: str | None = None,
         ccs: str | None = None,
         conditions: str = "original,high,low,moderate,random,equal,concept",
         seeds: str = "0,1,2",
@@ -250,7 +254,7 @@ class Commands:
             data_root: folder holding the datasets in their distributed layouts (cifar-10-batches-py/, food-101/,
                 country211/, oxford-iiit-pet/, imagenet/val/, imagenet-a/, imagenet-r/, msrvtt/, msvd/, didemo/,
                 fairface/, socialcounterfactuals/); a wrong layout is reported with the expected one.
-            ccs: the ccs table (parquet from `ccs-dist score`) that defines high/low/moderate/random/equal/concept sets.
+            ccs: the ccs table (parquet from `ccs-dist score`, or its run directory) that defines high/low/moderate/random/equal/concept sets.
             conditions: comma-separated: original, high, low, moderate, random, equal, concept (all but original
                 need --ccs; without it they are dropped with a warning).
             seeds: comma-separated seeds of the random sets (>= 3 for mean and std).
@@ -265,13 +269,16 @@ class Commands:
             frames: frames per video (default 12; 32 for DiDeMo).
             caption_mode: first (one caption per video, the paper's protocol) or all.
             k: top-k of MaxSkew@k and NDKL@k.
-            occupations: occupation list, one a line (default ../shared/data/occupations_104.txt).
+            occupations: occupation list, one a line (default: the paper's 104, shipped with ccs_dist).
             ablation: zero (the paper) or mean (replace a head's output with its mean; needs the engine's means).
             templates_per_class: use only the first N prompt templates of each ensemble (quick runs; default all).
             workers: data-loading worker processes.
         """
         args = {k_: v for k_, v in locals().items() if k_ != "self"}
-        from ccs_dist.evaluate.command import evaluate_command
+        from ccs_dist.evaluate.command import as_list, evaluate_command
+
+        args["data_root"] = _data_root(data_root, as_list(tasks))
+        args["ccs"] = _table_in(ccs, "ccs") if ccs else ccs
 
         return evaluate_command(**args)
 
@@ -284,7 +291,7 @@ class Commands:
             run_dir: the run's output directory (reports/<run>, holding tables/*.parquet and manifest.json).
             out: directory for index.html (default: RUN_DIR itself).
             paper: the paper's published figures, shown beside this run's for the same weights
-                (default ../shared/data/paper_reference.json beside the repository; left out when absent).
+                (default: the copy shipped with ccs_dist).
         """
         from ccs_dist.report import write_report
 
@@ -297,7 +304,7 @@ class Commands:
         model: str = "ViT-B-32",
         pretrained: str | None = None,
         task: str = "cifar10",
-        data_root: str = "data",
+        data_root: str | None = None,
         ccs: str | None = None,
         out: str = "reports/attribute",
         limit: int | None = None,
@@ -327,7 +334,7 @@ class Commands:
             task: one classification task: cifar10, cifar100, food101, country211, oxford_pets, imagenet, imagenet_a,
                 imagenet_r; NAME@PATH reads it from PATH; folder@PATH is a folder of class sub-folders with classnames.txt.
             data_root: folder holding the datasets in their distributed layouts (see ccs-dist evaluate --help).
-            ccs: optional ccs table (parquet from `ccs-dist score`): adds the ccs ranking and the heads' labels to reliance.
+            ccs: optional ccs table (parquet from `ccs-dist score`, or its run directory): adds the ccs ranking and the heads' labels to reliance.
             out: output directory; tables go to OUT/tables/.
             limit: attribute at most this many images, evenly spaced (quick runs).
             samples: images (evenly spaced) that also get exact ablation effects and deletion curves; 0 for none.
@@ -345,9 +352,34 @@ class Commands:
         from ccs_dist.attribution.command import attribute_command
 
         return attribute_command(
-            model, pretrained, task, data_root, ccs, out, limit, samples, deletions, seeds, top_k, threshold,
-            batch_size, device, templates_per_class, workers, download, progress=progress,
+            model, pretrained, task, _data_root(data_root, [str(task)]), _table_in(ccs, "ccs") if ccs else ccs, out, limit, samples, deletions, seeds, top_k, threshold,
+            batch_size, device, templates_per_class, workers, download, progress=bool(progress) and _terminal(),
         )
+
+
+def _terminal() -> bool:
+    """Progress bars only when stderr is a terminal: redirected logs get log lines, not carriage returns."""
+    return sys.stderr.isatty()
+
+
+def _table_in(value: str, name: str) -> str:
+    """A table argument: a parquet file, or a run directory holding ``tables/NAME.parquet``."""
+    path = Path(str(value))
+    if not path.is_dir():
+        return str(value)
+    for candidate in (path / "tables" / f"{name}.parquet", path / f"{name}.parquet"):
+        if candidate.is_file():
+            return str(candidate)
+    return str(path / "tables" / f"{name}.parquet")  # missing: the error names the file a run would hold
+
+
+def _data_root(data_root: str | None, tasks: list[str]) -> str:
+    """``--data-root``, required unless every task names its own folder (``NAME@PATH``)."""
+    if data_root:
+        return str(data_root)
+    if tasks and all("@" in t for t in tasks):
+        return "."  # never read: each task names its folder
+    raise _user_error("give --data-root FOLDER, the folder that holds the datasets (or name each task's folder as NAME@PATH)")
 
 
 def _user_error(message: str):
@@ -379,8 +411,27 @@ def _decompose_run(self=None, model="ViT-B-32", pretrained=None, images="synthet
         model=ModelSpec(str(model), pretrained, device=device, precision=precision),
         images=str(images),
         cache_dir=str(cache_dir),
-        decompose=DecomposeConfig(layers=layers, batch_size=batch_size, num_workers=workers, on_bad_image=on_bad_image),
+        decompose=DecomposeConfig(layers=layers, batch_size=batch_size, num_workers=workers, on_bad_image=on_bad_image,
+                                  progress=_terminal()),
     )
+
+
+def command_names() -> list[str]:
+    return sorted(n for n, v in vars(Commands).items() if callable(v) and not n.startswith("_"))
+
+
+def overview() -> str:
+    """``ccs-dist --help``: every command with the first line of its docstring."""
+    width = max(map(len, command_names()))
+    lines = ["usage: ccs-dist COMMAND [--flag VALUE ...]", "",
+             "Concept Consistency Score of CLIP attention heads: decompose, TextSpan, LLM scoring, pruned evaluation.", "",
+             "commands:"]
+    for name in command_names():
+        summary = (getattr(Commands, name).__doc__ or "").strip().splitlines()[0]
+        lines.append(f"  {name:<{width}}  {summary}")
+    lines += ["", "`ccs-dist COMMAND --help` lists a command's flags. The whole study as one job:",
+              "python -m ccs_dist.jobs.full_grid --help"]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -389,8 +440,18 @@ def main(argv: list[str] | None = None) -> int:
     from ccs_dist.errors import run_at_edge
     from ccs_dist.log import setup_logging
 
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(overview())
+        return 0
+    if args[0] not in command_names():
+        print(f"error: unknown command {args[0]!r}: use one of {', '.join(command_names())} (ccs-dist --help lists them)",
+              file=sys.stderr)
+        return 2
     setup_logging()
-    return run_at_edge(lambda: fire.Fire(Commands, command=argv, name="ccs-dist"),
+    if not _terminal():  # huggingface_hub / transformers bars (the offline judge's weights) follow ours
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    return run_at_edge(lambda: fire.Fire(Commands, command=args, name="ccs-dist"),
                        "finished artifacts are kept, re-run the same command to resume")
 
 

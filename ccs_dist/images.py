@@ -147,7 +147,7 @@ class SyntheticSpec:
     n: int
     seed: int = 0
     size: int = 224
-    version: int = 1  # bump when the generator changes: the folder and every cache key change with it
+    version: int = 2  # bump when the generator changes (2: one generator per image, written in parallel): the folder and every cache key change with it
 
 
 def synthetic_image_set(spec: SyntheticSpec, cache_root: str | Path) -> FolderImageSet:

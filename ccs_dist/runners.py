@@ -71,7 +71,7 @@ class TextSpanRun:
 
 def run_textspan(run: TextSpanRun, loaded: LoadedModel | None = None) -> dict[str, Any]:
     """Decompose (or reuse), embed the pool (or reuse), run TextSpan on every head, write ``spans.parquet``."""
-    pool = resolve_pool(run.pool)  # validate cheap inputs before loading a model
+    pool = resolve_pool(run.pool, run.probe.cache_dir)  # validate cheap inputs before loading a model
     if run.spans.m > len(pool):
         raise UserError(f"m={run.spans.m} spans per head cannot be drawn from a pool of {len(pool)} descriptions: lower --m")
     loaded = loaded or load_run_model(run.probe.model)

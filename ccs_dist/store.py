@@ -8,6 +8,7 @@ finished files may be reused by a resumed run) and is renamed into place atomica
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -30,12 +31,28 @@ def content_key(obj: Any, length: int = 24) -> str:
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()[:length]
 
 
+@functools.cache
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file (0o666 minus the umask), read without changing the umask."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o644
+
+
 @contextlib.contextmanager
 def _atomic_file(path: Path):
-    """A file handle whose content appears at ``path`` only once it is complete (fsync + rename)."""
+    """A file handle whose content appears at ``path`` only once it is complete (fsync + rename).
+
+    The file gets the same mode as any other file this process writes (the temporary file would be 0600).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()

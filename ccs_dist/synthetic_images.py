@@ -2,7 +2,7 @@
 
 Each image: a background texture (solid, gradient, stripes, checkerboard, dots, noise) in one colour, and
 either 1-6 copies of a shape in another colour or a large digit/letter. ``labels.csv`` records all of it.
-Deterministic in (n, seed, size).
+Deterministic in (seed, size) per image index: image i is the same in every set of at least i + 1 images.
 """
 
 from __future__ import annotations
@@ -109,18 +109,55 @@ def render_synthetic_image(rng: np.random.Generator, size: int) -> tuple[Image.I
     return image, label
 
 
-def write_synthetic_images(folder: Path, n: int, seed: int, size: int) -> None:
-    """Write ``n`` PNG files ``{i:06d}.png`` and ``labels.csv`` into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
+def image_rng(seed: int, index: int) -> np.random.Generator:
+    """Image ``index``'s own generator: any image can be drawn alone, so the set is written in parallel and
+    ``synthetic:N`` is the first N images of ``synthetic:M`` for every M > N."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+
+
+def _write_range(folder: Path, lo: int, hi: int, seed: int, size: int) -> list[dict[str, str]]:
     rows = []
-    for i in range(n):
-        image, label = render_synthetic_image(rng, size)
+    for i in range(lo, hi):
+        image, label = render_synthetic_image(image_rng(seed, i), size)
         buf = io.BytesIO()
         image.save(buf, format="PNG")
         name = f"{i:06d}.png"
         atomic_write_bytes(folder / name, buf.getvalue())
         rows.append({"file": name, **label})
+    return rows
+
+
+def write_synthetic_images(folder: Path, n: int, seed: int, size: int, progress: bool = True, workers: int | None = None) -> None:
+    """Write ``n`` PNG files ``{i:06d}.png`` and ``labels.csv`` into ``folder``, in ``workers`` processes
+    (default: one per CPU; small sets are written in this process)."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = max(1, min(workers or cpus, n // 128))  # a worker costs ~1 s to start: only for larger sets
+    chunk = 64
+    ranges = [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
+    by_range: dict[int, list[dict[str, str]]] = {}
+    with tqdm(total=n, desc="write probe images", unit="img", disable=None if progress else True) as bar:
+        if workers == 1:
+            for lo, hi in ranges:
+                by_range[lo] = _write_range(folder, lo, hi, seed, size)
+                bar.update(hi - lo)
+        else:
+            # spawn, not fork: the caller may hold torch's thread pools, which a forked child must not inherit
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(_write_range, folder, lo, hi, seed, size): (lo, hi) for lo, hi in ranges}
+                from concurrent.futures import as_completed
+
+                for future in as_completed(futures):
+                    lo, hi = futures[future]
+                    by_range[lo] = future.result()
+                    bar.update(hi - lo)
+    rows = [row for lo, _ in ranges for row in by_range[lo]]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]))
     writer.writeheader()

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import polars as pl
 
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import REPO
 
 TABLES = ("spans", "labels", "judgments", "ccs", "ccs_at_k", "evaluation")
 
 
 def job_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
-           "CCS_OCCUPATIONS": str(SHARED_DATA / "occupations_104.txt")}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
     env.update(extra)
     return env
 
@@ -24,6 +24,23 @@ def job_env(**extra: str) -> dict[str, str]:
 def run_full_grid(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ccs_dist.jobs.full_grid", *args], cwd=REPO, env=env or job_env(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+# what a fresh clone lacks: version control, the virtualenv, build outputs and the git-ignored run folders
+_NOT_IN_A_CLONE = {".git", ".venv", "cache", "reports", "build", ".pytest_cache", "test-artifacts"}
+
+
+def fresh_copy(parent: Path) -> Path:
+    """The repository alone, as a fresh clone has it, in ``parent/ccs_dist`` (nothing beside it: no ../shared)."""
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skip = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
+        return skip | (_NOT_IN_A_CLONE & set(names) if Path(folder) == REPO else set())
+
+    parent.mkdir(parents=True, exist_ok=True)
+    dest = parent / "ccs_dist"
+    shutil.copytree(REPO, dest, ignore=ignore)
+    assert sorted(p.name for p in parent.iterdir()) == ["ccs_dist"]
+    return dest
 
 
 def read_tables(run_dir: Path) -> dict[str, pl.DataFrame]:

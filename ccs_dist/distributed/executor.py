@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import sys
 import time
 
 import ray
 
-from ccs_dist.distributed.actors import LLMWorker, ModelWorker
+from ccs_dist.distributed.actors import LLMWorker, ModelWorker, StageBoard
 from ccs_dist.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -50,11 +52,23 @@ def _connect(address: str | None) -> None:
     env = {k: v for k, v in os.environ.items() if k.startswith("CCS_") or k == "HF_HUB_OFFLINE"}
     if RAY_JOB_CONFIG_JSON_ENV_VAR in os.environ:
         env = {}  # a submitted job: its runtime env already reaches every worker, and Ray refuses to merge two
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):  # a log file: no ANSI colour codes
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # around the worker lines Ray forwards
+        logging.getLogger("ray._private.worker").addFilter(_strip_ansi)  # in "View the dashboard at ..."
     try:
         ray.init(address=address, runtime_env={"env_vars": env} if env else None, log_to_driver=True,
                  include_dashboard=False if address is None else None)
     except ConnectionError as e:
         raise UserError(f"cannot reach the Ray cluster at {address} ({e}): start it (ray start --head) or run with --local") from e
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _strip_ansi(record: logging.LogRecord) -> bool:
+    if "\x1b[" in record.getMessage():
+        record.msg, record.args = _ANSI.sub("", record.getMessage()), None
+    return True
 
 
 def run_ray(state, plans, address: str | None = None, show_progress: bool = True) -> None:
@@ -63,14 +77,16 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
     res = spec.resources
     spec_json = spec.model_dump_json()
     threads = max(1, int(res.cpus_per_model))
-    llm = LLMWorker.remote(spec_json)
-    pending: dict = {}  # ref -> (plan, stage, started)
+    board_name = f"ccs-dist-stage-board-{os.getpid()}-{time.time_ns()}"
+    board = StageBoard.options(name=board_name).remote()
+    llm = LLMWorker.remote(spec_json, board_name)
+    pending: dict = {}  # ref -> (plan, stage, submitted at, wall clock)
     workers: dict = {}
 
     def worker_for(plan):
         if plan.key not in workers:
             workers[plan.key] = ModelWorker.options(num_cpus=res.cpus_per_model, num_gpus=res.gpus_per_model).remote(
-                spec_json, plan.entry.model_dump_json(), threads, show_progress)
+                spec_json, plan.entry.model_dump_json(), threads, show_progress, board_name)
         return workers[plan.key]
 
     def submit_next(plan):
@@ -91,7 +107,7 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
             if plan.key in workers:
                 ray.kill(workers.pop(plan.key))
             return
-        pending[ref] = (plan, stage, time.perf_counter())
+        pending[ref] = (plan, stage, time.time())
 
     for plan in plans:  # actors beyond the cluster's resources wait in Ray's queue until one is released
         submit_next(plan)
@@ -120,9 +136,33 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
             submit_next(plan)
         if time.perf_counter() - last >= PROGRESS_EVERY_S or not ready:
             last = time.perf_counter()
-            running = ", ".join(f"{p.key} {s} {time.perf_counter() - t:.0f}s" for p, s, t in pending.values())
-            done = sum(len(p.done) for p in plans)
-            log.info("progress: %d/%d stages done; running: %s", done, 3 * len(plans), running or "-")
+            log.info("progress: %s", heartbeat(plans, pending.values(), _snapshot(board), time.time()))
     for w in workers.values():
         ray.kill(w)
     ray.kill(llm)
+    ray.kill(board)
+
+
+def _snapshot(board) -> dict:
+    try:
+        return ray.get(board.snapshot.remote(), timeout=5)
+    except Exception:  # noqa: BLE001 (a heartbeat never stops the job)
+        return {}
+
+
+def heartbeat(plans, pending, started: dict, now: float) -> str:
+    """``d/n stages done; running: MODEL STAGE 3s; queued: MODEL STAGE 40s``.
+
+    A stage runs once its worker noted its start (``started``, from the stage board) after it was submitted;
+    until then it is queued (waiting for a worker slot, for its actor to load the model, or for the LLM
+    worker to finish another model's stage).
+    """
+    running, queued = [], []
+    for plan, stage, submitted in pending:
+        t = started.get((plan.key, stage))
+        if t is not None and t >= submitted - 1.0:  # 1 s of clock skew between processes
+            running.append(f"{plan.key} {stage} {max(0.0, now - t):.0f}s")
+        else:
+            queued.append(f"{plan.key} {stage} {now - submitted:.0f}s")
+    done = sum(len(p.done) for p in plans)
+    return f"{done}/{3 * len(plans)} stages done; running: {', '.join(running) or '-'}; queued: {', '.join(queued) or '-'}"

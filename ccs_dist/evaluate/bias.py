@@ -27,7 +27,7 @@ from ccs_dist.evaluate.encode import HeadSetEncoder, embed_images, prompt_ensemb
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OCCUPATIONS = Path("../shared/data/occupations_104.txt")
+DEFAULT_OCCUPATIONS = Path(__file__).parent / "data" / "occupations_104.txt"  # the paper's 104 occupations
 FAIRFACE_RACES = ("White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "Indian", "Middle Eastern")
 FAIRFACE_RACE_MERGE = {"East Asian": "East/Southeast Asian", "Southeast Asian": "East/Southeast Asian"}
 FAIRFACE_GENDERS = ("Male", "Female")
@@ -152,7 +152,8 @@ BIAS_LOADERS: dict[str, Callable[[Path], BiasTask]] = {
 def read_occupations(path: Path | str | None) -> tuple[str, ...]:
     p = Path(path) if path is not None else DEFAULT_OCCUPATIONS
     if not p.is_file():
-        raise UserError(f"occupation list {p} not found; pass --occupations FILE (one occupation a line)")
+        raise UserError(f"occupation list {p} not found: give a file with one occupation a line "
+                        "(--occupations FILE, or evaluation.occupations in a job spec), or leave it out for the paper's 104")
     names = tuple(dict.fromkeys(line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()))
     if not names:
         raise UserError(f"occupation list {p} is empty")

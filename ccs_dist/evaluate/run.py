@@ -46,7 +46,7 @@ class EvalConfig:
 
     limit: evaluate at most this many images (videos for retrieval) per task, evenly spaced over the data.
     frames: frames per video (None: 12, 32 for DiDeMo). caption_mode: ``first`` or ``all``.
-    k: top-k of the bias metrics. occupations: occupation list (None: ../shared/data/occupations_104.txt).
+    k: top-k of the bias metrics. occupations: occupation list (None: the paper's 104, shipped as package data).
     templates_per_class: use only the first N prompt templates of each ensemble (quick runs; None: all).
     """
 
@@ -61,6 +61,7 @@ class EvalConfig:
     occupations: Path | None = None
     ablation: str = "zero"
     templates_per_class: int | None = None
+    progress: bool = True  # a bar over the tasks (on a terminal) and a log line per finished task
 
     def __post_init__(self) -> None:
         check_at_least(1, batch_size=self.batch_size, limit=self.limit, templates_per_class=self.templates_per_class)
@@ -175,10 +176,16 @@ def evaluate(loaded, tasks: Sequence[str], head_sets: Sequence[HeadSet], config:
     specs = [parse_task(t, config.data_root) for t in tasks]
     if not specs:
         raise UserError("no tasks given")
+    import time
+
+    from tqdm.auto import tqdm
+
     rows: list[dict] = []
-    for spec in specs:
+    for spec in tqdm(specs, desc=f"evaluate {loaded.key}", unit="task", disable=None if config.progress else True):
         log.info("%s: evaluating %s on %d head sets", loaded.key, spec.name, len(head_sets))
+        t0 = time.perf_counter()
         rows += evaluate_task(loaded, spec, head_sets, config, encoder)
+        log.info("%s: %s done in %.1f s", loaded.key, spec.name, time.perf_counter() - t0)
     rows += random_summary(rows)
     schema = {"model": pl.Utf8, "task": pl.Utf8, "condition": pl.Utf8, "seed": pl.Int64,
               "n_pruned": pl.Int64, "metric": pl.Utf8, "value": pl.Float64}

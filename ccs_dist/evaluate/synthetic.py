@@ -22,6 +22,7 @@ from PIL import Image
 from ccs_dist.evaluate import metadata
 
 log = logging.getLogger(__name__)
+SYNTHETIC_MARKER = "ccs_dist_synthetic.json"  # in a folder written here: its loader knows the copy is ours
 
 
 def _image(rng: np.random.Generator, cls: int, size: int = 40) -> np.ndarray:
@@ -72,6 +73,7 @@ def write_cifar(root: Path, n_classes: int = 10, per_class: int = 2, seed: int =
         dump(batch(0, "training batch 1 of 1"), folder / "train")
         dump(batch(per_class, "testing batch 1 of 1"), folder / "test")
         dump({"fine_label_names": names, "coarse_label_names": [f"superclass_{i}" for i in range(20)]}, folder / "meta")
+    (folder / SYNTHETIC_MARKER).write_text(json.dumps({"task": f"cifar{n_classes}", "seed": seed}) + "\n", encoding="utf-8")
     return folder
 
 

@@ -60,7 +60,7 @@ class JobState:
     def spans_key(self, entry: ModelEntry) -> str:
         s = self.spec
         return content_key({"v": STAGE_VERSION, "model": entry.model_dump(), "probe": s.probe.model_dump(),
-                            "layers": s.layers, "pool": _pool_hash(s.pool), "spans": s.spans.model_dump(),
+                            "layers": s.layers, "pool": _pool_hash(s.pool, s.cache_dir), "spans": s.spans.model_dump(),
                             "precision": s.resources.precision})
 
     def score_key(self, spans: pl.DataFrame) -> str:
@@ -92,10 +92,10 @@ class JobState:
         log.info("%s: stage %s done in %.1f s", plan.key, stage, seconds)
 
 
-def _pool_hash(pool: str) -> str:
+def _pool_hash(pool: str, cache_dir: str) -> str:
     from ccs_dist.text.pool import resolve_pool
 
-    return resolve_pool(pool).content_hash
+    return resolve_pool(pool, cache_dir).content_hash
 
 
 def versions() -> dict[str, str]:
@@ -275,6 +275,15 @@ def summarize(manifest: dict[str, Any], report: Path | None) -> str:
     return "\n".join(lines)
 
 
+def check_inputs(spec: JobSpec) -> None:
+    """Input files the driver can check before any stage runs (the pool is read when planning)."""
+    ev = spec.evaluation
+    if ev.occupations and any(t.partition("@")[0] in ("fairface", "socialcounterfactuals") for t in ev.tasks):
+        from ccs_dist.evaluate.bias import read_occupations
+
+        read_occupations(ev.occupations)
+
+
 def run_job(spec: JobSpec, mode: str = "local", force: tuple[str, ...] = (), show_progress: bool = True, address: str | None = None) -> JobOutcome:
     from ccs_dist.errors import check_dir_arg
 
@@ -282,6 +291,7 @@ def run_job(spec: JobSpec, mode: str = "local", force: tuple[str, ...] = (), sho
     check_dir_arg("cache_dir (--cache-dir)", spec.cache_dir)
     t0 = time.perf_counter()
     state = JobState(spec, force)
+    check_inputs(spec)
     prepare_evaluation_data(spec)
     plans = plan_models(state)
     todo = sum(plan.needs(s) for plan in plans for s in STAGES)

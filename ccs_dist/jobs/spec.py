@@ -1,9 +1,17 @@
-"""Job specs: YAML validated up front, with one-line errors that name the field and the accepted values.
+"""Job specs: YAML validated up front, with one-line errors that name every bad field and the accepted values.
 
 ``${VAR}`` and ``${VAR:-default}`` in the spec's string values are replaced from the environment (dataset
 roots, endpoints) after the YAML is parsed, so a value can neither end a line nor add keys. A key given
 twice and a true/false where a number belongs are errors. Validation (pydantic) happens only here, at the edge; the rest of the job uses the frozen
 stage configs built by :meth:`JobSpec.score_config` and friends.
+
+Where paths point (the same wherever the job is started and however ccs_dist is installed):
+``--spec NAME`` is a spec shipped in ``ccs_dist/jobs/specs/`` (``demo``, ``paper_grid``, ``local_gpu``),
+anything else a YAML file. Input paths written in a spec (``pool``, ``probe.images``,
+``evaluation.data_root``, ``evaluation.occupations``, ``TASK@PATH``, checkpoint files) are relative to the
+spec file's folder; outputs (``out``, ``cache_dir``) to the directory the job is started in, and are made
+absolute there so every worker on this machine writes to the same place. Synthetic evaluation sets go
+under ``cache_dir`` unless ``evaluation.data_root`` says otherwise.
 """
 
 from __future__ import annotations
@@ -22,8 +30,9 @@ from ccs_dist.errors import UserError
 from ccs_dist.llm.config import ScoreConfig as _SCORE_DEFAULTS
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-PACKAGE_JOBS = Path(__file__).resolve().parents[2] / "jobs"
-DEFAULT_SPEC = PACKAGE_JOBS / "demo.yaml"
+SHIPPED_SPECS = Path(__file__).resolve().parent / "specs"
+DEFAULT_SPEC = "demo"
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
 class _Strict(BaseModel):
@@ -89,7 +98,7 @@ class LLMSection(_Strict):
 
 class EvaluationSection(_Strict):
     tasks: tuple[str, ...] = ()
-    data_root: str = "data"
+    data_root: str | None = None  # required for real datasets; synthetic ones default to CACHE_DIR/synthetic-data
     synthetic: bool = False  # write synthetic datasets in the real formats into data_root first
     conditions: tuple[str, ...] = ("original", "high", "low", "moderate", "random", "equal", "concept")
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -127,11 +136,24 @@ class JobSpec(_Strict):
     resources: ResourcesSection = ResourcesSection()
 
     @model_validator(mode="after")
-    def _unique_models(self):
+    def _consistent(self):
+        problems = []
         keys = [(m.arch, m.pretrained) for m in self.models]
         if len(set(keys)) != len(keys):
-            raise ValueError("models: the same (arch, pretrained) appears twice")
+            problems.append("models: the same (arch, pretrained) appears twice")
+        ev = self.evaluation
+        if ev.data_root is None and not ev.synthetic and any("@" not in t for t in ev.tasks):
+            problems.append("evaluation.data_root: is required for real datasets, give the folder that holds them")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def data_root(self) -> Path:
+        """Where the evaluation datasets are (or, with ``evaluation.synthetic``, are written)."""
+        if self.evaluation.data_root is not None:
+            return Path(self.evaluation.data_root)
+        return Path(self.cache_dir) / "synthetic-data"
 
     def spec_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
@@ -208,8 +230,7 @@ def _expand(text: str) -> str:
     return _VAR.sub(sub, text)
 
 
-def _explain(e: ValidationError, source: str) -> str:
-    err = e.errors()[0]
+def _explain_one(err: dict) -> str:
     where = ".".join(str(p) for p in err["loc"]) or "(top level)"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
@@ -218,15 +239,77 @@ def _explain(e: ValidationError, source: str) -> str:
         msg = f"got {err.get('input')!r}, expected {err['ctx']['expected']}"
     elif err["type"] == "missing":
         msg = "is required"
-    more = f" (and {len(e.errors()) - 1} more problem(s))" if len(e.errors()) > 1 else ""
-    return f"invalid job spec {source}: {where}: {msg}{more}"
+    elif err["type"] == "value_error":
+        msg = msg.removeprefix("Value error, ")
+        where = ""
+    return f"{where}: {msg}" if where else msg
+
+
+def _explain(e: ValidationError, source: str) -> str:
+    """Every problem, on one line: ``a: ...; b: ...``."""
+    problems = list(dict.fromkeys(_explain_one(err) for err in e.errors()))
+    head = f"{len(problems)} problems: " if len(problems) > 1 else ""
+    return f"invalid job spec {source}: {head}{'; '.join(problems)}"
+
+
+def shipped_specs() -> tuple[str, ...]:
+    return tuple(sorted(p.stem for p in SHIPPED_SPECS.glob("*.yaml")))
+
+
+def find_spec(name_or_path: str | Path | None) -> Path:
+    """``--spec`` value -> file: a shipped spec's name (``demo``), else a path (relative to the current directory)."""
+    value = str(name_or_path) if name_or_path is not None else DEFAULT_SPEC
+    if value in shipped_specs():
+        return SHIPPED_SPECS / f"{value}.yaml"
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise UserError(f"job spec {path} not found: pass --spec FILE, or a shipped spec: {', '.join(shipped_specs())}")
+    return path
+
+
+def _anchored(value: str, base: Path) -> str:
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _anchor_images(images: str, base: Path) -> str:
+    name, sep, rest = images.partition(":")
+    if sep and name == "synthetic":
+        return images
+    if sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and rest:  # folder:PATH or DATASET:ROOT
+        return f"{name}:{_anchored(rest, base)}"
+    return _anchored(images, base)
+
+
+def _anchor_paths(spec: JobSpec, base: Path) -> JobSpec:
+    """Input paths relative to the spec's folder, outputs relative to the current directory (module docstring)."""
+    from ccs_dist.text.pool import named_pools
+
+    ev = spec.evaluation
+    tasks = tuple(f"{t.partition('@')[0]}@{_anchored(t.partition('@')[2], base)}" if "@" in t else t for t in ev.tasks)
+    evaluation = ev.model_copy(update={
+        "tasks": tasks,
+        "data_root": _anchored(ev.data_root, base) if ev.data_root is not None else None,
+        "occupations": _anchored(ev.occupations, base) if ev.occupations is not None else None,
+    })
+    models = tuple(
+        m.model_copy(update={"pretrained": _anchored(m.pretrained, base)})
+        if m.pretrained and m.pretrained.endswith(CHECKPOINT_SUFFIXES) else m
+        for m in spec.models
+    )
+    return spec.model_copy(update={
+        "out": str(Path(spec.out).expanduser().absolute()),
+        "cache_dir": str(Path(spec.cache_dir).expanduser().absolute()),
+        "pool": spec.pool if spec.pool in named_pools() else _anchored(spec.pool, base),
+        "probe": spec.probe.model_copy(update={"images": _anchor_images(spec.probe.images, base)}),
+        "models": models,
+        "evaluation": evaluation,
+    })
 
 
 def load_spec(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> JobSpec:
-    """Read and validate a YAML job spec (default: the offline demo)."""
-    path = Path(path) if path is not None else DEFAULT_SPEC
-    if not path.is_file():
-        raise UserError(f"job spec {path} not found: pass --spec FILE (e.g. jobs/demo.yaml)")
+    """Read and validate a YAML job spec: a shipped spec's name or a file (default: the offline demo)."""
+    path = find_spec(path)
     try:
         text, found = _protect(path.read_text(encoding="utf-8"))
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
@@ -241,6 +324,7 @@ def load_spec(path: str | Path | None = None, overrides: dict[str, Any] | None =
         raise UserError(f"job spec {path} must be a YAML mapping with at least run: and models:")
     data.update(overrides or {})
     try:
-        return JobSpec.model_validate(data)
+        spec = JobSpec.model_validate(data)
     except ValidationError as e:
         raise UserError(_explain(e, str(path))) from e
+    return _anchor_paths(spec, path.resolve().parent)

@@ -43,7 +43,7 @@ def prepare_evaluation_data(spec: JobSpec) -> None:
         return
     from ccs_dist.evaluate.synthetic import write_all
 
-    root = Path(ev.data_root)
+    root = spec.data_root
     marker = root / "synthetic.json"
     wanted = sorted({t.partition("@")[0] for t in ev.tasks})
     if marker.is_file() and read_json(marker).get("tasks") == wanted:
@@ -103,9 +103,9 @@ class ModelStages:
                           explicit=tuple(ev.heads.items())),
         )
         config = EvalConfig(
-            data_root=Path(ev.data_root), batch_size=ev.batch_size, limit=ev.limit, download=ev.download,
+            data_root=self.spec.data_root, batch_size=ev.batch_size, limit=ev.limit, download=ev.download,
             frames=ev.frames, k=ev.k, occupations=Path(ev.occupations) if ev.occupations else None,
-            ablation=ev.ablation, templates_per_class=ev.templates_per_class,
+            ablation=ev.ablation, templates_per_class=ev.templates_per_class, progress=self.progress,
         )
         table = evaluate(self.loaded, list(ev.tasks), head_sets, config)
         return table, {"head_sets": len(head_sets), "seconds": round(time.perf_counter() - t0, 3)}

@@ -120,6 +120,11 @@ def _register_project_configs() -> None:
         open_clip.add_model_config(CONFIG_DIR)
 
 
+def _drop_open_clip_random_init(record: logging.LogRecord) -> bool:
+    """open_clip's own "No pretrained weights loaded" line on the root logger (ours replaces it)."""
+    return not record.getMessage().startswith("No pretrained weights loaded")
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -232,9 +237,14 @@ def load_model(
         kwargs["force_quick_gelu"] = True  # open_clip 3.x builds plain GELU for e.g. ViT-B-32 + openai
     try:
         if kind == "none":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None, **kwargs)
+            root_logger = logging.getLogger()
+            root_logger.addFilter(_drop_open_clip_random_init)  # ours below says it once, with the seed
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None, **kwargs)
+            finally:
+                root_logger.removeFilter(_drop_open_clip_random_init)
         else:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 arch, pretrained=value if kind != "schema" else None, **kwargs

@@ -20,8 +20,7 @@ __all__ = ["write_report"]
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None, paper_reference: str | Path | None = None) -> Path:
     """Write ``index.html`` for the run at ``run_dir`` into ``out_dir`` (default: ``run_dir``); return its path.
 
-    paper_reference: the paper's figures (default ``../shared/data/paper_reference.json`` beside the
-    repository; when absent the report is written without them).
+    paper_reference: the paper's figures (default: the copy shipped in ``ccs_dist/report/data``).
     Raises :class:`ccs_dist.errors.UserError` for a missing directory, no tables or a table with wrong columns.
     """
     from ccs_dist.report.load import load_run, write_csvs

@@ -34,9 +34,8 @@ KNOWN = tuple(REQUIRED)
 
 
 def default_paper_reference() -> Path:
-    import ccs_dist
-
-    return Path(ccs_dist.__file__).resolve().parents[2] / "shared" / "data" / "paper_reference.json"
+    """The paper's published figures, shipped as package data."""
+    return Path(__file__).parent / "data" / "paper_reference.json"
 
 
 @dataclass

@@ -101,8 +101,20 @@ def default_pool() -> DescriptionPool:
     return read_pool(DEFAULT_POOL_PATH, DEFAULT_FAMILIES_PATH)
 
 
-def resolve_pool(spec: str | Path) -> DescriptionPool:
-    """``"default"`` for the shipped pool, else a path to a description file."""
+def resolve_pool(spec: str | Path, cache_dir: str | Path = "cache") -> DescriptionPool:
+    """``"default"`` for the shipped pool, a published pool's name (fetched once into ``cache_dir``, see
+    :mod:`ccs_dist.text.remote`), else a path to a description file."""
+    from ccs_dist.text.remote import REMOTE_POOLS, fetch_pool
+
     if str(spec) == "default":
         return default_pool()
+    if str(spec) in REMOTE_POOLS:
+        return read_pool(fetch_pool(REMOTE_POOLS[str(spec)], cache_dir))
     return read_pool(spec)
+
+
+def named_pools() -> tuple[str, ...]:
+    """Pool names that are not paths: ``default`` and the published pools."""
+    from ccs_dist.text.remote import REMOTE_POOLS
+
+    return ("default", *REMOTE_POOLS)

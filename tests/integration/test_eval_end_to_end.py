@@ -1,7 +1,6 @@
 """Every synthetic dataset evaluated end to end with ccs-tiny through the masked engine, and the CLI."""
 
 import shutil
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -11,7 +10,6 @@ from ccs_dist.evaluate import EvalConfig, evaluate, synthetic
 from ccs_dist.evaluate.run import ALL_TASKS
 from ccs_dist.prune import HeadSet, encode_image_head_sets_naive
 
-OCCUPATIONS = Path(__file__).resolve().parents[3] / "shared" / "data" / "occupations_104.txt"
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +28,10 @@ def tiny():
 
 
 @pytest.fixture(scope="module")
-def occupations(tmp_path_factory):
-    if OCCUPATIONS.is_file():
-        return OCCUPATIONS
-    p = tmp_path_factory.mktemp("occ") / "occupations.txt"
-    p.write_text("doctor\nnurse\nchef\npilot\n")
-    return p
+def occupations():
+    from ccs_dist.evaluate.bias import DEFAULT_OCCUPATIONS
+
+    return DEFAULT_OCCUPATIONS  # the package's copy of the paper's list
 
 
 HEAD_SETS = [HeadSet("original", ()), HeadSet("high", ("L2.H0", "L2.H1")), HeadSet("random", ("L1.H2", "L2.H3"), seed=0),

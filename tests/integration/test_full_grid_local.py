@@ -64,8 +64,12 @@ def test_rerun_reuses_every_stage_and_force_recomputes_downstream(demo_run):
 def test_invalid_invocations_are_one_line_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("run: x\nmodels: [{arch: ViT-B-32}]\nllm: {backend: claude}\n")
+    no_occupations = tmp_path / "occ.yaml"
+    no_occupations.write_text("run: x\nmodels: [{arch: ccs-tiny}]\nevaluation: {synthetic: true, tasks: [fairface], "
+                              "occupations: occupations.txt}\n")
     for args, fragment in [
         (("--spec", str(bad)), "llm.backend: got 'claude'"),
+        (("--local", "--spec", str(no_occupations)), f"occupation list {tmp_path / 'occupations.txt'} not found"),
         (("--spec", str(tmp_path / "missing.yaml")), "not found"),
         (("--local", "--force", "everything"), "--force everything: unknown stage"),
     ]:

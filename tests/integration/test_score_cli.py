@@ -46,24 +46,24 @@ def test_score_and_agreement_against_loopback(spans_path, tmp_path):
         assert p.returncode == 0, p.stderr[-2000:]
         assert "cache hits" in p.stdout and "estimated cost" in p.stdout
         for name in ("labels", "judgments", "ccs", "ccs_at_k"):
-            assert pl.read_parquet(out / f"{name}.parquet").height > 0
-        assert pl.read_parquet(out / "ccs_at_k.parquet")["fraction"].sum() == pytest.approx(1.0)
+            assert pl.read_parquet(out / "tables" / f"{name}.parquet").height > 0
+        assert pl.read_parquet(out / "tables" / "ccs_at_k.parquet")["fraction"].sum() == pytest.approx(1.0)
         sent = srv.stats.requests
         p2 = cli("score", "--spans", str(spans_path), "--out", str(out), "--base-url", srv.base_url, "--llm-model", "m1",
                  "--judges", "m1,m2", "--cache-dir", str(cache), "--api-key-env", "T_KEY", env_extra={"T_KEY": KEY})
         assert p2.returncode == 0 and srv.stats.requests == sent and "requests 0" in p2.stdout
-    assert KEY not in p.stderr + p.stdout + (out / "score_meta.json").read_text()
+    assert KEY not in p.stderr + p.stdout + (out / "tables" / "score_meta.json").read_text()
 
-    judges = sorted(pl.read_parquet(out / "judgments.parquet")["judge"].unique())
+    judges = sorted(pl.read_parquet(out / "tables" / "judgments.parquet")["judge"].unique())
     a = cli("agreement", "--judgments", str(out), "--judge-a", judges[0], "--judge-b", judges[1])
     assert a.returncode == 0 and "kappa=1.000" in a.stdout, a.stderr  # the loopback judges agree exactly
 
     sample = tmp_path / "sample.csv"
-    e = cli("agreement", "--judgments", str(out / "judgments.parquet"), "--export", str(sample), "--n", "20", "--seed", "1")
+    e = cli("agreement", "--judgments", str(out / "tables" / "judgments.parquet"), "--export", str(sample), "--n", "20", "--seed", "1")
     assert e.returncode == 0, e.stderr
     rows = list(csv.DictReader(sample.open()))
     assert len(rows) == 20 and all(r["aligned"] == "" for r in rows)
-    truth = pl.read_parquet(out / "judgments.parquet").filter(pl.col("judge") == judges[0])
+    truth = pl.read_parquet(out / "tables" / "judgments.parquet").filter(pl.col("judge") == judges[0])
     lookup = {(r["layer"], r["head"], r["rank"]): r["aligned"] for r in truth.iter_rows(named=True)}
     for i, r in enumerate(rows):  # a "human" who flips the first 4 of 20 verdicts
         v = lookup[(int(r["layer"]), int(r["head"]), int(r["rank"]))]
@@ -82,8 +82,8 @@ def test_offline_backend_cli(spans_path, tmp_path):
     out = tmp_path / "out"
     p = cli("score", "--spans", str(spans_path), "--out", str(out), "--backend", "offline", "--threshold", "0.2424", "--progress=False")
     assert p.returncode == 0, p.stderr[-2000:]
-    ccs = pl.read_parquet(out / "ccs.parquet")
-    labels = pl.read_parquet(out / "labels.parquet")
+    ccs = pl.read_parquet(out / "tables" / "ccs.parquet")
+    labels = pl.read_parquet(out / "tables" / "labels.parquet")
     assert ccs.height == 12 and labels["label"].null_count() == 0 and set(labels["backend"]) == {"offline:minilm"}
     assert ccs["ccs"].mean() >= 2.0  # family-coherent heads: most descriptions judged aligned
 
@@ -102,4 +102,4 @@ def test_bad_inputs_give_one_line_errors(spans_path, tmp_path):
     with LoopbackServer() as srv:
         one_line_error(cli("score", "--spans", str(spans_path), "--out", str(tmp_path / "o"), "--api-key-env", "T_KEY",
                            "--base-url", srv.base_url, "--llm-model", "nope", env_extra=env), "model 'nope' is unknown")
-    assert not (tmp_path / "o" / "ccs.parquet").exists()  # nothing half-written
+    assert not (tmp_path / "o" / "tables" / "ccs.parquet").exists()  # nothing half-written

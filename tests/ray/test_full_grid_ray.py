@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-from tests.jobs_helpers import assert_same_tables, job_env, read_tables, run_full_grid
+from tests.jobs_helpers import assert_same_tables, fresh_copy, job_env, read_tables, run_full_grid
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -51,20 +50,24 @@ def ray_head():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_ray_job_submit_gives_the_local_tables(ray_head, local_demo_run, tmp_path):
+def test_ray_job_submit_from_a_fresh_copy_gives_the_local_tables(ray_head, local_demo_run, tmp_path):
+    """The README's headline command, from the repository alone (no ../shared): the uploaded working directory
+    is all the job has, so every default must come from the package."""
     local_root, _ = local_demo_run
+    clone = fresh_copy(tmp_path / "alone")
     out, cache = tmp_path / "reports", tmp_path / "cache"
-    runtime_env = {"env_vars": {"CCS_OCCUPATIONS": ray_head["env"]["CCS_OCCUPATIONS"], "HF_HUB_OFFLINE": "1"}}
+    runtime_env = {"env_vars": {"HF_HUB_OFFLINE": "1"}}
     cmd = [str(VENV_BIN / "ray"), "job", "submit", "--address", ray_head["dashboard"], "--working-dir", ".",
            "--runtime-env-json", json.dumps(runtime_env), "--",
-           "python", "-m", "ccs_dist.jobs.full_grid", "--spec", "jobs/demo.yaml", "--quiet",
+           "python", "-m", "ccs_dist.jobs.full_grid", "--spec", "demo", "--quiet",
            "--out", str(out), "--cache-dir", str(cache)]
-    proc = subprocess.run(cmd, cwd=REPO, env=ray_head["env"], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=clone, env=ray_head["env"], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "succeeded" in proc.stdout and "(ray mode)" in proc.stdout
     assert_same_tables(read_tables(local_root / "reports" / "demo"), read_tables(out / "demo"))
     manifest = json.loads((out / "demo" / "manifest.json").read_text())
     assert manifest["mode"] == "ray"
+    assert sorted(p.name for p in clone.parent.iterdir()) == ["ccs_dist"]  # nothing was written beside the copy
 
 
 def test_worker_killed_mid_stage_still_gives_identical_tables(ray_head, local_demo_run, tmp_path):
@@ -76,5 +79,8 @@ def test_worker_killed_mid_stage_still_gives_identical_tables(ray_head, local_de
                          "--cache-dir", str(tmp_path / "cache"), env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert marker.is_file(), "the fault was never injected"
+    assert "\x1b[" not in proc.stderr and "\r" not in proc.stderr  # a redirected log: no colour codes, no bars
+    beats = [ln for ln in proc.stderr.splitlines() if "progress: " in ln]
+    assert beats and all("; running: " in ln and "; queued: " in ln for ln in beats), beats
     assert_same_tables(read_tables(local_root / "reports" / "demo"), read_tables(tmp_path / "reports" / "demo"))
     assert time.monotonic() - t0 < 900

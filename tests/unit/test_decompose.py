@@ -82,7 +82,9 @@ def test_streaming_artifact_matches_batch_decomposition_and_is_reused(tiny, cach
 
 
 def test_interrupted_run_resumes_from_finished_shards(tiny, cache_dir, monkeypatch):
-    import ccs_dist.decompose as dec
+    import importlib
+
+    dec = importlib.import_module("ccs_dist.decompose")  # the module: ccs_dist.decompose is the flat-API function
 
     images = resolve_image_set("synthetic:12", cache_dir)
     store = ArtifactStore(cache_dir)

@@ -146,3 +146,16 @@ def test_socialcounterfactuals(root):
     assert len(task.paths) == 48 and (names["race"].groups_N >= 0).all()
     with pytest.raises(UserError, match="expected layout"):
         bias.load_socialcounterfactuals(root / "nowhere")
+
+
+def test_own_synthetic_cifar_is_read_quietly_but_a_foreign_copy_warns(tmp_path, caplog):
+    from ccs_dist.evaluate.synthetic import SYNTHETIC_MARKER
+
+    folder = synthetic.write_cifar(tmp_path, 10)
+    caplog.set_level("INFO", logger="ccs_dist")
+    assert len(datasets.load_classification("cifar10", tmp_path, None).dataset) == 20
+    assert "differ from the official release" not in caplog.text and "synthetic copy" in caplog.text
+    (folder / SYNTHETIC_MARKER).unlink()  # now it is just some re-packed copy
+    caplog.clear()
+    datasets.load_classification("cifar10", tmp_path, None)
+    assert any(r.levelname == "WARNING" and "differ from the official release" in r.message for r in caplog.records)

@@ -8,19 +8,18 @@ import pytest
 
 from ccs_dist.errors import UserError
 from ccs_dist.jobs.spec import load_spec
-from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "paper_grid.yaml", "local_gpu.yaml"])
+@pytest.mark.parametrize("name", ["demo", "paper_grid", "local_gpu"])
 def test_shipped_specs_validate(name, monkeypatch):
     monkeypatch.setenv("DATA_ROOT", "/data")
-    spec = load_spec(REPO / "jobs" / name)
+    spec = load_spec(name)
     assert spec.models and spec.run
 
 
 def test_paper_grid_has_the_six_models(monkeypatch):
     monkeypatch.setenv("DATA_ROOT", "/datasets")
-    spec = load_spec(REPO / "jobs" / "paper_grid.yaml")
+    spec = load_spec("paper_grid")
     keys = {(m.arch, m.pretrained) for m in spec.models}
     assert keys == {("ViT-B-32", "openai"), ("ViT-B-32", "datacomp_m_s128m_b4k"), ("ViT-B-16", "openai"),
                     ("ViT-B-16", "laion2b_s34b_b88k"), ("ViT-L-14", "openai"), ("ViT-L-14", "laion2b_s32b_b82k")}
@@ -66,3 +65,59 @@ def test_variables_with_defaults(tmp_path, monkeypatch):
 def test_missing_spec_file(tmp_path):
     with pytest.raises(UserError, match="not found"):
         load_spec(tmp_path / "nope.yaml")
+
+
+def test_every_problem_is_reported_on_one_line(tmp_path):
+    text = "run: 'bad name!'\nmodels: [{arch: ViT-B-32}]\nllm: {backend: claude}\nspans: {m: 0}\nprobe: {imgs: x}\n"
+    with pytest.raises(UserError) as e:
+        load_spec(_write(tmp_path, text))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.count("; ") == 3 and "4 problems" in msg
+    for fragment in ("run:", "llm.backend: got 'claude'", "spans.m:", "probe.imgs: unknown field"):
+        assert fragment in msg
+
+
+def test_real_datasets_need_a_data_root(tmp_path):
+    with pytest.raises(UserError, match="evaluation.data_root: is required for real datasets"):
+        load_spec(_write(tmp_path, "run: x\nmodels: [{arch: ViT-B-32}]\nevaluation: {tasks: [cifar10]}\n"))
+    spec = load_spec(_write(tmp_path, "run: x\nmodels: [{arch: ViT-B-32}]\nevaluation: {tasks: [cifar10], synthetic: true}\n"),
+                     {"cache_dir": str(tmp_path / "c")})
+    assert spec.data_root == tmp_path / "c" / "synthetic-data"  # synthetic sets live in the cache
+
+
+def test_paths_in_a_spec_are_relative_to_its_folder_not_the_current_one(tmp_path, monkeypatch):
+    specs = tmp_path / "project" / "jobs"
+    specs.mkdir(parents=True)
+    path = _write(specs, "run: x\nmodels: [{arch: ViT-B-32, pretrained: ../weights/b32.pt}]\npool: ../pools/mine.txt\n"
+                         "probe: {images: folder:../imgs}\nevaluation: {data_root: ../data, occupations: occ.txt,"
+                         " tasks: [cifar10, folder@../shapes]}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    spec = load_spec(path)
+    project = tmp_path / "project"
+    assert spec.pool == str(project / "pools" / "mine.txt")
+    assert spec.probe.images == f"folder:{project / 'imgs'}"
+    assert spec.evaluation.data_root == str(project / "data") and spec.evaluation.occupations == str(specs / "occ.txt")
+    assert spec.evaluation.tasks == ("cifar10", f"folder@{project / 'shapes'}")
+    assert spec.models[0].pretrained == str(project / "weights" / "b32.pt")
+    assert spec.out == str(elsewhere / "reports") and spec.cache_dir == str(elsewhere / "cache")  # outputs: here
+
+
+def test_shipped_specs_by_name_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec()  # the demo
+    assert spec.run == "demo" and spec.pool == "default" and spec.probe.images.startswith("synthetic:")
+    assert spec.evaluation.occupations is None  # the paper's 104, shipped with the package
+    monkeypatch.setenv("DATA_ROOT", "/data")
+    assert load_spec("paper_grid").pool == "image_descriptions_general"
+    with pytest.raises(UserError, match="shipped spec: demo, local_gpu, paper_grid"):
+        load_spec("no_such_spec")
+
+
+def test_no_shipped_file_points_outside_the_package():
+    from ccs_dist.jobs.spec import SHIPPED_SPECS
+
+    product = [*Path(SHIPPED_SPECS).parent.parent.rglob("*.py"), *SHIPPED_SPECS.glob("*.yaml")]
+    offenders = [str(p) for p in product if "../shared" in p.read_text(encoding="utf-8") or "parents[2]" in p.read_text(encoding="utf-8")]
+    assert not offenders

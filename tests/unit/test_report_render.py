@@ -16,9 +16,10 @@ from ccs_dist.errors import UserError
 from ccs_dist.report import write_report
 from ccs_dist.report.fixtures import HOSTILE_LABEL, HOSTILE_TEXT, FixtureModel, FixtureSpec, make_run
 from ccs_dist.report.html import esc, json_for_script
+from ccs_dist.report.load import default_paper_reference
 
 REPO = Path(__file__).resolve().parents[2]
-PAPER = REPO.parent / "shared" / "data" / "paper_reference.json"
+PAPER = default_paper_reference()  # shipped with the package
 
 
 class Dom(HTMLParser):
@@ -126,8 +127,6 @@ def test_pruning_shows_random_mean_and_std(demo):
 
 
 def test_paper_side_by_side_and_random_init_warning(tmp_path):
-    if not PAPER.exists():
-        pytest.skip("../shared/data/paper_reference.json not present")
     paper = json.loads(PAPER.read_text())
     spec = FixtureSpec(models=(FixtureModel("ViT-B-32", "openai"), FixtureModel("ViT-B-32", None)), tasks=("cifar10",))
     run = make_run(tmp_path / "run", spec)
