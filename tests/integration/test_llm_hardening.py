@@ -135,18 +135,18 @@ def test_an_over_long_description_is_cut_or_flags_only_its_head(tmp_path):
         cut = score(spans, tmp_path / "cut", srv.base_url, tmp_path / "c")  # default cap 2000 characters
         assert cut.returncode == 0, cut.stderr[-2000:]
         assert "cut to that length" in cut.stderr
-        assert not pl.read_parquet(tmp_path / "cut" / "ccs.parquet")["flagged"].any()
-        meta = json.loads((tmp_path / "cut" / "score_meta.json").read_text())
+        assert not pl.read_parquet(tmp_path / "cut" / "tables" / "ccs.parquet")["flagged"].any()
+        meta = json.loads((tmp_path / "cut" / "tables" / "score_meta.json").read_text())
         assert meta["truncated_descriptions"] == 1 and meta["flagged"] == []
         # no cap: the endpoint refuses that head's requests for good; the head is flagged, the rest are scored
         big = score(spans, tmp_path / "big", srv.base_url, tmp_path / "c", "--max-description-chars", "10000000")
     assert big.returncode == 0, big.stderr[-2000:]
-    ccs = pl.read_parquet(tmp_path / "big" / "ccs.parquet")
+    ccs = pl.read_parquet(tmp_path / "big" / "tables" / "ccs.parquet")
     assert ccs.height == 6
     assert ccs.filter(pl.col("flagged"))["head"].to_list() == [2]
     assert ccs.filter(~pl.col("flagged"))["ccs"].null_count() == 0
     assert "1 flagged" in big.stdout and "L8.H2" in big.stdout and "L8.H2" in big.stderr
-    meta = json.loads((tmp_path / "big" / "score_meta.json").read_text())
+    meta = json.loads((tmp_path / "big" / "tables" / "score_meta.json").read_text())
     assert [f["head"] for f in meta["flagged"]] == ["ViT-B-16/laion2b_s34b_b88k L8.H2"]
     assert "400" in meta["flagged"][0]["reason"] and "context" in meta["flagged"][0]["reason"]
 
@@ -175,7 +175,7 @@ def test_credentials_in_the_base_url_are_never_written(spans_path, tmp_path):
     assert written
     for text in [p.stdout, p.stderr, bad.stderr] + [f.read_bytes().decode("latin-1") for f in written]:
         assert "PASSWD" not in text and "alice" not in text
-    assert set(pl.read_parquet(out / "judgments.parquet")["judge"]) == {"loopback-1@127.0.0.1:" + url.split(":")[-1].split("/")[0],
+    assert set(pl.read_parquet(out / "tables" / "judgments.parquet")["judge"]) == {"loopback-1@127.0.0.1:" + url.split(":")[-1].split("/")[0],
                                                                         "m2@127.0.0.1:" + url.split(":")[-1].split("/")[0]}
 
 
@@ -190,13 +190,13 @@ def crafted_row(db: Path, key: str, filename: str, expire: float | None) -> None
 def test_a_crafted_cache_row_cannot_delete_files_outside_the_cache(spans_path, tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
-    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "llm").mkdir(parents=True)
     sibling = tmp_path / "sibling.txt"
     sibling.write_text("precious too")
-    cache = AnswerCache(tmp_path / "c")
+    cache = AnswerCache(tmp_path / "c" / "llm")
     cache.close()
-    crafted_row(tmp_path / "c" / "cache.db", "claim:x", str(victim), expire=1.0)  # absolute, long expired
-    crafted_row(tmp_path / "c" / "cache.db", "claim:y", "../sibling.txt", expire=1.0)  # relative, escaping
+    crafted_row(tmp_path / "c" / "llm" / "cache.db", "claim:x", str(victim), expire=1.0)  # absolute, long expired
+    crafted_row(tmp_path / "c" / "llm" / "cache.db", "claim:y", "../sibling.txt", expire=1.0)  # relative, escaping
     with LoopbackServer(LoopbackConfig(models=("loopback-1",))) as srv:
         p = score(spans_path, tmp_path / "o", srv.base_url, tmp_path / "c")  # claims (adds) cull expired rows
         assert p.returncode == 0, p.stderr[-2000:]
@@ -216,19 +216,19 @@ def answered_cache(spans_path, tmp_path):
 def test_a_bad_cache_entry_is_one_miss_and_reported(spans_path, tmp_path):
     srv = answered_cache(spans_path, tmp_path)
     try:
-        keys = AnswerCache(tmp_path / "c").answer_keys()
-        con = sqlite3.connect(tmp_path / "c" / "cache.db")
+        keys = AnswerCache(tmp_path / "c" / "llm").answer_keys()
+        con = sqlite3.connect(tmp_path / "c" / "llm" / "cache.db")
         con.execute("UPDATE Cache SET value = '{not json' WHERE key = ?", (keys[0],))
         con.execute("UPDATE Cache SET value = '[1, 2]' WHERE key = ?", (keys[1],))
         con.commit()
         con.close()
-        crafted_row(tmp_path / "c" / "cache.db", keys[2], str(tmp_path / "victim"), expire=None)  # file mode: refused
+        crafted_row(tmp_path / "c" / "llm" / "cache.db", keys[2], str(tmp_path / "victim"), expire=None)  # file mode: refused
         sent = srv.stats.requests
         p = score(spans_path, tmp_path / "o", srv.base_url, tmp_path / "c")
         assert p.returncode == 0, p.stderr[-2000:]
         assert srv.stats.requests - sent == 3  # only the three bad entries are asked again
         assert "3 unusable cache entries were asked again" in p.stdout and "Traceback" not in p.stderr
-        assert json.loads((tmp_path / "o" / "score_meta.json").read_text())["cache_bad_entries"] == 3
+        assert json.loads((tmp_path / "o" / "tables" / "score_meta.json").read_text())["cache_bad_entries"] == 3
         again = score(spans_path, tmp_path / "o", srv.base_url, tmp_path / "c")  # repaired by the new answers
         assert again.returncode == 0 and srv.stats.requests - sent == 3 and "requests 0" in again.stdout
     finally:
@@ -236,10 +236,10 @@ def test_a_bad_cache_entry_is_one_miss_and_reported(spans_path, tmp_path):
 
 
 def test_a_file_that_is_not_a_cache_is_one_line(spans_path, tmp_path):
-    (tmp_path / "c").mkdir()
-    (tmp_path / "c" / "cache.db").write_bytes(b"this is not sqlite" * 100)
+    (tmp_path / "c" / "llm").mkdir(parents=True)
+    (tmp_path / "c" / "llm" / "cache.db").write_bytes(b"this is not sqlite" * 100)
     one_line_error(score(spans_path, tmp_path / "o", "http://127.0.0.1:9/v1", tmp_path / "c"), "is not a readable cache")
-    assert (tmp_path / "c" / "cache.db").read_bytes().startswith(b"this is not sqlite")  # left as it was
+    assert (tmp_path / "c" / "llm" / "cache.db").read_bytes().startswith(b"this is not sqlite")  # left as it was
     (tmp_path / "f").write_text("x")
     one_line_error(score(spans_path, tmp_path / "o", "http://127.0.0.1:9/v1", tmp_path / "f"), "is a file")
 
@@ -284,4 +284,4 @@ def test_an_endpoint_that_refuses_every_request_stops_the_stage(spans_path, tmp_
         p = score(spans_path, tmp_path / "o", srv.base_url, tmp_path / "c", "--concurrency", "1")
         assert srv.stats.requests == 5  # then nothing more is sent
     one_line_error(p, "rejected the first 5 requests and answered none")
-    assert not (tmp_path / "o" / "ccs.parquet").exists()
+    assert not (tmp_path / "o" / "tables" / "ccs.parquet").exists()

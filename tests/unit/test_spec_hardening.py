@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ccs_dist.errors import UserError
@@ -18,7 +20,7 @@ def test_variables_are_substituted_into_values_not_into_the_yaml_text(tmp_path, 
     monkeypatch.setenv("ROOT", "/data/with # hash\nout: /tmp/hijacked")
     spec = load_spec(_spec(tmp_path, "run: x\nmodels: [{arch: ViT-B-32}]\nevaluation:\n  data_root: ${ROOT}\n"))
     assert spec.evaluation.data_root == "/data/with # hash\nout: /tmp/hijacked"  # one value, whole
-    assert spec.out == "reports"  # no key added
+    assert spec.out == str(Path.cwd() / "reports")  # the default, resolved against the starting directory: no key added
     monkeypatch.delenv("ROOT")
     spec = load_spec(_spec(tmp_path, "run: x\nmodels: [{arch: ViT-B-32}]\nevaluation:\n  data_root: ${ROOT:-/d}/sub\n"))
     assert spec.evaluation.data_root == "/d/sub"
