@@ -47,10 +47,26 @@ class ProbeSection(_Strict):
     workers: int | None = Field(None, ge=0)
 
 
+class StabilitySection(_Strict):
+    resamples: int = Field(8, ge=0)  # K random half-samples of the probe images; 0: no stability columns
+    buckets: int = Field(10, ge=2)
+    seed: int = 0
+
+
 class SpansSection(_Strict):
     m: int = Field(5, ge=1)
     rank: int = Field(80, ge=1)
     method: Literal["exact", "faiss"] = "exact"
+    rank_policy: Literal["numerical", "reference"] = "numerical"  # reference: keep rank-80 noise directions
+    precision: Literal["fp32", "bf16"] = "fp32"  # decomposition + text embeddings for TextSpan
+    stability: StabilitySection = StabilitySection()
+
+    def config(self, rank: int | None = None):
+        from ccs_dist.span_stability import StabilityConfig
+        from ccs_dist.spans import SpanConfig
+
+        return SpanConfig(m=self.m, rank=rank or self.rank, method=self.method, rank_policy=self.rank_policy,
+                          precision=self.precision, stability=StabilityConfig(**self.stability.model_dump()))
 
 
 class EndpointSection(_Strict):

@@ -68,7 +68,6 @@ class ModelStages:
     def spans(self) -> tuple[pl.DataFrame, dict[str, Any]]:
         from ccs_dist.decompose import DecomposeConfig
         from ccs_dist.runners import DecomposeRun, ModelSpec, TextSpanRun, run_textspan
-        from ccs_dist.spans import SpanConfig
 
         spec = self.spec
         layers = self.entry.layers if self.entry.layers is not None else spec.layers
@@ -82,7 +81,7 @@ class ModelStages:
                                           on_bad_image=spec.probe.on_bad_image, progress=self.progress),
             ),
             pool=spec.pool,
-            spans=SpanConfig(m=spec.spans.m, rank=self.entry.rank or spec.spans.rank, method=spec.spans.method),
+            spans=spec.spans.config(rank=self.entry.rank),
             out=None,
         )
         result = run_textspan(run, loaded=self.loaded)
