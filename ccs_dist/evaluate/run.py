@@ -48,6 +48,7 @@ class EvalConfig:
     frames: frames per video (None: 12, 32 for DiDeMo). caption_mode: ``first`` or ``all``.
     k: top-k of the bias metrics. occupations: occupation list (None: ../shared/data/occupations_104.txt).
     templates_per_class: use only the first N prompt templates of each ensemble (quick runs; None: all).
+    video_pooling: ``renormalised`` (unit-norm mean of the frame embeddings) or ``mean`` (the paper's code).
     """
 
     data_root: Path = Path("data")
@@ -61,6 +62,7 @@ class EvalConfig:
     occupations: Path | None = None
     ablation: str = "zero"
     templates_per_class: int | None = None
+    video_pooling: str = "renormalised"
 
     def __post_init__(self) -> None:
         check_at_least(1, batch_size=self.batch_size, limit=self.limit, templates_per_class=self.templates_per_class)
@@ -145,7 +147,8 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
             vt = video.VideoTask(vt.name, tuple(vt.video_ids[i] for i in idx), tuple(vt.paths[i] for i in idx),
                                  tuple(vt.captions[i] for i in idx), vt.missing)
         results = video.evaluate_video_retrieval(loaded, vt, heads, loaded.preprocess, config.frames,
-                                                 config.caption_mode, config.batch_size, encoder, config.ablation)
+                                                 config.caption_mode, config.batch_size, encoder, config.ablation,
+                                                 pooling=config.video_pooling)
         return _rows(model, vt.name, head_sets, results)
     bt = bias.BIAS_LOADERS[spec.name](spec.root)
     idx = _subset_indices(len(bt.paths), config.limit)

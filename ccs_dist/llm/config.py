@@ -87,3 +87,4 @@ class ScoreConfig:
     moderate: int = 3
     low: int = 1
     show_progress: bool = True
+    label_prompt: str = "label"  # prompt template of the labeler: label (label_v1) or label_paper (one word)

@@ -17,7 +17,8 @@ from pathlib import Path
 from ccs_dist.llm.client import ChatRequest
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
-VERSIONS = {"label": 1, "judge_pair": 1, "judge_head": 1}
+VERSIONS = {"label": 1, "label_paper": 1, "judge_pair": 1, "judge_head": 1}
+LABEL_PROMPTS = ("label", "label_paper")  # label_v1: 1-4 words or "mixed"; label_paper_v1: one word (the paper's)
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,12 @@ def numbered(descriptions: Sequence[str]) -> str:
     return "\n".join(f"{i + 1}. {' '.join(d.split())}" for i, d in enumerate(descriptions))
 
 
-def label_request(descriptions: Sequence[str], ask: int = 0) -> ChatRequest:
-    """Few-shot: the curated examples as user/assistant turns, then the head's descriptions."""
-    t = load_template("label")
+def label_request(descriptions: Sequence[str], ask: int = 0, template: str = "label") -> ChatRequest:
+    """Few-shot: the curated examples as user/assistant turns, then the head's descriptions.
+
+    ``template``: ``label`` (1-4 words, or "mixed") or ``label_paper`` (one word, no punctuation, as the paper asks).
+    """
+    t = load_template(template)
     msgs: list[tuple[str, str]] = [("system", t.system)]
     for descs, answer in t.examples:
         msgs += [("user", t.user.format(descriptions=numbered(descs))), ("assistant", answer)]

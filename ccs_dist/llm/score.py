@@ -163,7 +163,7 @@ def _chat_backends(config: ScoreConfig):
             by_endpoint[cfg] = EndpointClient(cfg, cache, config.cache.mode)
         return by_endpoint[cfg]
 
-    labeler = ChatLabeler(client(config.labeler), config.answer_attempts)
+    labeler = ChatLabeler(client(config.labeler), config.answer_attempts, template=config.label_prompt)
     judge_cls = ChatPairJudge if config.judge_mode == "pair" else ChatHeadJudge
     if config.judge_mode not in ("pair", "head"):
         raise UserError(f"unknown judge mode {config.judge_mode!r}: use pair or head")
