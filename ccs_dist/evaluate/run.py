@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ccs_dist.errors import UserError, check_at_least
 from ccs_dist.evaluate import bias, datasets, video
+from ccs_dist.evaluate.paper_tasks import with_class_names
 from ccs_dist.evaluate.encode import HeadSetEncoder
 from ccs_dist.evaluate.metadata import templates
 from ccs_dist.evaluate.zeroshot import evaluate_zeroshot
@@ -49,6 +50,8 @@ class EvalConfig:
     k: top-k of the bias metrics. occupations: occupation list (None: ../shared/data/occupations_104.txt).
     templates_per_class: use only the first N prompt templates of each ensemble (quick runs; None: all).
     video_pooling: ``renormalised`` (unit-norm mean of the frame embeddings) or ``mean`` (the paper's code).
+    class_names: ``standard`` or ``paper`` (the reference code's class names, see :mod:`.paper_tasks`).
+    bias_templates: ``standard`` (``occupation`` templates) or ``paper`` (the reference's four, ``occupation_paper``).
     """
 
     data_root: Path = Path("data")
@@ -63,8 +66,12 @@ class EvalConfig:
     ablation: str = "zero"
     templates_per_class: int | None = None
     video_pooling: str = "renormalised"
+    class_names: str = "standard"
+    bias_templates: str = "standard"
 
     def __post_init__(self) -> None:
+        if self.class_names not in ("standard", "paper") or self.bias_templates not in ("standard", "paper"):
+            raise UserError(f"class_names / bias_templates must be standard or paper, got {self.class_names!r} / {self.bias_templates!r}")
         check_at_least(1, batch_size=self.batch_size, limit=self.limit, templates_per_class=self.templates_per_class)
         if self.ablation not in ("zero", "mean"):
             raise UserError(f"ablation must be 'zero' or 'mean', got {self.ablation!r}")
@@ -127,6 +134,7 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
     model = loaded.key
     if spec.name in CLASSIFICATION_TASKS:
         task = datasets.load_classification(spec.name, spec.root, loaded.preprocess, download=config.download)
+        task = with_class_names(task, config.class_names)
         if config.templates_per_class:
             task = replace(task, templates=task.templates[: config.templates_per_class])
         ds = task.dataset
@@ -159,7 +167,7 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
         ref = datasets.ImageListDataset(bt.paths, [0] * len(bt.paths), loaded.preprocess)
         _record_head_means(loaded, DataLoader(ref, batch_size=config.batch_size, num_workers=config.num_workers))
     occupations = bias.read_occupations(config.occupations)
-    prompts = templates("occupation")[: config.templates_per_class or None]
+    prompts = templates("occupation_paper" if config.bias_templates == "paper" else "occupation")[: config.templates_per_class or None]
     per_set = bias.evaluate_bias(loaded, bt, heads, loaded.preprocess, occupations, prompts,
                                  config.k, config.batch_size, config.num_workers, encoder, config.ablation)
     rows = []

@@ -90,6 +90,7 @@ class LLMSection(_Strict):
     offline_embedder: str = "minilm"
     offline_threshold: float | None = None
     cache: Literal["use", "refresh", "bypass"] = "use"
+    label_prompt: Literal["label", "label_paper"] = "label"  # label_paper: the paper's one-word prompt
 
 
 class EvaluationSection(_Strict):
@@ -108,6 +109,12 @@ class EvaluationSection(_Strict):
     occupations: str | None = None
     ablation: Literal["zero", "mean"] = "zero"
     download: bool = False
+    min_stability: float | None = Field(None, ge=0, le=1)  # heads less span-stable join no CCS-based head set
+    concept_heads: Literal["any", "high"] = "any"  # high: a concept's high-CCS heads only (the paper)
+    random_layers: Literal["scored", "all", "reference"] = "scored"
+    video_pooling: Literal["renormalised", "mean"] = "renormalised"  # mean: the paper's code
+    class_names: Literal["standard", "paper"] = "standard"  # paper: the reference code's class names
+    bias_templates: Literal["standard", "paper"] = "standard"  # paper: the reference's four occupation templates
 
 
 class ResourcesSection(_Strict):
@@ -120,6 +127,7 @@ class ResourcesSection(_Strict):
 
 class JobSpec(_Strict):
     run: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    protocol: Literal["default", "paper"] = "default"  # fills the options it governs (ccs_dist.protocol)
     out: str = "reports"
     cache_dir: str = "cache"
     models: tuple[ModelEntry, ...] = Field(min_length=1)
@@ -130,6 +138,13 @@ class JobSpec(_Strict):
     llm: LLMSection = LLMSection()
     evaluation: EvaluationSection = EvaluationSection()
     resources: ResourcesSection = ResourcesSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _protocol(cls, data):
+        from ccs_dist.protocol import apply_protocol
+
+        return apply_protocol(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _unique_models(self):
@@ -159,6 +174,7 @@ class JobSpec(_Strict):
             cache=CacheConfig(directory=str(Path(self.cache_dir) / "llm"), mode=self.llm.cache),
             offline=OfflineConfig(embedder=self.llm.offline_embedder, threshold=self.llm.offline_threshold),
             show_progress=show_progress,
+            label_prompt=self.llm.label_prompt,
         )
 
 

@@ -99,12 +99,14 @@ class ModelStages:
         head_sets = build_head_sets(
             ccs, self.loaded.key, self.loaded.num_layers, self.loaded.num_heads,
             HeadSetConfig(conditions=tuple(ev.conditions), seeds=tuple(ev.seeds), concepts=ev.concepts,
-                          explicit=tuple(ev.heads.items())),
+                          explicit=tuple(ev.heads.items()), min_stability=ev.min_stability,
+                          concept_heads=ev.concept_heads, random_layers=ev.random_layers),
         )
         config = EvalConfig(
             data_root=Path(ev.data_root), batch_size=ev.batch_size, limit=ev.limit, download=ev.download,
             frames=ev.frames, k=ev.k, occupations=Path(ev.occupations) if ev.occupations else None,
-            ablation=ev.ablation, templates_per_class=ev.templates_per_class,
+            ablation=ev.ablation, templates_per_class=ev.templates_per_class, video_pooling=ev.video_pooling,
+            class_names=ev.class_names, bias_templates=ev.bias_templates,
         )
         table = evaluate(self.loaded, list(ev.tasks), head_sets, config)
         return table, {"head_sets": len(head_sets), "seconds": round(time.perf_counter() - t0, 3)}
