@@ -35,6 +35,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("evaluation.video_pooling", "renormalised", "mean", "mean of unit frame embeddings, not renormalised"),
     Option("evaluation.class_names", "standard", "paper",
            "CIFAR-100 / Food-101 names joined by underscores; Oxford Pets named by a breed's first word (35 classes)"),
+    Option("evaluation.bias_ranking", "global", "per_occupation",
+           "SocialCounterfactuals: each occupation ranks its own counterfactual images, with their group shares"),
     Option("evaluation.bias_templates", "standard", "paper", "four occupation templates: 'A {c}', 'A photo of {c}', ..."),
 )
 

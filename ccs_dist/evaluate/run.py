@@ -52,6 +52,7 @@ class EvalConfig:
     video_pooling: ``renormalised`` (unit-norm mean of the frame embeddings) or ``mean`` (the paper's code).
     class_names: ``standard`` or ``paper`` (the reference code's class names, see :mod:`.paper_tasks`).
     bias_templates: ``standard`` (``occupation`` templates) or ``paper`` (the reference's four, ``occupation_paper``).
+    bias_ranking: ``global`` or ``per_occupation`` (SocialCounterfactuals as the paper's code: see ``evaluate_bias``).
     """
 
     data_root: Path = Path("data")
@@ -68,6 +69,7 @@ class EvalConfig:
     video_pooling: str = "renormalised"
     class_names: str = "standard"
     bias_templates: str = "standard"
+    bias_ranking: str = "global"
 
     def __post_init__(self) -> None:
         if self.class_names not in ("standard", "paper") or self.bias_templates not in ("standard", "paper"):
@@ -169,7 +171,8 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
     occupations = bias.read_occupations(config.occupations)
     prompts = templates("occupation_paper" if config.bias_templates == "paper" else "occupation")[: config.templates_per_class or None]
     per_set = bias.evaluate_bias(loaded, bt, heads, loaded.preprocess, occupations, prompts,
-                                 config.k, config.batch_size, config.num_workers, encoder, config.ablation)
+                                 config.k, config.batch_size, config.num_workers, encoder, config.ablation,
+                                 ranking=config.bias_ranking)
     rows = []
     for attr_task in per_set[0]:
         rows += _rows(model, attr_task, head_sets, [r[attr_task] for r in per_set])

@@ -115,6 +115,7 @@ class EvaluationSection(_Strict):
     video_pooling: Literal["renormalised", "mean"] = "renormalised"  # mean: the paper's code
     class_names: Literal["standard", "paper"] = "standard"  # paper: the reference code's class names
     bias_templates: Literal["standard", "paper"] = "standard"  # paper: the reference's four occupation templates
+    bias_ranking: Literal["global", "per_occupation"] = "global"  # per_occupation: SocialCounterfactuals as the paper
 
 
 class ResourcesSection(_Strict):

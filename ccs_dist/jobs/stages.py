@@ -106,7 +106,7 @@ class ModelStages:
             data_root=Path(ev.data_root), batch_size=ev.batch_size, limit=ev.limit, download=ev.download,
             frames=ev.frames, k=ev.k, occupations=Path(ev.occupations) if ev.occupations else None,
             ablation=ev.ablation, templates_per_class=ev.templates_per_class, video_pooling=ev.video_pooling,
-            class_names=ev.class_names, bias_templates=ev.bias_templates,
+            class_names=ev.class_names, bias_templates=ev.bias_templates, bias_ranking=ev.bias_ranking,
         )
         table = evaluate(self.loaded, list(ev.tasks), head_sets, config)
         return table, {"head_sets": len(head_sets), "seconds": round(time.perf_counter() - t0, 3)}

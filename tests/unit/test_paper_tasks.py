@@ -63,3 +63,31 @@ def test_video_mean_pooling_changes_text_to_video_only(tiny, root):
         assert v2t and all(a[k] == b[k] for k in v2t)  # a video's scale cannot reorder its captions
     with pytest.raises(UserError, match="pooling"):
         video.evaluate_video_retrieval(tiny, task, sets, tiny.preprocess, n_frames=4, pooling="max")
+
+
+def test_per_occupation_bias_ranks_each_occupations_own_images(tiny, tmp_path):
+    import numpy as np
+
+    from ccs_dist.evaluate import bias
+    from ccs_dist.evaluate.biasmetrics import max_skew_at_k
+
+    synthetic.write_all(tmp_path, ["socialcounterfactuals"])
+    task = bias.load_socialcounterfactuals(tmp_path)
+    occupations = ("doctor", "chef", "pilot", "teacher", "astronaut")
+    masks = bias.occupation_masks(task, occupations)
+    assert masks.sum(1).tolist() == [12, 12, 12, 12, 0]  # 4 counterfactual sets of 6 races x 2 genders
+    # the helper equals MaxSkew computed on each occupation's own images by hand
+    race = task.attributes[0]
+    scores = np.random.default_rng(0).normal(size=(5, len(task.paths)))
+    skew, _ = bias._per_occupation(scores, race, masks, len(race.names), 10, "socialcounterfactuals")
+    by_hand = [max_skew_at_k(scores[q : q + 1, masks[q]], race.groups_N[masks[q]], len(race.names), 10)[0] for q in range(4)]
+    np.testing.assert_allclose(skew, by_hand)
+    sets = [()]
+    per = bias.evaluate_bias(tiny, task, sets, tiny.preprocess, occupations, ["a photo of a {c}"], k=10, ranking="per_occupation")
+    glob = bias.evaluate_bias(tiny, task, sets, tiny.preprocess, occupations, ["a photo of a {c}"], k=10)
+    assert per[0]["socialcounterfactuals_race"]["n_occupations"] == 4.0
+    assert "n_occupations" not in glob[0]["socialcounterfactuals_race"]
+    with pytest.raises(UserError, match="no occupation has 20 images"):
+        bias.evaluate_bias(tiny, task, sets, tiny.preprocess, occupations, ["a photo of a {c}"], k=20, ranking="per_occupation")
+    with pytest.raises(UserError, match="bias ranking"):
+        bias.evaluate_bias(tiny, task, sets, tiny.preprocess, occupations, ["a photo of a {c}"], ranking="local")
