@@ -22,6 +22,7 @@ from ccs_dist.textspan import (
     PrefilterConfig,
     RankPolicy,
     SpanResult,
+    numerical_basis,
     stream_moments,
     textspan_heads,
     textspan_heads_prefiltered,
@@ -68,12 +69,12 @@ def spans_table(
     if config.method == "faiss" and index is None:
         raise ValueError("method='faiss' needs a text index")
 
-    def run_spans(moments: HeadMoments) -> list[SpanResult]:
+    def run_spans(moments: HeadMoments, basis_GED: torch.Tensor | None = None) -> list[SpanResult]:
         if config.method == "faiss":
             return textspan_heads_prefiltered(moments, index, text_emb_TE, pool.texts, config.m, config.rank, config.prefilter,
                                               device, rank_policy=config.rank_policy, precision=config.precision)
         return textspan_heads(moments, text_emb_TE, pool.texts, m=config.m, rank=config.rank, device=device,
-                              rank_policy=config.rank_policy, precision=config.precision)
+                              rank_policy=config.rank_policy, precision=config.precision, basis_GED=basis_GED)
 
     stab = config.stability
     n_buckets = usable_buckets(artifact.n_images, stab) if stab.enabled else 0
@@ -89,7 +90,9 @@ def spans_table(
         full, buckets = stream_moments(artifact, slice(lo, lo + chunk), bucket_N, device=device)
         part = run_spans(full)
         results += part
-        stability += span_stability(buckets, part, run_spans, stab)
+        reduce = buckets and config.method == "exact" and config.rank_policy == "numerical"
+        basis = numerical_basis(full, config.precision) if reduce else None
+        stability += span_stability(buckets, part, run_spans, stab, basis)
         del full, buckets
 
     rows = []

@@ -92,6 +92,15 @@ class HeadMoments:
             out.sum_GE, out.gram_GEE = out.sum_GE.to(device), out.gram_GEE.to(device)
         return out
 
+    def project(self, basis_GED: torch.Tensor) -> HeadMoments:
+        """The statistics of X W for per-head orthonormal bases W [G, E, D] (the coordinates of X in span(W))."""
+        out = HeadMoments.__new__(HeadMoments)
+        w = basis_GED.to(self.gram_GEE.device, self.gram_GEE.dtype)
+        out.count = self.count
+        out.sum_GE = (self.sum_GE[:, None, :] @ w)[:, 0]
+        out.gram_GEE = w.transpose(1, 2) @ self.gram_GEE @ w
+        return out
+
     def covariance(self) -> torch.Tensor:
         """Centred covariance [G, E, E] with the n - 1 denominator."""
         n = self.count
@@ -118,22 +127,32 @@ def numerical_rank(moments: HeadMoments, precision: str = "fp32") -> torch.Tenso
     return _rank_from_eigenvalues(torch.linalg.eigvalsh(moments.gram_GEE), precision)
 
 
-def _rank_from_eigenvalues(eig_GE: torch.Tensor, precision: str) -> torch.Tensor:
-    """:func:`numerical_rank` from the eigenvalues [G, E] of the Gram matrices (sigma^2, any order)."""
+def numerical_basis(moments: HeadMoments, precision: str = "fp32") -> torch.Tensor:
+    """Orthonormal bases [G, E, D] of every head's data: its top D right singular directions, D the largest
+    numerical rank among the heads. Any subset of the images lies in the same span (up to rounding noise)."""
+    evals, evecs = torch.linalg.eigh(moments.gram_GEE)
+    d = int(_rank_from_eigenvalues(evals, precision).max())
+    return evecs[..., -d:]
+
+
+def _rank_from_eigenvalues(eig_GE: torch.Tensor, precision: str, embed_dim: int | None = None) -> torch.Tensor:
+    """:func:`numerical_rank` from the eigenvalues [G, E] of the Gram matrices (sigma^2, any order); ``embed_dim``:
+    E when the Gram matrices are expressed in a smaller basis (see :meth:`HeadMoments.project`)."""
     if precision not in UNIT_ROUNDOFF:
         raise UserError(f"unknown precision {precision!r} for the rank threshold: use one of {', '.join(UNIT_ROUNDOFF)}")
     eig_GE = eig_GE.clamp_min(0)
-    tol2_G = eig_GE.sum(-1) * eig_GE.shape[-1] * UNIT_ROUNDOFF[precision] ** 2  # (sqrt(E) u ||X||_F)^2; trace = ||X||_F^2
+    e = embed_dim or eig_GE.shape[-1]
+    tol2_G = eig_GE.sum(-1) * e * UNIT_ROUNDOFF[precision] ** 2  # (sqrt(E) u ||X||_F)^2; trace = ||X||_F^2
     return (eig_GE > tol2_G[:, None]).sum(-1).clamp_min(1)
 
 
-def _validate(moments: HeadMoments, n_texts: int, text_dim: int, m: int, rank: int) -> None:
+def _validate(moments: HeadMoments, n_texts: int, text_dim: int, m: int, rank: int, embed_dim: int) -> None:
     if moments.count < 2:
         raise UserError(f"TextSpan needs at least 2 images per head, got {moments.count}: use more probe images")
-    if text_dim != moments.dim:
-        raise UserError(f"text embeddings have dimension {text_dim} but head outputs {moments.dim}: embed the texts with the same model")
-    if not 1 <= rank <= moments.dim:
-        raise UserError(f"rank={rank} is out of range: it must be between 1 and the embedding size E={moments.dim}")
+    if text_dim != embed_dim:
+        raise UserError(f"text embeddings have dimension {text_dim} but head outputs {embed_dim}: embed the texts with the same model")
+    if not 1 <= rank <= embed_dim:
+        raise UserError(f"rank={rank} is out of range: it must be between 1 and the embedding size E={embed_dim}")
     if not 1 <= m <= n_texts:
         raise UserError(f"m={m} spans per head cannot be drawn from a pool of {n_texts} texts: use 1 <= m <= {n_texts}")
 
@@ -147,24 +166,29 @@ def _project_texts(text_TE: torch.Tensor, v_GER: torch.Tensor, chunk: int = 1 <<
 
 
 def _span_in_subspace(
-    moments: HeadMoments, text_TE: torch.Tensor, m: int, rank: int, rank_policy: RankPolicy, precision: str
+    moments: HeadMoments, text_TE: torch.Tensor, m: int, rank: int, rank_policy: RankPolicy, precision: str,
+    basis_GED: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The greedy loop for a group of heads: -> (text indices [G, m], explained fractions [G, m], ranks [G]).
 
     With the numerical policy head g keeps its top ``ranks_G[g]`` directions: the columns beyond are zeroed,
     which adds exact zeros to every sum, so it equals running each head at its own rank.
+    ``basis_GED``: the moments are in the coordinates of these bases (:meth:`HeadMoments.project`); the singular
+    directions found there are mapped back to E for the texts.
     """
-    r = min(rank, moments.count)  # the reference's SVD has min(N, E) right singular vectors
+    r = min(rank, moments.count, moments.dim)  # the reference's SVD has min(N, E) right singular vectors
     evals, evecs = torch.linalg.eigh(moments.gram_GEE)  # ascending eigenvalues of XᵀX = right singular vectors of X
-    v_GER = evecs[..., -r:]
-    ranks_G = torch.full((moments.num_heads,), r, device=v_GER.device)
+    v_GDR = evecs[..., -r:]
+    ranks_G = torch.full((moments.num_heads,), r, device=v_GDR.device)
     if rank_policy == "numerical":
-        ranks_G = _rank_from_eigenvalues(evals, precision).clamp(max=r)
-        keep_GR = torch.arange(r, 0, -1, device=v_GER.device)[None, :] <= ranks_G.to(v_GER.device)[:, None]
-        v_GER = v_GER * keep_GR[:, None, :].to(v_GER.dtype)  # column j is the (r - j)-th largest direction
-    cov_GEE = moments.covariance()
-    total_G = cov_GEE.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(cov_GEE.dtype).tiny)
-    c_GRR = v_GER.transpose(1, 2) @ cov_GEE @ v_GER
+        embed_dim = basis_GED.shape[1] if basis_GED is not None else None
+        ranks_G = _rank_from_eigenvalues(evals, precision, embed_dim).clamp(max=r)
+        keep_GR = torch.arange(r, 0, -1, device=v_GDR.device)[None, :] <= ranks_G.to(v_GDR.device)[:, None]
+        v_GDR = v_GDR * keep_GR[:, None, :].to(v_GDR.dtype)  # column j is the (r - j)-th largest direction
+    cov_GDD = moments.covariance()
+    total_G = cov_GDD.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(cov_GDD.dtype).tiny)
+    c_GRR = v_GDR.transpose(1, 2) @ cov_GDD @ v_GDR
+    v_GER = v_GDR if basis_GED is None else basis_GED.to(v_GDR.device, v_GDR.dtype) @ v_GDR
     a_GTR = _project_texts(text_TE, v_GER)  # texts in subspace coordinates
     chosen, explained = [], []
     g_idx = torch.arange(moments.num_heads, device=v_GER.device)
@@ -199,16 +223,19 @@ def textspan_heads(
     max_chunk_bytes: int = 1 << 30,
     rank_policy: RankPolicy = "numerical",
     precision: str = "fp32",
+    basis_GED: torch.Tensor | None = None,
 ) -> list[SpanResult]:
     """TextSpan for every head in ``moments`` at once (GPU when ``device`` is CUDA): one result per head.
 
     ``rank_policy``: ``numerical`` uses ``min(rank, numerical_rank(head, precision))`` per head (``precision``:
     what the head terms were computed in); ``reference`` uses ``min(rank, N)`` as the reference code does.
+    ``basis_GED``: ``moments`` are projected onto these orthonormal bases (:func:`numerical_basis`), which must
+    hold the data; the eigen-decompositions then cost D^3 instead of E^3 (the span-stability resamples).
     """
     text = torch.as_tensor(np.asarray(text_emb) if not isinstance(text_emb, torch.Tensor) else text_emb)
     if text.dim() != 2 or text.shape[0] != len(texts):
         raise UserError(f"text embeddings have shape {tuple(text.shape)} for {len(texts)} texts: give one row per text")
-    _validate(moments, len(texts), text.shape[1], m, rank)
+    _validate(moments, len(texts), text.shape[1], m, rank, basis_GED.shape[1] if basis_GED is not None else moments.dim)
     if rank_policy not in RANK_POLICIES:
         raise UserError(f"unknown rank_policy {rank_policy!r}: use one of {', '.join(RANK_POLICIES)}")
     dev = torch.device(device) if device is not None else moments.sum_GE.device
@@ -219,7 +246,8 @@ def textspan_heads(
     results: list[SpanResult] = []
     for lo in range(0, moments.num_heads, chunk):
         part = moments.select(slice(lo, lo + chunk), device=dev)
-        idx_GM, frac_GM, ranks_G = _span_in_subspace(part, text, m, rank, rank_policy, precision)
+        basis = basis_GED[lo : lo + chunk].to(dev) if basis_GED is not None else None
+        idx_GM, frac_GM, ranks_G = _span_in_subspace(part, text, m, rank, rank_policy, precision, basis)
         for idx, frac, rk in zip(idx_GM.cpu().tolist(), frac_GM.cpu().tolist(), ranks_G.cpu().tolist()):
             results.append(SpanResult(tuple(texts[i] for i in idx), tuple(idx), tuple(frac), int(rk)))
     return results
@@ -317,7 +345,7 @@ def textspan_heads_prefiltered(
     The greedy loop treats texts independently (a text's projection only changes by the chosen directions),
     so whenever the exact answer's texts are among the candidates, this returns exactly that answer.
     """
-    _validate(moments, len(texts), text_emb.shape[1], m, rank)
+    _validate(moments, len(texts), text_emb.shape[1], m, rank, moments.dim)
     r = min(rank, moments.count)
     _, evecs = torch.linalg.eigh(moments.gram_GEE)
     v_GER = evecs[..., -r:]
