@@ -53,11 +53,20 @@ def test_paper_class_names(root):
     assert metadata.templates("occupation_paper") == ("A {c}", "A photo of {c}", "A picture of {c}", "An image of {c}")
 
 
-def test_video_mean_pooling_changes_text_to_video_only(tiny, root):
+def test_video_mean_pooling_changes_text_to_video_only(tiny, root, monkeypatch):
+    import numpy as np
+
     task = video.load_video_task("msrvtt", root)
     sets = [(), ("L2.H0", "L2.H1")]
+    seen = []
+    real_metrics = video.retrieval_metrics
+    monkeypatch.setattr(video, "retrieval_metrics", lambda sim, truth: seen.append(sim.copy()) or real_metrics(sim, truth))
     renorm = video.evaluate_video_retrieval(tiny, task, sets, tiny.preprocess, n_frames=4)
     mean = video.evaluate_video_retrieval(tiny, task, sets, tiny.preprocess, n_frames=4, pooling="mean")
+    # mean pooling scales each video's column of similarities by the norm of its mean frame (< 1 when frames differ)
+    for sim_renorm, sim_mean in zip(seen[:2], seen[2:]):
+        ratio = sim_mean / sim_renorm
+        assert np.allclose(ratio, ratio[:1], rtol=1e-4) and (ratio < 1 - 1e-6).all() and (ratio > 0).all()
     for a, b in zip(renorm, mean):
         v2t = [k for k in a if k.startswith("v2t")]
         assert v2t and all(a[k] == b[k] for k in v2t)  # a video's scale cannot reorder its captions
