@@ -66,14 +66,17 @@ class Commands:
         out: str = "reports/textspan",
         batch_size: int = 64,
         device: str = "auto",
-        precision: str | None = None,
+        precision: str = "fp32",
         cache_dir: str = "cache",
         on_bad_image: str = "skip",
         workers: int | None = None,
+        rank_policy: str = "numerical",
+        resamples: int = 8,
     ):
         """Find the m descriptions that span each head's output (TextSpan) and write the spans table.
 
-        Writes OUT/tables/spans.parquet (model, layer, head, rank, text, variance) and OUT/manifest.json.
+        Writes OUT/tables/spans.parquet (model, layer, head, rank, text, variance, requested_rank,
+        effective_rank, stability, span1_stability) and OUT/manifest.json.
 
         Args:
             model: open_clip architecture (ViT-B-32, ViT-B-16, ViT-L-14, ...) or hf-hub:ORG/REPO.
@@ -82,18 +85,23 @@ class Commands:
             layers: an int n for the last n layers, or a list of 0-based layer indices.
             pool: description pool: default (the project's own pool) or a text file, one description a line.
             m: descriptions per head.
-            rank: TextSpan rank (at most the embedding size).
+            rank: requested TextSpan rank (at most the embedding size); with rank_policy numerical each head
+                uses min(rank, its numerical rank).
             method: exact, or faiss (candidates from a FAISS search along each head's principal directions,
                 then exact TextSpan on them; for very large pools).
             out: output directory of the run.
             batch_size: images per forward pass.
             device: cpu, cuda, cuda:N or auto.
-            precision: fp32 or bf16 (CUDA only); default bf16 on CUDA, fp32 on CPU.
+            precision: of the decomposition and text embeddings: fp32 (default; bf16 changes the spans) or bf16 (CUDA only).
             cache_dir: root of the content-addressed cache.
             on_bad_image: skip or error.
             workers: data-loading worker processes.
+            rank_policy: numerical (cap each head's rank at its numerical rank, so rounding cannot flip spans)
+                or reference (the reference code's rank, noise directions included).
+            resamples: random half-samples of the probe images for the stability columns (0: none).
         """
         from ccs_dist.runners import TextSpanRun, run_textspan
+        from ccs_dist.span_stability import StabilityConfig
         from ccs_dist.spans import SpanConfig
 
         from ccs_dist.errors import check_dir_arg, check_int
@@ -103,12 +111,20 @@ class Commands:
         check_int("--m", m, 1)
         check_int("--rank", rank, 1)
         check_dir_arg("--out", out)
+        if rank_policy not in ("numerical", "reference"):
+            raise _user_error(f"unknown rank_policy {rank_policy!r}: use numerical or reference")
+        if precision not in ("fp32", "bf16"):
+            raise _user_error(f"unknown precision {precision!r}: use fp32 or bf16")
+        if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
+            raise _user_error(f"resamples={resamples!r}: give an integer >= 0")
         args = dict(locals())
+        skip = ("pool", "m", "rank", "method", "out", "rank_policy", "resamples")
         result = run_textspan(
             TextSpanRun(
-                probe=_decompose_run(**{k: v for k, v in args.items() if k not in ("pool", "m", "rank", "method", "out")}),
+                probe=_decompose_run(**{k: v for k, v in args.items() if k not in skip}),
                 pool=pool,
-                spans=SpanConfig(m=int(m), rank=int(rank), method=method),
+                spans=SpanConfig(m=int(m), rank=int(rank), method=method, rank_policy=rank_policy, precision=precision,
+                                 stability=StabilityConfig(resamples=resamples)),
                 out=out,
             )
         )

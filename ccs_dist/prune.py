@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 CATEGORY_CONDITIONS = ("high", "moderate", "low")
 ALL_CONDITIONS = ("original", "high", "low", "moderate", "random", "equal", "concept")
+RANDOM_LAYERS = ("scored", "all", "reference")
 _THRESHOLDS = {"high": lambda c: c == 5, "moderate": lambda c: c == 3, "low": lambda c: c <= 1}
 
 
@@ -58,6 +59,12 @@ class HeadSetConfig:
     concepts: concept families to build (``None``: every family with at least one head).
     concept_map: family -> synonyms (``None``: the package default, see :func:`load_concept_map`).
     explicit: ``(name, "L11.H5,L10.H8")`` pairs.
+    min_stability: heads whose span ``stability`` (ccs table) is below this, or unknown, join no CCS-based set
+        (high / moderate / low / equal / concept); ``None`` keeps every head. Random sets are unaffected.
+    concept_heads: ``any`` (every head whose label is in the family, whatever its CCS) or ``high`` (only the
+        family's high-CCS heads, as the paper prunes them).
+    random_layers: where random sets draw from: ``scored`` (the scored layers), ``all`` (every layer of the
+        image tower) or ``reference`` (as the paper's code: every layer for ViT-B-32 OpenAI, scored otherwise).
     """
 
     conditions: tuple[str, ...] = ALL_CONDITIONS
@@ -65,8 +72,17 @@ class HeadSetConfig:
     concepts: tuple[str, ...] | None = None
     concept_map: Mapping[str, tuple[str, ...]] | None = field(default=None, hash=False)
     explicit: tuple[tuple[str, str], ...] = ()
+    min_stability: float | None = None
+    concept_heads: str = "any"
+    random_layers: str = "scored"
 
     def __post_init__(self) -> None:
+        if self.min_stability is not None and not 0.0 <= self.min_stability <= 1.0:
+            raise UserError(f"min_stability={self.min_stability} is out of range: give a value between 0 and 1")
+        if self.random_layers not in RANDOM_LAYERS:
+            raise UserError(f"unknown random_layers {self.random_layers!r}: use one of {', '.join(RANDOM_LAYERS)}")
+        if self.concept_heads not in ("any", "high"):
+            raise UserError(f"unknown concept_heads {self.concept_heads!r}: use any or high")
         unknown = [c for c in self.conditions if c not in ALL_CONDITIONS]
         if unknown:
             raise UserError(f"unknown condition(s) {', '.join(unknown)}; choose from {', '.join(ALL_CONDITIONS)}")
@@ -166,6 +182,20 @@ class _ScoredHead:
     label: str
     ccs: int
     category: str
+    stability: float | None = None
+
+
+def _stable_only(scored: list[_ScoredHead], min_stability: float | None, model_key: str, has_column: bool) -> list[_ScoredHead]:
+    if min_stability is None:
+        return scored
+    if not has_column:
+        raise UserError("min_stability needs the ccs table's stability column: re-run the spans stage with stability "
+                        "resamples > 0 (and score again), or drop min_stability")
+    kept = [h for h in scored if h.stability is not None and h.stability >= min_stability]
+    if len(kept) < len(scored):
+        log.info("%s: %d of %d heads below span stability %.2f (or without one) join no CCS-based head set",
+                 model_key, len(scored) - len(kept), len(scored), min_stability)
+    return kept
 
 
 def _model_rows(ccs_table, model_key: str, num_layers: int, num_heads: int) -> list[_ScoredHead]:
@@ -192,11 +222,19 @@ def _model_rows(ccs_table, model_key: str, num_layers: int, num_heads: int) -> l
             category = str(r["category"])
         else:
             category = next((c for c, ok in _THRESHOLDS.items() if ok(score)), "other")
-        out.append(_ScoredHead(int(r["layer"]), int(r["head"]), str(r["label"] or ""), score, category))
+        stability = r.get("stability")
+        out.append(_ScoredHead(int(r["layer"]), int(r["head"]), str(r["label"] or ""), score, category,
+                               None if stability is None else float(stability)))
     pairs = [(h.layer, h.head) for h in out]
     if len(set(pairs)) != len(pairs):
         raise UserError(f"ccs table has duplicate (layer, head) rows for model {model_key}")
     return out
+
+
+def _random_layers(policy: str, model_key: str, scored: list[int], num_layers: int) -> list[int]:
+    """Layers random head sets draw from (see ``HeadSetConfig.random_layers``)."""
+    reference_all = model_key.startswith("ViT-B-32") and model_key.endswith("/openai")
+    return list(range(num_layers)) if policy == "all" or (policy == "reference" and reference_all) else scored
 
 
 def _draw(pairs: Sequence[tuple[int, int]], n: int, seed: int) -> list[tuple[int, int]]:
@@ -235,7 +273,8 @@ def build_head_sets(
     if needs_ccs:
         if ccs_table is None:
             raise UserError(f"condition(s) {', '.join(needs_ccs)} need a ccs table (--ccs FILE); or ask only for original and explicit lists")
-        scored = _model_rows(ccs_table, model_key, num_layers, num_heads)
+        all_scored = _model_rows(ccs_table, model_key, num_layers, num_heads)
+        scored = _stable_only(all_scored, config.min_stability, model_key, "stability" in ccs_table.columns)
         by_cat = {c: [h for h in scored if h.category == c] for c in CATEGORY_CONDITIONS}
         for cat in CATEGORY_CONDITIONS:
             if cat in config.conditions:
@@ -244,7 +283,7 @@ def build_head_sets(
                 sets.append(HeadSet(cat, _names([(h.layer, h.head) for h in by_cat[cat]])))
         high = {(h.layer, h.head) for h in by_cat["high"]}
         if "random" in config.conditions:
-            layers = sorted({h.layer for h in scored})
+            layers = _random_layers(config.random_layers, model_key, sorted({h.layer for h in all_scored}), num_layers)
             pool = [(l, h) for l in layers for h in range(num_heads) if (l, h) not in high]
             if len(pool) < len(high):
                 raise UserError(f"{model_key}: {len(high)} high heads but only {len(pool)} other heads in the scored layers to draw random sets from")
@@ -261,6 +300,8 @@ def build_head_sets(
             cmap = dict(config.concept_map) if config.concept_map is not None else load_concept_map()
             members: dict[str, list[tuple[int, int]]] = {f: [] for f in cmap}
             for h in scored:
+                if config.concept_heads == "high" and h.category != "high":
+                    continue  # the paper prunes a concept's high-CCS heads only
                 for fam in label_families(h.label, cmap):
                     members[fam].append((h.layer, h.head))
             wanted = config.concepts if config.concepts is not None else tuple(f for f in cmap if members[f])

@@ -5,6 +5,7 @@ These compose the compute modules; they hold no maths of their own.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -52,6 +53,24 @@ def load_run_model(spec: ModelSpec) -> LoadedModel:
     return load_model(spec.arch, spec.pretrained, device=spec.device, precision=spec.precision)
 
 
+def at_precision(loaded: LoadedModel, precision: str) -> LoadedModel:
+    """The same model (shared weights) computing under ``precision``: the span stage runs fp32 even when
+    evaluation runs bf16, because bf16 head terms (~5e-3 relative error) change which texts TextSpan picks."""
+    if precision == loaded.precision:
+        return loaded
+    if precision == "bf16" and loaded.device.type != "cuda":
+        raise UserError(f"span precision bf16 needs a CUDA device ({loaded.key} is on {loaded.device}): use fp32")
+    view = dataclasses.replace(loaded, precision=precision)
+    view._weights_hash = getattr(loaded, "_weights_hash", None)  # same weights: keep the hash if computed
+    return view
+
+
+def stage_precisions(span_precision: str, model_precision: str) -> dict[str, str]:
+    """What each stage computes in, for tables' metadata and the run manifest."""
+    return {"decompose": span_precision, "text_embeddings": span_precision, "textspan": "fp64",
+            "evaluate": model_precision}
+
+
 def run_decompose(run: DecomposeRun, loaded: LoadedModel | None = None) -> DecomposeOutcome:
     t0 = time.perf_counter()
     loaded = loaded or load_run_model(run.model)
@@ -74,9 +93,10 @@ def run_textspan(run: TextSpanRun, loaded: LoadedModel | None = None) -> dict[st
     pool = resolve_pool(run.pool, run.probe.cache_dir)  # validate cheap inputs before loading a model
     if run.spans.m > len(pool):
         raise UserError(f"m={run.spans.m} spans per head cannot be drawn from a pool of {len(pool)} descriptions: lower --m")
-    loaded = loaded or load_run_model(run.probe.model)
-    if run.spans.rank > loaded.embed_dim:
-        raise UserError(f"rank={run.spans.rank} exceeds the embedding size E={loaded.embed_dim} of {loaded.key}: lower --rank")
+    model = loaded or load_run_model(run.probe.model)
+    if run.spans.rank > model.embed_dim:
+        raise UserError(f"rank={run.spans.rank} exceeds the embedding size E={model.embed_dim} of {model.key}: lower --rank")
+    loaded = at_precision(model, run.spans.precision)
     outcome = run_decompose(run.probe, loaded)
     artifact = outcome.artifact
     t0 = time.perf_counter()
@@ -86,7 +106,8 @@ def run_textspan(run: TextSpanRun, loaded: LoadedModel | None = None) -> dict[st
     table = spans_table(loaded.key, artifact, pool, text_emb, run.spans, device=loaded.device, index=index)
     seconds = time.perf_counter() - t0
     metadata = {
-        **loaded.metadata(),
+        **model.metadata(),
+        "stage_precision": stage_precisions(run.spans.precision, model.precision),
         "images": run.probe.images,
         "n_images": artifact.n_images,
         "skipped_images": len(artifact.manifest["skipped"]),

@@ -1,9 +1,13 @@
-"""The spans stage: decomposition artifact + description pool -> the ``spans`` table (5 texts per head)."""
+"""The spans stage: decomposition artifact + description pool -> the ``spans`` table (5 texts per head).
+
+Besides the texts, each row carries its head's requested and effective TextSpan rank and its span
+stability (see :mod:`ccs_dist.span_stability`), so a reader can tell a head's spans from float noise.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -11,20 +15,44 @@ import polars as pl
 import torch
 
 from ccs_dist.decompose import DecompositionArtifact
-from ccs_dist.textspan import PrefilterConfig, moments_from_artifact, textspan_heads, textspan_heads_prefiltered
+from ccs_dist.span_stability import StabilityConfig, bucket_of_images, span_stability, usable_buckets
 from ccs_dist.text.pool import DescriptionPool
+from ccs_dist.textspan import (
+    HeadMoments,
+    PrefilterConfig,
+    RankPolicy,
+    SpanResult,
+    numerical_basis,
+    stream_moments,
+    textspan_heads,
+    textspan_heads_prefiltered,
+)
 
 log = logging.getLogger(__name__)
 
-SPANS_SCHEMA = {"model": pl.String, "layer": pl.Int64, "head": pl.Int64, "rank": pl.Int64, "text": pl.String, "variance": pl.Float64}
+SPANS_SCHEMA = {
+    "model": pl.String, "layer": pl.Int64, "head": pl.Int64, "rank": pl.Int64, "text": pl.String, "variance": pl.Float64,
+    "requested_rank": pl.Int64, "effective_rank": pl.Int64, "stability": pl.Float64, "span1_stability": pl.Float64,
+}
+# per-head facts repeated on each of the head's rows; the score stage copies them into the ccs table
+HEAD_FACTS = ("requested_rank", "effective_rank", "stability", "span1_stability")
 
 
 @dataclass(frozen=True)
 class SpanConfig:
     m: int = 5  # descriptions per head
-    rank: int = 80  # TextSpan rank
+    rank: int = 80  # requested TextSpan rank (an upper bound under rank_policy="numerical")
     method: Literal["exact", "faiss"] = "exact"
     prefilter: PrefilterConfig = PrefilterConfig()
+    rank_policy: RankPolicy = "numerical"  # "reference": the reference code's min(rank, N), noise directions included
+    precision: Literal["fp32", "bf16"] = "fp32"  # of the decomposition and text embeddings feeding TextSpan
+    stability: StabilityConfig = field(default_factory=StabilityConfig)
+    max_moment_bytes: int = 1 << 30  # bucket + full Gram matrices held at once; heads are processed in chunks
+
+
+def _heads_per_chunk(n_heads: int, dim: int, n_moments: int, budget: int) -> int:
+    per_head = n_moments * dim * dim * 8
+    return max(1, min(n_heads, budget // per_head))
 
 
 def spans_table(
@@ -36,19 +64,57 @@ def spans_table(
     device: torch.device | str = "cpu",
     index=None,
 ) -> pl.DataFrame:
-    """One row per (layer, head, rank): the spanning text and the fraction of the head's variance it explains."""
-    moments = moments_from_artifact(artifact, device=device)
-    if config.method == "faiss":
-        if index is None:
-            raise ValueError("method='faiss' needs a text index")
-        results = textspan_heads_prefiltered(moments, index, text_emb_TE, pool.texts, config.m, config.rank, config.prefilter, device)
-    else:
-        results = textspan_heads(moments, text_emb_TE, pool.texts, m=config.m, rank=config.rank, device=device)
+    """One row per (layer, head, rank): the spanning text, the fraction of the head's variance it explains,
+    the head's requested/effective rank and its span stability (null when stability is off)."""
+    if config.method == "faiss" and index is None:
+        raise ValueError("method='faiss' needs a text index")
+
+    def run_spans(moments: HeadMoments, basis_GED: torch.Tensor | None = None) -> list[SpanResult]:
+        if config.method == "faiss":
+            return textspan_heads_prefiltered(moments, index, text_emb_TE, pool.texts, config.m, config.rank, config.prefilter,
+                                              device, rank_policy=config.rank_policy, precision=config.precision)
+        return textspan_heads(moments, text_emb_TE, pool.texts, m=config.m, rank=config.rank, device=device,
+                              rank_policy=config.rank_policy, precision=config.precision, basis_GED=basis_GED)
+
+    stab = config.stability
+    n_buckets = usable_buckets(artifact.n_images, stab) if stab.enabled else 0
+    if stab.enabled and n_buckets < 2:
+        log.warning("span stability needs at least 8 probe images (%d given): stability columns left empty", artifact.n_images)
+    bucket_N = bucket_of_images(artifact.n_images, n_buckets, stab.seed) if n_buckets >= 2 else None
     n_heads = int(artifact.manifest["num_heads"])
+    n_total = len(artifact.layers) * n_heads
+    dim = int(artifact.manifest["embed_dim"])
+    chunk = _heads_per_chunk(n_total, dim, 1 + (n_buckets if bucket_N is not None else 0), config.max_moment_bytes)
+    results, stability = [], []
+    for lo in range(0, n_total, chunk):
+        full, buckets = stream_moments(artifact, slice(lo, lo + chunk), bucket_N, device=device)
+        part = run_spans(full)
+        results += part
+        reduce = buckets and config.method == "exact" and config.rank_policy == "numerical"
+        basis = numerical_basis(full, config.precision) if reduce else None
+        stability += span_stability(buckets, part, run_spans, stab, basis)
+        del full, buckets
+
     rows = []
-    for g, res in enumerate(results):
+    for g, (res, st) in enumerate(zip(results, stability)):
         layer, head = artifact.layers[g // n_heads], g % n_heads
         for rank, (text, var) in enumerate(zip(res.texts, res.variances)):
-            rows.append((model_key, layer, head, rank, text, float(var)))
+            rows.append((model_key, layer, head, rank, text, float(var), config.rank, res.rank, st.stability, st.span1_stability))
+    _log_ranks(results, config)
     log.info("TextSpan: %d heads x %d descriptions from a pool of %d", len(results), config.m, len(pool))
     return pl.DataFrame(rows, schema=SPANS_SCHEMA, orient="row")
+
+
+def _log_ranks(results: list[SpanResult], config: SpanConfig) -> None:
+    capped = [r.rank for r in results if r.rank < config.rank]
+    if config.rank_policy == "numerical" and capped:
+        log.info("TextSpan rank: %d of %d heads capped at their numerical rank (%d..%d) below the requested %d",
+                 len(capped), len(results), min(capped), max(capped), config.rank)
+
+
+def span_facts(spans: pl.DataFrame) -> pl.DataFrame | None:
+    """One row per head (model, layer, head + the per-head facts present in ``spans``), or None for an old table."""
+    present = [c for c in HEAD_FACTS if c in spans.columns]
+    if not present:
+        return None
+    return spans.group_by(["model", "layer", "head"]).agg(pl.col(c).first() for c in present)

@@ -13,6 +13,13 @@ So the statistics stream from disk shard by shard (memory flat in N), all heads 
 iteration costs T·r² instead of N·T·E. Computed in float64.
 
 ``variance`` in the results is the fraction of the head's total (centred) variance removed by each step.
+
+Rank. A head's term lies in an affine subspace of about K + 3 dimensions (head dimension K, plus the
+out-projection bias and the ``ln_post`` mean/bias directions), far fewer than E. Singular directions beyond
+that are rounding noise, yet the reference projects texts onto them and deflates through them, so the
+spans after the first can flip under a 1e-7 perturbation of the data. ``rank_policy="numerical"`` (the
+default) therefore uses ``min(rank, numerical rank)`` per head (see :func:`numerical_rank`);
+``rank_policy="reference"`` keeps the reference algorithm exactly (``min(rank, N)``).
 Axis legend: G head (layer-major over the decomposed layers), N image, E joint embedding, T text, R rank.
 """
 
@@ -21,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,14 +37,20 @@ from ccs_dist.errors import UserError
 
 log = logging.getLogger(__name__)
 
+RankPolicy = Literal["numerical", "reference"]
+RANK_POLICIES: tuple[str, ...] = ("numerical", "reference")
+# Unit roundoff of the precisions head terms can be computed in (2^-24 for fp32, 2^-8 for bf16).
+UNIT_ROUNDOFF = {"fp32": 2.0**-24, "bf16": 2.0**-8, "fp64": 2.0**-53}
+
 
 @dataclass(frozen=True)
 class SpanResult:
-    """The m spanning texts of one head, in the order chosen."""
+    """The m spanning texts of one head, in the order chosen, and the rank of the subspace used."""
 
     texts: tuple[str, ...]
     indices: tuple[int, ...]
     variances: tuple[float, ...]  # fraction of the head's total variance explained by each text
+    rank: int = 0  # effective rank: the number of right singular directions the texts were projected onto
 
 
 class HeadMoments:
@@ -78,6 +92,15 @@ class HeadMoments:
             out.sum_GE, out.gram_GEE = out.sum_GE.to(device), out.gram_GEE.to(device)
         return out
 
+    def project(self, basis_GED: torch.Tensor) -> HeadMoments:
+        """The statistics of X W for per-head orthonormal bases W [G, E, D] (the coordinates of X in span(W))."""
+        out = HeadMoments.__new__(HeadMoments)
+        w = basis_GED.to(self.gram_GEE.device, self.gram_GEE.dtype)
+        out.count = self.count
+        out.sum_GE = (self.sum_GE[:, None, :] @ w)[:, 0]
+        out.gram_GEE = w.transpose(1, 2) @ self.gram_GEE @ w
+        return out
+
     def covariance(self) -> torch.Tensor:
         """Centred covariance [G, E, E] with the n - 1 denominator."""
         n = self.count
@@ -85,13 +108,51 @@ class HeadMoments:
         return (self.gram_GEE - n * mean[:, :, None] * mean[:, None, :]) / max(n - 1, 1)
 
 
-def _validate(moments: HeadMoments, n_texts: int, text_dim: int, m: int, rank: int) -> None:
+def numerical_rank(moments: HeadMoments, precision: str = "fp32") -> torch.Tensor:
+    """Numerical rank [G] of each head's data X [N, E] from its Gram matrix, for data computed in ``precision``.
+
+    A singular value counts when ``sigma_i > sqrt(E) * u * ||X||_F``, u the unit roundoff of ``precision``.
+    Why: if every entry of X carries a relative rounding error of at most e, the error matrix has
+    ``||dX||_2 <= ||dX||_F <= e * ||X||_F``, and by Weyl's inequality no singular value of a direction the
+    exact data lacks can exceed that. Each coordinate of a head term is a sum over the D ~ E residual
+    coordinates (the out-projection, then ``proj``), whose rounding error grows like ``sqrt(D) * u``
+    (random-walk model, Higham, *Accuracy and Stability of Numerical Algorithms*, sec. 2.8), hence
+    ``e = sqrt(E) * u``. Unlike numpy's ``matrix_rank`` rule (``sigma_max * max(N, E) * eps``) it does not
+    grow with N: noise and signal singular values both scale like ``sqrt(N)``.
+    Measured on random-init ViT-B-32 (fp32, 160 images, E = 512): the noise floor is ~0.55 u ||X||_F and
+    the smallest real direction (the 65th) ~1500 u ||X||_F; the threshold (~22.6 u ||X||_F) sits 40x above
+    the first and 67x below the second. Eigenvalues of the float64 Gram are accurate to ~1e-16 sigma_max^2,
+    i.e. singular values to ~1e-8 sigma_max, far below the threshold.
+    """
+    return _rank_from_eigenvalues(torch.linalg.eigvalsh(moments.gram_GEE), precision)
+
+
+def numerical_basis(moments: HeadMoments, precision: str = "fp32") -> torch.Tensor:
+    """Orthonormal bases [G, E, D] of every head's data: its top D right singular directions, D the largest
+    numerical rank among the heads. Any subset of the images lies in the same span (up to rounding noise)."""
+    evals, evecs = torch.linalg.eigh(moments.gram_GEE)
+    d = int(_rank_from_eigenvalues(evals, precision).max())
+    return evecs[..., -d:]
+
+
+def _rank_from_eigenvalues(eig_GE: torch.Tensor, precision: str, embed_dim: int | None = None) -> torch.Tensor:
+    """:func:`numerical_rank` from the eigenvalues [G, E] of the Gram matrices (sigma^2, any order); ``embed_dim``:
+    E when the Gram matrices are expressed in a smaller basis (see :meth:`HeadMoments.project`)."""
+    if precision not in UNIT_ROUNDOFF:
+        raise UserError(f"unknown precision {precision!r} for the rank threshold: use one of {', '.join(UNIT_ROUNDOFF)}")
+    eig_GE = eig_GE.clamp_min(0)
+    e = embed_dim or eig_GE.shape[-1]
+    tol2_G = eig_GE.sum(-1) * e * UNIT_ROUNDOFF[precision] ** 2  # (sqrt(E) u ||X||_F)^2; trace = ||X||_F^2
+    return (eig_GE > tol2_G[:, None]).sum(-1).clamp_min(1)
+
+
+def _validate(moments: HeadMoments, n_texts: int, text_dim: int, m: int, rank: int, embed_dim: int) -> None:
     if moments.count < 2:
         raise UserError(f"TextSpan needs at least 2 images per head, got {moments.count}: use more probe images")
-    if text_dim != moments.dim:
-        raise UserError(f"text embeddings have dimension {text_dim} but head outputs {moments.dim}: embed the texts with the same model")
-    if not 1 <= rank <= moments.dim:
-        raise UserError(f"rank={rank} is out of range: it must be between 1 and the embedding size E={moments.dim}")
+    if text_dim != embed_dim:
+        raise UserError(f"text embeddings have dimension {text_dim} but head outputs {embed_dim}: embed the texts with the same model")
+    if not 1 <= rank <= embed_dim:
+        raise UserError(f"rank={rank} is out of range: it must be between 1 and the embedding size E={embed_dim}")
     if not 1 <= m <= n_texts:
         raise UserError(f"m={m} spans per head cannot be drawn from a pool of {n_texts} texts: use 1 <= m <= {n_texts}")
 
@@ -105,15 +166,29 @@ def _project_texts(text_TE: torch.Tensor, v_GER: torch.Tensor, chunk: int = 1 <<
 
 
 def _span_in_subspace(
-    moments: HeadMoments, text_TE: torch.Tensor, m: int, rank: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The greedy loop for a group of heads: -> (chosen text indices [G, m], explained fractions [G, m])."""
-    r = min(rank, moments.count)  # the reference's SVD has min(N, E) right singular vectors
-    _, evecs = torch.linalg.eigh(moments.gram_GEE)  # ascending eigenvalues of XᵀX = right singular vectors of X
-    v_GER = evecs[..., -r:]
-    cov_GEE = moments.covariance()
-    total_G = cov_GEE.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(cov_GEE.dtype).tiny)
-    c_GRR = v_GER.transpose(1, 2) @ cov_GEE @ v_GER
+    moments: HeadMoments, text_TE: torch.Tensor, m: int, rank: int, rank_policy: RankPolicy, precision: str,
+    basis_GED: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The greedy loop for a group of heads: -> (text indices [G, m], explained fractions [G, m], ranks [G]).
+
+    With the numerical policy head g keeps its top ``ranks_G[g]`` directions: the columns beyond are zeroed,
+    which adds exact zeros to every sum, so it equals running each head at its own rank.
+    ``basis_GED``: the moments are in the coordinates of these bases (:meth:`HeadMoments.project`); the singular
+    directions found there are mapped back to E for the texts.
+    """
+    r = min(rank, moments.count, moments.dim)  # the reference's SVD has min(N, E) right singular vectors
+    evals, evecs = torch.linalg.eigh(moments.gram_GEE)  # ascending eigenvalues of XᵀX = right singular vectors of X
+    v_GDR = evecs[..., -r:]
+    ranks_G = torch.full((moments.num_heads,), r, device=v_GDR.device)
+    if rank_policy == "numerical":
+        embed_dim = basis_GED.shape[1] if basis_GED is not None else None
+        ranks_G = _rank_from_eigenvalues(evals, precision, embed_dim).clamp(max=r)
+        keep_GR = torch.arange(r, 0, -1, device=v_GDR.device)[None, :] <= ranks_G.to(v_GDR.device)[:, None]
+        v_GDR = v_GDR * keep_GR[:, None, :].to(v_GDR.dtype)  # column j is the (r - j)-th largest direction
+    cov_GDD = moments.covariance()
+    total_G = cov_GDD.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(cov_GDD.dtype).tiny)
+    c_GRR = v_GDR.transpose(1, 2) @ cov_GDD @ v_GDR
+    v_GER = v_GDR if basis_GED is None else basis_GED.to(v_GDR.device, v_GDR.dtype) @ v_GDR
     a_GTR = _project_texts(text_TE, v_GER)  # texts in subspace coordinates
     chosen, explained = [], []
     g_idx = torch.arange(moments.num_heads, device=v_GER.device)
@@ -135,7 +210,7 @@ def _span_in_subspace(
             + ucu * u_GR[:, :, None] * u_GR[:, None, :]
         )
         a_GTR = a_GTR - (a_GTR @ u_GR[..., None]) * u_GR[:, None, :]
-    return torch.stack(chosen, 1), torch.stack(explained, 1)
+    return torch.stack(chosen, 1), torch.stack(explained, 1), ranks_G
 
 
 def textspan_heads(
@@ -146,12 +221,23 @@ def textspan_heads(
     rank: int = 80,
     device: torch.device | str | None = None,
     max_chunk_bytes: int = 1 << 30,
+    rank_policy: RankPolicy = "numerical",
+    precision: str = "fp32",
+    basis_GED: torch.Tensor | None = None,
 ) -> list[SpanResult]:
-    """TextSpan for every head in ``moments`` at once (GPU when ``device`` is CUDA): one result per head."""
+    """TextSpan for every head in ``moments`` at once (GPU when ``device`` is CUDA): one result per head.
+
+    ``rank_policy``: ``numerical`` uses ``min(rank, numerical_rank(head, precision))`` per head (``precision``:
+    what the head terms were computed in); ``reference`` uses ``min(rank, N)`` as the reference code does.
+    ``basis_GED``: ``moments`` are projected onto these orthonormal bases (:func:`numerical_basis`), which must
+    hold the data; the eigen-decompositions then cost D^3 instead of E^3 (the span-stability resamples).
+    """
     text = torch.as_tensor(np.asarray(text_emb) if not isinstance(text_emb, torch.Tensor) else text_emb)
     if text.dim() != 2 or text.shape[0] != len(texts):
         raise UserError(f"text embeddings have shape {tuple(text.shape)} for {len(texts)} texts: give one row per text")
-    _validate(moments, len(texts), text.shape[1], m, rank)
+    _validate(moments, len(texts), text.shape[1], m, rank, basis_GED.shape[1] if basis_GED is not None else moments.dim)
+    if rank_policy not in RANK_POLICIES:
+        raise UserError(f"unknown rank_policy {rank_policy!r}: use one of {', '.join(RANK_POLICIES)}")
     dev = torch.device(device) if device is not None else moments.sum_GE.device
     text = text.to(dev)
     r = min(rank, moments.count)
@@ -160,9 +246,10 @@ def textspan_heads(
     results: list[SpanResult] = []
     for lo in range(0, moments.num_heads, chunk):
         part = moments.select(slice(lo, lo + chunk), device=dev)
-        idx_GM, frac_GM = _span_in_subspace(part, text, m, rank)
-        for idx, frac in zip(idx_GM.cpu().tolist(), frac_GM.cpu().tolist()):
-            results.append(SpanResult(tuple(texts[i] for i in idx), tuple(idx), tuple(frac)))
+        basis = basis_GED[lo : lo + chunk].to(dev) if basis_GED is not None else None
+        idx_GM, frac_GM, ranks_G = _span_in_subspace(part, text, m, rank, rank_policy, precision, basis)
+        for idx, frac, rk in zip(idx_GM.cpu().tolist(), frac_GM.cpu().tolist(), ranks_G.cpu().tolist()):
+            results.append(SpanResult(tuple(texts[i] for i in idx), tuple(idx), tuple(frac), int(rk)))
     return results
 
 
@@ -173,13 +260,15 @@ def textspan(
     m: int = 5,
     rank: int = 80,
     device: torch.device | str | None = None,
+    rank_policy: RankPolicy = "numerical",
+    precision: str = "fp32",
 ) -> SpanResult:
     """TextSpan for one head: ``head_out`` [N, E] (already divided by the embedding norms), ``text_emb`` [T, E]."""
     x = torch.as_tensor(np.asarray(head_out) if not isinstance(head_out, torch.Tensor) else head_out)
     if x.dim() != 2:
         raise UserError(f"head_out must be [N, E], got shape {tuple(x.shape)}")
     moments = HeadMoments.from_data(x[None], device=device or "cpu")
-    return textspan_heads(moments, text_emb, texts, m=m, rank=rank, device=device)[0]
+    return textspan_heads(moments, text_emb, texts, m=m, rank=rank, device=device, rank_policy=rank_policy, precision=precision)[0]
 
 
 def moments_from_artifact(artifact, device: torch.device | str = "cpu", normalise: bool = True) -> HeadMoments:
@@ -187,17 +276,45 @@ def moments_from_artifact(artifact, device: torch.device | str = "cpu", normalis
 
     ``normalise`` divides each image's terms by the norm of its embedding, as the reference does.
     """
+    return stream_moments(artifact, device=device, normalise=normalise)[0]
+
+
+def stream_moments(
+    artifact,
+    heads: slice = slice(None),
+    bucket_N: np.ndarray | None = None,
+    device: torch.device | str = "cpu",
+    normalise: bool = True,
+) -> tuple[HeadMoments, list[HeadMoments]]:
+    """One read of the artifact -> (moments of heads ``heads`` over all images, the same per bucket).
+
+    ``bucket_N`` gives each image (in artifact order) a bucket 0..B-1; without it the bucket list is empty.
+    The full-data moments are accumulated directly, not as a sum of the buckets, so they do not depend on B.
+    """
     manifest = artifact.manifest
     n_layers, n_heads, dim = len(manifest["layers"]), int(manifest["num_heads"]), int(manifest["embed_dim"])
-    moments = HeadMoments(n_layers * n_heads, dim, device=device)
+    picked = range(n_layers * n_heads)[heads]
+    full = HeadMoments(len(picked), dim, device=device)
+    n_buckets = int(bucket_N.max()) + 1 if bucket_N is not None and len(bucket_N) else 0
+    buckets = [HeadMoments(len(picked), dim, device=device) for _ in range(n_buckets)]
+    seen = 0
     for name in artifact.shard_names:
         shard = artifact.load_shard(name)
-        heads = torch.from_numpy(np.array(shard["heads"], dtype=np.float32))  # [n, L, H, E]
+        n = shard["heads"].shape[0]
+        x_NGE = torch.from_numpy(np.array(shard["heads"].reshape(n, n_layers * n_heads, dim)[:, heads], dtype=np.float32))
         if normalise:
             norms = torch.from_numpy(np.array(shard["embedding"], dtype=np.float32)).norm(dim=-1)
-            heads = heads / norms[:, None, None, None]
-        moments.update(heads.reshape(heads.shape[0], n_layers * n_heads, dim).transpose(0, 1))
-    return moments
+            x_NGE = x_NGE / norms[:, None, None]
+        x_GNE = x_NGE.transpose(0, 1)
+        full.update(x_GNE)
+        if n_buckets:
+            b_N = torch.from_numpy(np.asarray(bucket_N[seen : seen + n]))
+            for b, moments in enumerate(buckets):
+                mask = b_N == b
+                if mask.any():
+                    moments.update(x_GNE[:, mask])
+        seen += n
+    return full, buckets
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -219,6 +336,8 @@ def textspan_heads_prefiltered(
     rank: int = 80,
     config: PrefilterConfig = PrefilterConfig(),
     device: torch.device | str | None = None,
+    rank_policy: RankPolicy = "numerical",
+    precision: str = "fp32",
 ) -> list[SpanResult]:
     """TextSpan on candidates: texts nearest (inner product, via ``index``) to each head's top principal
     directions in both signs, then the exact algorithm on those candidates.
@@ -226,7 +345,7 @@ def textspan_heads_prefiltered(
     The greedy loop treats texts independently (a text's projection only changes by the chosen directions),
     so whenever the exact answer's texts are among the candidates, this returns exactly that answer.
     """
-    _validate(moments, len(texts), text_emb.shape[1], m, rank)
+    _validate(moments, len(texts), text_emb.shape[1], m, rank, moments.dim)
     r = min(rank, moments.count)
     _, evecs = torch.linalg.eigh(moments.gram_GEE)
     v_GER = evecs[..., -r:]
@@ -242,7 +361,8 @@ def textspan_heads_prefiltered(
         cand = np.unique(ids[g][ids[g] >= 0])
         if len(cand) < m:
             raise UserError(f"the index returned {len(cand)} candidates, fewer than m={m}: raise k_per_direction")
-        sub = textspan_heads(moments.select(slice(g, g + 1)), text_emb[cand], [texts[i] for i in cand], m=m, rank=rank, device=device)[0]
+        sub = textspan_heads(moments.select(slice(g, g + 1)), text_emb[cand], [texts[i] for i in cand], m=m, rank=rank,
+                             device=device, rank_policy=rank_policy, precision=precision)[0]
         idx = tuple(int(cand[i]) for i in sub.indices)
-        results.append(SpanResult(tuple(texts[i] for i in idx), idx, sub.variances))
+        results.append(SpanResult(tuple(texts[i] for i in idx), idx, sub.variances, sub.rank))
     return results

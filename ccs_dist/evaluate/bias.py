@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,19 @@ class BiasTask:
     name: str
     paths: tuple[Path, ...]
     attributes: tuple[Attribute, ...]
+    captions: tuple[str, ...] | None = None  # per image (SocialCounterfactuals): names the occupation shown
+
+
+BIAS_RANKINGS = ("global", "per_occupation")
+
+
+def occupation_masks(task: BiasTask, occupations: Sequence[str]) -> np.ndarray:
+    """[Q, N] bool: image n shows occupation q (the occupation is a whole word of its caption)."""
+    if task.captions is None:
+        raise UserError(f"{task.name}: per-occupation ranking needs each image's occupation (a caption column); "
+                        "use bias ranking global")
+    words = [set(re.findall(r"[a-z]+", c.lower())) for c in task.captions]
+    return np.array([[all(w in ws for w in occ.lower().split()) for ws in words] for occ in occupations], dtype=bool)
 
 
 def _layout_error(task: str, root: Path, detail: str) -> UserError:
@@ -114,6 +128,7 @@ def load_socialcounterfactuals(root: Path | str, attributes: Sequence[str] = ("r
     if not csv_path.is_file():
         raise _layout_error("socialcounterfactuals", Path(root), "no socialcounterfactuals/metadata.csv")
     paths: list[Path] = []
+    captions: list[str] = []
     values: dict[str, list[str | None]] = {a: [] for a in attributes}
     with open(csv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -132,6 +147,7 @@ def load_socialcounterfactuals(root: Path | str, attributes: Sequence[str] = ("r
                         raise UserError(f"socialcounterfactuals: metadata.csv line {line}: empty {slot} for type {kind}")
                     labels[kind] = value
             paths.append(path)
+            captions.append((row.get("caption") or "").strip())
             for a in attributes:
                 values[a].append(labels.get(a))
     if not paths:
@@ -140,13 +156,29 @@ def load_socialcounterfactuals(root: Path | str, attributes: Sequence[str] = ("r
     attrs = [a for a in attrs if a is not None]
     if not attrs:
         raise UserError(f"socialcounterfactuals: no image is labelled for any of {', '.join(attributes)}")
-    return BiasTask("socialcounterfactuals", tuple(paths), tuple(attrs))
+    return BiasTask("socialcounterfactuals", tuple(paths), tuple(attrs), tuple(captions) if any(captions) else None)
 
 
 BIAS_LOADERS: dict[str, Callable[[Path], BiasTask]] = {
     "fairface": load_fairface,
     "socialcounterfactuals": load_socialcounterfactuals,
 }
+
+
+def _per_occupation(scores_QN: np.ndarray, attr: Attribute, member_QN: np.ndarray, n_groups: int, k: int,
+                    task: str) -> tuple[np.ndarray, np.ndarray]:
+    """MaxSkew@k and NDKL@k of each occupation over its own images (those with >= k of them)."""
+    skew, ndkl = [], []
+    for q in range(scores_QN.shape[0]):
+        mine = member_QN[q]
+        if mine.sum() < k:
+            continue
+        sc, groups = scores_QN[q : q + 1, mine], attr.groups_N[mine]
+        skew.append(max_skew_at_k(sc, groups, n_groups, k)[0])
+        ndkl.append(ndkl_at_k(sc, groups, n_groups, k)[0])
+    if not skew:
+        raise UserError(f"{task}/{attr.name}: no occupation has {k} images of its own: lower k or use bias ranking global")
+    return np.array(skew), np.array(ndkl)
 
 
 def read_occupations(path: Path | str | None) -> tuple[str, ...]:
@@ -172,8 +204,19 @@ def evaluate_bias(
     num_workers: int = 0,
     encoder: HeadSetEncoder | None = None,
     ablation: str = "zero",
+    ranking: str = "global",
 ) -> list[dict[str, dict[str, float]]]:
-    """Per head set: ``{f"{task}_{attribute}": {maxskew@k_sum, maxskew@k_mean, ndkl@k_sum, ndkl@k_mean, n}}``."""
+    """Per head set: ``{f"{task}_{attribute}": {maxskew@k_sum, maxskew@k_mean, ndkl@k_sum, ndkl@k_mean, n}}``.
+
+    ranking: ``global`` (every occupation ranks the whole image pool against its group shares) or
+    ``per_occupation`` (the paper's code for SocialCounterfactuals: each occupation ranks only its own
+    counterfactual images, against their group shares; occupations with fewer than k such images are left
+    out and ``n_occupations`` counts those used). Tasks without per-image occupations always rank globally.
+    """
+    if ranking not in BIAS_RANKINGS:
+        raise UserError(f"bias ranking must be one of {', '.join(BIAS_RANKINGS)}, got {ranking!r}")
+    per_occupation = ranking == "per_occupation" and task.captions is not None
+    masks_QN = occupation_masks(task, occupations) if per_occupation else None
     queries_QE = prompt_ensemble(loaded, occupations, templates)
     ds = ImageListDataset(task.paths, list(range(len(task.paths))), transform)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers)
@@ -190,15 +233,19 @@ def evaluate_bias(
             n = int(keep.sum())
             if n < k:
                 raise UserError(f"{task.name}/{attr.name}: {n} labelled images, fewer than k={k}")
-            sc, groups = scores_SQN[s][:, keep], attr.groups_N[keep]
-            skew = max_skew_at_k(sc, groups, len(attr.names), k)
-            ndkl = ndkl_at_k(sc, groups, len(attr.names), k)
+            if masks_QN is not None:
+                skew, ndkl = _per_occupation(scores_SQN[s], attr, keep & masks_QN, len(attr.names), k, task.name)
+            else:
+                sc, groups = scores_SQN[s][:, keep], attr.groups_N[keep]
+                skew = max_skew_at_k(sc, groups, len(attr.names), k)
+                ndkl = ndkl_at_k(sc, groups, len(attr.names), k)
             per_attr[f"{task.name}_{attr.name}"] = {
                 f"maxskew@{k}_sum": float(skew.sum()),
                 f"maxskew@{k}_mean": float(skew.mean()),
                 f"ndkl@{k}_sum": float(ndkl.sum()),
                 f"ndkl@{k}_mean": float(ndkl.mean()),
                 "n": float(n),
+                **({"n_occupations": float(len(skew))} if masks_QN is not None else {}),
             }
         results.append(per_attr)
     return results

@@ -295,7 +295,16 @@ LOADERS: dict[str, Callable[..., ClassificationTask]] = {
     "imagenet_a": load_imagenet_a,
     "imagenet_r": load_imagenet_r,
     "folder": load_folder,
+    # the paper's concept experiment: CIFAR-10 animal / object subsets (ccs_dist.evaluate.paper_tasks)
+    "cifar10animals": lambda root, transform, download=False: _cifar10_subset("cifar10animals", root, transform, download),
+    "cifar10objects": lambda root, transform, download=False: _cifar10_subset("cifar10objects", root, transform, download),
 }
+
+
+def _cifar10_subset(name: str, root: Path, transform: Callable | None, download: bool) -> ClassificationTask:
+    from ccs_dist.evaluate.paper_tasks import cifar10_subset
+
+    return cifar10_subset(load_cifar(10, root, transform, download), name)
 
 
 def load_classification(name: str, root: Path | str, transform: Callable | None, download: bool = False) -> ClassificationTask:

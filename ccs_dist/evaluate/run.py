@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ccs_dist.errors import UserError, check_at_least
 from ccs_dist.evaluate import bias, datasets, video
+from ccs_dist.evaluate.paper_tasks import with_class_names
 from ccs_dist.evaluate.encode import HeadSetEncoder
 from ccs_dist.evaluate.metadata import templates
 from ccs_dist.evaluate.zeroshot import evaluate_zeroshot
@@ -48,6 +49,10 @@ class EvalConfig:
     frames: frames per video (None: 12, 32 for DiDeMo). caption_mode: ``first`` or ``all``.
     k: top-k of the bias metrics. occupations: occupation list (None: the paper's 104, shipped as package data).
     templates_per_class: use only the first N prompt templates of each ensemble (quick runs; None: all).
+    video_pooling: ``renormalised`` (unit-norm mean of the frame embeddings) or ``mean`` (the paper's code).
+    class_names: ``standard`` or ``paper`` (the reference code's class names, see :mod:`.paper_tasks`).
+    bias_templates: ``standard`` (``occupation`` templates) or ``paper`` (the reference's four, ``occupation_paper``).
+    bias_ranking: ``global`` or ``per_occupation`` (SocialCounterfactuals as the paper's code: see ``evaluate_bias``).
     """
 
     data_root: Path = Path("data")
@@ -62,8 +67,14 @@ class EvalConfig:
     ablation: str = "zero"
     templates_per_class: int | None = None
     progress: bool = True  # a bar over the tasks (on a terminal) and a log line per finished task
+    video_pooling: str = "renormalised"
+    class_names: str = "standard"
+    bias_templates: str = "standard"
+    bias_ranking: str = "global"
 
     def __post_init__(self) -> None:
+        if self.class_names not in ("standard", "paper") or self.bias_templates not in ("standard", "paper"):
+            raise UserError(f"class_names / bias_templates must be standard or paper, got {self.class_names!r} / {self.bias_templates!r}")
         check_at_least(1, batch_size=self.batch_size, limit=self.limit, templates_per_class=self.templates_per_class)
         if self.ablation not in ("zero", "mean"):
             raise UserError(f"ablation must be 'zero' or 'mean', got {self.ablation!r}")
@@ -126,6 +137,7 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
     model = loaded.key
     if spec.name in CLASSIFICATION_TASKS:
         task = datasets.load_classification(spec.name, spec.root, loaded.preprocess, download=config.download)
+        task = with_class_names(task, config.class_names)
         if config.templates_per_class:
             task = replace(task, templates=task.templates[: config.templates_per_class])
         ds = task.dataset
@@ -146,7 +158,8 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
             vt = video.VideoTask(vt.name, tuple(vt.video_ids[i] for i in idx), tuple(vt.paths[i] for i in idx),
                                  tuple(vt.captions[i] for i in idx), vt.missing)
         results = video.evaluate_video_retrieval(loaded, vt, heads, loaded.preprocess, config.frames,
-                                                 config.caption_mode, config.batch_size, encoder, config.ablation)
+                                                 config.caption_mode, config.batch_size, encoder, config.ablation,
+                                                 pooling=config.video_pooling)
         return _rows(model, vt.name, head_sets, results)
     bt = bias.BIAS_LOADERS[spec.name](spec.root)
     idx = _subset_indices(len(bt.paths), config.limit)
@@ -157,9 +170,10 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
         ref = datasets.ImageListDataset(bt.paths, [0] * len(bt.paths), loaded.preprocess)
         _record_head_means(loaded, DataLoader(ref, batch_size=config.batch_size, num_workers=config.num_workers))
     occupations = bias.read_occupations(config.occupations)
-    prompts = templates("occupation")[: config.templates_per_class or None]
+    prompts = templates("occupation_paper" if config.bias_templates == "paper" else "occupation")[: config.templates_per_class or None]
     per_set = bias.evaluate_bias(loaded, bt, heads, loaded.preprocess, occupations, prompts,
-                                 config.k, config.batch_size, config.num_workers, encoder, config.ablation)
+                                 config.k, config.batch_size, config.num_workers, encoder, config.ablation,
+                                 ranking=config.bias_ranking)
     rows = []
     for attr_task in per_set[0]:
         rows += _rows(model, attr_task, head_sets, [r[attr_task] for r in per_set])

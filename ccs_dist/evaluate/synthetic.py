@@ -297,6 +297,8 @@ def write_didemo(root: Path, n_videos: int = 4, seed: int = 0) -> Path:
 
 WRITERS = {
     "cifar10": lambda root: write_cifar(root, 10),
+    "cifar10animals": lambda root: write_cifar(root, 10),  # subsets of the CIFAR-10 files
+    "cifar10objects": lambda root: write_cifar(root, 10),
     "cifar100": lambda root: write_cifar(root, 100, per_class=1),
     "food101": write_food101,
     "country211": write_country211,

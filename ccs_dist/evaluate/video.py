@@ -1,7 +1,9 @@
 """Video-text retrieval: MSRVTT / MSVD / DiDeMo layouts, PyAV decoding, mean-pooled frame embeddings.
 
-Protocol (the paper's): ``n_frames`` frames (12; 32 for DiDeMo) at the middles of equal segments of the
-video; each frame's embedding L2-normalised, mean-pooled over frames, renormalised; captions embedded by the
+Protocol: ``n_frames`` frames (12; 32 for DiDeMo) at the middles of equal segments of the video; each
+frame's embedding L2-normalised and mean-pooled over frames; ``pooling="renormalised"`` (the default) then
+L2-normalises the mean, ``pooling="mean"`` keeps it as is, as the paper's code does (a video whose frames
+disagree then has a shorter vector and ranks lower for every caption); captions embedded by the
 unpruned text tower; text->video and video->text R@1/5/10/50, MedR, MeanR. Videos that cannot be decoded
 are skipped, counted and listed (their captions are dropped too).
 
@@ -143,6 +145,9 @@ def load_video_task(name: str, root: Path | str) -> VideoTask:
 # --- decoding -----------------------------------------------------------------------------------------
 
 
+VIDEO_POOLING = ("renormalised", "mean")
+
+
 def segment_middles(n_total: int, n_frames: int) -> list[int]:
     """Indices of the middle frames of ``n_frames`` equal segments of ``n_total`` frames."""
     if n_total <= 0:
@@ -187,14 +192,18 @@ def evaluate_video_retrieval(
     batch_size: int = 64,
     encoder: HeadSetEncoder | None = None,
     ablation: str = "zero",
+    pooling: str = "renormalised",
 ) -> list[dict[str, float]]:
     """Retrieval metrics for each head set, in order; ``videos_skipped`` counts undecodable videos.
 
     caption_mode: ``first`` (the first caption of each video, the paper's protocol) or ``all`` (every caption
     a query; video->text scores a video's best-ranked caption).
+    pooling: ``renormalised`` or ``mean`` (the paper's code: the mean of unit frame embeddings, not rescaled).
     """
     if caption_mode not in ("first", "all"):
         raise UserError(f"caption_mode must be 'first' or 'all', got {caption_mode!r}")
+    if pooling not in VIDEO_POOLING:
+        raise UserError(f"video pooling must be one of {', '.join(VIDEO_POOLING)}, got {pooling!r}")
     n_frames = n_frames or DEFAULT_FRAMES.get(task.name, 12)
     pooled: list[torch.Tensor] = []  # per video: [S, E]
     kept: list[int] = []
@@ -208,7 +217,9 @@ def evaluate_video_retrieval(
         frames = torch.stack(pending)  # [V*F, 3, H, W]
         emb_SNE = embed_images(loaded, frames, head_sets, encoder, ablation)
         emb_SVFE = emb_SNE.view(len(head_sets), len(pending_videos), n_frames, -1)
-        video_SVE = F.normalize(emb_SVFE.mean(2), dim=-1)
+        video_SVE = emb_SVFE.mean(2)
+        if pooling == "renormalised":
+            video_SVE = F.normalize(video_SVE, dim=-1)
         pooled.extend(video_SVE.unbind(1))
         kept.extend(pending_videos)
         pending.clear()

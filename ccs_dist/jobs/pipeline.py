@@ -188,15 +188,18 @@ def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) ->
         for stage in STAGES:
             for name, df in plan.done[stage][0].items():
                 tables.setdefault(name, []).append(df)
+    precision = {plan.key: _stage_precision(plan) for plan in plans}
     paths = {}
     for name, frames in tables.items():
         df = pl.concat(frames, how="vertical_relaxed")
-        paths[name] = write_table(df, run_dir / "tables" / f"{name}.parquet", {"run": spec.run, "spec_hash": spec.spec_hash()})
+        paths[name] = write_table(df, run_dir / "tables" / f"{name}.parquet",
+                                  {"run": spec.run, "spec_hash": spec.spec_hash(), "stage_precision": precision})
     models = []
     for plan in plans:
         meta = plan.done["spans"][1].get("metadata", {})
         models.append({"model": plan.key, "arch": plan.entry.arch, "pretrained": plan.entry.pretrained,
-                       "random_init": plan.entry.pretrained is None, **{k: meta.get(k) for k in ("num_layers", "num_heads", "embed_dim")}})
+                       "random_init": plan.entry.pretrained is None, **{k: meta.get(k) for k in ("num_layers", "num_heads", "embed_dim")},
+                       "stage_precision": precision[plan.key]})
     skipped = []
     for plan in plans:
         meta = plan.done["spans"][1].get("metadata", {})
@@ -243,6 +246,12 @@ def _redacted_spec(spec: JobSpec) -> dict[str, Any]:
     return data
 
 
+def _stage_precision(plan: ModelPlan) -> dict[str, str]:
+    """What each stage of a model computed in (the spans stage records it; older stages fall back to the model's)."""
+    meta = plan.done["spans"][1].get("metadata", {})
+    return meta.get("stage_precision") or {"decompose": meta.get("precision"), "evaluate": meta.get("precision")}
+
+
 def _write_report(run_dir: Path) -> Path | None:
     try:
         from ccs_dist.report import write_report
@@ -268,6 +277,10 @@ def summarize(manifest: dict[str, Any], report: Path | None) -> str:
         names = ", ".join(f["head"] for f in flagged[:6]) + (f", and {len(flagged) - 6} more" if len(flagged) > 6 else "")
         lines.append(f"  FLAGGED: {len(flagged)} head(s) with failed verdicts, left out of every head set and of CCS@K: {names} "
                      "(reasons in manifest.json and the report)")
+    for m in manifest["models"]:
+        p = m.get("stage_precision") or {}
+        if p:
+            lines.append(f"  precision {m['model']}: " + ", ".join(f"{k} {v}" for k, v in p.items()))
     if any(m["random_init"] for m in manifest["models"]):
         lines.append("  RANDOM INIT: " + ", ".join(m["model"] for m in manifest["models"] if m["random_init"]) + " had no pretrained weights")
     lines.append(f"  tables: {', '.join(sorted(manifest['tables']))} in {manifest['run_dir']}/tables")

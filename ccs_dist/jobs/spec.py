@@ -66,10 +66,26 @@ class ProbeSection(_Strict):
     workers: int | None = Field(None, ge=0)
 
 
+class StabilitySection(_Strict):
+    resamples: int = Field(8, ge=0)  # K random half-samples of the probe images; 0: no stability columns
+    buckets: int = Field(10, ge=2)
+    seed: int = 0
+
+
 class SpansSection(_Strict):
     m: int = Field(5, ge=1)
     rank: int = Field(80, ge=1)
     method: Literal["exact", "faiss"] = "exact"
+    rank_policy: Literal["numerical", "reference"] = "numerical"  # reference: keep rank-80 noise directions
+    precision: Literal["fp32", "bf16"] = "fp32"  # decomposition + text embeddings for TextSpan
+    stability: StabilitySection = StabilitySection()
+
+    def config(self, rank: int | None = None):
+        from ccs_dist.span_stability import StabilityConfig
+        from ccs_dist.spans import SpanConfig
+
+        return SpanConfig(m=self.m, rank=rank or self.rank, method=self.method, rank_policy=self.rank_policy,
+                          precision=self.precision, stability=StabilityConfig(**self.stability.model_dump()))
 
 
 class EndpointSection(_Strict):
@@ -94,6 +110,7 @@ class LLMSection(_Strict):
     offline_threshold: float | None = None
     cache: Literal["use", "refresh", "bypass"] = "use"
     max_description_chars: int = Field(_SCORE_DEFAULTS.max_description_chars, ge=1)  # longer ones are cut before sending
+    label_prompt: Literal["label", "label_paper"] = "label"  # label_paper: the paper's one-word prompt
 
 
 class EvaluationSection(_Strict):
@@ -112,6 +129,13 @@ class EvaluationSection(_Strict):
     occupations: str | None = None
     ablation: Literal["zero", "mean"] = "zero"
     download: bool = False
+    min_stability: float | None = Field(None, ge=0, le=1)  # heads less span-stable join no CCS-based head set
+    concept_heads: Literal["any", "high"] = "any"  # high: a concept's high-CCS heads only (the paper)
+    random_layers: Literal["scored", "all", "reference"] = "scored"
+    video_pooling: Literal["renormalised", "mean"] = "renormalised"  # mean: the paper's code
+    class_names: Literal["standard", "paper"] = "standard"  # paper: the reference code's class names
+    bias_templates: Literal["standard", "paper"] = "standard"  # paper: the reference's four occupation templates
+    bias_ranking: Literal["global", "per_occupation"] = "global"  # per_occupation: SocialCounterfactuals as the paper
 
 
 class ResourcesSection(_Strict):
@@ -124,6 +148,7 @@ class ResourcesSection(_Strict):
 
 class JobSpec(_Strict):
     run: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    protocol: Literal["default", "paper"] = "default"  # fills the options it governs (ccs_dist.protocol)
     out: str = "reports"
     cache_dir: str = "cache"
     models: tuple[ModelEntry, ...] = Field(min_length=1)
@@ -134,6 +159,13 @@ class JobSpec(_Strict):
     llm: LLMSection = LLMSection()
     evaluation: EvaluationSection = EvaluationSection()
     resources: ResourcesSection = ResourcesSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _protocol(cls, data):
+        from ccs_dist.protocol import apply_protocol
+
+        return apply_protocol(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -177,6 +209,7 @@ class JobSpec(_Strict):
             offline=OfflineConfig(embedder=self.llm.offline_embedder, threshold=self.llm.offline_threshold),
             max_description_chars=self.llm.max_description_chars,
             show_progress=show_progress,
+            label_prompt=self.llm.label_prompt,
         )
 
 

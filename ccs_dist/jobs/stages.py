@@ -68,7 +68,6 @@ class ModelStages:
     def spans(self) -> tuple[pl.DataFrame, dict[str, Any]]:
         from ccs_dist.decompose import DecomposeConfig
         from ccs_dist.runners import DecomposeRun, ModelSpec, TextSpanRun, run_textspan
-        from ccs_dist.spans import SpanConfig
 
         spec = self.spec
         layers = self.entry.layers if self.entry.layers is not None else spec.layers
@@ -82,7 +81,7 @@ class ModelStages:
                                           on_bad_image=spec.probe.on_bad_image, progress=self.progress),
             ),
             pool=spec.pool,
-            spans=SpanConfig(m=spec.spans.m, rank=self.entry.rank or spec.spans.rank, method=spec.spans.method),
+            spans=spec.spans.config(rank=self.entry.rank),
             out=None,
         )
         result = run_textspan(run, loaded=self.loaded)
@@ -100,12 +99,14 @@ class ModelStages:
         head_sets = build_head_sets(
             ccs, self.loaded.key, self.loaded.num_layers, self.loaded.num_heads,
             HeadSetConfig(conditions=tuple(ev.conditions), seeds=tuple(ev.seeds), concepts=ev.concepts,
-                          explicit=tuple(ev.heads.items())),
+                          explicit=tuple(ev.heads.items()), min_stability=ev.min_stability,
+                          concept_heads=ev.concept_heads, random_layers=ev.random_layers),
         )
         config = EvalConfig(
             data_root=self.spec.data_root, batch_size=ev.batch_size, limit=ev.limit, download=ev.download,
             frames=ev.frames, k=ev.k, occupations=Path(ev.occupations) if ev.occupations else None,
-            ablation=ev.ablation, templates_per_class=ev.templates_per_class, progress=self.progress,
+            ablation=ev.ablation, templates_per_class=ev.templates_per_class, progress=self.progress, video_pooling=ev.video_pooling,
+            class_names=ev.class_names, bias_templates=ev.bias_templates, bias_ranking=ev.bias_ranking,
         )
         table = evaluate(self.loaded, list(ev.tasks), head_sets, config)
         return table, {"head_sets": len(head_sets), "seconds": round(time.perf_counter() - t0, 3)}

@@ -45,14 +45,14 @@ class Judge(Protocol):
 
 
 class ChatLabeler:
-    def __init__(self, client: EndpointClient, attempts: int = 3):
-        self.client, self.attempts, self.name = client, attempts, client.name
+    def __init__(self, client: EndpointClient, attempts: int = 3, template: str = "label"):
+        self.client, self.attempts, self.name, self.template = client, attempts, client.name, template
 
     async def label(self, descriptions: Sequence[str]) -> LabelResult:
         reasons = []
         for ask in range(self.attempts):
             try:
-                answer = await self.client.ask(label_request(descriptions, ask=ask))
+                answer = await self.client.ask(label_request(descriptions, ask=ask, template=self.template))
             except RequestRejected as e:
                 return LabelResult(None, f"labeler: {e}")
             try:

@@ -91,3 +91,4 @@ class ScoreConfig:
     low: int = 1
     max_description_chars: int = 2000  # longer descriptions are cut (with a warning) before they are sent
     show_progress: bool = True
+    label_prompt: str = "label"  # prompt template of the labeler: label (label_v1) or label_paper (one word)

@@ -18,7 +18,8 @@ from ccs_dist.llm.client import ChatRequest
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 # judge_*@2: the label is quoted as a JSON string (data, not instructions)
-VERSIONS = {"label": 1, "judge_pair": 2, "judge_head": 2}
+VERSIONS = {"label": 1, "label_paper": 1, "judge_pair": 2, "judge_head": 2}
+LABEL_PROMPTS = ("label", "label_paper")  # label_v1: 1-4 words or "mixed"; label_paper_v1: one word (the paper's)
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,12 @@ def quoted_label(label: str) -> str:
     return json.dumps(label, ensure_ascii=False)
 
 
-def label_request(descriptions: Sequence[str], ask: int = 0) -> ChatRequest:
-    """Few-shot: the curated examples as user/assistant turns, then the head's descriptions."""
-    t = load_template("label")
+def label_request(descriptions: Sequence[str], ask: int = 0, template: str = "label") -> ChatRequest:
+    """Few-shot: the curated examples as user/assistant turns, then the head's descriptions.
+
+    ``template``: ``label`` (1-4 words, or "mixed") or ``label_paper`` (one word, no punctuation, as the paper asks).
+    """
+    t = load_template(template)
     msgs: list[tuple[str, str]] = [("system", t.system)]
     for descs, answer in t.examples:
         msgs += [("user", t.user.format(descriptions=numbered(descs))), ("assistant", answer)]

@@ -115,7 +115,10 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
     A fatal problem (bad key, unknown model, endpoint down after bounded retries) raises UserError;
     every answer obtained before it is already in the cache.
     """
+    from ccs_dist.spans import span_facts
+
     thresholds = CategoryThresholds(config.high, config.moderate, config.low)
+    facts = span_facts(spans)  # effective rank and stability per head, carried into the ccs table
     spans = validate_spans(spans)
     heads = group_heads(spans)
     t0 = time.monotonic()
@@ -136,6 +139,8 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
                 c.cache.close()
     labels, judgments = _tables(heads, results, labeler.name, [j.name for j in judges])
     ccs = ccs_table(labels, judgments, thresholds)
+    if facts is not None:
+        ccs = ccs.join(facts, on=HEAD, how="left")
     max_k = max(len(h.texts) for h in heads)
     at_k = ccs_at_k(ccs, max_k=max_k)
     stats = _stats(config, clients, ccs, time.monotonic() - t0)
@@ -174,7 +179,7 @@ def _chat_backends(config: ScoreConfig):
             by_endpoint[cfg] = EndpointClient(cfg, cache, config.cache.mode)
         return by_endpoint[cfg]
 
-    labeler = ChatLabeler(client(config.labeler), config.answer_attempts)
+    labeler = ChatLabeler(client(config.labeler), config.answer_attempts, template=config.label_prompt)
     judge_cls = ChatPairJudge if config.judge_mode == "pair" else ChatHeadJudge
     if config.judge_mode not in ("pair", "head"):
         raise UserError(f"unknown judge mode {config.judge_mode!r}: use pair or head")

@@ -139,6 +139,10 @@ def _fill_heads(data: RunData, mv: ModelView) -> None:
             c = h["ccs"]
             cat = "other" if h["flagged"] else "high" if c == 5 else "moderate" if c == 3 else "low" if c <= 1 else "other"
         h["cat"] = cat
+    for source in ("spans", "ccs"):  # per-head span facts: the ccs table repeats those of the spans table
+        for r in _rows(data.get(source), mv.key):
+            if r.get("stability") is not None or r.get("effective_rank") is not None:
+                _span_facts(get(r["layer"], r["head"]), r)
     for r in _rows(data.get("labels"), mv.key):
         h = get(r["layer"], r["head"])
         if h["label"] is None:
@@ -181,6 +185,22 @@ def _fill_heads(data: RunData, mv: ModelView) -> None:
     mv.heads = {k: heads[k] for k in order}
     mv.layers = sorted({coords[k][0] for k in heads})
     mv.n_heads = max((coords[k][1] for k in heads), default=-1) + 1
+
+
+def _span_facts(h: dict[str, Any], r: dict[str, Any]) -> None:
+    """Stability (``stab``, ``s1``) and requested / effective TextSpan rank (``rr``, ``er``) of one head."""
+    for key, col in (("stab", "stability"), ("s1", "span1_stability")):
+        if r.get(col) is not None:
+            h[key] = float(r[col])
+    for key, col in (("rr", "requested_rank"), ("er", "effective_rank")):
+        if r.get(col) is not None:
+            h[key] = int(r[col])
+
+
+def _stability_text(h: dict[str, Any]) -> str:
+    if h.get("stab") is None:
+        return ""
+    return f"stability {h['stab']:.2f} (span 1 kept in {h.get('s1', 0) * 100:.0f}% of resamples)"
 
 
 def _fill_at_k(data: RunData, mv: ModelView) -> None:
@@ -277,6 +297,9 @@ def _fact(value: Any, label: str) -> Markup:
     return tag("div", tag("b", value), tag("span", label), class_="fact")
 
 
+_PRECISION_STAGES = ("decompose", "text_embeddings", "textspan", "evaluate")
+
+
 def _summary(data: RunData, models: list[ModelView]) -> Markup:
     man = data.manifest
     parts: list[Markup] = []
@@ -312,6 +335,14 @@ def _summary(data: RunData, models: list[ModelView]) -> Markup:
     if rows:
         parts.append(table(["model", "architecture", "pretrained", "weights", "heads scored", "mean CCS", "high", "moderate",
                             "low", "other / flagged", "paper figures"], rows, cls="data sortable"))
+
+    precision_rows = [[str(m.get("model")), *[str((m.get("stage_precision") or {}).get(k, "–")) for k in _PRECISION_STAGES]]
+                      for m in man.get("models") or [] if isinstance(m, dict) and m.get("stage_precision")]
+    if precision_rows:
+        parts.append(tag("h3", "Precision per stage"))
+        parts.append(table(["model", *_PRECISION_STAGES], precision_rows, cls="data",
+                           caption="spans are computed from fp32 head terms unless the spec sets spans.precision; "
+                                   "TextSpan itself runs in fp64"))
 
     versions = man.get("versions")
     if isinstance(versions, dict) and versions:
@@ -463,8 +494,13 @@ def _grid(m: ModelView) -> Markup:
             if d.get("flagged"):
                 cls += " flagged"
             tip = f"{k} · CCS {c if c is not None else '–'}" + (f" · {d['label']}" if d["label"] is not None else "")
+            extra = {}
+            if d.get("stab") is not None:  # a bar under the CCS number: its width is the span stability
+                tip += " · " + _stability_text(d)
+                extra = {"style": f"--stab: {d['stab']:.3f}", "data_stab": f"{d['stab']:.2f}"}
+                cls += " stab" + (" unstable" if d["stab"] < 0.5 else "")
             cells.append(tag("button", "" if c is None else str(c), type="button", class_=cls, data_m=m.index, data_h=k,
-                             title=tip, aria_label=tip))
+                             title=tip, aria_label=tip, **extra))
     style = f"grid-template-columns: 34px repeat({cols}, 40px)"
     return tag("div", tag("div", *cells, class_="ccsgrid", style=style, data_model=m.key), class_="gridwrap")
 
@@ -474,9 +510,11 @@ def _head_table(m: ModelView) -> Markup:
     for k, h in sorted(m.heads.items(), key=lambda kv: (-(kv[1]["ccs"] if kv[1]["ccs"] is not None else -1), kv[0])):
         top = h["d"][0]["t"] if h["d"] else ""
         rows.append([tag("td", tag("button", k, type="button", class_="headlink", data_m=m.index, data_h=k), data_sort=k),
-                     tag("td", "–" if h["ccs"] is None else str(h["ccs"]), class_="num"), h["cat"] or "–", h["label"] or "–", top])
+                     tag("td", "–" if h["ccs"] is None else str(h["ccs"]), class_="num"),
+                     tag("td", "–" if h.get("stab") is None else f"{h['stab']:.2f}", class_="num"),
+                     h["cat"] or "–", h["label"] or "–", top])
     return tag("details", tag("summary", f"All {len(rows)} heads as a table (sortable)"),
-               table(["head", "CCS", "category", "label", "top description"], rows, cls="data sortable"))
+               table(["head", "CCS", "span stability", "category", "label", "top description"], rows, cls="data sortable"))
 
 
 # -- pruning ----------------------------------------------------------------------------------------

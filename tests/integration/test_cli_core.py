@@ -24,12 +24,16 @@ def test_textspan_end_to_end_on_the_tiny_model(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "spans of 8 heads written to" in proc.stdout
     spans = pl.read_parquet(out / "tables" / "spans.parquet")
-    assert spans.columns == ["model", "layer", "head", "rank", "text", "variance"]
+    assert spans.columns == ["model", "layer", "head", "rank", "text", "variance",
+                             "requested_rank", "effective_rank", "stability", "span1_stability"]
+    assert (spans["requested_rank"] == 16).all() and spans["effective_rank"].is_between(1, 16).all()
+    assert spans["stability"].is_between(0, 1).all() and spans["span1_stability"].is_between(0, 1).all()
     assert spans.height == 8 * 5 and set(spans["layer"]) == {1, 2} and set(spans["rank"]) == set(range(5))
     assert spans.group_by("layer", "head").agg(pl.col("text").n_unique())["text"].min() == 5
     assert (spans["variance"] > 0).all() and (spans["variance"] <= 1).all()
     meta = read_metadata(out / "tables" / "spans.parquet")
     assert meta["random_init"] is True and meta["model"] == "ccs-tiny/random-init" and meta["n_images"] == 24
+    assert meta["stage_precision"]["decompose"] == "fp32" and meta["spans"]["rank_policy"] == "numerical"
     assert "RANDOM INIT" in proc.stderr
     # A second run reuses the decomposition and the text embeddings.
     again = run_cli(*args)

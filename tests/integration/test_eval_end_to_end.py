@@ -46,7 +46,7 @@ def test_every_task_end_to_end(tiny, root, occupations):
     tasks = [t for t in ALL_TASKS if t != "folder"] + [f"folder@{root / 'shapes'}"]
     df = evaluate(tiny, tasks, HEAD_SETS, _config(root, occupations))
     assert df.columns == ["model", "task", "condition", "seed", "n_pruned", "metric", "value"]
-    expected_tasks = {"cifar10", "cifar100", "food101", "country211", "oxford_pets", "imagenet", "imagenet_a", "imagenet_r",
+    expected_tasks = {"cifar10", "cifar10animals", "cifar10objects", "cifar100", "food101", "country211", "oxford_pets", "imagenet", "imagenet_a", "imagenet_r",
                       "folder:shapes", "msrvtt", "msvd", "didemo", "fairface_race", "fairface_gender",
                       "socialcounterfactuals_race", "socialcounterfactuals_gender"}
     assert set(df["task"].unique()) == expected_tasks

@@ -152,3 +152,43 @@ def test_naive_reference_matches_the_engine(tiny):
         ours = ccs_dist.encode_image_head_sets(tiny, x, sets)
     assert (naive - ours).abs().max().item() <= 1e-4
     assert (naive[0] - naive[1]).abs().max().item() > 1e-4  # pruning changes something
+
+
+def test_min_stability_keeps_unstable_heads_out_of_ccs_sets_but_not_random_pool():
+    table = _ccs_table().with_columns(
+        stability=pl.when((pl.col("layer") == 11) & (pl.col("head") == 0)).then(0.2)
+        .when((pl.col("layer") == 10) & (pl.col("head") == 1)).then(None).otherwise(0.9))
+    cfg = HeadSetConfig(conditions=("high", "low", "random"), seeds=(0,), min_stability=0.5)
+    sets = {s.condition: s.heads for s in build_head_sets(table, MODEL, 12, 12, cfg)}
+    assert sets["high"] == ("L11.H1", "L11.H2", "L11.H3")  # L11.H0 (stability 0.2) dropped
+    assert sets["low"] == ("L10.H0",)  # L10.H1 has no stability: dropped too
+    assert len(sets["random"]) == 3 and "L11.H0" in {h for s in build_head_sets(
+        table, MODEL, 12, 12, HeadSetConfig(conditions=("random",), seeds=tuple(range(40)), min_stability=0.5)) for h in s.heads}
+    without = {s.condition: s.heads for s in build_head_sets(table, MODEL, 12, 12, HeadSetConfig(conditions=("high",)))}
+    assert len(without["high"]) == 4
+    with pytest.raises(UserError, match="stability column"):
+        build_head_sets(_ccs_table(), MODEL, 12, 12, cfg)
+    with pytest.raises(UserError, match="min_stability=1.5"):
+        HeadSetConfig(min_stability=1.5)
+
+
+def test_paper_concept_sets_take_only_high_ccs_heads():
+    table = _ccs_table()
+    any_ = {s.condition: s.heads for s in build_head_sets(table, MODEL, 12, 12, HeadSetConfig(conditions=("concept",)))}
+    high = {s.condition: s.heads for s in build_head_sets(table, MODEL, 12, 12, HeadSetConfig(conditions=("concept",), concept_heads="high"))}
+    animal = next(c for c in any_ if "L11.H1" in any_[c] and "L10.H0" in any_[c])
+    assert high[animal] == ("L11.H1",)  # the low-CCS "wild animals and pets" head is not pruned under the paper's rule
+
+
+def test_random_layers_policy():
+    table = _ccs_table()  # scored layers 10 and 11 of 12
+    def layers_of(policy, model=MODEL):
+        t = table if model == MODEL else table.filter(pl.col("model") == MODEL).with_columns(pl.lit(model).alias("model"))
+        sets = build_head_sets(t, model, 12, 12, HeadSetConfig(conditions=("random",), seeds=tuple(range(30)), random_layers=policy))
+        return {int(h.split(".")[0][1:]) for s in sets for h in s.heads}
+    assert layers_of("scored") == {10, 11}
+    assert len(layers_of("all")) > 6  # 30 draws of 4 heads from 140 land in many of the 12 layers
+    assert len(layers_of("reference")) > 6  # ViT-B-32 OpenAI: the reference draws from every layer
+    assert layers_of("reference", "ViT-B-16/openai") == {10, 11}
+    with pytest.raises(UserError, match="random_layers"):
+        HeadSetConfig(random_layers="some")

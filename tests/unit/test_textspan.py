@@ -98,3 +98,39 @@ def test_bad_parameters(kwargs, fragment):
     data, text, _ = _planted(0)
     with pytest.raises(UserError, match=fragment):
         textspan(data, text, [str(i) for i in range(len(text))], **{"m": 5, "rank": 10, **kwargs})
+
+
+def _low_rank(seed=0, n=300, e=64, k=12):
+    """fp32 data on an affine subspace: k random directions plus a constant offset (rank k + 1)."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.normal(size=(e, k + 1)))[0].T
+    coef = rng.normal(size=(n, k)) * np.linspace(3.0, 0.3, k)
+    return (coef @ basis[:k] + 2.0 * basis[k]).astype(np.float32), _unit(rng, 400, e)
+
+
+def test_numerical_rank_finds_the_affine_dimension_and_caps_the_requested_rank():
+    from ccs_dist.textspan import numerical_rank
+
+    data, text = _low_rank()
+    moments = HeadMoments.from_data(data[None])
+    assert numerical_rank(moments, "fp32").tolist() == [13]
+    assert numerical_rank(HeadMoments.from_data(np.random.default_rng(1).normal(size=(1, 300, 64))), "fp32").tolist() == [64]
+    texts = [str(i) for i in range(len(text))]
+    capped = textspan(data, text, texts, m=5, rank=40)
+    assert capped.rank == 13
+    # Capping by zeroed columns is exactly TextSpan at that rank.
+    _same(capped, textspan(data, text, texts, m=5, rank=13, rank_policy="reference"))
+    # The reference policy keeps the requested rank (rounding-noise directions included).
+    assert textspan(data, text, texts, m=5, rank=40, rank_policy="reference").rank == 40
+    with pytest.raises(UserError, match="rank_policy"):
+        textspan(data, text, texts, rank=10, rank_policy="loose")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_reference_policy_matches_the_loop_oracle(seed):
+    data, text, _ = _planted(seed, k=4)
+    data = data + 0.3 * np.random.default_rng(seed + 100).normal(size=data.shape)
+    ref_idx, ref_frac = reference_textspan(data, text, m=5, rank=30)
+    res = textspan(data, text, [str(i) for i in range(len(text))], m=5, rank=30, rank_policy="reference")
+    assert list(res.indices) == ref_idx and res.rank == 30
+    np.testing.assert_allclose(res.variances, ref_frac, rtol=1e-6, atol=1e-10)

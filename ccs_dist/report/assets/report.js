@@ -40,6 +40,11 @@
     if (h.cat) badges.appendChild(el("span", "badge cat-" + h.cat, h.cat));
     if (h.nf) badges.appendChild(el("span", "badge flag", h.nf + " failed verdict" + (h.nf > 1 ? "s" : "")));
     if (h.backend) badges.appendChild(el("span", "badge plain", "labelled by " + h.backend));
+    if (h.stab !== null && h.stab !== undefined) {
+      badges.appendChild(el("span", "badge stab" + (h.stab < 0.5 ? " unstable" : ""),
+        "span stability " + h.stab.toFixed(2) + " · span 1 kept " + Math.round((h.s1 || 0) * 100) + "%"));
+    }
+    if (h.er) badges.appendChild(el("span", "badge plain", "rank " + h.er + (h.rr ? " of " + h.rr + " requested" : "")));
     head.appendChild(badges);
     body.appendChild(head);
 
