@@ -28,7 +28,7 @@ def test_paper_protocol_fills_every_option_and_explicit_fields_win(tmp_path):
         assert _value(default, o.field) == o.default and _value(paper, o.field) == o.paper, o.field
     assert paper.llm.label_prompt == "label_paper" and paper.evaluation.concept_heads == "high"
     assert paper.evaluation.video_pooling == "mean" and paper.score_config().label_prompt == "label_paper"
-    mixed = _spec(tmp_path, "protocol: paper\nevaluation: {video_pooling: renormalised, tasks: [cifar10]}\n")
+    mixed = _spec(tmp_path, "protocol: paper\nevaluation: {video_pooling: renormalised, tasks: [cifar10], data_root: /data}\n")
     assert mixed.evaluation.video_pooling == "renormalised" and mixed.evaluation.concept_heads == "high"
     assert mixed.evaluation.tasks == ("cifar10",)
     assert paper.spec_hash() != default.spec_hash()
@@ -44,7 +44,7 @@ def test_bad_protocol_is_a_one_line_error(tmp_path):
 
 def test_paper_grid_uses_the_paper_protocol_and_fp32_spans(monkeypatch):
     monkeypatch.setenv("DATA_ROOT", "/datasets")
-    spec = load_spec(REPO / "jobs" / "paper_grid.yaml")
+    spec = load_spec("paper_grid")
     assert spec.protocol == "paper" and spec.spans.precision == "fp32" and spec.resources.precision == "bf16"
     assert spec.spans.config().precision == "fp32" and spec.spans.config().rank_policy == "numerical"
 
