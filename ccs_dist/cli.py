@@ -34,7 +34,8 @@ class Commands:
         Args:
             model: open_clip architecture (ViT-B-32, ViT-B-16, ViT-L-14, ...) or hf-hub:ORG/REPO.
             pretrained: pretrained tag (openai, laion2b_s34b_b88k, ...), a checkpoint file, or none for random init.
-            images: probe images: synthetic:N[:SEED], a folder (flat or one sub-folder per class), folder:PATH,
+            images: probe images: synthetic:N[:SEED], toy:N[:SEED] (the ccs-toy world, factors in labels.csv),
+                a folder (flat or one sub-folder per class), folder:PATH,
                 or NAME:ROOT for a torchvision dataset (cifar10, cifar100, imagenet, food101, stl10).
             layers: an int n for the last n layers, or a list of 0-based layer indices, e.g. [8,9,10,11].
             batch_size: images per forward pass.
@@ -81,9 +82,10 @@ class Commands:
         Args:
             model: open_clip architecture (ViT-B-32, ViT-B-16, ViT-L-14, ...) or hf-hub:ORG/REPO.
             pretrained: pretrained tag (openai, laion2b_s34b_b88k, ...), a checkpoint file, or none for random init.
-            images: probe images: synthetic:N[:SEED], a folder, folder:PATH, or NAME:ROOT (cifar10, imagenet, ...).
+            images: probe images: synthetic:N[:SEED], toy:N[:SEED], a folder, folder:PATH, or NAME:ROOT (cifar10, imagenet, ...).
             layers: an int n for the last n layers, or a list of 0-based layer indices.
-            pool: description pool: default (the project's own pool) or a text file, one description a line.
+            pool: description pool: default (the project's own pool), toy (it plus lines naming every toy-world
+                factor value) or a text file, one description a line.
             m: descriptions per head.
             rank: requested TextSpan rank (at most the embedding size); with rank_policy numerical each head
                 uses min(rank, its numerical rank).
@@ -266,7 +268,9 @@ class Commands:
             tasks: comma-separated tasks: cifar10, cifar100, food101, country211, oxford_pets, imagenet, imagenet_a,
                 imagenet_r (zero-shot top-1/top-5), msrvtt, msvd, didemo (video retrieval), fairface,
                 socialcounterfactuals (MaxSkew@k / NDKL@k); NAME@PATH reads a task from PATH instead of
-                --data-root; folder@PATH is any folder of class sub-folders with a classnames.txt.
+                --data-root; folder@PATH is any folder of class sub-folders with a classnames.txt; toy-colour,
+                toy-shape, toy-position, toy-size, toy-texture are held-out sets of the ccs-toy world (write them
+                with python -m ccs_dist.evaluate.synthetic DATA_ROOT toy-colour ...).
             data_root: folder holding the datasets in their distributed layouts (cifar-10-batches-py/, food-101/,
                 country211/, oxford-iiit-pet/, imagenet/val/, imagenet-a/, imagenet-r/, msrvtt/, msvd/, didemo/,
                 fairface/, socialcounterfactuals/); a wrong layout is reported with the expected one.
@@ -371,6 +375,35 @@ class Commands:
             model, pretrained, task, _data_root(data_root, [str(task)]), _table_in(ccs, "ccs") if ccs else ccs, out, limit, samples, deletions, seeds, top_k, threshold,
             batch_size, device, templates_per_class, workers, download, progress=bool(progress) and _terminal(),
         )
+
+    def train_toy(self, out: str = "ccs-toy.safetensors", steps: int = 1200, seed: int = 0, batch_size: int = 256,
+                  threads: int = 2, null_steps: int = 150):
+        """Train ccs-toy (the planted-concept CLIP of the demo) on the toy world; write its weights and print their sha256.
+
+        The bundled weights (load_model("ccs-toy", "planted_v1")) come from its defaults (phase 2 run from the phase-1 file): about
+        10-15 minutes on a 2-core CPU. The same seed, steps and threads give the same file.
+
+        Args:
+            out: the safetensors file to write (load it with --model ccs-toy --pretrained OUT).
+            steps: optimiser steps (batches) of phase 1: both towers on toy images and captions.
+            null_steps: steps of phase 2: the text tower alone learns that text from outside the toy world
+                (words of the default pool no toy caption uses) fits no toy image and tells none from another.
+            seed: seed of the initialisation and of every training image and caption.
+            batch_size: images per batch (a multiple of 4: batches are groups of 4 images that differ in one factor).
+            threads: torch CPU threads (the result depends on it at float rounding level).
+        """
+        from pathlib import Path
+
+        from ccs_dist.toy.train import TrainConfig, train_to_file
+
+        for name, value, low in (("steps", steps, 1), ("seed", seed, 0), ("batch_size", batch_size, 4), ("threads", threads, 1),
+                                 ("null_steps", null_steps, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise _user_error(f"{name}={value!r}: give an integer >= {low}")
+        if batch_size % 4:
+            raise _user_error(f"batch_size={batch_size}: give a multiple of 4 (batches are groups of 4 images)")
+        path, digest, last_loss = train_to_file(TrainConfig(steps=steps, seed=seed, batch_size=batch_size, threads=threads, null_steps=null_steps), Path(out))
+        return f"wrote {path} (sha256 {digest}), final loss {last_loss:.4f}"
 
 
 def _terminal() -> bool:

@@ -1,8 +1,9 @@
-"""Probe image sets: a folder (ImageFolder layout or flat), a torchvision dataset, or ``synthetic:N``.
+"""Probe image sets: a folder (ImageFolder layout or flat), a torchvision dataset, ``synthetic:N`` or ``toy:N``.
 
 Every set is indexable (``load(i) -> PIL.Image``, ``image_id(i) -> str``), knows its length and has a
 ``fingerprint`` that changes when its content changes (the decomposition cache key).
-Spec strings (CLI, job specs): ``synthetic:N[:SEED]``, ``folder:PATH`` or a bare PATH, ``NAME:ROOT`` for a
+Spec strings (CLI, job specs): ``synthetic:N[:SEED]``, ``toy:N[:SEED]`` (the toy world of :mod:`ccs_dist.toy`,
+with its factors in ``labels.csv``), ``folder:PATH`` or a bare PATH, ``NAME:ROOT`` for a
 torchvision dataset (``cifar10``, ``cifar100``, ``imagenet``, ``food101``, ``stl10``).
 """
 
@@ -172,19 +173,43 @@ def read_synthetic_labels(folder: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+TOY_VERSION = 1  # bump when the toy world's generator changes
+
+
+def toy_image_set(n: int, seed: int, cache_root: str | Path) -> FolderImageSet:
+    """``n`` held-out toy-world images (never seen in training) with their factors in ``labels.csv``."""
+    from ccs_dist.toy.data import write_probe_folder
+
+    folder = write_probe_folder(Path(cache_root) / "images" / f"toy-n{n}-s{seed}-v{TOY_VERSION}", n, seed)
+    image_set = FolderImageSet(folder)
+    image_set.name = f"toy:{n}:{seed}"
+    return image_set
+
+
+def _count_and_seed(text: str) -> tuple[int, int]:
+    kind, *parts = text.split(":")
+    try:
+        n = int(parts[0])
+        seed = int(parts[1]) if len(parts) > 1 else 0
+    except (ValueError, IndexError) as e:
+        raise UserError(f"bad image spec {text!r}: write {kind}:N or {kind}:N:SEED, e.g. {kind}:256") from e
+    if n < 1:
+        raise UserError(f"bad image spec {text!r}: N must be at least 1")
+    return n, seed
+
+
+GENERATED_SETS = ("synthetic", "toy")  # KIND:N[:SEED] sets written into the cache: no path in them
+
+
 def resolve_image_set(spec: str | Path, cache_root: str | Path = "cache") -> ImageSet:
     """Parse an image-set spec string (see the module docstring)."""
     text = str(spec)
     if text.startswith("synthetic:"):
-        parts = text.split(":")[1:]
-        try:
-            n = int(parts[0])
-            seed = int(parts[1]) if len(parts) > 1 else 0
-        except (ValueError, IndexError) as e:
-            raise UserError(f"bad image spec {text!r}: write synthetic:N or synthetic:N:SEED, e.g. synthetic:256") from e
-        if n < 1:
-            raise UserError(f"bad image spec {text!r}: N must be at least 1")
+        n, seed = _count_and_seed(text)
         return synthetic_image_set(SyntheticSpec(n=n, seed=seed), cache_root)
+    if text.startswith("toy:"):
+        n, seed = _count_and_seed(text)
+        return toy_image_set(n, seed, cache_root)
     if text.startswith("folder:"):
         return FolderImageSet(text[len("folder:"):])
     name, sep, root = text.partition(":")
@@ -192,7 +217,7 @@ def resolve_image_set(spec: str | Path, cache_root: str | Path = "cache") -> Ima
         return TorchvisionImageSet(name, root)
     if sep and not Path(text).exists() and name.isidentifier():
         raise UserError(
-            f"unknown image set {text!r}: use synthetic:N, folder:PATH, a folder path, "
+            f"unknown image set {text!r}: use synthetic:N, toy:N, folder:PATH, a folder path, "
             f"or one of {', '.join(sorted(_torchvision_factories()))} as NAME:ROOT"
         )
     return FolderImageSet(text)

@@ -286,7 +286,12 @@ def build_head_sets(
             layers = _random_layers(config.random_layers, model_key, sorted({h.layer for h in all_scored}), num_layers)
             pool = [(l, h) for l in layers for h in range(num_heads) if (l, h) not in high]
             if len(pool) < len(high):
-                raise UserError(f"{model_key}: {len(high)} high heads but only {len(pool)} other heads in the scored layers to draw random sets from")
+                # more than half the heads are high: a random set of |high| heads cannot avoid them all, so it is
+                # drawn from every head of those layers (said in the log; the high/random contrast is then weaker)
+                log.warning("%s: %d high heads but only %d other heads in the scored layers: random sets are drawn "
+                            "from all %d heads of those layers, high ones included", model_key, len(high), len(pool),
+                            len(layers) * num_heads)
+                pool = [(l, h) for l in layers for h in range(num_heads)]
             for seed in config.seeds:
                 sets.append(HeadSet("random", _names(_draw(pool, len(high), seed)), seed=seed))
         if "equal" in config.conditions:

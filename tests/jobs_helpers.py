@@ -26,6 +26,9 @@ def run_full_grid(*args: str, env: dict | None = None, timeout: float = 900) -> 
                           capture_output=True, text=True, timeout=timeout)
 
 
+TOY_TABLES = ("ground_truth", "toy_heads", "toy_outcomes")  # written when the probe set is toy:N
+
+
 # what a fresh clone lacks: version control, the virtualenv, build outputs and the git-ignored run folders
 _NOT_IN_A_CLONE = {".git", ".venv", "cache", "reports", "build", ".pytest_cache", "test-artifacts"}
 
@@ -44,10 +47,13 @@ def fresh_copy(parent: Path) -> Path:
 
 
 def read_tables(run_dir: Path) -> dict[str, pl.DataFrame]:
-    return {t: pl.read_parquet(run_dir / "tables" / f"{t}.parquet") for t in TABLES}
+    tables = {t: pl.read_parquet(run_dir / "tables" / f"{t}.parquet") for t in TABLES}
+    tables.update({t: pl.read_parquet(p) for t in TOY_TABLES if (p := run_dir / "tables" / f"{t}.parquet").is_file()})
+    return tables
 
 
 def assert_same_tables(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> None:
-    for name in TABLES:
+    assert set(a) == set(b), (sorted(a), sorted(b))
+    for name in a:
         assert a[name].columns == b[name].columns, name
         assert a[name].equals(b[name]), f"table {name} differs"

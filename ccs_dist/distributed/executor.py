@@ -124,8 +124,8 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
                     raise cause from None
                 raise
             if stage == "spans":
-                table, meta = result
-                state.finish(plan, "spans", state.spans_key(plan.entry), {"spans": table}, {"metadata": meta}, seconds)
+                tables, meta = result
+                state.finish(plan, "spans", state.spans_key(plan.entry), tables, {"metadata": meta}, seconds)
             elif stage == "score":
                 tables, stats = result
                 state.finish(plan, "score", state.score_key(plan.done["spans"][0]["spans"]), tables, {"llm": stats}, seconds)

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from ccs_dist.errors import UserError
 from ccs_dist.evaluate import metadata
+from ccs_dist.toy.world import FACTOR_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ LAYOUTS = {
     "imagenet_a": "DATA/imagenet-a/<wnid>/<image>.jpg (200 WordNet-id folders)",
     "imagenet_r": "DATA/imagenet-r/<wnid>/<image>.jpg (200 WordNet-id folders)",
     "folder": "ROOT/<class folder>/<image> plus ROOT/classnames.txt (one class name per line, in sorted folder order)",
+    **{f"toy-{f}": f"DATA/toy-{f}/<class folder>/<image>.png plus DATA/toy-{f}/classnames.txt (written by "
+       f"python -m ccs_dist.evaluate.synthetic DATA toy-{f})" for f in FACTOR_NAMES},
 }
 
 
@@ -285,6 +288,27 @@ def load_folder(root: Path, transform: Callable | None, download: bool = False) 
     return ClassificationTask(f"folder:{root.name}", ImageListDataset(paths, labels, transform), names, metadata.templates("folder"))
 
 
+def load_toy(task: str, root: Path, transform: Callable | None, download: bool = False) -> ClassificationTask:
+    """A held-out ``toy-<factor>`` set: ROOT/toy-<factor>/ in the folder layout, prompts = the toy captions."""
+    from ccs_dist.toy.world import FACTORS, caption
+
+    factor = task.removeprefix("toy-")
+    folder = Path(root) / task
+    if not (folder / CLASSNAMES_FILE).is_file():
+        raise _missing(task, folder, "")
+    found = load_folder(folder, transform)
+    if found.classnames != FACTORS[factor]:
+        raise UserError(f"{folder}: class names {list(found.classnames)} are not the toy {factor} values "
+                        f"{list(FACTORS[factor])}; rewrite it with python -m ccs_dist.evaluate.synthetic ROOT {task}")
+    return ClassificationTask(task, found.dataset, found.classnames, (caption({factor: "{c}"}),))
+
+
+def _toy_loaders() -> dict[str, Callable[..., ClassificationTask]]:
+    from ccs_dist.toy.data import TASKS
+
+    return {task: (lambda root, transform, download=False, task=task: load_toy(task, root, transform, download)) for task in TASKS}
+
+
 LOADERS: dict[str, Callable[..., ClassificationTask]] = {
     "cifar10": lambda root, transform, download=False: load_cifar(10, root, transform, download),
     "cifar100": lambda root, transform, download=False: load_cifar(100, root, transform, download),
@@ -298,6 +322,7 @@ LOADERS: dict[str, Callable[..., ClassificationTask]] = {
     # the paper's concept experiment: CIFAR-10 animal / object subsets (ccs_dist.evaluate.paper_tasks)
     "cifar10animals": lambda root, transform, download=False: _cifar10_subset("cifar10animals", root, transform, download),
     "cifar10objects": lambda root, transform, download=False: _cifar10_subset("cifar10objects", root, transform, download),
+    **_toy_loaders(),
 }
 
 

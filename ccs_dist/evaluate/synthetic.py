@@ -1,7 +1,8 @@
 """Small synthetic datasets written in the real on-disk formats, so tests and demos run the real loaders.
 
 Images are coloured noise (a per-class colour plus noise, seeded); nothing here resembles the real data,
-only the file formats and layouts do. Every writer takes the data root and returns the folder it wrote.
+only the file formats and layouts do. The ``toy-<factor>`` tasks are the exception: held-out images of the
+toy world (:mod:`ccs_dist.toy`), which the bundled ``ccs-toy`` model was trained on. Every writer takes the data root and returns the folder it wrote.
 
     python -m ccs_dist.evaluate.synthetic DATA_ROOT [task ...]
 """
@@ -20,6 +21,8 @@ import numpy as np
 from PIL import Image
 
 from ccs_dist.evaluate import metadata
+from ccs_dist.toy.data import TASKS as TOY_TASKS
+from ccs_dist.toy.data import write_task as write_toy_task
 
 log = logging.getLogger(__name__)
 SYNTHETIC_MARKER = "ccs_dist_synthetic.json"  # in a folder written here: its loader knows the copy is ours
@@ -311,6 +314,7 @@ WRITERS = {
     "msrvtt": write_msrvtt,
     "msvd": write_msvd,
     "didemo": write_didemo,
+    **{task: (lambda root, task=task: write_toy_task(root, task)) for task in TOY_TASKS},
 }
 
 

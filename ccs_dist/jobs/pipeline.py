@@ -137,8 +137,8 @@ def run_local(state: JobState, plans: list[ModelPlan], show_progress: bool = Tru
         stages = ModelStages(state.spec, plan.entry, threads=threads, progress=show_progress) if plan.needs_model else None
         if plan.needs("spans"):
             t0 = time.perf_counter()
-            table, meta = stages.spans()
-            state.finish(plan, "spans", state.spans_key(plan.entry), {"spans": table}, {"metadata": meta}, time.perf_counter() - t0)
+            tables, meta = stages.spans()
+            state.finish(plan, "spans", state.spans_key(plan.entry), tables, {"metadata": meta}, time.perf_counter() - t0)
         spans = plan.done["spans"][0]["spans"]
         if plan.needs("score"):
             t0 = time.perf_counter()
@@ -189,9 +189,13 @@ def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) ->
             for name, df in plan.done[stage][0].items():
                 tables.setdefault(name, []).append(df)
     precision = {plan.key: _stage_precision(plan) for plan in plans}
+    merged = {name: pl.concat(frames, how="vertical_relaxed") for name, frames in tables.items()}
+    if "ground_truth" in merged:  # a toy probe set: compare the method with the known factors
+        from ccs_dist.toy.outcomes import toy_tables
+
+        merged.update(toy_tables(merged))
     paths = {}
-    for name, frames in tables.items():
-        df = pl.concat(frames, how="vertical_relaxed")
+    for name, df in merged.items():
         paths[name] = write_table(df, run_dir / "tables" / f"{name}.parquet",
                                   {"run": spec.run, "spec_hash": spec.spec_hash(), "stage_precision": precision})
     models = []

@@ -306,8 +306,10 @@ def _anchored(value: str, base: Path) -> str:
 
 
 def _anchor_images(images: str, base: Path) -> str:
+    from ccs_dist.images import GENERATED_SETS
+
     name, sep, rest = images.partition(":")
-    if sep and name == "synthetic":
+    if sep and name in GENERATED_SETS:
         return images
     if sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and rest:  # folder:PATH or DATASET:ROOT
         return f"{name}:{_anchored(rest, base)}"

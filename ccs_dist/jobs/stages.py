@@ -1,6 +1,7 @@
 """The stages of the full grid, each a function of its inputs and the spec; no scheduling in here.
 
-Per model: ``spans`` (decompose + embed descriptions + TextSpan), ``score`` (LLM labels, verdicts, CCS),
+Per model: ``spans`` (decompose + embed descriptions + TextSpan; with a ``toy:N`` probe set also the
+``ground_truth`` table of :mod:`ccs_dist.toy.ground_truth`), ``score`` (LLM labels, verdicts, CCS),
 ``evaluate`` (soft-pruned tasks). ``ModelStages`` holds one loaded model, so a worker (in-process or a Ray
 actor) loads it once and runs its stages; ``score_stage`` needs no model and runs wherever the LLM
 client lives.
@@ -85,7 +86,21 @@ class ModelStages:
             out=None,
         )
         result = run_textspan(run, loaded=self.loaded)
-        return result["table"], result["metadata"]
+        tables = {"spans": result["table"]}
+        if str(spec.probe.images).startswith("toy:"):  # probe factors are known: score every head against them
+            tables["ground_truth"] = self._ground_truth(result["metadata"]["decomposition"])
+        return tables, result["metadata"]
+
+    def _ground_truth(self, decomposition: str) -> pl.DataFrame:
+        from ccs_dist.decompose import DecompositionArtifact
+        from ccs_dist.images import resolve_image_set
+        from ccs_dist.store import read_json
+        from ccs_dist.toy.ground_truth import ground_truth_from_decomposition
+
+        path = Path(decomposition)
+        artifact = DecompositionArtifact(path, read_json(path / "manifest.json"))
+        probe = resolve_image_set(self.spec.probe.images, self.spec.cache_dir)
+        return ground_truth_from_decomposition(self.loaded.key, artifact, probe.root)
 
     def evaluate(self, ccs: pl.DataFrame | None) -> tuple[pl.DataFrame, dict[str, Any]]:
         from ccs_dist.evaluate.run import EvalConfig, evaluate

@@ -233,6 +233,10 @@ def render(data: RunData, csvs: dict[str, Path], out_dir: Path) -> str:
             sections.append((f"model-{m.index}", m.key, _model_section(m)))
     if data.get("evaluation") is not None:
         sections.append(("pruning", "Pruning", _pruning(data, models)))
+    if data.get("toy_outcomes") is not None:
+        from ccs_dist.report.ground_truth import ground_truth_section
+
+        sections.append(("ground-truth", "Ground truth", ground_truth_section(data)))
     if data.get("agreement") is not None or (data.paper.get("llm_vs_human_agreement_v1") and data.get("judgments") is not None):
         sections.append(("agreement", "Agreement", _agreement(data)))
     if data.get("attribution") is not None:

@@ -110,6 +110,10 @@ def resolve_pool(spec: str | Path, cache_dir: str | Path = "cache") -> Descripti
         return default_pool()
     if str(spec) in REMOTE_POOLS:
         return read_pool(fetch_pool(REMOTE_POOLS[str(spec)], cache_dir))
+    if str(spec) == "toy":
+        from ccs_dist.toy.pool import toy_pool
+
+        return toy_pool()
     return read_pool(spec)
 
 
@@ -117,4 +121,4 @@ def named_pools() -> tuple[str, ...]:
     """Pool names that are not paths: ``default`` and the published pools."""
     from ccs_dist.text.remote import REMOTE_POOLS
 
-    return ("default", *REMOTE_POOLS)
+    return ("default", "toy", *REMOTE_POOLS)

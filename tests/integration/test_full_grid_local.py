@@ -15,7 +15,7 @@ import pytest
 from ccs_dist.llm.cache import AnswerCache
 from ccs_dist.llm.loopback import LoopbackConfig, LoopbackServer
 from tests.conftest import REPO
-from tests.jobs_helpers import TABLES, job_env, read_tables, run_full_grid
+from tests.jobs_helpers import job_env, read_tables, run_full_grid
 
 
 @pytest.fixture
@@ -28,16 +28,25 @@ def test_demo_end_to_end(demo_run):
     run_dir = root / "reports" / "demo"
     tables = read_tables(run_dir)
     ccs = tables["ccs"]
-    assert set(ccs["model"]) == {"ViT-B-32/random-init", "ccs-tiny/random-init"}
-    assert ccs.filter(pl.col("model") == "ViT-B-32/random-init").height == 48
-    assert ccs.filter(pl.col("model") == "ccs-tiny/random-init").height == 8
+    assert set(ccs["model"]) == {"ccs-toy/planted_v1", "ccs-toy/random-init"}
+    assert ccs.filter(pl.col("model") == "ccs-toy/planted_v1").height == 16
+    assert ccs.filter(pl.col("model") == "ccs-toy/random-init").height == 16
     at_k = tables["ccs_at_k"].group_by("model").agg(pl.col("fraction").sum())
     assert all(abs(f - 1) < 1e-9 for f in at_k["fraction"])
     ev = tables["evaluation"]
-    assert {"cifar10", "food101", "msrvtt"} <= set(ev["task"]) and any(t.startswith("fairface") for t in ev["task"])
-    assert {"original", "high", "low", "random", "random:mean", "random:std"} <= set(ev["condition"])
+    toy_tasks = {f"toy-{f}" for f in ("colour", "shape", "position", "size", "texture")}
+    assert toy_tasks | {"msrvtt"} <= set(ev["task"]) and any(t.startswith("fairface") for t in ev["task"])
+    assert {"original", "high", "low", "random", "random:mean", "random:std", "concept:colour"} <= set(ev["condition"])
+    assert tables["ground_truth"].height == 2 * 16 * 5
+    outcomes = tables["toy_outcomes"]
+    learned = outcomes.filter((pl.col("outcome") == 1) & (pl.col("model") == "ccs-toy/planted_v1"))
+    assert learned.height == 5 and learned["passed"].all()  # the bundled model learned its world
+    untrained = outcomes.filter((pl.col("outcome") == 1) & (pl.col("model") == "ccs-toy/random-init"))
+    assert untrained.height == 5 and not untrained["passed"].any()
+    assert set(outcomes["outcome"]) == {1, 2, 3, 4}
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["mode"] == "local" and all(m["random_init"] for m in manifest["models"])
+    assert manifest["mode"] == "local" and [m["random_init"] for m in manifest["models"]] == [False, True]
+    assert "Ground truth" in (run_dir / "index.html").read_text(encoding="utf-8")
     assert {(s["model"], s["stage"]) for s in manifest["stages"]} == {(m, s) for m in ccs["model"].unique() for s in ("spans", "score", "evaluate")}
     assert (run_dir / "index.html").is_file()
     assert f"report: {run_dir / 'index.html'}" in proc.stdout
@@ -57,7 +66,8 @@ def test_rerun_reuses_every_stage_and_force_recomputes_downstream(demo_run):
     assert "stage score done" in forced.stderr and "stage evaluate done" in forced.stderr
     assert "stage spans done" not in forced.stderr
     after = read_tables(run_dir)
-    for name in TABLES:
+    assert set(after) == set(before)
+    for name in before:
         assert after[name].equals(before[name]), name
 
 

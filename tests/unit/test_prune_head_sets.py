@@ -192,3 +192,18 @@ def test_random_layers_policy():
     assert layers_of("reference", "ViT-B-16/openai") == {10, 11}
     with pytest.raises(UserError, match="random_layers"):
         HeadSetConfig(random_layers="some")
+
+
+def test_random_sets_fall_back_to_every_head_when_most_heads_are_high(caplog):
+    # 20 of the 24 scored heads high: only 4 others, so random sets of 20 draw from all 24 (and say so)
+    table = _ccs_table().with_columns(
+        pl.when((pl.col("model") == MODEL) & (pl.col("head") < 10)).then(pl.lit("high")).otherwise(pl.col("category")).alias("category"))
+    sets = build_head_sets(table, MODEL, 12, 12, HeadSetConfig(conditions=("high", "random"), seeds=(0, 1)))
+    by = _by_condition(sets)
+    assert len(by[("high", None)].heads) == 20
+    for seed in (0, 1):
+        heads = by[("random", seed)].heads
+        assert len(heads) == 20 and len(set(heads)) == 20
+        assert all(h.split(".")[0] in ("L10", "L11") for h in heads)
+    assert by[("random", 0)].heads != by[("random", 1)].heads
+    assert "random sets are drawn from all 24 heads" in caplog.text
