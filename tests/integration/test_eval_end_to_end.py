@@ -48,7 +48,8 @@ def test_every_task_end_to_end(tiny, root, occupations):
     assert df.columns == ["model", "task", "condition", "seed", "n_pruned", "metric", "value"]
     expected_tasks = {"cifar10", "cifar10animals", "cifar10objects", "cifar100", "food101", "country211", "oxford_pets", "imagenet", "imagenet_a", "imagenet_r",
                       "folder:shapes", "msrvtt", "msvd", "didemo", "fairface_race", "fairface_gender",
-                      "socialcounterfactuals_race", "socialcounterfactuals_gender"}
+                      "socialcounterfactuals_race", "socialcounterfactuals_gender",
+                      "toy-colour", "toy-shape", "toy-position", "toy-size", "toy-texture"}
     assert set(df["task"].unique()) == expected_tasks
     conds = set(df["condition"].unique())
     assert conds == {"original", "high", "random", "concept:location", "random:mean", "random:std"}
