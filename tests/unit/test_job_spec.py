@@ -107,7 +107,7 @@ def test_paths_in_a_spec_are_relative_to_its_folder_not_the_current_one(tmp_path
 def test_shipped_specs_by_name_from_any_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = load_spec()  # the demo
-    assert spec.run == "demo" and spec.pool == "default" and spec.probe.images.startswith("synthetic:")
+    assert spec.run == "demo" and spec.pool == "toy" and spec.probe.images == "toy:512"  # named, not paths
     assert spec.evaluation.occupations is None  # the paper's 104, shipped with the package
     monkeypatch.setenv("DATA_ROOT", "/data")
     assert load_spec("paper_grid").pool == "image_descriptions_general"
