@@ -466,7 +466,8 @@ def _decompose_run(self=None, model="ViT-B-32", pretrained=None, images="synthet
 
 
 def command_names() -> list[str]:
-    return sorted(n for n, v in vars(Commands).items() if callable(v) and not n.startswith("_"))
+    """The commands as typed: ``train-toy`` (fire takes ``train_toy`` too)."""
+    return sorted(n.replace("_", "-") for n, v in vars(Commands).items() if callable(v) and not n.startswith("_"))
 
 
 def overview() -> str:
@@ -476,7 +477,7 @@ def overview() -> str:
              "Concept Consistency Score of CLIP attention heads: decompose, TextSpan, LLM scoring, pruned evaluation.", "",
              "commands:"]
     for name in command_names():
-        summary = (getattr(Commands, name).__doc__ or "").strip().splitlines()[0]
+        summary = (getattr(Commands, name.replace("-", "_")).__doc__ or "").strip().splitlines()[0]
         lines.append(f"  {name:<{width}}  {summary}")
     lines += ["", "`ccs-dist COMMAND --help` lists a command's flags. The whole study as one job:",
               "python -m ccs_dist.jobs.full_grid --help"]
@@ -493,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(overview())
         return 0
-    if args[0] not in command_names():
+    if args[0].replace("_", "-") not in command_names():
         print(f"error: unknown command {args[0]!r}: use one of {', '.join(command_names())} (ccs-dist --help lists them)",
               file=sys.stderr)
         return 2
