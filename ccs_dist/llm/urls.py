@@ -12,22 +12,26 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 REDACTED = "***"
 
 
+def _split(url: str):
+    """-> (parts, ``host[:port]`` without userinfo, IPv6 literals bracketed); ValueError when unparseable."""
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port is not None else ""
+    return parts, (f"[{host}]" if ":" in host else host) + port if host else ""
+
+
 def redact_url(url: str) -> str:
     """``http://user:pw@host:8000/v1?key=s`` -> ``http://***@host:8000/v1?key=***`` (userinfo and every
     query value hidden; anything that is not a parseable URL is returned as ``***``)."""
     try:
-        parts = urlsplit(str(url))
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port is not None else ""
+        parts, where = _split(url)
     except ValueError:
         return REDACTED
     if not parts.scheme and not parts.netloc:
         return str(url) if "@" not in str(url) and "?" not in str(url) else REDACTED
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
     userinfo = f"{REDACTED}@" if "@" in parts.netloc else ""
     query = urlencode([(k, REDACTED) for k, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
-    return urlunsplit((parts.scheme, userinfo + host + port, parts.path, query, ""))
+    return urlunsplit((parts.scheme, userinfo + where, parts.path, query, ""))
 
 
 def url_secrets(url: str) -> list[str]:
@@ -52,14 +56,10 @@ def scrub(text: str, secrets: list[str]) -> str:
 def host_port(url: str) -> str:
     """``host[:port]`` of ``url`` without userinfo (the part of a judge's name after ``@``)."""
     try:
-        parts = urlsplit(str(url))
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port is not None else ""
+        _, where = _split(url)
     except ValueError:
         return REDACTED
-    if ":" in host:
-        host = f"[{host}]"
-    return host + port if host else redact_url(url)
+    return where or redact_url(url)
 
 
 def is_loopback(url: str) -> bool:
