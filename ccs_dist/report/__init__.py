@@ -17,16 +17,21 @@ log = logging.getLogger(__name__)
 __all__ = ["write_report"]
 
 
-def write_report(run_dir: str | Path, out_dir: str | Path | None = None, paper_reference: str | Path | None = None) -> Path:
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None, paper_reference: str | Path | None = None,
+                 head_images: bool = True) -> Path:
     """Write ``index.html`` for the run at ``run_dir`` into ``out_dir`` (default: ``run_dir``); return its path.
 
     paper_reference: the paper's figures (default: the copy shipped in ``ccs_dist/report/data``).
+    head_images: first add the ``head_images`` / ``head_thumbnails`` tables of a full-grid run whose
+    decompositions are still in the cache (see :mod:`ccs_dist.report.head_images`); kept when already there.
     Raises :class:`ccs_dist.errors.UserError` for a missing directory, no tables or a table with wrong columns.
     """
     from ccs_dist.report.load import load_run, write_csvs
     from ccs_dist.report.render import render
 
+    image_notes = _head_images(Path(run_dir)) if head_images else []
     data = load_run(run_dir, paper_reference)
+    data.notes.extend(image_notes)
     out = Path(out_dir) if out_dir is not None else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     csvs = write_csvs(data)
@@ -36,3 +41,16 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, paper_r
     path.chmod(0o644)  # a page to share (the temporary file behind the atomic write is private)
     log.info("report written to %s (%.1f kB)", path, len(page) / 1024)
     return path
+
+
+def _head_images(run_dir: Path) -> list[str]:
+    from ccs_dist.errors import UserError
+    from ccs_dist.report.head_images import add_head_images
+
+    if not run_dir.is_dir():
+        return []  # load_run says what is wrong
+    try:
+        return add_head_images(run_dir)
+    except (UserError, OSError, ValueError, RuntimeError) as e:  # the report is still worth having without images
+        log.warning("head images not computed: %s", e)
+        return [f"head images could not be computed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"]
