@@ -144,7 +144,13 @@ def _dodge(conds: Sequence[str], row_h: float) -> dict[str, float]:
     return {c: (0.0 if n == 1 else -span / 2 + span * i / (n - 1)) for i, c in enumerate(conds)}
 
 
-def _style(cond: str) -> tuple[str, str]:
+CONCEPT_COLOURS = ("#8E44AD", "#C2185B", "#6D4C41", "#00897B", "#F57C00", "#5C6BC0", "#827717", "#AD1457")
+
+
+def _style(cond: str, concepts: Sequence[str] = ()) -> tuple[str, str]:
+    """Colour and shape of a condition; each concept set gets its own colour (diamonds all)."""
+    if cond.startswith("concept:") and cond in concepts:
+        return CONCEPT_COLOURS[list(concepts).index(cond) % len(CONCEPT_COLOURS)], "diamond"
     return CONDITION_STYLE.get("concept" if cond.startswith("concept:") else cond, ("#555", "circle"))
 
 
@@ -171,6 +177,7 @@ def pruning_dotplot(task: str, metric: str, rows: Sequence[tuple[str, dict[str, 
         return left + pw * (v - lo) / (hi - lo)
 
     offset = _dodge(present, row_h)
+    concepts = [c for c in present if c.startswith("concept:")]
     body = []
     y_axis = top + row_h * len(rows)
     for v in ticks:
@@ -190,7 +197,7 @@ def pruning_dotplot(task: str, metric: str, rows: Sequence[tuple[str, dict[str, 
         for cond, (v, s) in conds.items():
             if v is None or not math.isfinite(v):
                 continue
-            colour, shape = _style(cond)
+            colour, shape = _style(cond, concepts)
             yy = y + offset.get(cond, 0.0)
             tip = f"{model} · {cond}: {fmt(v)}" + (f" ± {fmt(s)}" if s is not None else "")
             if s:
@@ -199,7 +206,7 @@ def pruning_dotplot(task: str, metric: str, rows: Sequence[tuple[str, dict[str, 
     ly = y_axis + 50
     lx = 4.0
     for cond in present:
-        colour, shape = _style(cond)
+        colour, shape = _style(cond, concepts)
         name = "random (mean ± std)" if cond == "random" else cond
         width = 24 + 6.2 * len(name)
         if lx + width > W:

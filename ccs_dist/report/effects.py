@@ -45,7 +45,7 @@ def _effects(at: pl.DataFrame, model: str) -> list[tuple[str, str, pl.DataFrame]
         method = next((m for m in EFFECT_METHODS if m in methods), sorted(map(str, methods))[0] if methods else None)
         if method is None:
             continue
-        n_col = pl.col("n_images").max() if "n_images" in ds.columns else pl.len()
+        n_col = pl.col("n_images").max() if "n_images" in ds.columns else pl.lit(None, dtype=pl.Int64)
         per_head = (ds.filter(pl.col("method") == method).group_by("layer", "head")
                     .agg(pl.col("value").cast(pl.Float64).mean().alias("value"), n_col.alias("n")))
         out.append((str(dataset), str(method), per_head))
@@ -67,7 +67,13 @@ def head_set_membership(data: RunData, model: str) -> dict[tuple[int, int], list
                                concepts=tuple(ev["concepts"]) if ev.get("concepts") else None,
                                min_stability=ev.get("min_stability"), concept_heads=ev.get("concept_heads") or "any",
                                random_layers=ev.get("random_layers") or "scored")
-        sets = build_head_sets(ccs, model, int(info["num_layers"]), int(info["num_heads"]), config)
+        prune_log = logging.getLogger("ccs_dist.prune")
+        level = prune_log.level
+        prune_log.setLevel(logging.ERROR)  # its warnings were said when the sets were built for evaluation
+        try:
+            sets = build_head_sets(ccs, model, int(info["num_layers"]), int(info["num_heads"]), config)
+        finally:
+            prune_log.setLevel(level)
     except Exception as e:  # noqa: BLE001 - an older or hand-made manifest: categories only
         log.info("head sets of %s not rebuilt (%s)", model, e)
         return None

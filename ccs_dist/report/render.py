@@ -289,7 +289,8 @@ def render(data: RunData, csvs: dict[str, Path], out_dir: Path) -> str:
         sections.append(("ground-truth", "Ground truth", ground_truth_section(data)))
     if any(h["scored"] for m in models for h in m.heads.values()):
         sections.append(("ccs-effect", "CCS vs effect", ccs_effect_section(data, models)))
-    sections.append(("agreement", "Agreement", _agreement(data)))
+    if data.get("agreement") is not None or data.get("judgments") is not None:  # with verdicts, say why when there is nothing
+        sections.append(("agreement", "Agreement", _agreement(data)))
     if data.get("attribution") is not None:
         sections.append(("attribution", "Attribution", _attribution(data, models)))
     sections.append(("failures", "Failures", _failures(data, models)))
@@ -737,7 +738,7 @@ def _pruning(data: RunData, models: list[ModelView]) -> Markup:
                     delta = tag("span", f"{dv:+.2f}", class_=f"delta {'pos' if good else 'neg'}")
                 pv = paper.get(c)
                 ptxt = tag("span", f"paper {pv:.2f}", class_="paper") if pv is not None else ""
-                size = " · ".join(x for x in (f"{n} heads" if n is not None and c != "original" else "",
+                size = " · ".join(x for x in (f"{n} head{'' if n == 1 else 's'}" if n is not None and c != "original" else "",
                                               f"{n_seeds} seeds" if n_seeds else "") if x)
                 cells.append(tag("td", txt, delta, tag("span", size, class_="nsize") if size else "", ptxt, class_="num", data_sort=v,
                                  title=f"{c}: {n} heads pruned" if n is not None else None))
