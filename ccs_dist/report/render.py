@@ -246,7 +246,8 @@ def _fill_images(data: RunData, mv: ModelView, thumbs: ThumbIndex) -> None:
     for r in sorted(rows, key=lambda r: (r["direction"], r["sign"], r["rank"])):
         k = head_key(r["layer"], r["head"])
         d = by_head.setdefault(k, {}).setdefault(int(r["direction"]), {"k": int(r["direction"]), "top": [], "bot": []})
-        d["top" if int(r["sign"]) > 0 else "bot"].append([thumbs.ref(str(r["image_id"])), r["projection"]])
+        p = r["projection"]
+        d["top" if int(r["sign"]) > 0 else "bot"].append([thumbs.ref(str(r["image_id"])), None if p is None else float(f"{p:.4g}")])
     for k, dirs in by_head.items():
         if k in mv.heads:
             mv.heads[k]["img"] = [dirs[i] for i in sorted(dirs)]
