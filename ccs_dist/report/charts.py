@@ -41,8 +41,9 @@ def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
     (Heckbert's nice numbers); the first tick is <= lo and the last >= hi."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return [0.0, 1.0]
-    if hi <= lo:
-        hi = lo + (abs(lo) or 1.0)
+    if hi <= lo:  # one value: centre it in a small range around it
+        pad = abs(lo) * 0.1 or 1.0
+        lo, hi = lo - pad, hi + pad
     raw = (hi - lo) / max(target - 1, 1)
     exp = 10 ** math.floor(math.log10(raw))
     step = next(m * exp for m in (1, 2, 2.5, 5, 10) if m * exp >= raw)

@@ -931,8 +931,10 @@ def _failures(data: RunData, models: list[ModelView]) -> Markup:
     if other:
         parts.append(tag("details", tag("summary", "Other failure records"), tag("pre", json.dumps(other, indent=2, default=str))))
     if reused:
-        rows = [[s.get("model") if s.get("model") is not None else "(run)", s.get("stage"), _dur(_num(s.get("seconds")))] for s in reused]
-        parts.append(table(["model", "stage", "time"], rows, caption="Stages reused from the cache"))
+        made = {(str(r["model"]), str(r["stage"])): r["seconds"] for r in data.stage_records}
+        rows = [[s.get("model") if s.get("model") is not None else "(run)", s.get("stage"),
+                 _dur(made.get((str(s.get("model")), str(s.get("stage"))), float("nan")))] for s in reused]
+        parts.append(table(["model", "stage", "compute time when made"], rows, caption="Stages reused from the cache"))
     if not (n_failed or flagged or skipped or reused):
         parts.append(tag("p", "Nothing failed, nothing skipped, nothing reused.", class_="muted"))
     return Markup("".join(parts))
