@@ -222,7 +222,7 @@ CATEGORY_STYLE = {"high": ("#1d3e8f", "circle"), "moderate": ("#4fb3c6", "square
                   "other": ("#8c8c8c", "circle")}
 
 
-def ccs_effect_scatter(title: str, points: Sequence[dict], effect_label: str) -> Markup:
+def ccs_effect_scatter(title: str, points: Sequence[dict], effect_label: str, sets_known: bool = True) -> Markup:
     """One point per scored head: CCS (x, jittered by a hash of the head, so the same run draws the same picture)
     against its single-head effect (y). Colour/shape: CCS category; a ring: the head is in a concept set;
     a cross-hair: in a random set. ``points``: dicts with hk, ccs, effect, cat, sets (list of set names), label."""
@@ -256,17 +256,19 @@ def ccs_effect_scatter(title: str, points: Sequence[dict], effect_label: str) ->
         if any(s.startswith("concept:") for s in sets):
             body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="8" fill="none" stroke="#8E44AD" stroke-width="1.5"/>')
         if any(s.startswith("random") for s in sets):
-            body.append(f'<path d="M{x - 9:.1f} {y:.1f}h4M{x + 5:.1f} {y:.1f}h4" stroke="#555" stroke-width="1.2"/>')
+            body.append(f'<rect x="{x - 7:.1f}" y="{y - 7:.1f}" width="14" height="14" fill="none" stroke="#666" '
+                        'stroke-width="1" stroke-dasharray="2 2"/>')
         body.append(_marker(shape, x, y, colour, tip, r=4, cls="mk pt", data=f' data-h="{esc(p["hk"])}" data-m="{int(p["m"])}"'))
     lx, ly = left + pw + 16, top + 10
     for cat, (colour, shape) in CATEGORY_STYLE.items():
         body.append(_marker(shape, lx + 5, ly - 4, colour, cat, r=4) + f'<text x="{lx + 14}" y="{ly}" class="tick">{esc(cat)}</text>')
         ly += 18
-    body.append(f'<circle cx="{lx + 5}" cy="{ly - 4}" r="7" fill="none" stroke="#8E44AD" stroke-width="1.5"/>'
-                f'<text x="{lx + 16}" y="{ly}" class="tick">in a concept set</text>')
-    ly += 18
-    body.append(f'<path d="M{lx - 4} {ly - 4}h4M{lx + 10} {ly - 4}h4" stroke="#555" stroke-width="1.2"/>'
-                f'<text x="{lx + 16}" y="{ly}" class="tick">in a random set</text>')
+    if sets_known:
+        body.append(f'<circle cx="{lx + 5}" cy="{ly - 4}" r="7" fill="none" stroke="#8E44AD" stroke-width="1.5"/>'
+                    f'<text x="{lx + 16}" y="{ly}" class="tick">in a concept set</text>')
+        ly += 18
+        body.append(f'<rect x="{lx - 2}" y="{ly - 11}" width="14" height="14" fill="none" stroke="#666" stroke-width="1" '
+                    f'stroke-dasharray="2 2"/><text x="{lx + 16}" y="{ly}" class="tick">in a random set</text>')
     return _svg(W, H, body, f"{title}: CCS against single-head effect ({len(points)} heads)", cls="chart scatter")
 
 

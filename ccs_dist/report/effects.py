@@ -21,12 +21,12 @@ from ccs_dist.report.load import RunData
 
 log = logging.getLogger(__name__)
 
-# method -> axis label; the first present is plotted
+# method -> (axis label, what it is); the first present is plotted
 EFFECT_METHODS = {
-    "exact": "exact ablation effect on target similarity",
-    "direct": "direct effect on target similarity",
-    "direct_effect": "direct effect on target similarity",
-    "attribution": "gradient attribution to target similarity",
+    "exact": ("exact ablation effect", "y − y with the head zeroed, y = cos(image, its class prompt)"),
+    "direct": ("direct effect", "the head's decomposition term on the class prompt, over the embedding norm"),
+    "direct_effect": ("direct effect", "the head's decomposition term on the class prompt"),
+    "attribution": ("attribution", "gradient of the target similarity through a gate on the head"),
 }
 ATTRIBUTE_HINT = ("run `ccs-dist attribute --model ARCH --pretrained TAG --task cifar10 --ccs RUN_DIR/tables/ccs.parquet "
                   "--out RUN_DIR`, then `ccs-dist report RUN_DIR`")
@@ -116,14 +116,14 @@ def ccs_effect_section(data: RunData, models: list[Any]) -> Markup:
             missing = len(scored) - len(points)
             n_images = max((int(r["n"]) for r in by_head.values() if r["n"] is not None), default=None)
             title = f"{m.key} · {dataset}"
-            label = EFFECT_METHODS.get(method, method)
-            caption = [f"{len(points)} scored heads; effect: {method} ({label})"
+            axis, what = EFFECT_METHODS.get(method, (method, "as the attribution table names it"))
+            caption = [f"{len(points)} scored heads; effect: {method} ({what})"
                        + (f", mean over n = {n_images:,} images" if n_images else "")]
             if missing:
                 caption.append(f"{missing} scored heads have no {method} value and are not drawn")
             if members is None:
                 caption.append("random / concept set membership unknown (the run manifest has no evaluation spec)")
-            blocks.append(tag("figure", charts.ccs_effect_scatter(title, points, method + " effect") if points else "",
+            blocks.append(tag("figure", charts.ccs_effect_scatter(title, points, axis, sets_known=members is not None) if points else "",
                               tag("figcaption", tag("b", title), ": ", "; ".join(caption) + "."),
                               class_="effect", data_model=m.key, data_points=len(points)))
     parts.append(tag("div", *blocks, class_="effects"))

@@ -862,6 +862,8 @@ def _attribution(data: RunData, models: list[ModelView]) -> Markup:
     at = data.get("attribution")
     assert at is not None
     by_key = {m.key: m for m in models}
+    if "class" in at.columns and at["class"].null_count() < at.height:
+        at = at.filter(pl.col("class").is_not_null())  # `ccs-dist attribute` adds whole-dataset rows (class null)
     agg = (at.with_columns(pl.col("value").cast(pl.Float64).abs().alias("absval"))
            .group_by(["model", "dataset", "method", "layer", "head"])
            .agg(pl.col("absval").mean().alias("mean_abs"), pl.col("value").cast(pl.Float64).mean().alias("mean"), pl.len().alias("n")))
