@@ -2,7 +2,9 @@
 
 ``write_report(run_dir)`` reads ``RUN_DIR/manifest.json`` and ``RUN_DIR/tables/*.parquet`` (any part may
 be missing except at least one table), writes each table as CSV beside its parquet and one
-self-contained, offline ``index.html`` (styles, script, data and SVG charts inline).
+self-contained, offline ``index.html`` (styles, script, data, SVG charts and image thumbnails inline).
+For a full-grid run whose decompositions are still in the cache it first adds each head's top and bottom
+images (``head_images``, ``head_thumbnails``; :mod:`ccs_dist.report.head_images`).
 """
 
 from __future__ import annotations

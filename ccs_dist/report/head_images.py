@@ -98,7 +98,8 @@ def add_head_images(run_dir: str | Path, config: HeadImagesConfig = HeadImagesCo
 
     Each model's decomposition is found in its spans stage manifest (``RUN_DIR/stages/*/spans``); a model whose
     decomposition or probe images are gone from the cache, or whose images changed since, is left out.
-    Tables already written from the same decompositions are kept. Returns what a reader should be told
+    Tables already there are kept when a stage wrote them (no ``head_images`` key in their parquet metadata)
+    or when this function wrote them from the same decompositions. Returns what a reader should be told
     (empty when every model got its images)."""
     from ccs_dist.decompose import DecompositionArtifact
     from ccs_dist.images import resolve_image_set
@@ -115,7 +116,7 @@ def add_head_images(run_dir: str | Path, config: HeadImagesConfig = HeadImagesCo
     if existing.is_file() and (folder / "head_thumbnails.parquet").is_file():
         try:
             meta = read_metadata(existing)
-            if meta.get("head_images") == wanted:
+            if "head_images" not in meta or meta["head_images"] == wanted:  # a stage wrote them, or they are current
                 return list(meta.get("notes") or [])
         except Exception:  # noqa: BLE001 - an unreadable footer: rebuild
             pass
