@@ -119,6 +119,11 @@ def test_run_directory_gets_head_image_tables_from_its_stage_manifests(tmp_path)
     # a second call keeps the tables; a changed probe folder is said, not silently pictured
     mtime = (run / "tables" / "head_images.parquet").stat().st_mtime_ns
     assert add_head_images(run) == [] and (run / "tables" / "head_images.parquet").stat().st_mtime_ns == mtime
+    # tables a stage wrote (no head_images key in their metadata) are the stage's: kept as they are
+    from ccs_dist.tables import write_table
+
+    write_table(table.head(2), run / "tables" / "head_images.parquet")
+    assert add_head_images(run) == [] and pl.read_parquet(run / "tables" / "head_images.parquet").height == 2
     (run / "tables" / "head_images.parquet").unlink()
     Image.new("RGB", (64, 64)).save(images / "new.png")
     notes = add_head_images(run)
