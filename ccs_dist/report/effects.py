@@ -105,7 +105,10 @@ def ccs_effect_section(data: RunData, models: list[Any]) -> Markup:
             continue
         effects = _effects(at, m.key)
         if not effects:
-            blocks.append(tag("p", f"{m.key}: no rows in the attribution table; {ATTRIBUTE_HINT}.", class_="note"))
+            hint = ATTRIBUTE_HINT
+            if m.arch:
+                hint = hint.replace("ARCH", m.arch).replace("TAG", m.pretrained or "none")
+            blocks.append(tag("p", f"{m.key}: no rows in the attribution table; {hint}.", class_="note"))
             continue
         members = head_set_membership(data, m.key)
         for dataset, method, per_head in effects:
