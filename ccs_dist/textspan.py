@@ -70,7 +70,8 @@ class HeadMoments:
         return self.sum_GE.shape[1]
 
     def update(self, x_GNE: torch.Tensor | np.ndarray) -> None:
-        x = torch.as_tensor(x_GNE).to(device=self.sum_GE.device, dtype=self.sum_GE.dtype)
+        # Move in the source dtype, widen on the device: the host neither converts nor sends twice the bytes.
+        x = torch.as_tensor(x_GNE).to(self.sum_GE.device).to(self.sum_GE.dtype)
         if x.dim() != 3 or x.shape[0] != self.num_heads or x.shape[2] != self.dim:
             raise ValueError(f"expected [G={self.num_heads}, N, E={self.dim}], got {tuple(x.shape)}")
         self.count += x.shape[1]
@@ -290,8 +291,15 @@ def stream_moments(
 
     ``bucket_N`` gives each image (in artifact order) a bucket 0..B-1; without it the bucket list is empty.
     The full-data moments are accumulated directly, not as a sum of the buckets, so they do not depend on B.
+    A moments-only artifact (``keep="moments"``) returns its stored moments instead (:mod:`ccs_dist.moments`).
     """
+    from ccs_dist.moments import normalised_heads_GNE
+
     manifest = artifact.manifest
+    if manifest.get("keep") == "moments":
+        from ccs_dist.moments import stored_moments
+
+        return stored_moments(artifact, heads, bucket_N, device, normalise)
     n_layers, n_heads, dim = len(manifest["layers"]), int(manifest["num_heads"]), int(manifest["embed_dim"])
     picked = range(n_layers * n_heads)[heads]
     full = HeadMoments(len(picked), dim, device=device)
@@ -303,9 +311,9 @@ def stream_moments(
         n = shard["heads"].shape[0]
         x_NGE = torch.from_numpy(np.array(shard["heads"].reshape(n, n_layers * n_heads, dim)[:, heads], dtype=np.float32))
         if normalise:
-            norms = torch.from_numpy(np.array(shard["embedding"], dtype=np.float32)).norm(dim=-1)
-            x_NGE = x_NGE / norms[:, None, None]
-        x_GNE = x_NGE.transpose(0, 1)
+            x_GNE = normalised_heads_GNE(x_NGE, torch.from_numpy(np.array(shard["embedding"], dtype=np.float32)))
+        else:
+            x_GNE = x_NGE.transpose(0, 1)
         full.update(x_GNE)
         if n_buckets:
             b_N = torch.from_numpy(np.asarray(bucket_N[seen : seen + n]))
