@@ -74,22 +74,23 @@ def micro_batch_size(batch_size: int, workers: int) -> int:
 
 
 class _MicroBatchPlan:
-    """The micro-batches (index lists) of ``shards`` in order, generated lazily: memory stays flat in N."""
+    """The micro-batches (index lists) of ``shards`` in order, generated lazily (memory stays flat in N): each
+    shard is cut into model batches of ``batch_size`` images, each model batch into micro-batches."""
 
-    def __init__(self, shards: Sequence[tuple[int, range]], micro: int):
-        self.shards, self.micro = shards, micro
+    def __init__(self, shards: Sequence[tuple[int, range]], batch_size: int, micro: int):
+        self.shards, self.batch_size, self.micro = shards, batch_size, micro
 
-    def steps(self) -> Iterator[tuple[int, list[int], bool]]:
-        """(shard, indices, whether it is the shard's last micro-batch)."""
+    def steps(self) -> Iterator[tuple[int, list[int], bool, bool]]:
+        """(shard, indices, whether it ends a model batch, whether it ends the shard)."""
         for shard, indices in self.shards:
-            for lo in range(0, len(indices), self.micro):
-                yield shard, list(indices[lo : lo + self.micro]), lo + self.micro >= len(indices)
+            for lo in range(0, len(indices), self.batch_size):
+                batch = indices[lo : lo + self.batch_size]
+                for mlo in range(0, len(batch), self.micro):
+                    end_batch = mlo + self.micro >= len(batch)
+                    yield shard, list(batch[mlo : mlo + self.micro]), end_batch, end_batch and lo + self.batch_size >= len(indices)
 
     def __iter__(self) -> Iterator[list[int]]:
-        return (indices for _, indices, _ in self.steps())
-
-    def __len__(self) -> int:
-        return sum(math.ceil(len(indices) / self.micro) for _, indices in self.shards)
+        return (indices for _, indices, _, _ in self.steps())
 
 
 def model_batches(
@@ -105,7 +106,7 @@ def model_batches(
     """Model batches of the images of ``shards`` ((shard number, image indices) in order); a batch never
     spans two shards, and the last batch of each shard says so (also when all its images were unreadable)."""
     micro = micro_batch_size(batch_size, workers)
-    plan = _MicroBatchPlan(shards, micro)
+    plan = _MicroBatchPlan(shards, batch_size, micro)
     if not any(len(indices) for _, indices in shards):
         return
     pin = device.type == "cuda"
@@ -123,7 +124,7 @@ def model_batches(
     bad: list[tuple[int, str]] = []
     it = iter(loader)
     try:
-        for shard, _, last in plan.steps():
+        for shard, _, end_batch, last in plan.steps():
             t0 = time.perf_counter()
             images, got, failed = next(it)
             stats.wait_s += time.perf_counter() - t0
@@ -131,7 +132,7 @@ def model_batches(
                 parts.append(images.to(device, non_blocking=pin))
             indices += got
             bad += failed
-            if last or len(indices) + len(bad) >= batch_size:
+            if end_batch:
                 joined = None if not parts else parts[0] if len(parts) == 1 else torch.cat(parts)
                 if stats.first_batch_s is None:
                     stats.first_batch_s = time.perf_counter() - stats.started

@@ -1,0 +1,48 @@
+"""The persistent loader: batches never span shards, workers give the same artifact as the main process."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ccs_dist.decompose import DecomposeConfig, decompose_image_set
+from ccs_dist.images import resolve_image_set
+from ccs_dist.loader import LoaderStats, micro_batch_size, model_batches
+from ccs_dist.store import ArtifactStore
+
+
+def test_batches_follow_shards_and_report_bad_files(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(11):
+        Image.new("RGB", (20, 16), (i * 20, 0, 0)).save(folder / f"{i:02d}.png")
+    (folder / "05b.png").write_bytes(b"broken")  # sorts between 05 and 06: index 6
+    images = resolve_image_set(str(folder))
+    shards = [(0, range(0, 5)), (1, range(5, 10)), (2, range(10, 12))]
+    stats = LoaderStats()
+    to_tensor = lambda im: torch.from_numpy(np.asarray(im, np.float32)).permute(2, 0, 1)  # noqa: E731
+    batches = list(model_batches(images, to_tensor, shards, batch_size=3, workers=2, device=torch.device("cpu"), stats=stats))
+    assert [(b.shard, b.indices, [i for i, _ in b.bad], b.last_of_shard) for b in batches] == [
+        (0, [0, 1, 2], [], False), (0, [3, 4], [], True),
+        (1, [5, 7], [6], False), (1, [8, 9], [], True),
+        (2, [10, 11], [], True),
+    ]
+    assert batches[0].images_BCYX.shape == (3, 3, 16, 20)
+    assert float(batches[0].images_BCYX[1, 0, 0, 0]) == 20.0  # image 1, red channel
+    assert stats.images == 12 and stats.first_batch_s is not None and stats.wait_s > 0
+
+
+def test_micro_batches_spread_a_model_batch_over_the_workers():
+    assert micro_batch_size(512, 8) == 64 and micro_batch_size(64, 4) == 16 and micro_batch_size(3, 0) == 3
+
+
+def test_workers_give_the_same_artifact_as_the_main_process(tiny, cache_dir, tmp_path):
+    images = resolve_image_set("synthetic:13", cache_dir)
+    common = dict(layers=1, batch_size=4, shard_size=6, progress=False)
+    main = decompose_image_set(tiny, images, ArtifactStore(tmp_path / "a"), DecomposeConfig(**common, num_workers=0))
+    pooled = decompose_image_set(tiny, images, ArtifactStore(tmp_path / "b"), DecomposeConfig(**common, num_workers=2))
+    assert pooled.shard_names == main.shard_names == ["00000", "00001", "00002"] and pooled.ids() == main.ids()
+    for name in main.shard_names:
+        for part, array in main.load_shard(name).items():
+            np.testing.assert_allclose(pooled.load_shard(name)[part], array, rtol=1e-5, atol=1e-6)
