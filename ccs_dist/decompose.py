@@ -210,10 +210,15 @@ class DecomposeConfig:
     keep: Literal["heads", "heads_fp16", "moments"] = field(default="heads", kw_only=True)
     moment_buckets: int = field(default=10, kw_only=True)  # stability buckets kept with "moments" (0: none)
     moment_seed: int = field(default=0, kw_only=True)  # their deal's seed (the spans stage's stability seed)
+    # Where JPEGs are decoded: "cpu" (PIL in the loader workers) or "device" (batched on the model's device,
+    # nvJPEG on CUDA; other formats stay on the CPU path). Part of the cache key: resampling rounding differs.
+    decode: Literal["cpu", "device"] = field(default="cpu", kw_only=True)
 
     def __post_init__(self):
         if self.keep not in KEEP_MODES:
             raise UserError(f"unknown keep mode {self.keep!r}: use one of {', '.join(KEEP_MODES)}")
+        if self.decode not in ("cpu", "device"):
+            raise UserError(f"unknown decode {self.decode!r}: use cpu or device")
 
 
 KEEP_MODES = ("heads", "heads_fp16", "moments")
@@ -281,7 +286,9 @@ def _refuse_skipped(skipped: Sequence[dict]) -> None:
 
 
 def decomposition_key(loaded: LoadedModel, image_set: ImageSet, layers: tuple[int, ...], config: DecomposeConfig | None = None) -> dict[str, Any]:
-    kept: dict[str, Any] = {}  # absent for full fp32 heads, so artifacts cached before stay valid
+    kept: dict[str, Any] = {}  # absent for the defaults, so artifacts cached before stay valid
+    if config is not None and config.decode != "cpu":
+        kept["decode"] = config.decode
     if config is not None and config.keep != "heads":
         kept["keep"] = config.keep
         if config.keep == "moments":

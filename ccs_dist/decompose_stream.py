@@ -78,7 +78,8 @@ def stream_decomposition(
     bar = tqdm(total=n_total, initial=done_images, unit="img", desc=f"decompose {loaded.key}", disable=not config.progress)
     buffer = None
     try:
-        batches = model_batches(image_set, loaded.preprocess, shards, config.batch_size, workers, loaded.device, stats=stats)
+        batches = model_batches(image_set, loaded.preprocess, shards, config.batch_size, workers, loaded.device, stats=stats,
+                                decode=config.decode)
         for batch in batches:
             if buffer is None:
                 buffer = writer.take()

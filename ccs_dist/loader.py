@@ -102,9 +102,11 @@ def model_batches(
     device: torch.device,
     prefetch_batches: int = 2,
     stats: LoaderStats | None = None,
+    decode: str = "cpu",
 ) -> Iterator[ModelBatch]:
     """Model batches of the images of ``shards`` ((shard number, image indices) in order); a batch never
-    spans two shards, and the last batch of each shard says so (also when all its images were unreadable)."""
+    spans two shards, and the last batch of each shard says so (also when all its images were unreadable).
+    ``decode="device"``: workers read JPEG bytes, decoded and preprocessed on ``device`` (:mod:`ccs_dist.device_decode`)."""
     micro = micro_batch_size(batch_size, workers)
     plan = _MicroBatchPlan(shards, batch_size, micro)
     if not any(len(indices) for _, indices in shards):
@@ -114,9 +116,17 @@ def model_batches(
     if workers > 0:
         in_flight = max(2, math.ceil(prefetch_batches * batch_size / (micro * workers)))
         extra = {"prefetch_factor": in_flight, "persistent_workers": True, "worker_init_fn": _one_thread_per_worker}
+    dataset, collate_fn, finish = ProbeDataset(image_set, transform), collate, None
+    if decode == "device":
+        from ccs_dist.device_decode import EncodedDataset, TensorPreprocess, collate_encoded, decode_on_device
+
+        prep = TensorPreprocess.from_transform(transform)
+        dataset, collate_fn = EncodedDataset(image_set, transform), collate_encoded
+
+        def finish(payloads, got, failed):
+            return decode_on_device(payloads, got, failed, image_set, transform, prep, device)
     loader = torch.utils.data.DataLoader(
-        ProbeDataset(image_set, transform), batch_sampler=plan, num_workers=workers,
-        collate_fn=collate, pin_memory=pin, **extra,
+        dataset, batch_sampler=plan, num_workers=workers, collate_fn=collate_fn, pin_memory=pin, **extra,
     )
     stats = stats or LoaderStats()
     parts: list[torch.Tensor] = []
@@ -128,6 +138,8 @@ def model_batches(
             t0 = time.perf_counter()
             images, got, failed = next(it)
             stats.wait_s += time.perf_counter() - t0
+            if finish is not None:
+                images, got, failed = finish(images, got, failed)
             if images is not None:
                 parts.append(images.to(device, non_blocking=pin))
             indices += got
