@@ -16,6 +16,7 @@ Last line: JSON.
     python bench/decompose.py --models ViT-B-16,ViT-L-14 --batch 256 --device cuda
     python bench/decompose.py --input jpeg --n 512                                  # CPU
     python bench/decompose.py --input jpeg --models ViT-B-16 --batch 512 --n 20000 --workers 8 --device cuda
+    python bench/decompose.py --input jpeg --models ViT-B-16 --batch 512 --n 20000 --workers 8 --device cuda --decode device
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def write_jpegs(folder, n: int, seed: int = 0) -> None:
         Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"img{i:06d}.jpg", quality=90)
 
 
-def loader_only(folder: str, arch: str, batch: int, workers: int, device: str) -> float:
+def loader_only(folder: str, arch: str, batch: int, workers: int, device: str, decode: str) -> float:
     """img/s of decode + preprocess alone (the persistent loader, no model), batches delivered to ``device``."""
     from ccs_dist.images import FolderImageSet
     from ccs_dist.loader import model_batches
@@ -134,13 +135,14 @@ def loader_only(folder: str, arch: str, batch: int, workers: int, device: str) -
     images = FolderImageSet(folder)
     t0 = time.perf_counter()
     seen = 0
-    for b in model_batches(images, loaded.preprocess, [(0, range(len(images)))], batch, workers, loaded.device):
+    for b in model_batches(images, loaded.preprocess, [(0, range(len(images)))], batch, workers, loaded.device,
+                           decode=decode):
         seen += len(b.indices) + len(b.bad)
     _sync(loaded.device)
     return seen / (time.perf_counter() - t0)
 
 
-def end_to_end_child(folder: str, arch: str, device: str, batch: int, workers: int, cache: str) -> dict:
+def end_to_end_child(folder: str, arch: str, device: str, batch: int, workers: int, cache: str, decode: str) -> dict:
     """The stage on a JPEG folder in a fresh process: wall, loader waits, start-up (process start to first batch)."""
     code = f"""
 import json, resource, sys, time
@@ -158,7 +160,8 @@ stats = LoaderStats()
 t_stats = time.time()
 t0 = time.perf_counter()
 art = decompose_image_set(loaded, images, ArtifactStore({cache!r}),
-                          DecomposeConfig(layers=4, batch_size={batch}, num_workers={workers}, progress=False), stats=stats)
+                          DecomposeConfig(layers=4, batch_size={batch}, num_workers={workers}, progress=False,
+                                          decode={decode!r}), stats=stats)
 wall = time.perf_counter() - t0
 print(json.dumps({{"n": art.n_images, "stage_s": wall, "wait_s": stats.wait_s, "imports_s": t_imported - t_process,
                   "model_build_s": t_model - t_imported, "startup_s": t_stats - t_process + stats.first_batch_s,
@@ -188,12 +191,12 @@ def jpeg_main(args) -> None:
         print(f"wrote {args.n} JPEGs in {time.perf_counter() - t0:.1f} s", flush=True)
         loader = {}
         for w in (1, 2, 4):
-            loader[str(w)] = round(loader_only(folder, arch, args.batch, w, device), 1)
+            loader[str(w)] = round(loader_only(folder, arch, args.batch, w, device, args.decode), 1)
             print(f"loader only (decode + preprocess), {w} worker(s): {loader[str(w)]} img/s", flush=True)
         model_only = throughput(arch, args.batch, device, args.precision, args.reps)
         print(f"model only ({arch}, {model_only['device']}, {model_only['precision']}, batch {args.batch}): "
               f"{model_only['decompose_img_s']} img/s", flush=True)
-        e2e = end_to_end_child(folder, arch, device, args.batch, workers, os.path.join(tmp, "cache-stage"))
+        e2e = end_to_end_child(folder, arch, device, args.batch, workers, os.path.join(tmp, "cache-stage"), args.decode)
         e2e_ips = e2e["n"] / e2e["stage_s"]
         print(f"end to end (stage, {workers} workers): {e2e_ips:.1f} img/s over {e2e['stage_s']:.1f} s; waiting on the loader "
               f"{e2e['wait_s'] / e2e['stage_s']:.1%} of it; start-up {e2e['startup_s']:.1f} s (imports {e2e['imports_s']:.1f} s, "
@@ -204,7 +207,7 @@ def jpeg_main(args) -> None:
     print(f"end-to-end / model-only: {ratio:.3f}")
     print(json.dumps({
         "bench": "decompose", "input": "jpeg", "model": arch, "device": model_only["device"], "precision": model_only["precision"],
-        "n_images": args.n, "batch": args.batch, "workers": workers, "cpu_count": os.cpu_count(),
+        "n_images": args.n, "batch": args.batch, "workers": workers, "decode": args.decode, "cpu_count": os.cpu_count(),
         "end_to_end_img_s": round(e2e_ips, 2), "model_only_img_s": model_only["decompose_img_s"], "ratio": round(ratio, 3),
         "loader_only_img_s_by_workers": loader, "loader_wait_share": round(e2e["wait_s"] / e2e["stage_s"], 3),
         "startup_s": round(e2e["startup_s"], 2), "imports_s": round(e2e["imports_s"], 2), "model_build_s": round(e2e["model_build_s"], 2),
@@ -225,6 +228,7 @@ def main() -> None:
     parser.add_argument("--input", choices=("tensor", "jpeg"), default="tensor")
     parser.add_argument("--n", type=int, default=512, help="JPEGs written for --input jpeg")
     parser.add_argument("--workers", type=int, default=None, help="loader workers of the end-to-end run (--input jpeg)")
+    parser.add_argument("--decode", choices=("cpu", "device"), default="cpu", help="where JPEGs are decoded (--input jpeg)")
     args = parser.parse_args()
     if args.input == "jpeg":
         jpeg_main(args)

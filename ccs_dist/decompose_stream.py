@@ -73,10 +73,11 @@ def stream_decomposition(
         moments = BucketMoments(n_layers * n_heads, dim, _moment_deal(n_total, config), device=loaded.device)
     workers = config.num_workers if config.num_workers is not None else default_workers()
     shards = [(s, range(s * size, min((s + 1) * size, n_total))) for s in range(start_shard, n_shards)]
-    writer = ShardWriter(shard_shapes(size, n_layers, n_heads, dim, config.keep), loaded.device)
+    writer = ShardWriter(shard_shapes(min(size, n_total), n_layers, n_heads, dim, config.keep), loaded.device)
     progress_path = work / "progress.json"
     bar = tqdm(total=n_total, initial=done_images, unit="img", desc=f"decompose {loaded.key}", disable=not config.progress)
     buffer = None
+    batches = None
     try:
         batches = model_batches(image_set, loaded.preprocess, shards, config.batch_size, workers, loaded.device, stats=stats,
                                 decode=config.decode)
@@ -109,6 +110,8 @@ def stream_decomposition(
                 writer.submit(buffer, work, name, progress_path, progress)
                 buffer = None
     finally:
+        if batches is not None:
+            batches.close()  # stops the loader's workers now, not when the traceback is freed
         bar.close()  # leaves the bar's line finished, so an error message starts on its own line
         writer.close()
     if moments is None or not kept_indices:
