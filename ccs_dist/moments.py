@@ -70,11 +70,11 @@ class BucketMoments:
         if len(self.buckets) == 1:
             self.buckets[0].update(x_GNE)
             return
-        b_N = self.bucket_of_index[torch.as_tensor(list(indices), dtype=torch.int64)].to(x_GNE.device)
+        b_N = self.bucket_of_index[torch.as_tensor(list(indices), dtype=torch.int64)]  # on the host: no device sync
         for b, moments in enumerate(self.buckets):
-            mask = b_N == b
-            if bool(mask.any()):
-                moments.update(x_GNE[:, mask])
+            at_n = (b_N == b).nonzero()[:, 0]
+            if len(at_n):
+                moments.update(x_GNE.index_select(1, at_n.to(x_GNE.device)))
 
     def save(self, folder: Path, kept_indices: np.ndarray) -> dict:
         """Write the buckets' sums [K, G, E], Grams [K, G, E, E] and the deal of the kept images; -> manifest part."""
