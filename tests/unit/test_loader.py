@@ -70,3 +70,30 @@ def test_jpegs_decoded_on_the_device_match_the_cpu_path(tiny, tmp_path):
     # measured: mean 0.0015, max 0.15 (normalised units; a pixel level is ~0.015): decoder and resampling rounding
     assert float(diff.mean()) < 0.005 and float(diff.max()) < 0.3, (float(diff.mean()), float(diff.max()))
     torch.testing.assert_close(dev[0].images_BCYX[5], cpu[0].images_BCYX[5])  # the PNG took the CPU path
+
+
+def test_shard_writer_writes_in_order_and_surfaces_its_errors(tmp_path):
+    import pytest
+
+    from ccs_dist.shard_writer import ShardWriter, shard_shapes
+    from ccs_dist.store import read_json
+
+    writer = ShardWriter(shard_shapes(4, 1, 2, 3, "heads"), torch.device("cpu"))
+    for name, value in (("00000", 1.0), ("00001", 2.0)):
+        buffer = writer.take()
+        buffer.add({"heads": torch.full((3, 1, 2, 3), value), "rest": torch.zeros(3, 3), "embedding": torch.ones(3, 3)},
+                   ["a", "b", "c"])
+        writer.submit(buffer, tmp_path, name, tmp_path / "progress.json", {"shards": [name]})
+    writer.close()
+    assert np.load(tmp_path / "heads-00001.npy").shape == (3, 1, 2, 3) and float(np.load(tmp_path / "heads-00001.npy").max()) == 2.0
+    assert read_json(tmp_path / "progress.json") == {"shards": ["00001"]}
+    assert (tmp_path / "ids-00000.txt").read_text() == "a\nb\nc\n"
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    writer = ShardWriter(shard_shapes(4, 1, 2, 3, "moments"), torch.device("cpu"))
+    buffer = writer.take()
+    buffer.add({"rest": torch.zeros(1, 3), "embedding": torch.ones(1, 3)}, ["a"])
+    writer.submit(buffer, blocked, "00000", blocked / "progress.json", {})
+    with pytest.raises(OSError):
+        writer.close()
