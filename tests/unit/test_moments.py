@@ -75,6 +75,16 @@ def test_moments_only_decomposition_gives_the_spans_of_the_full_heads(tiny, cach
     assert [s.indices for s in spans_m] == [s.indices for s in spans_h]
     assert [s.rank for s in spans_m] == [s.rank for s in spans_h]
     np.testing.assert_allclose([s.variances for s in spans_m], [s.variances for s in spans_h], rtol=1e-9)
+    # The spans stage itself (stability included) reads both kinds of artifact to the same table.
+    from ccs_dist.spans import SpanConfig, spans_table
+    from ccs_dist.text.pool import DescriptionPool
+
+    pool = DescriptionPool(tuple(texts), source="test")
+    table_h = spans_table("tiny", heads, pool, text_TE, SpanConfig(m=3, rank=16))
+    table_m = spans_table("tiny", kept, pool, text_TE, SpanConfig(m=3, rank=16))
+    same = ["layer", "head", "rank", "text", "effective_rank", "stability", "span1_stability"]
+    assert table_m.select(same).equals(table_h.select(same)) and table_h["stability"].null_count() == 0
+    np.testing.assert_allclose(table_m["variance"].to_numpy(), table_h["variance"].to_numpy(), rtol=1e-9)
     with pytest.raises(UserError, match="keeps only TextSpan's moments"):
         next(kept.iter_heads())
     with pytest.raises(UserError, match="dealt differently"):
