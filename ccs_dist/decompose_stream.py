@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ccs_dist.decompose import DecomposeConfig
 from ccs_dist.errors import UserError
