@@ -79,7 +79,7 @@ def peak_rss_child(n: int, arch: str, device: str, batch: int, cache: str) -> di
     code = f"""
 import json, resource, time
 from ccs_dist.decompose import DecomposeConfig, decompose_image_set
-from ccs_dist.images import resolve_image_set
+from ccs_dist.data.images import resolve_image_set
 from ccs_dist.models import load_model
 from ccs_dist.store import ArtifactStore
 loaded = load_model({arch!r}, None, device={device!r})

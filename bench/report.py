@@ -1,6 +1,6 @@
 """Report size and load time for a 6-model run in headless chromium (targets: < 5 MB, < 2 s to load).
 
-A synthetic run in the real table formats (``ccs_dist.report.fixtures``): the paper's six models (48 or 64
+A synthetic run in the real table formats (``ccs_dist.testing.report_fixtures``): the paper's six models (48 or 64
 scored heads each, 5 descriptions, 3 judges), 10 tasks (7 zero-shot, 3 video retrieval) plus 2 bias tasks,
 3 random seeds, agreement and attribution tables. Prints the time to write the report, the page size, the
 load time (navigation to load event, network off; the first load in a fresh browser and the median of the
@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from ccs_dist.report import write_report
-from ccs_dist.report.browser import Chromium
-from ccs_dist.report.fixtures import BIAS, TEN_TASKS, FixtureSpec, make_run, paper_models
+from ccs_dist.testing.browser import Chromium
+from ccs_dist.testing.report_fixtures import BIAS, TEN_TASKS, FixtureSpec, make_run, paper_models
 
 SIZE_TARGET_MB = 5.0
 LOAD_TARGET_S = 2.0

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ccs_dist.errors import UserError
-from ccs_dist.images import ImageSet
+from ccs_dist.data.images import ImageSet
 from ccs_dist.models import forward
 from ccs_dist.models.heads import resolve_layers
 from ccs_dist.models.loading import LoadedModel

@@ -140,7 +140,7 @@ def _tokens(text: str) -> tuple[str, ...]:
 def load_concept_map(path: str | Path | None = None) -> dict[str, tuple[str, ...]]:
     """Family -> synonyms from a JSON file ``{"location": ["place", "country", ...], ...}`` or the default."""
     if path is None:
-        from ccs_dist.evaluate.metadata import concept_families
+        from ccs_dist.data.metadata import concept_families
 
         return concept_families()
     import json

@@ -39,7 +39,7 @@ def attribute_command(model: str, pretrained, task: str, data_root: str, ccs, ou
     from ccs_dist.attribution.run import AttributionConfig, attribute_task
     from ccs_dist.evaluate.command import as_list
     from ccs_dist.models import load_model
-    from ccs_dist.tables import write_table
+    from ccs_dist.schemas import write_table
 
     tasks = as_list(task)
     if len(tasks) != 1:

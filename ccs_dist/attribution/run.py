@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ccs_dist.attribution.reliance import ccs_for_model, reliance_table
 from ccs_dist.errors import UserError, check_at_least
-from ccs_dist.evaluate import attribution as A
+from ccs_dist.attribution import maths as A
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,9 @@ class AttributionResult:
 
 
 def _load_task(loaded, spec: str, config: AttributionConfig):
-    from ccs_dist.evaluate import datasets
-    from ccs_dist.evaluate.run import CLASSIFICATION_TASKS, _subset_indices, parse_task
+    from ccs_dist.data import datasets
+    from ccs_dist.data.datasets import evenly_spaced_subset
+    from ccs_dist.evaluate.run import CLASSIFICATION_TASKS, parse_task
 
     task_spec = parse_task(spec, config.data_root)
     if task_spec.name not in CLASSIFICATION_TASKS:
@@ -103,7 +104,7 @@ def _load_task(loaded, spec: str, config: AttributionConfig):
     if config.templates_per_class:
         task = replace(task, templates=task.templates[: config.templates_per_class])
     ds = task.dataset
-    idx = _subset_indices(len(ds), config.limit)
+    idx = evenly_spaced_subset(len(ds), config.limit)
     if idx is not None:
         ds = Subset(ds, idx)
     return task, ds
@@ -125,7 +126,7 @@ def attribute_task(loaded, task: str, config: AttributionConfig = AttributionCon
     from tqdm.auto import tqdm
 
     from ccs_dist.evaluate.encode import prompt_ensemble
-    from ccs_dist.evaluate.run import _subset_indices
+    from ccs_dist.data.datasets import evenly_spaced_subset
 
     task_obj, ds = _load_task(loaded, task, config)
     dataset = task_obj.name
@@ -133,7 +134,7 @@ def attribute_task(loaded, task: str, config: AttributionConfig = AttributionCon
     L, H = loaded.num_layers, loaded.num_heads
     N_heads = L * H
     n_images = len(ds)
-    sample_idx = _subset_indices(n_images, config.samples) if config.samples else []
+    sample_idx = evenly_spaced_subset(n_images, config.samples) if config.samples else []
     sampled = set(range(n_images)) if sample_idx is None else set(sample_idx)
     ks = list(range(0, min(config.deletions, N_heads) + 1))
 

@@ -95,7 +95,7 @@ def _torchvision_factories() -> dict[str, Callable[[Path], object]]:
     import torchvision.datasets as tvd
 
     def cifar(n_classes: int):
-        from ccs_dist.evaluate.datasets import load_cifar  # torchvision's reader, tolerant of re-packed copies
+        from ccs_dist.data.datasets import load_cifar  # torchvision's reader, tolerant of re-packed copies
 
         return lambda root: load_cifar(n_classes, Path(root), transform=None).dataset
 
@@ -156,7 +156,7 @@ def synthetic_image_set(spec: SyntheticSpec, cache_root: str | Path) -> FolderIm
 
     The folder also holds ``labels.csv`` with what each image shows, for tests that need ground truth.
     """
-    from ccs_dist.synthetic_images import write_synthetic_images
+    from ccs_dist.data.synthetic_images import write_synthetic_images
 
     folder = Path(cache_root) / "images" / f"synthetic-n{spec.n}-s{spec.seed}-px{spec.size}-v{spec.version}"
     done = folder / "complete.json"

@@ -4,7 +4,7 @@ Images are coloured noise (a per-class colour plus noise, seeded); nothing here 
 only the file formats and layouts do. The ``toy-<factor>`` tasks are the exception: held-out images of the
 toy world (:mod:`ccs_dist.toy`), which the bundled ``ccs-toy`` model was trained on. Every writer takes the data root and returns the folder it wrote.
 
-    python -m ccs_dist.evaluate.synthetic DATA_ROOT [task ...]
+    python -m ccs_dist.data.synthetic DATA_ROOT [task ...]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ccs_dist.evaluate import metadata
+from ccs_dist.data import metadata
 from ccs_dist.toy.data import TASKS as TOY_TASKS
 from ccs_dist.toy.data import write_task as write_toy_task
 
@@ -332,5 +332,5 @@ def write_all(root: Path | str, tasks: Sequence[str] | None = None) -> dict[str,
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
     if len(sys.argv) < 2:
-        sys.exit("usage: python -m ccs_dist.evaluate.synthetic DATA_ROOT [task ...]")
+        sys.exit("usage: python -m ccs_dist.data.synthetic DATA_ROOT [task ...]")
     write_all(sys.argv[1], sys.argv[2:] or None)

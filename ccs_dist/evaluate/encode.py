@@ -3,7 +3,7 @@
 The text side is never pruned: text embeddings come from ``model.encode_text`` once per model. Image
 embeddings for S head sets come from ``ccs_dist.encode_image_head_sets`` (one pass per batch, the residual
 stream below the first pruned layer shared), or from any function with the same signature (``encoder``),
-e.g. the naive reference :func:`ccs_dist.prune.encode_image_head_sets_naive`.
+e.g. the naive reference :func:`ccs_dist.head_sets.encode_image_head_sets_naive`.
 
 Axis legend: S head sets, B batch, E joint embedding, T texts.
 """

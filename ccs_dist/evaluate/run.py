@@ -19,12 +19,14 @@ import numpy as np
 from torch.utils.data import DataLoader, Subset
 
 from ccs_dist.errors import UserError, check_at_least
-from ccs_dist.evaluate import bias, datasets, video
-from ccs_dist.evaluate.paper_tasks import with_class_names
+from ccs_dist.data import datasets
+from ccs_dist.data.datasets import evenly_spaced_subset
+from ccs_dist.evaluate import bias, video
+from ccs_dist.data.paper_tasks import with_class_names
 from ccs_dist.evaluate.encode import HeadSetEncoder
-from ccs_dist.evaluate.metadata import templates
+from ccs_dist.data.metadata import templates
 from ccs_dist.evaluate.zeroshot import evaluate_zeroshot
-from ccs_dist.prune import HeadSet
+from ccs_dist.head_sets import HeadSet
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +91,6 @@ def parse_task(spec: str, data_root: Path) -> TaskSpec:
     return TaskSpec(name, Path(path) if path else Path(data_root))
 
 
-def _subset_indices(n: int, limit: int | None) -> list[int] | None:
-    if limit is None or limit >= n:
-        return None
-    return sorted(set(np.linspace(0, n - 1, limit).round().astype(int).tolist()))
-
-
 def _rows(model: str, task: str, head_sets: Sequence[HeadSet], results: Sequence[dict[str, float]]) -> list[dict]:
     rows = []
     for hs, metrics in zip(head_sets, results):
@@ -141,7 +137,7 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
         if config.templates_per_class:
             task = replace(task, templates=task.templates[: config.templates_per_class])
         ds = task.dataset
-        idx = _subset_indices(len(ds), config.limit)
+        idx = evenly_spaced_subset(len(ds), config.limit)
         if idx is not None:
             ds = Subset(ds, idx)
         loader = DataLoader(ds, batch_size=config.batch_size, num_workers=config.num_workers)
@@ -153,7 +149,7 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
         if config.ablation == "mean":
             raise UserError(f"{spec.name}: mean ablation is implemented for image tasks only; use --ablation zero")
         vt = video.load_video_task(spec.name, spec.root)
-        idx = _subset_indices(len(vt.video_ids), config.limit)
+        idx = evenly_spaced_subset(len(vt.video_ids), config.limit)
         if idx is not None:
             vt = video.VideoTask(vt.name, tuple(vt.video_ids[i] for i in idx), tuple(vt.paths[i] for i in idx),
                                  tuple(vt.captions[i] for i in idx), vt.missing)
@@ -162,7 +158,7 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
                                                  pooling=config.video_pooling)
         return _rows(model, vt.name, head_sets, results)
     bt = bias.BIAS_LOADERS[spec.name](spec.root)
-    idx = _subset_indices(len(bt.paths), config.limit)
+    idx = evenly_spaced_subset(len(bt.paths), config.limit)
     if idx is not None:
         bt = bias.BiasTask(bt.name, tuple(bt.paths[i] for i in idx),
                            tuple(bias.Attribute(a.name, a.names, a.groups_N[idx]) for a in bt.attributes))

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ccs_dist.evaluate.datasets import ClassificationTask
+from ccs_dist.data.datasets import ClassificationTask
 from ccs_dist.evaluate.encode import HeadSetEncoder, embed_images, prompt_ensemble
 
 log = logging.getLogger(__name__)

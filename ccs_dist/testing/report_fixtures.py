@@ -17,7 +17,7 @@ from typing import Sequence
 
 import polars as pl
 
-from ccs_dist.tables import write_table
+from ccs_dist.schemas import write_table
 
 HOSTILE_LABEL = '<img src=x onerror="document.title=\'pwned\'">'
 HOSTILE_TEXT = "<script>window.__pwned=1</script>"

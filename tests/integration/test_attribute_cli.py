@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from ccs_dist.cli import main
-from ccs_dist.evaluate import attribution as A
-from ccs_dist.evaluate import synthetic
+from ccs_dist.attribution import maths as A
+from ccs_dist.data import synthetic
 
 MODEL = "ccs-tiny/random-init"
 LABELS = ["animals", "colors", "written text", "places"]

@@ -17,7 +17,7 @@ import pytest
 from ccs_dist.errors import UserError
 from ccs_dist.llm import CacheConfig, EndpointConfig, ScoreConfig, score_spans
 from ccs_dist.llm.cache import AnswerCache
-from ccs_dist.llm.loopback import LoopbackConfig, LoopbackServer, reference_label, reference_verdict
+from ccs_dist.testing.loopback import LoopbackConfig, LoopbackServer, reference_label, reference_verdict
 
 KEY = "sk-loopback-SECRET-7f3a9c"
 REPO = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from ccs_dist.report import write_report
-from ccs_dist.report.fixtures import HOSTILE_LABEL, HOSTILE_TEXT, FixtureSpec, make_run
+from ccs_dist.testing.report_fixtures import HOSTILE_LABEL, HOSTILE_TEXT, FixtureSpec, make_run
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -23,7 +23,7 @@ ARTIFACTS = REPO / "test-artifacts"
 @pytest.fixture(scope="module")
 def browser():
     pytest.importorskip("websocket", reason="websocket-client (the test extra) drives chromium")
-    from ccs_dist.report.browser import Chromium, find_chromium
+    from ccs_dist.testing.browser import Chromium, find_chromium
 
     if find_chromium() is None:
         if os.environ.get("CCS_REQUIRE_BROWSER") == "1":

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ccs_dist.attribution.reliance import alignment_scores, reliance_table
 from ccs_dist.decompose import decompose
-from ccs_dist.evaluate import attribution as A
+from ccs_dist.attribution import maths as A
 from ccs_dist.models import forward
 from ccs_dist.models.masked import encode_image_pruned
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODULES = ["ccs_dist.evaluate.attribution", "ccs_dist.attribution", "ccs_dist.attribution.run",
+MODULES = ["ccs_dist.attribution.maths", "ccs_dist.attribution", "ccs_dist.attribution.run",
            "ccs_dist.attribution.reliance", "ccs_dist.attribution.command"]
 
 

@@ -8,7 +8,7 @@ import torch
 
 from ccs_dist.decompose import DecomposeConfig, decompose, decompose_image_set
 from ccs_dist.errors import UserError
-from ccs_dist.images import resolve_image_set
+from ccs_dist.data.images import resolve_image_set
 from ccs_dist.models import load_model
 from ccs_dist.store import ArtifactStore
 
@@ -149,7 +149,7 @@ def test_empty_image_folder(tmp_path):
 
 
 def test_torchvision_probe_set_reads_the_real_cifar_format(tiny, tmp_path, cache_dir):
-    from ccs_dist.evaluate.synthetic import write_cifar
+    from ccs_dist.data.synthetic import write_cifar
 
     write_cifar(tmp_path, n_classes=10, per_class=2)  # pickled batches, as torchvision downloads them
     images = resolve_image_set(f"cifar10:{tmp_path}", cache_dir)
@@ -164,7 +164,7 @@ def test_torchvision_probe_set_reads_the_real_cifar_format(tiny, tmp_path, cache
 def test_huge_images_are_refused_before_decoding(tmp_path):
     from PIL import Image
 
-    from ccs_dist import images as im_mod
+    from ccs_dist.data import images as im_mod
 
     folder = tmp_path / "imgs"
     folder.mkdir()
