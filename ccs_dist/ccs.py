@@ -20,6 +20,9 @@ HEAD = ["model", "layer", "head"]
 DESC = HEAD + ["rank"]
 
 
+CATEGORIES = ("high", "moderate", "low", "other")  # the one home of head categories and their thresholds
+
+
 @dataclass(frozen=True)
 class CategoryThresholds:
     """high: CCS == high; moderate: CCS == moderate; low: CCS <= low; anything else: other."""
@@ -31,6 +34,19 @@ class CategoryThresholds:
     def __post_init__(self):
         if not (self.low < self.moderate < self.high):
             raise ValueError(f"category thresholds need low < moderate < high, got {self.low}, {self.moderate}, {self.high}")
+
+    def category(self, ccs: int | None, flagged: bool = False) -> str:
+        """The category of one head: ``other`` when flagged or unscored."""
+        if flagged or ccs is None:
+            return "other"
+        return "high" if ccs == self.high else "moderate" if ccs == self.moderate else "low" if ccs <= self.low else "other"
+
+    def describe(self) -> str:
+        """``high = 5, moderate = 3, low ≤ 1``: the thresholds as a reader sees them."""
+        return f"high = {self.high}, moderate = {self.moderate}, low ≤ {self.low}"
+
+
+PAPER_THRESHOLDS = CategoryThresholds()
 
 
 def read_ccs_table(path) -> pl.DataFrame | None:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ccs_dist.ccs import PAPER_THRESHOLDS
 from ccs_dist.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 CATEGORY_CONDITIONS = ("high", "moderate", "low")
 ALL_CONDITIONS = ("original", "high", "low", "moderate", "random", "equal", "concept")
 RANDOM_LAYERS = ("scored", "all", "reference")
-_THRESHOLDS = {"high": lambda c: c == 5, "moderate": lambda c: c == 3, "low": lambda c: c <= 1}
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ def _model_rows(ccs_table, model_key: str, num_layers: int, num_heads: int) -> l
         if has_category and r["category"] is not None:
             category = str(r["category"])
         else:
-            category = next((c for c, ok in _THRESHOLDS.items() if ok(score)), "other")
+            category = PAPER_THRESHOLDS.category(score)
         stability = r.get("stability")
         out.append(_ScoredHead(int(r["layer"]), int(r["head"]), str(r["label"] or ""), score, category,
                                None if stability is None else float(stability)))

@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 from tqdm.auto import tqdm
 
-from ccs_dist.ccs import HEAD, CategoryThresholds, ccs_at_k, ccs_table
+from ccs_dist.ccs import HEAD, ccs_at_k, ccs_table
 from ccs_dist.errors import UserError
 from ccs_dist.llm.backends import Judge, Labeler, LabelResult, Verdict
 from ccs_dist.llm.config import ScoreConfig
@@ -117,7 +117,7 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
     """
     from ccs_dist.spans import span_facts
 
-    thresholds = CategoryThresholds(config.high, config.moderate, config.low)
+    thresholds = config.thresholds
     facts = span_facts(spans)  # effective rank and stability per head, carried into the ccs table
     spans = validate_spans(spans)
     heads = group_heads(spans)

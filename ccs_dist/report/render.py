@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 import polars as pl
 
+from ccs_dist.ccs import PAPER_THRESHOLDS
 from ccs_dist.report import charts
 from ccs_dist.report.html import Markup, esc, fmt, json_for_script, table, tag
 from ccs_dist.report.load import RunData
@@ -136,8 +137,7 @@ def _fill_heads(data: RunData, mv: ModelView) -> None:
         h["flagged"] = bool(r.get("flagged")) if r.get("flagged") is not None else h["nf"] > 0
         cat = r.get("category")
         if cat is None and h["ccs"] is not None:
-            c = h["ccs"]
-            cat = "other" if h["flagged"] else "high" if c == 5 else "moderate" if c == 3 else "low" if c <= 1 else "other"
+            cat = PAPER_THRESHOLDS.category(h["ccs"], h["flagged"])
         h["cat"] = cat
     for source in ("spans", "ccs"):  # per-head span facts: the ccs table repeats those of the spans table
         for r in _rows(data.get(source), mv.key):
@@ -451,7 +451,7 @@ def _across(data: RunData, models: list[ModelView]) -> Markup:
     parts.append(table(["model", *[f"CCS={k}" for k in range(n_k)], "high / moderate / low", "heads counted"], rows,
                        cls="data sortable"))
     if data.paper.get("heads_scored"):
-        parts.append(tag("p", "Paper: ", data.paper["heads_scored"], "; thresholds high = 5, moderate = 3, low ≤ 1.", class_="muted small"))
+        parts.append(tag("p", "Paper: ", data.paper["heads_scored"], f"; thresholds {PAPER_THRESHOLDS.describe()}.", class_="muted small"))
     return Markup("".join(parts))
 
 
