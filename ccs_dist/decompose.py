@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from ccs_dist.errors import UserError
+from ccs_dist.heads import head_name
 from ccs_dist.data.images import ImageSet
 from ccs_dist.models import forward
-from ccs_dist.models.heads import resolve_layers
+from ccs_dist.heads import resolve_layers
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.store import ArtifactStore, atomic_save_npy, atomic_write_bytes, atomic_write_json, content_key, read_json
 
@@ -147,7 +148,7 @@ def decompose(
     spatial: dict[int, tuple[int, ...]] = {}
     for layer, head in spatial_heads:
         if layer not in chosen or not 0 <= head < loaded.num_heads:
-            raise UserError(f"spatial head L{layer}.H{head} is not among the decomposed layers {list(chosen)}")
+            raise UserError(f"spatial head {head_name(layer, head)} is not among the decomposed layers {list(chosen)}")
         spatial[layer] = tuple(sorted(set(spatial.get(layer, ()) + (head,))))
     visual = loaded.visual
     images = images.to(loaded.device)

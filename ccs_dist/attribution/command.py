@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ccs_dist.ccs import read_ccs_table
 from ccs_dist.errors import UserError
+from ccs_dist.heads import head_name
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def summary(result, written: dict) -> str:
            .sort("value", descending=True).head(5))
     if top.height:
         lines.append("  top heads by mean attribution: " + ", ".join(
-            f"L{r['layer']}.H{r['head']} {r['value']:+.4f}" for r in top.iter_rows(named=True)))
+            f"{head_name(r['layer'], r['head'])} {r['value']:+.4f}" for r in top.iter_rows(named=True)))
     auc = result.faithfulness.filter((pl.col("metric") == "auc") & pl.col("class").is_null()).sort("value")
     if auc.height:
         lines.append("  deletion AUC (lower = more faithful): " + ", ".join(

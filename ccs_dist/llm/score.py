@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ccs_dist.ccs import HEAD, ccs_at_k, ccs_table
 from ccs_dist.errors import UserError
+from ccs_dist.heads import head_name
 from ccs_dist.llm.backends import Judge, Labeler, LabelResult, Verdict
 from ccs_dist.llm.config import ScoreConfig
 from ccs_dist.llm.urls import redact_url
@@ -37,7 +38,7 @@ class HeadSpans:
 
     @property
     def name(self) -> str:
-        return f"L{self.layer}.H{self.head}"
+        return head_name(self.layer, self.head)
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,13 @@ def validate_spans(spans: pl.DataFrame) -> pl.DataFrame:
     empty = spans.filter(pl.col("text").str.strip_chars() == "")
     if empty.height:
         r = empty.row(0, named=True)
-        raise UserError(f"spans table has an empty description (rank {r['rank']} of {r['model']} L{r['layer']}.H{r['head']}"
+        raise UserError(f"spans table has an empty description (rank {r['rank']} of {r['model']} {head_name(r['layer'], r['head'])}"
                         f"{f' and {empty.height - 1} more' if empty.height > 1 else ''}): every description needs text; "
                         "re-run the textspan stage with a pool without blank lines")
     dup = spans.group_by(["model", "layer", "head", "rank"]).len().filter(pl.col("len") > 1)
     if dup.height:
         r = dup.row(0, named=True)
-        raise UserError(f"spans table repeats rank {r['rank']} of {r['model']} L{r['layer']}.H{r['head']}: one row per (model, layer, head, rank)")
+        raise UserError(f"spans table repeats rank {r['rank']} of {r['model']} {head_name(r['layer'], r['head'])}: one row per (model, layer, head, rank)")
     return spans.sort(["model", "layer", "head", "rank"])
 
 
@@ -213,7 +214,7 @@ def flagged_heads(labels: pl.DataFrame, judgments: pl.DataFrame) -> list[dict[st
         out[(r["model"], r["layer"], r["head"])] = r["error"] or "no label"
     for r in judgments.filter(pl.col("aligned").is_null()).iter_rows(named=True):
         out.setdefault((r["model"], r["layer"], r["head"]), f"{r['judge']}: {r['error'] or 'failed verdict'}")
-    return [{"head": f"{m} L{l}.H{h}", "reason": why} for (m, l, h), why in sorted(out.items())]
+    return [{"head": f"{m} {head_name(l, h)}", "reason": why} for (m, l, h), why in sorted(out.items())]
 
 
 async def _score_heads(heads, labeler: Labeler, judges: Sequence[Judge], clients, show_progress: bool, max_chars: int):

@@ -15,7 +15,7 @@ import torch
 
 from ccs_dist.models import forward
 from ccs_dist.models.forward import Ablation
-from ccs_dist.models.heads import parse_heads
+from ccs_dist.heads import parse_heads
 from ccs_dist.models.loading import LoadedModel
 
 HeadSet = Sequence[str] | Sequence[tuple[int, int]] | str

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import polars as pl
 
 from ccs_dist.ccs import PAPER_THRESHOLDS
+from ccs_dist.heads import head_name
 from ccs_dist.report import charts
 from ccs_dist.report.html import Markup, esc, fmt, json_for_script, table, tag
 from ccs_dist.report.load import RunData
@@ -35,8 +36,7 @@ def _asset(name: str) -> str:
     return resources.files("ccs_dist.report").joinpath("assets", name).read_text(encoding="utf-8")
 
 
-def head_key(layer: int, head: int) -> str:
-    return f"L{int(layer)}.H{int(head)}"
+head_key = head_name  # the report keys heads by their one name
 
 
 @dataclass
