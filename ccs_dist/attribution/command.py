@@ -8,6 +8,7 @@ from pathlib import Path
 from ccs_dist.ccs import read_ccs_table
 from ccs_dist.errors import UserError
 from ccs_dist.heads import head_name
+from ccs_dist.weights import parse_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def attribute_command(model: str, pretrained, task: str, data_root: str, ccs, ou
         templates_per_class=_opt_int(templates_per_class, "templates_per_class"), download=bool(download),
     )
     table = read_ccs_table(ccs)
-    pretrained = None if pretrained in (None, "", "none", "None") else str(pretrained)
+    pretrained = parse_pretrained(pretrained)
     loaded = load_model(str(model), pretrained, device=None if device in (None, "auto") else device)
     result = attribute_task(loaded, tasks[0], config, table, progress=progress)
     folder = Path(out) / "tables"

@@ -21,6 +21,7 @@ import polars as pl
 
 from ccs_dist.ccs import PAPER_THRESHOLDS
 from ccs_dist.heads import head_name
+from ccs_dist.weights import is_random_init_tag
 from ccs_dist.report import charts
 from ccs_dist.report.html import Markup, esc, fmt, json_for_script, table, tag
 from ccs_dist.report.load import RunData
@@ -29,7 +30,6 @@ MAX_ROWS = 200  # rows of a failure list shown inline; the rest are in the CSV
 DESC_SHOWN = 300  # characters of a description shown in a head card; the rest on demand
 DESC_EMBEDDED = 20_000  # most characters of one description the page holds; the whole text is in the CSV
 COND_ORDER = ("original", "high", "low", "moderate", "random", "equal:high", "equal:low")
-RANDOM_INIT_TAGS = ("random-init", "none", "random", "")
 
 
 def _asset(name: str) -> str:
@@ -84,10 +84,10 @@ def _is_random_init(key: str, info: dict[str, Any] | None) -> bool:
     if info is not None:
         if info.get("random_init") is not None:
             return bool(info["random_init"])
-        if "pretrained" in info and (info["pretrained"] is None or str(info["pretrained"]).lower() in RANDOM_INIT_TAGS):
+        if "pretrained" in info and is_random_init_tag(info["pretrained"]):
             return True
     tag_ = key.rsplit("/", 1)[-1].lower() if "/" in key else ""
-    return tag_ in ("random-init", "none", "random")
+    return bool(tag_) and is_random_init_tag(tag_)
 
 
 def build_models(data: RunData) -> list[ModelView]:
