@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from ccs_dist.schemas import CCS_AT_K_SCHEMA
+
 HEAD = ["model", "layer", "head"]
 DESC = HEAD + ["rank"]
 
@@ -135,8 +137,7 @@ def ccs_at_k(ccs: pl.DataFrame, max_k: int = 5) -> pl.DataFrame:
         for k in range(max_k + 1):
             frac = float((counts == k).sum() / n_ok) if n_ok else None
             rows.append({"model": model, "k": k, "fraction": frac, "n_heads": n_ok, "n_flagged": n_flag})
-    schema = {"model": pl.String, "k": pl.Int64, "fraction": pl.Float64, "n_heads": pl.Int64, "n_flagged": pl.Int64}
-    return pl.DataFrame(rows, schema=schema).sort(["model", "k"])
+    return pl.DataFrame(rows, schema=CCS_AT_K_SCHEMA).sort(["model", "k"])
 
 
 # -- agreement ---------------------------------------------------------------------------------------

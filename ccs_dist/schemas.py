@@ -1,4 +1,8 @@
-"""Writing and reading the parquet tables of DESIGN.md, with run metadata in the parquet footer."""
+"""The product's tables: their column schemas (the one home of each) and the one parquet writer.
+
+Tables are written with run metadata in the parquet footer (:func:`write_table`); CSV exports go
+through :func:`csv_safe`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,27 @@ import pyarrow.parquet as pq
 from ccs_dist.store import atomic_write_bytes
 
 METADATA_KEY = b"ccs_dist"
+
+HEAD_COLUMNS = {"model": pl.String, "layer": pl.Int64, "head": pl.Int64}
+# spans: one row per (model, layer, head, rank); the per-head facts after ``variance`` repeat on each row
+SPANS_REQUIRED = {**HEAD_COLUMNS, "rank": pl.Int64, "text": pl.String, "variance": pl.Float64}
+SPANS_SCHEMA = {**SPANS_REQUIRED, "requested_rank": pl.Int64, "effective_rank": pl.Int64, "stability": pl.Float64,
+                "span1_stability": pl.Float64}
+LABELS_SCHEMA = {**HEAD_COLUMNS, "label": pl.String, "backend": pl.String, "error": pl.String}
+JUDGMENTS_SCHEMA = {**HEAD_COLUMNS, "rank": pl.Int64, "text": pl.String, "label": pl.String, "aligned": pl.Boolean,
+                    "judge": pl.String, "error": pl.String}
+CCS_AT_K_SCHEMA = {"model": pl.String, "k": pl.Int64, "fraction": pl.Float64, "n_heads": pl.Int64, "n_flagged": pl.Int64}
+EVALUATION_SCHEMA = {"model": pl.String, "task": pl.String, "condition": pl.String, "seed": pl.Int64,
+                     "n_pruned": pl.Int64, "metric": pl.String, "value": pl.Float64}
+ATTRIBUTION_SCHEMA = {"model": pl.String, "dataset": pl.String, "class": pl.String, "layer": pl.Int64, "head": pl.Int64,
+                      "method": pl.String, "value": pl.Float64, "n_images": pl.Int64}
+CURVES_SCHEMA = {"model": pl.String, "dataset": pl.String, "image": pl.Int64, "class": pl.String, "method": pl.String,
+                 "seed": pl.Int64, "k": pl.Int64, "y": pl.Float64}
+FAITHFULNESS_SCHEMA = {"model": pl.String, "dataset": pl.String, "class": pl.String, "method": pl.String,
+                       "metric": pl.String, "layer": pl.Int64, "value": pl.Float64, "n_images": pl.Int64}
+RELIANCE_SCHEMA = {"model": pl.String, "dataset": pl.String, "class": pl.String, "rank": pl.Int64, "layer": pl.Int64,
+                   "head": pl.Int64, "attribution": pl.Float64, "label": pl.String, "ccs": pl.Int64, "category": pl.String,
+                   "alignment": pl.Float64, "unexpected": pl.Boolean}
 
 
 def write_table(df: pl.DataFrame, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:

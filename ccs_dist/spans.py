@@ -27,13 +27,10 @@ from ccs_dist.textspan import (
     textspan_heads,
     textspan_heads_prefiltered,
 )
+from ccs_dist.schemas import SPANS_SCHEMA
 
 log = logging.getLogger(__name__)
 
-SPANS_SCHEMA = {
-    "model": pl.String, "layer": pl.Int64, "head": pl.Int64, "rank": pl.Int64, "text": pl.String, "variance": pl.Float64,
-    "requested_rank": pl.Int64, "effective_rank": pl.Int64, "stability": pl.Float64, "span1_stability": pl.Float64,
-}
 # per-head facts repeated on each of the head's rows; the score stage copies them into the ccs table
 HEAD_FACTS = ("requested_rank", "effective_rank", "stability", "span1_stability")
 

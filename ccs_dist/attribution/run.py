@@ -34,17 +34,12 @@ from torch.utils.data import DataLoader, Subset
 
 from ccs_dist.attribution.reliance import ccs_for_model, reliance_table
 from ccs_dist.errors import UserError, check_at_least
+from ccs_dist.schemas import ATTRIBUTION_SCHEMA, CURVES_SCHEMA, FAITHFULNESS_SCHEMA
 from ccs_dist.attribution import maths as A
 
 log = logging.getLogger(__name__)
 
 SCORES = ("attribution", "direct", "energy")
-ATTRIBUTION_SCHEMA = {"model": pl.String, "dataset": pl.String, "class": pl.String, "layer": pl.Int64, "head": pl.Int64,
-                      "method": pl.String, "value": pl.Float64, "n_images": pl.Int64}
-CURVES_SCHEMA = {"model": pl.String, "dataset": pl.String, "image": pl.Int64, "class": pl.String, "method": pl.String,
-                 "seed": pl.Int64, "k": pl.Int64, "y": pl.Float64}
-FAITHFULNESS_SCHEMA = {"model": pl.String, "dataset": pl.String, "class": pl.String, "method": pl.String,
-                       "metric": pl.String, "layer": pl.Int64, "value": pl.Float64, "n_images": pl.Int64}
 
 
 @dataclass(frozen=True)

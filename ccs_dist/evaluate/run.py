@@ -27,6 +27,7 @@ from ccs_dist.evaluate.encode import HeadSetEncoder
 from ccs_dist.data.metadata import templates
 from ccs_dist.evaluate.zeroshot import evaluate_zeroshot
 from ccs_dist.head_sets import HeadSet
+from ccs_dist.schemas import EVALUATION_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,4 @@ def evaluate(loaded, tasks: Sequence[str], head_sets: Sequence[HeadSet], config:
         rows += evaluate_task(loaded, spec, head_sets, config, encoder)
         log.info("%s: %s done in %.1f s", loaded.key, spec.name, time.perf_counter() - t0)
     rows += random_summary(rows)
-    schema = {"model": pl.Utf8, "task": pl.Utf8, "condition": pl.Utf8, "seed": pl.Int64,
-              "n_pruned": pl.Int64, "metric": pl.Utf8, "value": pl.Float64}
-    return pl.DataFrame(rows, schema=schema)
+    return pl.DataFrame(rows, schema=EVALUATION_SCHEMA)

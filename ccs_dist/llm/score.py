@@ -22,11 +22,11 @@ from ccs_dist.errors import UserError
 from ccs_dist.heads import head_name
 from ccs_dist.llm.backends import Judge, Labeler, LabelResult, Verdict
 from ccs_dist.llm.config import ScoreConfig
+from ccs_dist.schemas import JUDGMENTS_SCHEMA, LABELS_SCHEMA, SPANS_REQUIRED
 from ccs_dist.llm.urls import redact_url
 
 log = logging.getLogger(__name__)
 
-SPANS_SCHEMA = {"model": pl.String, "layer": pl.Int64, "head": pl.Int64, "rank": pl.Int64, "text": pl.String, "variance": pl.Float64}
 
 
 @dataclass(frozen=True)
@@ -79,14 +79,14 @@ def read_spans(path: str | Path) -> pl.DataFrame:
 
 def validate_spans(spans: pl.DataFrame) -> pl.DataFrame:
     """Check the DESIGN contract (model, layer, head, rank, text, variance); cast ints/floats; sort."""
-    missing = [c for c in SPANS_SCHEMA if c not in spans.columns]
+    missing = [c for c in SPANS_REQUIRED if c not in spans.columns]
     if missing:
         raise UserError(f"spans table lacks column(s) {', '.join(missing)} (has {', '.join(spans.columns)}): "
                         "pass the spans table written by the textspan stage")
     if spans.height == 0:
         raise UserError("spans table is empty: run the textspan stage first")
     try:
-        spans = spans.select([pl.col(c).cast(t, strict=True) for c, t in SPANS_SCHEMA.items()])
+        spans = spans.select([pl.col(c).cast(t, strict=True) for c, t in SPANS_REQUIRED.items()])
     except Exception as e:
         raise UserError(f"spans table has a column of the wrong type ({str(e).splitlines()[0][:120]}): expected "
                         "model str, layer/head/rank int, text str, variance float") from e
@@ -256,10 +256,7 @@ def _tables(heads, results: Sequence[tuple[LabelResult, list[list[Verdict]]]], b
             for rank, (text, v) in enumerate(zip(h.texts, verdicts)):
                 judg_rows.append({"model": h.model, "layer": h.layer, "head": h.head, "rank": rank, "text": text,
                                   "label": lab.label, "aligned": v.aligned, "judge": name, "error": v.error})
-    lschema = {"model": pl.String, "layer": pl.Int64, "head": pl.Int64, "label": pl.String, "backend": pl.String, "error": pl.String}
-    jschema = {"model": pl.String, "layer": pl.Int64, "head": pl.Int64, "rank": pl.Int64, "text": pl.String,
-               "label": pl.String, "aligned": pl.Boolean, "judge": pl.String, "error": pl.String}
-    return pl.DataFrame(label_rows, schema=lschema), pl.DataFrame(judg_rows, schema=jschema)
+    return pl.DataFrame(label_rows, schema=LABELS_SCHEMA), pl.DataFrame(judg_rows, schema=JUDGMENTS_SCHEMA)
 
 
 def _stats(config: ScoreConfig, clients, ccs: pl.DataFrame, seconds: float) -> dict[str, Any]:
