@@ -12,6 +12,7 @@ Axis legend: B batch, P position, L layer (chosen layers), H head, D model width
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -88,7 +89,9 @@ class _Recorder:
     def __init__(self, loaded: LoadedModel, layers: Sequence[int], spatial: dict[int, tuple[int, ...]]):
         self.loaded, self.layers, self.spatial = loaded, tuple(layers), spatial
         self.writes: dict[str, torch.Tensor] = {}
+        self.captures: dict = {}  # layer -> HeadCapture
         self._handles: list = []
+        self._controls = contextlib.ExitStack()
 
     def _store(self, name: str):
         def hook(_module, _inputs, output):
@@ -109,17 +112,14 @@ class _Recorder:
             self.writes["visual.ln_post.in"] = (x[:, 0] if x.dim() == 3 else x).detach().clone()
         self._handles.append(visual.ln_post.register_forward_pre_hook(pre_ln_post))
         for layer in self.layers:
-            self.loaded.heads[layer].record_cls = True
-        for layer, heads in self.spatial.items():
-            self.loaded.heads[layer].spatial_heads = heads
+            self.captures[layer] = self._controls.enter_context(
+                self.loaded.heads[layer].controlled(capture_cls=True, capture_spatial=self.spatial.get(layer, ())))
         return self
 
     def __exit__(self, *exc) -> None:
         for h in self._handles:
             h.remove()
-        for module in self.loaded.heads:
-            module.record_cls = False
-            module.spatial_heads = ()
+        self._controls.close()
         if exc[0] is None:
             expected = 2 + 2 * self.loaded.num_layers
             if len(self.writes) != expected:
@@ -177,19 +177,19 @@ def decompose(
         block = visual.transformer.resblocks[layer]
         bias_D = module.out_proj.bias.float() if module.out_proj.bias is not None else torch.zeros(loaded.width, device=images.device)
         gamma = _layer_scale(block)
-        c_BHD = module.head_out_BHD.float() + bias_D / H
+        capture = rec.captures[layer]
+        c_BHD = capture.cls_BHD.float() + bias_D / H
         if gamma is not None:
             c_BHD = c_BHD * gamma
         head_terms.append(to_joint(c_BHD, 1.0 / (n_terms * H)))
-        if module.head_spatial_BSPD is not None:
-            P = module.head_spatial_BSPD.shape[2]
-            s_BSPD = module.head_spatial_BSPD.float() + bias_D / (H * P)
+        if capture.spatial_BSPD is not None:
+            P = capture.spatial_BSPD.shape[2]
+            s_BSPD = capture.spatial_BSPD.float() + bias_D / (H * P)
             if gamma is not None:
                 s_BSPD = s_BSPD * gamma
             s_BSPE = to_joint(s_BSPD, 1.0 / (n_terms * H * P))
             for i, head in enumerate(spatial[layer]):
                 spatial_out[(layer, head)] = s_BSPE[:, i]
-        module.head_out_BHD = module.head_spatial_BSPD = None
     heads_BLHE = torch.stack(head_terms, dim=1)
     return Decomposition(heads=heads_BLHE, layers=chosen, rest=rest_BE, embedding=embedding_BE, spatial=spatial_out)
 

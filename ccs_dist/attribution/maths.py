@@ -63,12 +63,20 @@ def _as_text_BE(loaded: LoadedModel, text: torch.Tensor | np.ndarray, batch: int
     return t
 
 
+class Gates(list):
+    """The gates ``[B, H]`` by layer (a list, for ``autograd.grad``), with each layer's capture."""
+
+    def __init__(self, gates: list[torch.Tensor], captures: list):
+        super().__init__(gates)
+        self.captures = captures
+
+
 @contextlib.contextmanager
-def head_gates(loaded: LoadedModel, batch: int, record_cls: bool = False) -> Iterator[list[torch.Tensor]]:
+def head_gates(loaded: LoadedModel, batch: int, record_cls: bool = False) -> Iterator[Gates]:
     """Install a gate ``alpha = 1`` ([B, H], requires grad) on every head of every layer; yield them by layer.
 
-    The gates are set on the modules directly (``forward.head_mask`` skips all-ones masks on purpose). With
-    ``record_cls`` each layer also records its heads' CLS writes (``head_out_BHD``). Always reset on exit.
+    The gates are set through each module's control context (``forward.head_mask`` skips all-ones masks on
+    purpose). With ``record_cls`` each layer also captures its heads' CLS writes (``gates.captures[layer].cls_BHD``).
     """
     forward.check_tower(loaded)
     gates = [
@@ -76,19 +84,13 @@ def head_gates(loaded: LoadedModel, batch: int, record_cls: bool = False) -> Ite
         for _ in range(loaded.num_layers)
     ]
     modules = loaded.heads
-    for module, gate in zip(modules, gates):
-        if module.head_mask_BH is not None:
+    for module in modules:
+        if module.control.keep_BH is not None:
             raise RuntimeError(f"{module.name}: a head mask is already set; nested gating is not supported")
-    try:
-        for module, gate in zip(modules, gates):
-            module.head_mask_BH, module.ablation = gate, "zero"
-            module.record_cls = record_cls
-        yield gates
-    finally:
-        for module in modules:
-            module.head_mask_BH, module.ablation = None, "zero"
-            module.record_cls = False
-            module.head_out_BHD = None
+    with contextlib.ExitStack() as stack:
+        captures = [stack.enter_context(m.controlled(keep_BH=g, ablation="zero", capture_cls=record_cls))
+                    for m, g in zip(modules, gates)]
+        yield Gates(gates, captures)
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def attribute_heads(loaded: LoadedModel, images: torch.Tensor, text: torch.Tenso
         y_B = target_score(emb_BE, text_BE)
         # samples are independent (eval mode, per-sample LayerNorms), so d(sum y)/d gate[b] = dy_b / d gate[b]
         grads = torch.autograd.grad(y_B.sum(), gates)
-        energy_BLH = torch.stack([m.head_out_BHD.detach().float().norm(dim=-1) for m in loaded.heads], dim=1)
+        energy_BLH = torch.stack([c.cls_BHD.detach().float().norm(dim=-1) for c in gates.captures], dim=1)
     return HeadScores(
         y_B=y_B.detach(),
         attribution_BLH=torch.stack([g.float() for g in grads], dim=1),

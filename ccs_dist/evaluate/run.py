@@ -117,14 +117,16 @@ def random_summary(rows: Sequence[dict]) -> list[dict]:
     return out
 
 
-def _record_head_means(loaded, loader: DataLoader) -> None:
-    """For ``ablation="mean"``: each head's mean output over the task's own images (one extra pass)."""
-    import torch
+def _head_means(loaded, loader: DataLoader, ablation: str):
+    """For ``ablation="mean"``: each head's mean output over the task's own images (one extra pass), in force
+    within the block; for ``zero`` a no-op."""
+    import contextlib
 
-    from ccs_dist.models.masked import compute_head_means
+    from ccs_dist.models.masked import reference_means
 
-    with torch.no_grad():
-        compute_head_means(loaded, (images for images, _ in loader))
+    if ablation != "mean":
+        return contextlib.nullcontext()
+    return reference_means(loaded, (images for images, _ in loader))
 
 
 def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: EvalConfig,
@@ -142,9 +144,8 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
         if idx is not None:
             ds = Subset(ds, idx)
         loader = DataLoader(ds, batch_size=config.batch_size, num_workers=config.num_workers)
-        if config.ablation == "mean":
-            _record_head_means(loaded, loader)
-        results = evaluate_zeroshot(loaded, task, heads, loader, encoder, config.ablation)
+        with _head_means(loaded, loader, config.ablation):
+            results = evaluate_zeroshot(loaded, task, heads, loader, encoder, config.ablation)
         return _rows(model, task.name, head_sets, results)
     if spec.name in VIDEO_TASKS:
         if config.ablation == "mean":
@@ -163,14 +164,14 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
     if idx is not None:
         bt = bias.BiasTask(bt.name, tuple(bt.paths[i] for i in idx),
                            tuple(bias.Attribute(a.name, a.names, a.groups_N[idx]) for a in bt.attributes))
-    if config.ablation == "mean":
-        ref = datasets.ImageListDataset(bt.paths, [0] * len(bt.paths), loaded.preprocess)
-        _record_head_means(loaded, DataLoader(ref, batch_size=config.batch_size, num_workers=config.num_workers))
+    ref = datasets.ImageListDataset(bt.paths, [0] * len(bt.paths), loaded.preprocess)
+    ref_loader = DataLoader(ref, batch_size=config.batch_size, num_workers=config.num_workers)
     occupations = bias.read_occupations(config.occupations)
     prompts = templates("occupation_paper" if config.bias_templates == "paper" else "occupation")[: config.templates_per_class or None]
-    per_set = bias.evaluate_bias(loaded, bt, heads, loaded.preprocess, occupations, prompts,
-                                 config.k, config.batch_size, config.num_workers, encoder, config.ablation,
-                                 ranking=config.bias_ranking)
+    with _head_means(loaded, ref_loader, config.ablation):
+        per_set = bias.evaluate_bias(loaded, bt, heads, loaded.preprocess, occupations, prompts,
+                                     config.k, config.batch_size, config.num_workers, encoder, config.ablation,
+                                     ranking=config.bias_ranking)
     rows = []
     for attr_task in per_set[0]:
         rows += _rows(model, attr_task, head_sets, [r[attr_task] for r in per_set])

@@ -57,11 +57,11 @@ class MiniLMEmbedder:
 
 class ClipTextEmbedder:
     def __init__(self, arch: str, pretrained: str | None):
-        import ccs_dist
+        from ccs_dist.models.loading import load_model
         from ccs_dist.text.embed import embed_texts
 
         self.name = f"clip:{arch}" + (f"/{pretrained}" if pretrained else "")
-        self._loaded = ccs_dist.load_model(arch, pretrained=pretrained)
+        self._loaded = load_model(arch, pretrained=pretrained)
         self._embed = embed_texts
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

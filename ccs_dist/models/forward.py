@@ -34,13 +34,10 @@ def head_mask(loaded: LoadedModel, layer: int, keep_BH: torch.Tensor | None, abl
     if keep_BH is None or bool((keep_BH == 1).all()):
         yield
         return
-    if ablation == "mean" and module.mean_out_HPK is None:
-        raise ValueError("mean ablation needs reference means: call compute_head_means first")
-    module.head_mask_BH, module.ablation = keep_BH, ablation
-    try:
+    if ablation == "mean" and module.control.mean_HPK is None:
+        raise ValueError("mean ablation needs reference means: run it within masked.reference_means")
+    with module.controlled(keep_BH=keep_BH, ablation=ablation):
         yield
-    finally:
-        module.head_mask_BH, module.ablation = None, "zero"
 
 
 def embed(loaded: LoadedModel, images: torch.Tensor) -> torch.Tensor:

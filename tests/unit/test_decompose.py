@@ -10,6 +10,7 @@ from ccs_dist.decompose import DecomposeConfig, decompose, decompose_image_set
 from ccs_dist.errors import UserError
 from ccs_dist.data.images import resolve_image_set
 from ccs_dist.models import load_model
+from ccs_dist.models.head_attention import STOCK
 from ccs_dist.store import ArtifactStore
 
 
@@ -61,7 +62,8 @@ def test_spatial_terms_sum_to_the_head_term(tiny):
 
 def test_recording_leaves_no_state_behind(tiny):
     decompose(tiny, _images(tiny, 1), layers=3, spatial_heads=[(2, 0)])
-    assert all(not m.record_cls and not m.spatial_heads and m.head_out_BHD is None for m in tiny.heads)
+    assert all(m.control == STOCK and m.control.keep_BH is None for m in tiny.heads)
+    assert all(m._capture.cls_BHD is None and m._capture.spatial_BSPD is None for m in tiny.heads)
 
 
 def test_streaming_artifact_matches_batch_decomposition_and_is_reused(tiny, cache_dir, caplog):
