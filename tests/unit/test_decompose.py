@@ -176,3 +176,43 @@ def test_huge_images_are_refused_before_decoding(tmp_path):
     assert images.load(images.paths.index(folder / "ok.png")).size == (40, 40)
     with pytest.raises(im_mod.ImageTooLarge, match="7000x6000 = 42 MP is over the 40 MP limit"):
         images.load(images.paths.index(folder / "huge.png"))
+
+
+def test_one_head_term_by_hand_with_the_reference_share_convention(tiny):
+    """Head L2.H1's term from its own q/k/v (not HeadAttention's capture), mapped through ln_post linearised at
+    the final CLS residual, with the reference convention: each of the 2L + 1 residual terms takes 1/(2L + 1)
+    of the mean and of beta, each head 1/H of its layer's share (and 1/H of the out-projection bias)."""
+    import torch.nn.functional as F
+
+    x = _images(tiny, 2, seed=5)
+    layer, head = 2, 1
+    visual = tiny.visual
+    block = visual.transformer.resblocks[layer]
+    seen = {}
+    hooks = [block.register_forward_pre_hook(lambda m, a: seen.__setitem__("block_in", a[0].detach().clone())),
+             visual.ln_post.register_forward_pre_hook(lambda m, a: seen.__setitem__("final", a[0].detach().clone()))]
+    try:
+        with torch.no_grad():
+            tiny.model.encode_image(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    d = decompose(tiny, x, layers=[layer])
+
+    L, H, K = tiny.num_layers, tiny.num_heads, tiny.head_dim
+    attn = block.attn
+    with torch.no_grad():
+        h_BPD = block.ln_1(seen["block_in"])
+        q_BPD, k_BPD, v_BPD = F.linear(h_BPD, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+        cols = slice(head * K, (head + 1) * K)
+        a_BP = torch.softmax(torch.einsum("bk,bpk->bp", q_BPD[:, 0, cols], k_BPD[:, :, cols]) / K**0.5, dim=-1)
+        z_BK = torch.einsum("bp,bpk->bk", a_BP, v_BPD[:, :, cols])
+        write_BD = block.ls_1(z_BK @ attn.out_proj.weight[:, cols].T + attn.out_proj.bias / H)
+        final = seen["final"]
+        r_BD = final[:, 0] if final.dim() == 3 else final
+        mu_B1 = r_BD.mean(-1, keepdim=True)
+        sigma_B1 = (r_BD.var(-1, unbiased=False, keepdim=True) + visual.ln_post.eps).sqrt()
+        share = 1.0 / ((2 * L + 1) * H)
+        term_BE = ((write_BD - mu_B1 * share) * visual.ln_post.weight / sigma_B1 + visual.ln_post.bias * share) @ visual.proj
+    torch.testing.assert_close(d.heads[:, 0, head], term_BE, rtol=1e-4, atol=1e-6)
+    assert term_BE.abs().max() > 1e-3  # not trivially zero
