@@ -7,7 +7,7 @@ write ``c`` with share ``s`` of the mean and bias maps to the joint space as
 has ``1/(2L+1)``, an attention layer's share is split equally over its H heads, and so is its out-projection
 bias (a head's term is its CLS write plus ``bias/H``). All terms sum to ``encode_image``.
 
-Axis legend: B batch, P position, L layer (chosen layers), H head, D model width, E joint embedding.
+Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -67,12 +67,12 @@ class _LnPostAffine:
         self.beta_D = ln.bias.float() if ln.bias is not None else torch.zeros(d, device=r.device)
         self.proj_DE = visual.proj.float()
 
-    def __call__(self, c_BXD: torch.Tensor, share: float) -> torch.Tensor:
-        """Map writes ``c`` [B, ..., D] with share ``share`` to the joint space [B, ..., E]."""
-        extra = c_BXD.dim() - 2
+    def __call__(self, writes: torch.Tensor, share: float) -> torch.Tensor:
+        """Map ``writes`` [B, ..., D] with share ``share`` to the joint space [B, ..., E]."""
+        extra = writes.dim() - 2
         mu = self.mu_B1.view(-1, *([1] * extra), 1)
         sigma = self.sigma_B1.view(-1, *([1] * extra), 1)
-        return ((c_BXD.float() - mu * share) * self.gamma_D / sigma + self.beta_D * share) @ self.proj_DE
+        return ((writes.float() - mu * share) * self.gamma_D / sigma + self.beta_D * share) @ self.proj_DE
 
 
 def _check_supported(loaded: LoadedModel) -> None:
@@ -182,14 +182,14 @@ def decompose(
         if gamma is not None:
             c_BHD = c_BHD * gamma
         head_terms.append(to_joint(c_BHD, 1.0 / (n_terms * H)))
-        if capture.spatial_BSPD is not None:
-            P = capture.spatial_BSPD.shape[2]
-            s_BSPD = capture.spatial_BSPD.float() + bias_D / (H * P)
+        if capture.spatial_BAPD is not None:
+            P = capture.spatial_BAPD.shape[2]
+            s_BAPD = capture.spatial_BAPD.float() + bias_D / (H * P)
             if gamma is not None:
-                s_BSPD = s_BSPD * gamma
-            s_BSPE = to_joint(s_BSPD, 1.0 / (n_terms * H * P))
+                s_BAPD = s_BAPD * gamma
+            s_BAPE = to_joint(s_BAPD, 1.0 / (n_terms * H * P))
             for i, head in enumerate(spatial[layer]):
-                spatial_out[(layer, head)] = s_BSPE[:, i]
+                spatial_out[(layer, head)] = s_BAPE[:, i]
     heads_BLHE = torch.stack(head_terms, dim=1)
     return Decomposition(heads=heads_BLHE, layers=chosen, rest=rest_BE, embedding=embedding_BE, spatial=spatial_out)
 

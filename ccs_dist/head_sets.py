@@ -351,7 +351,7 @@ def zeroed_heads(model, heads: Sequence[str]) -> Iterator[None]:
             w.data[:, cols] = old
 
 
-def encode_image_head_sets_naive(loaded, images_BCHW, head_sets: Sequence[Sequence[str]]):
+def encode_image_head_sets_naive(loaded, images_B3WW, head_sets: Sequence[Sequence[str]]):
     """Reference: one full forward per head set with zeroed columns -> [S, B, E] (slow; for tests and bench)."""
     import torch
 
@@ -359,5 +359,5 @@ def encode_image_head_sets_naive(loaded, images_BCHW, head_sets: Sequence[Sequen
     with torch.no_grad():
         for heads in head_sets:
             with zeroed_heads(loaded.model, heads):
-                outs.append(loaded.model.encode_image(images_BCHW))
+                outs.append(loaded.model.encode_image(images_B3WW))
     return torch.stack(outs)

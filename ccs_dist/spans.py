@@ -66,12 +66,12 @@ def spans_table(
     if config.method == "faiss" and index is None:
         raise ValueError("method='faiss' needs a text index")
 
-    def run_spans(moments: HeadMoments, basis_GED: torch.Tensor | None = None) -> list[SpanResult]:
+    def run_spans(moments: HeadMoments, basis_GEX: torch.Tensor | None = None) -> list[SpanResult]:
         if config.method == "faiss":
             return textspan_heads_prefiltered(moments, index, text_emb_TE, pool.texts, config.m, config.rank, config.prefilter,
                                               device, rank_policy=config.rank_policy, precision=config.precision)
         return textspan_heads(moments, text_emb_TE, pool.texts, m=config.m, rank=config.rank, device=device,
-                              rank_policy=config.rank_policy, precision=config.precision, basis_GED=basis_GED)
+                              rank_policy=config.rank_policy, precision=config.precision, basis_GEX=basis_GEX)
 
     stab = config.stability
     n_buckets = usable_buckets(artifact.n_images, stab) if stab.enabled else 0

@@ -39,7 +39,7 @@ MUTANTS = (
            ("tests/unit/test_decompose.py::test_one_head_term_by_hand_with_the_reference_share_convention",)),
     Mutant("decompose: rest takes every share", "ccs_dist/decompose.py",
            "rest_BE = to_joint(rest_BD, n_rest_terms / n_terms)", "rest_BE = to_joint(rest_BD, 1.0)",
-           ("tests/unit/test_decompose.py::test_one_head_term_by_hand_with_the_reference_share_convention",)),
+           ("tests/unit/test_decompose.py::test_heads_plus_rest_equal_the_embedding[ccs-tiny-2]",)),
     Mutant("textspan: no division by the embedding norm", "ccs_dist/textspan.py",
            "x_NGE = x_NGE / norms[:, None, None]", "x_NGE = x_NGE",
            ("tests/unit/test_textspan.py::test_streamed_moments_are_those_of_heads_over_the_embedding_norm",)),

@@ -4,7 +4,7 @@ Each of the 104 occupations is a query: the mean of its prompt-template embeddin
 renormalised. Images are ranked by cosine similarity under each head set; MaxSkew@k and NDKL@k are computed
 per query and per attribute (race, gender, ...), and reported summed over queries (as the paper) and averaged.
 
-Axis legend: S head sets, Q queries, N images, E joint embedding.
+Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 """
 
 from __future__ import annotations

@@ -12,13 +12,12 @@ control on exit. Within it the module can
 * capture each head's write to the CLS token (``capture.cls_BHD``: head ``h``'s slice of the
   out-projection input at position 0, times that slice of the out-projection weight; the out-projection
   bias is not included),
-* capture, for chosen heads, the CLS write split over source positions (``capture.spatial_SPD`` per sample:
-  ``capture.spatial_BSPD``),
+* capture, for chosen heads A, the CLS write split over source positions (``capture.spatial_BAPD``),
 * ablate heads per sample: ``keep_BH`` (1 keep, 0 ablate; a differentiable gate works too) zeroes a head's
   output at every token, or replaces it with the reference mean ``mean_HPK``; the out-projection bias kept,
 * accumulate each head's mean output (``record_mean``; read with ``capture.mean_HPK()``).
 
-Axis legend: see :mod:`ccs_dist.axes`.
+Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -61,7 +60,7 @@ class HeadCapture:
     """What a context captured: the last forward's CLS writes and the running mean of the outputs."""
 
     cls_BHD: torch.Tensor | None = None
-    spatial_BSPD: torch.Tensor | None = None
+    spatial_BAPD: torch.Tensor | None = None
     _mean_sum_HPK: torch.Tensor | None = None
     _mean_count: int = 0
 
@@ -171,7 +170,7 @@ class HeadAttention(nn.Module):
         if control.capture_cls:
             capture.cls_BHD = torch.einsum("bhk,dhk->bhd", z_BHPK[:, :, 0], w_out_DHK.to(z_BHPK.dtype))
         if control.capture_spatial:
-            capture.spatial_BSPD = self._spatial_cls_writes(q, k, v, mask, w_out_DHK, control)
+            capture.spatial_BAPD = self._spatial_cls_writes(q, k, v, mask, w_out_DHK, control)
 
         out = F.linear(z_BHPK.transpose(1, 2).reshape(B, P, D), self.out_proj.weight, self.out_proj.bias)
         if not self.batch_first:
@@ -191,19 +190,19 @@ class HeadAttention(nn.Module):
         return z_BHPK * keep_BH11 + (1 - keep_BH11) * mean_HPK.to(z_BHPK.dtype)[None]
 
     def _spatial_cls_writes(self, q, k, v, mask, w_out_DHK, control: HeadControl) -> torch.Tensor:
-        """CLS write of each chosen head split over source positions: [B, S, P, D], summing over P to cls_BHD."""
+        """CLS write of each chosen head split over source positions: [B, A, P, D], summing over P to cls_BHD."""
         idx = list(control.capture_spatial)
-        q0_BS1K = q[:, idx, :1].float()
-        k_BSPK, v_BSPK = k[:, idx].float(), v[:, idx].float()
-        logits_BS1P = q0_BS1K @ k_BSPK.transpose(-1, -2) * (self.head_dim**-0.5)
+        q0_BA1K = q[:, idx, :1].float()
+        k_BAPK, v_BAPK = k[:, idx].float(), v[:, idx].float()
+        logits_BA1P = q0_BA1K @ k_BAPK.transpose(-1, -2) * (self.head_dim**-0.5)
         if mask is not None:
             row = mask[..., :1, :] if mask.dim() >= 2 else mask
-            logits_BS1P = logits_BS1P.masked_fill(~row, float("-inf")) if row.dtype == torch.bool else logits_BS1P + row.float()
-        attn_BSP = logits_BS1P.softmax(-1)[:, :, 0]
+            logits_BA1P = logits_BA1P.masked_fill(~row, float("-inf")) if row.dtype == torch.bool else logits_BA1P + row.float()
+        attn_BAP = logits_BA1P.softmax(-1)[:, :, 0]
         if control.keep_BH is not None:
-            attn_BSP = attn_BSP * control.keep_BH[:, idx, None].float()
-        contrib_BSPK = attn_BSP[..., None] * v_BSPK
-        return torch.einsum("bspk,dsk->bspd", contrib_BSPK, w_out_DHK[:, idx].float())
+            attn_BAP = attn_BAP * control.keep_BH[:, idx, None].float()
+        contrib_BAPK = attn_BAP[..., None] * v_BAPK
+        return torch.einsum("bapk,dak->bapd", contrib_BAPK, w_out_DHK[:, idx].float())
 
 
 

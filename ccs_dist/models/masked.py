@@ -4,7 +4,7 @@
 layer is computed once per image and shared, then the batch is repeated per distinct set with per-sample
 head masks (identical sets are computed once).
 
-Axis legend: S head set, U distinct head set, B batch, L layer, H head, P position, E joint embedding.
+Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 """
 
 from __future__ import annotations

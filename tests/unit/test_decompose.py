@@ -63,7 +63,7 @@ def test_spatial_terms_sum_to_the_head_term(tiny):
 def test_recording_leaves_no_state_behind(tiny):
     decompose(tiny, _images(tiny, 1), layers=3, spatial_heads=[(2, 0)])
     assert all(m.control == STOCK and m.control.keep_BH is None for m in tiny.heads)
-    assert all(m._capture.cls_BHD is None and m._capture.spatial_BSPD is None for m in tiny.heads)
+    assert all(m._capture.cls_BHD is None and m._capture.spatial_BAPD is None for m in tiny.heads)
 
 
 def test_streaming_artifact_matches_batch_decomposition_and_is_reused(tiny, cache_dir, caplog):
