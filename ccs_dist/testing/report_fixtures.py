@@ -17,6 +17,7 @@ from typing import Sequence
 
 import polars as pl
 
+from ccs_dist.ccs import PAPER_THRESHOLDS
 from ccs_dist.schemas import write_table
 
 HOSTILE_LABEL = '<img src=x onerror="document.title=\'pwned\'">'
@@ -141,8 +142,7 @@ def make_run(path: str | Path, spec: FixtureSpec = FixtureSpec()) -> Path:
                 else:
                     n_failed += 1
             flagged = n_failed > 0
-            cat = ("other" if flagged else "high" if n_aligned == 5 else "moderate" if n_aligned == 3
-                   else "low" if n_aligned <= 1 else "other")
+            cat = PAPER_THRESHOLDS.category(n_aligned, flagged)
             head_ccs[(layer, h)] = n_aligned
             labels.append({"model": m.key, "layer": layer, "head": h, "label": label, "backend": "openai:gpt-4o-mini"})
             ccs_rows.append({"model": m.key, "layer": layer, "head": h, "label": label, "ccs": n_aligned, "n_descriptions": 5,
