@@ -187,13 +187,14 @@ def test_each_judge_endpoint_is_asked_for_every_description(tmp_path, key_env):
     """Two judges on one server: the second judge's verdicts come from its own model, not the first's cache."""
     spans = make_spans(6)
     with LoopbackServer(LoopbackConfig(models=("loopback-1", "loopback-2"))) as srv:
-        cfg = config(srv.base_url, tmp_path / "c", key_env)
+        cfg = config(srv.base_url, tmp_path / "c", key_env, timeout_s=30)  # no timeouts, so no re-sends
         j2 = replace(cfg.labeler, model="loopback-2")
         r = score_spans(spans, replace(cfg, judges=(cfg.labeler, j2)))
         by_model = dict(srv.stats.by_model)
-    assert by_model["loopback-2"] == spans.height  # one pair question per description, asked of judge 2 itself
-    assert by_model["loopback-1"] == 6 + spans.height  # the labels, then judge 1's verdicts
-    assert r.judgments.filter(pl.col("judge") == j2.name).height == spans.height
+    assert by_model.get("loopback-2", 0) >= spans.height  # one pair question per description, asked of judge 2 itself
+    assert by_model["loopback-1"] >= 6 + spans.height  # the labels, then judge 1's verdicts
+    from_j2 = r.judgments.filter(pl.col("judge") == j2.name)
+    assert from_j2.height == spans.height and from_j2["aligned"].null_count() == 0
 
 
 def test_cache_keys_differ_by_model_and_by_prompt_version(key_env):
