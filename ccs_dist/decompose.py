@@ -84,7 +84,11 @@ def _check_supported(loaded: LoadedModel) -> None:
 
 
 class _Recorder:
-    """Hooks that record the CLS residual writes of one forward pass; every hook must fire."""
+    """Hooks that record the CLS residual writes of one forward pass; every hook must fire.
+
+    Each write is keyed by the module path of the module it is read at (outputs of ``ln_pre``, ``ls_1`` and
+    ``ls_2``; the input of ``ln_post``), as TransformerLens keys hooks by name.
+    """
 
     def __init__(self, loaded: LoadedModel, layers: Sequence[int], spatial: dict[int, tuple[int, ...]]):
         self.loaded, self.layers, self.spatial = loaded, tuple(layers), spatial
@@ -102,14 +106,14 @@ class _Recorder:
         visual = self.loaded.visual
         if not visual.transformer.batch_first:
             raise UserError(f"{self.loaded.key}: sequence-first image transformers are not supported")
-        self._handles.append(visual.ln_pre.register_forward_hook(self._store("visual.embed")))
+        self._handles.append(visual.ln_pre.register_forward_hook(self._store("visual.ln_pre")))
         for layer, block in enumerate(visual.transformer.resblocks):
-            self._handles.append(block.ls_1.register_forward_hook(self._store(f"visual.blocks.{layer}.attn_out")))
-            self._handles.append(block.ls_2.register_forward_hook(self._store(f"visual.blocks.{layer}.mlp_out")))
+            self._handles.append(block.ls_1.register_forward_hook(self._store(f"visual.transformer.resblocks.{layer}.ls_1")))
+            self._handles.append(block.ls_2.register_forward_hook(self._store(f"visual.transformer.resblocks.{layer}.ls_2")))
 
         def pre_ln_post(_module, inputs):
             x = inputs[0]
-            self.writes["visual.ln_post.in"] = (x[:, 0] if x.dim() == 3 else x).detach().clone()
+            self.writes["visual.ln_post"] = (x[:, 0] if x.dim() == 3 else x).detach().clone()
         self._handles.append(visual.ln_post.register_forward_pre_hook(pre_ln_post))
         for layer in self.layers:
             self.captures[layer] = self._controls.enter_context(
@@ -157,16 +161,16 @@ def decompose(
 
     L, H = loaded.num_layers, loaded.num_heads
     n_terms = 2 * L + 1
-    to_joint = _LnPostAffine(visual, rec.writes["visual.ln_post.in"])
+    to_joint = _LnPostAffine(visual, rec.writes["visual.ln_post"])
 
     # Everything that is not a head of a chosen layer, summed in the residual space first (the map is affine).
-    rest_BD = rec.writes["visual.embed"].float().clone()
+    rest_BD = rec.writes["visual.ln_pre"].float().clone()
     n_rest_terms = 1
     for layer in range(L):
-        rest_BD += rec.writes[f"visual.blocks.{layer}.mlp_out"].float()
+        rest_BD += rec.writes[f"visual.transformer.resblocks.{layer}.ls_2"].float()
         n_rest_terms += 1
         if layer not in chosen:
-            rest_BD += rec.writes[f"visual.blocks.{layer}.attn_out"].float()
+            rest_BD += rec.writes[f"visual.transformer.resblocks.{layer}.ls_1"].float()
             n_rest_terms += 1
     rest_BE = to_joint(rest_BD, n_rest_terms / n_terms)
 

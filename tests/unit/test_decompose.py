@@ -216,3 +216,16 @@ def test_one_head_term_by_hand_with_the_reference_share_convention(tiny):
         term_BE = ((write_BD - mu_B1 * share) * visual.ln_post.weight / sigma_B1 + visual.ln_post.bias * share) @ visual.proj
     torch.testing.assert_close(d.heads[:, 0, head], term_BE, rtol=1e-4, atol=1e-6)
     assert term_BE.abs().max() > 1e-3  # not trivially zero
+
+
+def test_recorder_hook_names_are_the_module_paths(tiny):
+    """Pinned: the residual writes are keyed by module path (a rename of a module path must show up here)."""
+    from ccs_dist.decompose import _Recorder
+
+    with _Recorder(tiny, (2,), {}) as rec, torch.no_grad():
+        tiny.model.encode_image(_images(tiny, 1))
+    modules = dict(tiny.model.named_modules())
+    assert set(rec.writes) == {"visual.ln_pre", "visual.ln_post"} | {
+        f"visual.transformer.resblocks.{layer}.{m}" for layer in range(3) for m in ("ls_1", "ls_2")}
+    assert set(rec.writes) <= set(modules)
+    assert set(rec.captures) == {2} and all(m.name in modules for m in tiny.heads)
