@@ -4,7 +4,7 @@ Random-init ViT-B-32 (12 x 12 heads) on N random images, each with its own rando
 one run:
 
 * forward: one no-grad forward pass of the N images (the same CLS-only tower path);
-* attribution: ``ccs_dist.evaluate.attribution.attribute_heads``: dy/dalpha for all 144 heads (target <= 3x forward);
+* attribution: ``ccs_dist.attribution.maths.attribute_heads``: dy/dalpha for all 144 heads (target <= 3x forward);
 * exact: ``exact_ablation_effects``: one masked pass per head (the masked engine shares the layers below the
   pruned one, so this is already cheaper than 144 full passes; the naive cost 144 x forward is printed too).
 
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import ccs_dist
-from ccs_dist.evaluate import attribution as A
+from ccs_dist.attribution import maths as A
 from ccs_dist.models import forward
 
 

@@ -90,7 +90,7 @@ def peak_rss_child(n: int, arch: str, device: str, batch: int, cache: str) -> di
     code = f"""
 import json, resource, time
 from ccs_dist.decompose import DecomposeConfig, decompose_image_set
-from ccs_dist.images import resolve_image_set
+from ccs_dist.data.images import resolve_image_set
 from ccs_dist.models import load_model
 from ccs_dist.store import ArtifactStore
 loaded = load_model({arch!r}, None, device={device!r})
@@ -127,7 +127,7 @@ def write_jpegs(folder, n: int, seed: int = 0) -> None:
 
 def loader_only(folder: str, arch: str, batch: int, workers: int, device: str, decode: str) -> float:
     """img/s of decode + preprocess alone (the persistent loader, no model), batches delivered to ``device``."""
-    from ccs_dist.images import FolderImageSet
+    from ccs_dist.data.images import FolderImageSet
     from ccs_dist.loader import model_batches
     from ccs_dist.models import load_model
 
@@ -148,7 +148,7 @@ def end_to_end_child(folder: str, arch: str, device: str, batch: int, workers: i
 import json, resource, sys, time
 t_process = float(sys.argv[1])
 from ccs_dist.decompose import DecomposeConfig, decompose_image_set
-from ccs_dist.images import resolve_image_set
+from ccs_dist.data.images import resolve_image_set
 from ccs_dist.loader import LoaderStats
 from ccs_dist.models import load_model
 from ccs_dist.store import ArtifactStore

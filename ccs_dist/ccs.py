@@ -16,8 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from ccs_dist.schemas import CCS_AT_K_SCHEMA
+
 HEAD = ["model", "layer", "head"]
 DESC = HEAD + ["rank"]
+
+
+CATEGORIES = ("high", "moderate", "low", "other")  # the one home of head categories and their thresholds
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,19 @@ class CategoryThresholds:
     def __post_init__(self):
         if not (self.low < self.moderate < self.high):
             raise ValueError(f"category thresholds need low < moderate < high, got {self.low}, {self.moderate}, {self.high}")
+
+    def category(self, ccs: int | None, flagged: bool = False) -> str:
+        """The category of one head: ``other`` when flagged or unscored."""
+        if flagged or ccs is None:
+            return "other"
+        return "high" if ccs == self.high else "moderate" if ccs == self.moderate else "low" if ccs <= self.low else "other"
+
+    def describe(self) -> str:
+        """``high = 5, moderate = 3, low ≤ 1``: the thresholds as a reader sees them."""
+        return f"high = {self.high}, moderate = {self.moderate}, low ≤ {self.low}"
+
+
+PAPER_THRESHOLDS = CategoryThresholds()
 
 
 def read_ccs_table(path) -> pl.DataFrame | None:
@@ -119,8 +137,7 @@ def ccs_at_k(ccs: pl.DataFrame, max_k: int = 5) -> pl.DataFrame:
         for k in range(max_k + 1):
             frac = float((counts == k).sum() / n_ok) if n_ok else None
             rows.append({"model": model, "k": k, "fraction": frac, "n_heads": n_ok, "n_flagged": n_flag})
-    schema = {"model": pl.String, "k": pl.Int64, "fraction": pl.Float64, "n_heads": pl.Int64, "n_flagged": pl.Int64}
-    return pl.DataFrame(rows, schema=schema).sort(["model", "k"])
+    return pl.DataFrame(rows, schema=CCS_AT_K_SCHEMA).sort(["model", "k"])
 
 
 # -- agreement ---------------------------------------------------------------------------------------

@@ -7,11 +7,12 @@ write ``c`` with share ``s`` of the mean and bias maps to the joint space as
 has ``1/(2L+1)``, an attention layer's share is split equally over its H heads, and so is its out-projection
 bias (a head's term is its CLS write plus ``bias/H``). All terms sum to ``encode_image``.
 
-Axis legend: B batch, P position, L layer (chosen layers), H head, D model width, E joint embedding.
+Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,10 +23,11 @@ import numpy as np
 import torch
 
 from ccs_dist.errors import UserError
-from ccs_dist.images import ImageSet
+from ccs_dist.data.images import ImageSet
+from ccs_dist.heads import head_name
 from ccs_dist.loader import LoaderStats
 from ccs_dist.models import forward
-from ccs_dist.models.heads import resolve_layers
+from ccs_dist.heads import resolve_layers
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.store import ArtifactStore, content_key, read_json
 
@@ -65,12 +67,12 @@ class _LnPostAffine:
         self.beta_D = ln.bias.float() if ln.bias is not None else torch.zeros(d, device=r.device)
         self.proj_DE = visual.proj.float()
 
-    def __call__(self, c_BXD: torch.Tensor, share: float) -> torch.Tensor:
-        """Map writes ``c`` [B, ..., D] with share ``share`` to the joint space [B, ..., E]."""
-        extra = c_BXD.dim() - 2
+    def __call__(self, writes: torch.Tensor, share: float) -> torch.Tensor:
+        """Map ``writes`` [B, ..., D] with share ``share`` to the joint space [B, ..., E]."""
+        extra = writes.dim() - 2
         mu = self.mu_B1.view(-1, *([1] * extra), 1)
         sigma = self.sigma_B1.view(-1, *([1] * extra), 1)
-        return ((c_BXD.float() - mu * share) * self.gamma_D / sigma + self.beta_D * share) @ self.proj_DE
+        return ((writes.float() - mu * share) * self.gamma_D / sigma + self.beta_D * share) @ self.proj_DE
 
 
 def _check_supported(loaded: LoadedModel) -> None:
@@ -82,12 +84,18 @@ def _check_supported(loaded: LoadedModel) -> None:
 
 
 class _Recorder:
-    """Hooks that record the CLS residual writes of one forward pass; every hook must fire."""
+    """Hooks that record the CLS residual writes of one forward pass; every hook must fire.
+
+    Each write is keyed by the module path of the module it is read at (outputs of ``ln_pre``, ``ls_1`` and
+    ``ls_2``; the input of ``ln_post``), as TransformerLens keys hooks by name.
+    """
 
     def __init__(self, loaded: LoadedModel, layers: Sequence[int], spatial: dict[int, tuple[int, ...]]):
         self.loaded, self.layers, self.spatial = loaded, tuple(layers), spatial
         self.writes: dict[str, torch.Tensor] = {}
+        self.captures: dict = {}  # layer -> HeadCapture
         self._handles: list = []
+        self._controls = contextlib.ExitStack()
 
     def _store(self, name: str):
         def hook(_module, _inputs, output):
@@ -98,27 +106,24 @@ class _Recorder:
         visual = self.loaded.visual
         if not visual.transformer.batch_first:
             raise UserError(f"{self.loaded.key}: sequence-first image transformers are not supported")
-        self._handles.append(visual.ln_pre.register_forward_hook(self._store("visual.embed")))
+        self._handles.append(visual.ln_pre.register_forward_hook(self._store("visual.ln_pre")))
         for layer, block in enumerate(visual.transformer.resblocks):
-            self._handles.append(block.ls_1.register_forward_hook(self._store(f"visual.blocks.{layer}.attn_out")))
-            self._handles.append(block.ls_2.register_forward_hook(self._store(f"visual.blocks.{layer}.mlp_out")))
+            self._handles.append(block.ls_1.register_forward_hook(self._store(f"visual.transformer.resblocks.{layer}.ls_1")))
+            self._handles.append(block.ls_2.register_forward_hook(self._store(f"visual.transformer.resblocks.{layer}.ls_2")))
 
         def pre_ln_post(_module, inputs):
             x = inputs[0]
-            self.writes["visual.ln_post.in"] = (x[:, 0] if x.dim() == 3 else x).detach().clone()
+            self.writes["visual.ln_post"] = (x[:, 0] if x.dim() == 3 else x).detach().clone()
         self._handles.append(visual.ln_post.register_forward_pre_hook(pre_ln_post))
         for layer in self.layers:
-            self.loaded.heads[layer].record_cls = True
-        for layer, heads in self.spatial.items():
-            self.loaded.heads[layer].spatial_heads = heads
+            self.captures[layer] = self._controls.enter_context(
+                self.loaded.heads[layer].controlled(capture_cls=True, capture_spatial=self.spatial.get(layer, ())))
         return self
 
     def __exit__(self, *exc) -> None:
         for h in self._handles:
             h.remove()
-        for module in self.loaded.heads:
-            module.record_cls = False
-            module.spatial_heads = ()
+        self._controls.close()
         if exc[0] is None:
             expected = 2 + 2 * self.loaded.num_layers
             if len(self.writes) != expected:
@@ -147,7 +152,7 @@ def decompose(
     spatial: dict[int, tuple[int, ...]] = {}
     for layer, head in spatial_heads:
         if layer not in chosen or not 0 <= head < loaded.num_heads:
-            raise UserError(f"spatial head L{layer}.H{head} is not among the decomposed layers {list(chosen)}")
+            raise UserError(f"spatial head {head_name(layer, head)} is not among the decomposed layers {list(chosen)}")
         spatial[layer] = tuple(sorted(set(spatial.get(layer, ()) + (head,))))
     visual = loaded.visual
     images = images.to(loaded.device)
@@ -156,16 +161,16 @@ def decompose(
 
     L, H = loaded.num_layers, loaded.num_heads
     n_terms = 2 * L + 1
-    to_joint = _LnPostAffine(visual, rec.writes["visual.ln_post.in"])
+    to_joint = _LnPostAffine(visual, rec.writes["visual.ln_post"])
 
     # Everything that is not a head of a chosen layer, summed in the residual space first (the map is affine).
-    rest_BD = rec.writes["visual.embed"].float().clone()
+    rest_BD = rec.writes["visual.ln_pre"].float().clone()
     n_rest_terms = 1
     for layer in range(L):
-        rest_BD += rec.writes[f"visual.blocks.{layer}.mlp_out"].float()
+        rest_BD += rec.writes[f"visual.transformer.resblocks.{layer}.ls_2"].float()
         n_rest_terms += 1
         if layer not in chosen:
-            rest_BD += rec.writes[f"visual.blocks.{layer}.attn_out"].float()
+            rest_BD += rec.writes[f"visual.transformer.resblocks.{layer}.ls_1"].float()
             n_rest_terms += 1
     rest_BE = to_joint(rest_BD, n_rest_terms / n_terms)
 
@@ -176,19 +181,19 @@ def decompose(
         block = visual.transformer.resblocks[layer]
         bias_D = module.out_proj.bias.float() if module.out_proj.bias is not None else torch.zeros(loaded.width, device=images.device)
         gamma = _layer_scale(block)
-        c_BHD = module.head_out_BHD.float() + bias_D / H
+        capture = rec.captures[layer]
+        c_BHD = capture.cls_BHD.float() + bias_D / H
         if gamma is not None:
             c_BHD = c_BHD * gamma
         head_terms.append(to_joint(c_BHD, 1.0 / (n_terms * H)))
-        if module.head_spatial_BSPD is not None:
-            P = module.head_spatial_BSPD.shape[2]
-            s_BSPD = module.head_spatial_BSPD.float() + bias_D / (H * P)
+        if capture.spatial_BAPD is not None:
+            P = capture.spatial_BAPD.shape[2]
+            s_BAPD = capture.spatial_BAPD.float() + bias_D / (H * P)
             if gamma is not None:
-                s_BSPD = s_BSPD * gamma
-            s_BSPE = to_joint(s_BSPD, 1.0 / (n_terms * H * P))
+                s_BAPD = s_BAPD * gamma
+            s_BAPE = to_joint(s_BAPD, 1.0 / (n_terms * H * P))
             for i, head in enumerate(spatial[layer]):
-                spatial_out[(layer, head)] = s_BSPE[:, i]
-        module.head_out_BHD = module.head_spatial_BSPD = None
+                spatial_out[(layer, head)] = s_BAPE[:, i]
     heads_BLHE = torch.stack(head_terms, dim=1)
     return Decomposition(heads=heads_BLHE, layers=chosen, rest=rest_BE, embedding=embedding_BE, spatial=spatial_out)
 

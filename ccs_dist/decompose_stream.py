@@ -21,7 +21,7 @@ import numpy as np
 
 from ccs_dist.decompose import DecomposeConfig
 from ccs_dist.errors import UserError
-from ccs_dist.images import ImageSet
+from ccs_dist.data.images import ImageSet
 from ccs_dist.loader import LoaderStats, model_batches
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.shard_writer import ShardWriter, shard_shapes

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ccs_dist.errors import UserError
-from ccs_dist.images import ImageSet, check_pixels
+from ccs_dist.data.images import ImageSet, check_pixels
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 _PASS_THROUGH = {"MaybeConvertMode", "MaybeToTensor", "ToTensor", "_convert_to_rgb"}  # PIL-side steps of the CPU path

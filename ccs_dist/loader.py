@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ccs_dist.images import ImageSet
+from ccs_dist.data.images import ImageSet
 
 MAX_MICRO_BATCH = 64  # images a worker decodes per task: small enough that every worker shares each model batch
 

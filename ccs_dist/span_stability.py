@@ -13,7 +13,7 @@ With the numerical rank policy every bucket's moments are first projected onto t
 basis (D ~ 65 of E = 512 dimensions): a subset of the images spans no direction the full data lacks, so the
 resample spans are the same up to rounding, at a D^3 instead of E^3 eigen-decomposition each.
 
-Axis legend: G head (layer-major over the decomposed layers), N image, E joint embedding.
+Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -79,21 +79,21 @@ def span_stability(
     full: Sequence[SpanResult],
     run_spans: Callable[[HeadMoments, torch.Tensor | None], list[SpanResult]],
     config: StabilityConfig,
-    basis_GED: torch.Tensor | None = None,
+    basis_GEX: torch.Tensor | None = None,
 ) -> list[HeadStability]:
     """Stability of every head, ``run_spans(moments, basis)`` being the same TextSpan (rank, policy, method) as
-    for ``full``; with ``basis_GED`` the resamples run in those bases' coordinates."""
+    for ``full``; with ``basis_GEX`` the resamples run in those bases' coordinates."""
     if not config.enabled or len(buckets) < 2:
         return [HeadStability(None, None)] * len(full)
-    if basis_GED is not None:
-        buckets = [b.project(basis_GED) for b in buckets]
+    if basis_GEX is not None:
+        buckets = [b.project(basis_GEX) for b in buckets]
     rng = np.random.default_rng(config.seed + 1)  # resample choice independent of the bucket deal
     half = len(buckets) // 2
     jaccard = np.zeros(len(full))
     first = np.zeros(len(full))
     for _ in range(config.resamples):
         chosen = sorted(rng.choice(len(buckets), size=half, replace=False).tolist())
-        resampled = run_spans(sum_moments([buckets[i] for i in chosen]), basis_GED)
+        resampled = run_spans(sum_moments([buckets[i] for i in chosen]), basis_GEX)
         for g, (res, ref) in enumerate(zip(resampled, full)):
             jaccard[g] += _jaccard(res.indices, ref.indices)
             first[g] += res.indices[0] == ref.indices[0]

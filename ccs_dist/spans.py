@@ -27,13 +27,10 @@ from ccs_dist.textspan import (
     textspan_heads,
     textspan_heads_prefiltered,
 )
+from ccs_dist.schemas import SPANS_SCHEMA
 
 log = logging.getLogger(__name__)
 
-SPANS_SCHEMA = {
-    "model": pl.String, "layer": pl.Int64, "head": pl.Int64, "rank": pl.Int64, "text": pl.String, "variance": pl.Float64,
-    "requested_rank": pl.Int64, "effective_rank": pl.Int64, "stability": pl.Float64, "span1_stability": pl.Float64,
-}
 # per-head facts repeated on each of the head's rows; the score stage copies them into the ccs table
 HEAD_FACTS = ("requested_rank", "effective_rank", "stability", "span1_stability")
 
@@ -69,12 +66,12 @@ def spans_table(
     if config.method == "faiss" and index is None:
         raise ValueError("method='faiss' needs a text index")
 
-    def run_spans(moments: HeadMoments, basis_GED: torch.Tensor | None = None) -> list[SpanResult]:
+    def run_spans(moments: HeadMoments, basis_GEX: torch.Tensor | None = None) -> list[SpanResult]:
         if config.method == "faiss":
             return textspan_heads_prefiltered(moments, index, text_emb_TE, pool.texts, config.m, config.rank, config.prefilter,
                                               device, rank_policy=config.rank_policy, precision=config.precision)
         return textspan_heads(moments, text_emb_TE, pool.texts, m=config.m, rank=config.rank, device=device,
-                              rank_policy=config.rank_policy, precision=config.precision, basis_GED=basis_GED)
+                              rank_policy=config.rank_policy, precision=config.precision, basis_GEX=basis_GEX)
 
     stab = config.stability
     n_buckets = usable_buckets(artifact.n_images, stab) if stab.enabled else 0

@@ -20,7 +20,7 @@ that are rounding noise, yet the reference projects texts onto them and deflates
 spans after the first can flip under a 1e-7 perturbation of the data. ``rank_policy="numerical"`` (the
 default) therefore uses ``min(rank, numerical rank)`` per head (see :func:`numerical_rank`);
 ``rank_policy="reference"`` keeps the reference algorithm exactly (``min(rank, N)``).
-Axis legend: G head (layer-major over the decomposed layers), N image, E joint embedding, T text, R rank.
+Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -105,10 +105,10 @@ class HeadMoments:
             out._eigh = None if cached is None else (out._eigh[0].to(device), out._eigh[1].to(device))
         return out
 
-    def project(self, basis_GED: torch.Tensor) -> HeadMoments:
-        """The statistics of X W for per-head orthonormal bases W [G, E, D] (the coordinates of X in span(W))."""
+    def project(self, basis_GEX: torch.Tensor) -> HeadMoments:
+        """The statistics of X W for per-head orthonormal bases W [G, E, X] (the coordinates of X in span(W))."""
         out = HeadMoments.__new__(HeadMoments)
-        w = basis_GED.to(self.gram_GEE.device, self.gram_GEE.dtype)
+        w = basis_GEX.to(self.gram_GEE.device, self.gram_GEE.dtype)
         out.count = self.count
         out.sum_GE = (self.sum_GE[:, None, :] @ w)[:, 0]
         out.gram_GEE = w.transpose(1, 2) @ self.gram_GEE @ w
@@ -142,7 +142,7 @@ def numerical_rank(moments: HeadMoments, precision: str = "fp32") -> torch.Tenso
 
 
 def numerical_basis(moments: HeadMoments, precision: str = "fp32") -> torch.Tensor:
-    """Orthonormal bases [G, E, D] of every head's data: its top D right singular directions, D the largest
+    """Orthonormal bases [G, E, X] of every head's data: its top X right singular directions, X the largest
     numerical rank among the heads. Any subset of the images lies in the same span (up to rounding noise)."""
     evals, evecs = moments.eigh()
     d = int(_rank_from_eigenvalues(evals, precision).max())
@@ -181,28 +181,28 @@ def _project_texts(text_TE: torch.Tensor, v_GER: torch.Tensor, chunk: int = 1 <<
 
 def _span_in_subspace(
     moments: HeadMoments, text_TE: torch.Tensor, m: int, rank: int, rank_policy: RankPolicy, precision: str,
-    basis_GED: torch.Tensor | None = None,
+    basis_GEX: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The greedy loop for a group of heads: -> (text indices [G, m], explained fractions [G, m], ranks [G]).
 
     With the numerical policy head g keeps its top ``ranks_G[g]`` directions: the columns beyond are zeroed,
     which adds exact zeros to every sum, so it equals running each head at its own rank.
-    ``basis_GED``: the moments are in the coordinates of these bases (:meth:`HeadMoments.project`); the singular
+    ``basis_GEX``: the moments are in the coordinates of these bases (:meth:`HeadMoments.project`); the singular
     directions found there are mapped back to E for the texts.
     """
     r = min(rank, moments.count, moments.dim)  # the reference's SVD has min(N, E) right singular vectors
     evals, evecs = moments.eigh()  # ascending eigenvalues of XᵀX = right singular vectors of X
-    v_GDR = evecs[..., -r:]
-    ranks_G = torch.full((moments.num_heads,), r, device=v_GDR.device)
+    v_GXR = evecs[..., -r:]
+    ranks_G = torch.full((moments.num_heads,), r, device=v_GXR.device)
     if rank_policy == "numerical":
-        embed_dim = basis_GED.shape[1] if basis_GED is not None else None
+        embed_dim = basis_GEX.shape[1] if basis_GEX is not None else None
         ranks_G = _rank_from_eigenvalues(evals, precision, embed_dim).clamp(max=r)
-        keep_GR = torch.arange(r, 0, -1, device=v_GDR.device)[None, :] <= ranks_G.to(v_GDR.device)[:, None]
-        v_GDR = v_GDR * keep_GR[:, None, :].to(v_GDR.dtype)  # column j is the (r - j)-th largest direction
-    cov_GDD = moments.covariance()
-    total_G = cov_GDD.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(cov_GDD.dtype).tiny)
-    c_GRR = v_GDR.transpose(1, 2) @ cov_GDD @ v_GDR
-    v_GER = v_GDR if basis_GED is None else basis_GED.to(v_GDR.device, v_GDR.dtype) @ v_GDR
+        keep_GR = torch.arange(r, 0, -1, device=v_GXR.device)[None, :] <= ranks_G.to(v_GXR.device)[:, None]
+        v_GXR = v_GXR * keep_GR[:, None, :].to(v_GXR.dtype)  # column j is the (r - j)-th largest direction
+    cov_GXX = moments.covariance()
+    total_G = cov_GXX.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(cov_GXX.dtype).tiny)
+    c_GRR = v_GXR.transpose(1, 2) @ cov_GXX @ v_GXR
+    v_GER = v_GXR if basis_GEX is None else basis_GEX.to(v_GXR.device, v_GXR.dtype) @ v_GXR
     a_GTR = _project_texts(text_TE, v_GER)  # texts in subspace coordinates
     chosen, explained = [], []
     g_idx = torch.arange(moments.num_heads, device=v_GER.device)
@@ -237,19 +237,19 @@ def textspan_heads(
     max_chunk_bytes: int = 1 << 30,
     rank_policy: RankPolicy = "numerical",
     precision: str = "fp32",
-    basis_GED: torch.Tensor | None = None,
+    basis_GEX: torch.Tensor | None = None,
 ) -> list[SpanResult]:
     """TextSpan for every head in ``moments`` at once (GPU when ``device`` is CUDA): one result per head.
 
     ``rank_policy``: ``numerical`` uses ``min(rank, numerical_rank(head, precision))`` per head (``precision``:
     what the head terms were computed in); ``reference`` uses ``min(rank, N)`` as the reference code does.
-    ``basis_GED``: ``moments`` are projected onto these orthonormal bases (:func:`numerical_basis`), which must
+    ``basis_GEX``: ``moments`` are projected onto these orthonormal bases (:func:`numerical_basis`), which must
     hold the data; the eigen-decompositions then cost D^3 instead of E^3 (the span-stability resamples).
     """
     text = torch.as_tensor(np.asarray(text_emb) if not isinstance(text_emb, torch.Tensor) else text_emb)
     if text.dim() != 2 or text.shape[0] != len(texts):
         raise UserError(f"text embeddings have shape {tuple(text.shape)} for {len(texts)} texts: give one row per text")
-    _validate(moments, len(texts), text.shape[1], m, rank, basis_GED.shape[1] if basis_GED is not None else moments.dim)
+    _validate(moments, len(texts), text.shape[1], m, rank, basis_GEX.shape[1] if basis_GEX is not None else moments.dim)
     if rank_policy not in RANK_POLICIES:
         raise UserError(f"unknown rank_policy {rank_policy!r}: use one of {', '.join(RANK_POLICIES)}")
     dev = torch.device(device) if device is not None else moments.sum_GE.device
@@ -262,7 +262,7 @@ def textspan_heads(
     results: list[SpanResult] = []
     for lo in range(0, moments.num_heads, chunk):
         part = moments.select(slice(lo, lo + chunk), device=dev)
-        basis = basis_GED[lo : lo + chunk].to(dev) if basis_GED is not None else None
+        basis = basis_GEX[lo : lo + chunk].to(dev) if basis_GEX is not None else None
         idx_GM, frac_GM, ranks_G = _span_in_subspace(part, text, m, rank, rank_policy, precision, basis)
         for idx, frac, rk in zip(idx_GM.cpu().tolist(), frac_GM.cpu().tolist(), ranks_G.cpu().tolist()):
             results.append(SpanResult(tuple(texts[i] for i in idx), tuple(idx), tuple(frac), int(rk)))

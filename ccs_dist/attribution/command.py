@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ccs_dist.ccs import read_ccs_table
 from ccs_dist.errors import UserError
+from ccs_dist.heads import head_name
+from ccs_dist.weights import parse_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ def attribute_command(model: str, pretrained, task: str, data_root: str, ccs, ou
     from ccs_dist.attribution.run import AttributionConfig, attribute_task
     from ccs_dist.evaluate.command import as_list
     from ccs_dist.models import load_model
-    from ccs_dist.tables import write_table
+    from ccs_dist.schemas import write_table
 
     tasks = as_list(task)
     if len(tasks) != 1:
@@ -59,7 +61,7 @@ def attribute_command(model: str, pretrained, task: str, data_root: str, ccs, ou
         templates_per_class=_opt_int(templates_per_class, "templates_per_class"), download=bool(download),
     )
     table = read_ccs_table(ccs)
-    pretrained = None if pretrained in (None, "", "none", "None") else str(pretrained)
+    pretrained = parse_pretrained(pretrained)
     loaded = load_model(str(model), pretrained, device=None if device in (None, "auto") else device)
     result = attribute_task(loaded, tasks[0], config, table, progress=progress)
     folder = Path(out) / "tables"
@@ -80,7 +82,7 @@ def summary(result, written: dict) -> str:
            .sort("value", descending=True).head(5))
     if top.height:
         lines.append("  top heads by mean attribution: " + ", ".join(
-            f"L{r['layer']}.H{r['head']} {r['value']:+.4f}" for r in top.iter_rows(named=True)))
+            f"{head_name(r['layer'], r['head'])} {r['value']:+.4f}" for r in top.iter_rows(named=True)))
     auc = result.faithfulness.filter((pl.col("metric") == "auc") & pl.col("class").is_null()).sort("value")
     if auc.height:
         lines.append("  deletion AUC (lower = more faithful): " + ", ".join(

@@ -14,11 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-RELIANCE_SCHEMA = {
-    "model": pl.String, "dataset": pl.String, "class": pl.String, "rank": pl.Int64, "layer": pl.Int64,
-    "head": pl.Int64, "attribution": pl.Float64, "label": pl.String, "ccs": pl.Int64, "category": pl.String,
-    "alignment": pl.Float64, "unexpected": pl.Boolean,
-}
+from ccs_dist.schemas import RELIANCE_SCHEMA
 
 
 def ccs_for_model(ccs: pl.DataFrame | None, model: str) -> pl.DataFrame | None:

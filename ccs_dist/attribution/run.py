@@ -18,7 +18,7 @@ Tables (long format, polars):
   all layers pooled) between each score and the exact ablation effect over the sampled (image, head) pairs.
 * ``reliance``: see :mod:`ccs_dist.attribution.reliance`.
 
-Axis legend: N images, C classes, L layer, H head, K curve points.
+Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -34,17 +34,12 @@ from torch.utils.data import DataLoader, Subset
 
 from ccs_dist.attribution.reliance import ccs_for_model, reliance_table
 from ccs_dist.errors import UserError, check_at_least
-from ccs_dist.evaluate import attribution as A
+from ccs_dist.schemas import ATTRIBUTION_SCHEMA, CURVES_SCHEMA, FAITHFULNESS_SCHEMA
+from ccs_dist.attribution import maths as A
 
 log = logging.getLogger(__name__)
 
 SCORES = ("attribution", "direct", "energy")
-ATTRIBUTION_SCHEMA = {"model": pl.String, "dataset": pl.String, "class": pl.String, "layer": pl.Int64, "head": pl.Int64,
-                      "method": pl.String, "value": pl.Float64, "n_images": pl.Int64}
-CURVES_SCHEMA = {"model": pl.String, "dataset": pl.String, "image": pl.Int64, "class": pl.String, "method": pl.String,
-                 "seed": pl.Int64, "k": pl.Int64, "y": pl.Float64}
-FAITHFULNESS_SCHEMA = {"model": pl.String, "dataset": pl.String, "class": pl.String, "method": pl.String,
-                       "metric": pl.String, "layer": pl.Int64, "value": pl.Float64, "n_images": pl.Int64}
 
 
 @dataclass(frozen=True)
@@ -90,8 +85,9 @@ class AttributionResult:
 
 
 def _load_task(loaded, spec: str, config: AttributionConfig):
-    from ccs_dist.evaluate import datasets
-    from ccs_dist.evaluate.run import CLASSIFICATION_TASKS, _subset_indices, parse_task
+    from ccs_dist.data import datasets
+    from ccs_dist.data.datasets import evenly_spaced_subset
+    from ccs_dist.evaluate.run import CLASSIFICATION_TASKS, parse_task
 
     task_spec = parse_task(spec, config.data_root)
     if task_spec.name not in CLASSIFICATION_TASKS:
@@ -103,19 +99,19 @@ def _load_task(loaded, spec: str, config: AttributionConfig):
     if config.templates_per_class:
         task = replace(task, templates=task.templates[: config.templates_per_class])
     ds = task.dataset
-    idx = _subset_indices(len(ds), config.limit)
+    idx = evenly_spaced_subset(len(ds), config.limit)
     if idx is not None:
         ds = Subset(ds, idx)
     return task, ds
 
 
-def _rankings(scores: dict[str, torch.Tensor], ccs_order: torch.Tensor | None, seeds, offset: int, B: int, N: int):
-    """(method, seed, order [B, N]) for every ranking of one batch of sampled images."""
+def _rankings(scores: dict[str, torch.Tensor], ccs_order: torch.Tensor | None, seeds, offset: int, B: int, G: int):
+    """(method, seed, order [B, G]) for every ranking of one batch of sampled images."""
     out = [(m, None, A.order_by_score(s)) for m, s in scores.items()]
     if ccs_order is not None:
         out.append(("ccs", None, ccs_order[:1].expand(B, -1)))
     for seed in seeds:
-        out.append(("random", int(seed), A.random_orders(B, N, seed, offset)))
+        out.append(("random", int(seed), A.random_orders(B, G, seed, offset)))
     return out
 
 
@@ -125,17 +121,17 @@ def attribute_task(loaded, task: str, config: AttributionConfig = AttributionCon
     from tqdm.auto import tqdm
 
     from ccs_dist.evaluate.encode import prompt_ensemble
-    from ccs_dist.evaluate.run import _subset_indices
+    from ccs_dist.data.datasets import evenly_spaced_subset
 
     task_obj, ds = _load_task(loaded, task, config)
     dataset = task_obj.name
     classnames = task_obj.classnames
     L, H = loaded.num_layers, loaded.num_heads
-    N_heads = L * H
+    G = L * H
     n_images = len(ds)
-    sample_idx = _subset_indices(n_images, config.samples) if config.samples else []
+    sample_idx = evenly_spaced_subset(n_images, config.samples) if config.samples else []
     sampled = set(range(n_images)) if sample_idx is None else set(sample_idx)
-    ks = list(range(0, min(config.deletions, N_heads) + 1))
+    ks = list(range(0, min(config.deletions, G) + 1))
 
     ccs_rows = ccs_for_model(ccs, loaded.key)
     if ccs is not None and ccs_rows is None:
@@ -171,8 +167,8 @@ def attribute_task(loaded, task: str, config: AttributionConfig = AttributionCon
         sel = [b for b in range(B) if pos + b in sampled]
         if sel:
             sel_t = torch.tensor(sel)
-            imgs, text_S = images[sel_t], text_BE[sel_t.to(text_BE.device)]
-            exact = A.exact_ablation_effects(loaded, imgs, text_S, max_batch=config.max_batch)
+            imgs, text_IE = images[sel_t], text_BE[sel_t.to(text_BE.device)]
+            exact = A.exact_ablation_effects(loaded, imgs, text_IE, max_batch=config.max_batch)
             exact_parts.append(exact.cpu().numpy())
             sampled_labels.append(labels[sel_t].numpy())
             sampled_pos.append(np.array([pos + b for b in sel]))
@@ -180,14 +176,14 @@ def attribute_task(loaded, task: str, config: AttributionConfig = AttributionCon
             for m in SCORES:
                 sampled_scores[m].append(sub[m].numpy())
             sub["exact"] = exact.cpu()
-            for method, seed, order in _rankings(sub, ccs_order, config.seeds, pos, len(sel), N_heads):
-                y = A.deletion_curves(loaded, imgs, text_S, order, ks, max_batch=config.max_batch)
+            for method, seed, order in _rankings(sub, ccs_order, config.seeds, pos, len(sel), G):
+                y = A.deletion_curves(loaded, imgs, text_IE, order, ks, max_batch=config.max_batch)
                 curve_parts.setdefault((method, seed), []).append(y.cpu().numpy())
         pos += B
 
     labels_N = np.concatenate(labels_all) if labels_all else np.zeros(0, dtype=np.int64)
     scores_N = {m: np.concatenate(v) if v else np.zeros((0, L, H)) for m, v in per_score.items()}
-    exact_S = np.concatenate(exact_parts) if exact_parts else np.zeros((0, L, H))
+    exact_ILH = np.concatenate(exact_parts) if exact_parts else np.zeros((0, L, H))
     s_labels = np.concatenate(sampled_labels) if sampled_labels else np.zeros(0, dtype=np.int64)
     s_pos = np.concatenate(sampled_pos) if sampled_pos else np.zeros(0, dtype=np.int64)
     s_scores = {m: np.concatenate(v) if v else np.zeros((0, L, H)) for m, v in sampled_scores.items()}
@@ -196,9 +192,9 @@ def attribute_task(loaded, task: str, config: AttributionConfig = AttributionCon
         curves[("random", None)] = np.mean([curves[("random", int(s))] for s in config.seeds], axis=0)
 
     model = loaded.key
-    attribution_df = _attribution_rows(model, dataset, classnames, labels_N, {**scores_N}, exact_S, s_labels)
+    attribution_df = _attribution_rows(model, dataset, classnames, labels_N, {**scores_N}, exact_ILH, s_labels)
     curves_df = _curve_rows(model, dataset, classnames, s_pos, s_labels, curves, ks)
-    faith_df = _faithfulness_rows(model, dataset, classnames, s_labels, curves, ks, s_scores, exact_S)
+    faith_df = _faithfulness_rows(model, dataset, classnames, s_labels, curves, ks, s_scores, exact_ILH)
 
     C = len(classnames)
     counts_C = np.bincount(labels_N, minlength=C) if labels_N.size else np.zeros(C, dtype=np.int64)
@@ -221,7 +217,7 @@ def attribute_task(loaded, task: str, config: AttributionConfig = AttributionCon
     return AttributionResult(attribution_df, curves_df, faith_df, reliance_df, meta)
 
 
-def _attribution_rows(model, dataset, classnames, labels_N, scores_N, exact_S, s_labels) -> pl.DataFrame:
+def _attribution_rows(model, dataset, classnames, labels_N, scores_N, exact_ILH, s_labels) -> pl.DataFrame:
     rows = []
 
     def add(cls, method, values_NLH):
@@ -234,7 +230,7 @@ def _attribution_rows(model, dataset, classnames, labels_N, scores_N, exact_S, s
                 rows.append({"model": model, "dataset": dataset, "class": cls, "layer": layer, "head": head,
                              "method": method, "value": float(mean_LH[layer, head]), "n_images": int(values_NLH.shape[0])})
 
-    for method, values in [*scores_N.items(), ("exact", exact_S)]:
+    for method, values in [*scores_N.items(), ("exact", exact_ILH)]:
         lab = s_labels if method == "exact" else labels_N
         add(None, method, values)
         for c in np.unique(lab):
@@ -244,36 +240,36 @@ def _attribution_rows(model, dataset, classnames, labels_N, scores_N, exact_S, s
 
 def _curve_rows(model, dataset, classnames, s_pos, s_labels, curves, ks) -> pl.DataFrame:
     cols: dict[str, list] = {k: [] for k in CURVES_SCHEMA}
-    K = len(ks)
-    for (method, seed), y_SK in curves.items():
-        S = y_SK.shape[0]
-        cols["model"] += [model] * (S * K)
-        cols["dataset"] += [dataset] * (S * K)
-        cols["image"] += np.repeat(s_pos, K).tolist()
-        cols["class"] += [classnames[int(c)] for c in np.repeat(s_labels, K)]
-        cols["method"] += [method] * (S * K)
-        cols["seed"] += [seed] * (S * K)
-        cols["k"] += list(ks) * S
-        cols["y"] += y_SK.reshape(-1).astype(float).tolist()
+    J = len(ks)
+    for (method, seed), y_IJ in curves.items():
+        I = y_IJ.shape[0]
+        cols["model"] += [model] * (I * J)
+        cols["dataset"] += [dataset] * (I * J)
+        cols["image"] += np.repeat(s_pos, J).tolist()
+        cols["class"] += [classnames[int(c)] for c in np.repeat(s_labels, J)]
+        cols["method"] += [method] * (I * J)
+        cols["seed"] += [seed] * (I * J)
+        cols["k"] += list(ks) * I
+        cols["y"] += y_IJ.reshape(-1).astype(float).tolist()
     return pl.DataFrame(cols, schema=CURVES_SCHEMA)
 
 
-def _faithfulness_rows(model, dataset, classnames, s_labels, curves, ks, s_scores, exact_S) -> pl.DataFrame:
+def _faithfulness_rows(model, dataset, classnames, s_labels, curves, ks, s_scores, exact_ILH) -> pl.DataFrame:
     rows = []
     base = {"model": model, "dataset": dataset}
-    for (method, seed), y_SK in curves.items():
+    for (method, seed), y_IJ in curves.items():
         if seed is not None:
             continue  # per-seed random curves are in the curves table; their mean is the ranking
-        auc_S = A.auc(y_SK, ks)
+        auc_I = A.auc(y_IJ, ks)
         rows.append({**base, "class": None, "method": method, "metric": "auc", "layer": None,
-                     "value": float(auc_S.mean()), "n_images": int(len(auc_S))})
+                     "value": float(auc_I.mean()), "n_images": int(len(auc_I))})
         for c in np.unique(s_labels):
             sel = s_labels == c
             rows.append({**base, "class": classnames[int(c)], "method": method, "metric": "auc", "layer": None,
-                         "value": float(auc_S[sel].mean()), "n_images": int(sel.sum())})
-    if exact_S.shape[0]:
+                         "value": float(auc_I[sel].mean()), "n_images": int(sel.sum())})
+    if exact_ILH.shape[0]:
         for method, values in s_scores.items():
-            for layer, rho in A.spearman_by_layer(values, exact_S).items():
+            for layer, rho in A.spearman_by_layer(values, exact_ILH).items():
                 rows.append({**base, "class": None, "method": method, "metric": "spearman_vs_exact", "layer": layer,
-                             "value": rho, "n_images": int(exact_S.shape[0])})
+                             "value": rho, "n_images": int(exact_ILH.shape[0])})
     return pl.DataFrame(rows, schema=FAITHFULNESS_SCHEMA)

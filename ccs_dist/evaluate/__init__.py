@@ -1,9 +1,9 @@
 """Evaluation tasks for soft-pruned CLIP models: zero-shot classification, video retrieval, social bias.
 
-Modules: ``datasets`` (classification loaders), ``video`` (retrieval), ``bias`` (MaxSkew / NDKL on FairFace
-and SocialCounterfactuals), ``zeroshot``, ``retrieval`` and ``biasmetrics`` (metrics), ``encode`` (the
-masked engine and the text tower), ``synthetic`` (test data in the real formats), ``run`` (the
-``evaluation`` table).
+Modules: ``video`` (retrieval), ``bias`` (MaxSkew / NDKL on FairFace and SocialCounterfactuals),
+``zeroshot``, ``retrieval`` and ``biasmetrics`` (metrics), ``encode`` (the masked engine and the text
+tower), ``run`` (the ``evaluation`` table). Task loaders, metadata and synthetic data live in
+:mod:`ccs_dist.data`.
 """
 
 from ccs_dist.evaluate.run import ALL_TASKS, EvalConfig, evaluate

@@ -4,7 +4,7 @@ Each of the 104 occupations is a query: the mean of its prompt-template embeddin
 renormalised. Images are ranked by cosine similarity under each head set; MaxSkew@k and NDKL@k are computed
 per query and per attribute (race, gender, ...), and reported summed over queries (as the paper) and averaged.
 
-Axis legend: S head sets, Q queries, N images, E joint embedding.
+Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from tqdm import tqdm
 
 from ccs_dist.errors import UserError
 from ccs_dist.evaluate.biasmetrics import max_skew_at_k, ndkl_at_k
-from ccs_dist.evaluate.datasets import ImageListDataset
+from ccs_dist.data.datasets import ImageListDataset
 from ccs_dist.evaluate.encode import HeadSetEncoder, embed_images, prompt_ensemble
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OCCUPATIONS = Path(__file__).parent / "data" / "occupations_104.txt"  # the paper's 104 occupations
+DEFAULT_OCCUPATIONS = Path(__file__).parents[1] / "data" / "files" / "occupations_104.txt"  # the paper's 104 occupations
 FAIRFACE_RACES = ("White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "Indian", "Middle Eastern")
 FAIRFACE_RACE_MERGE = {"East Asian": "East/Southeast Asian", "Southeast Asian": "East/Southeast Asian"}
 FAIRFACE_GENDERS = ("Male", "Female")

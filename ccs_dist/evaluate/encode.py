@@ -3,9 +3,9 @@
 The text side is never pruned: text embeddings come from ``model.encode_text`` once per model. Image
 embeddings for S head sets come from ``ccs_dist.encode_image_head_sets`` (one pass per batch, the residual
 stream below the first pruned layer shared), or from any function with the same signature (``encoder``),
-e.g. the naive reference :func:`ccs_dist.prune.encode_image_head_sets_naive`.
+e.g. the naive reference :func:`ccs_dist.head_sets.encode_image_head_sets_naive`.
 
-Axis legend: S head sets, B batch, E joint embedding, T texts.
+Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-HeadSetEncoder = Callable[..., torch.Tensor]  # (loaded, images_BCHW, head_sets) -> [S, B, E]
+HeadSetEncoder = Callable[..., torch.Tensor]  # (loaded, images_B3WW, head_sets) -> [S, B, E]
 
 
 def default_encoder() -> HeadSetEncoder:
@@ -27,14 +27,14 @@ def default_encoder() -> HeadSetEncoder:
 @torch.no_grad()
 def embed_images(
     loaded,
-    images_BCHW: torch.Tensor,
+    images_B3WW: torch.Tensor,
     head_sets: Sequence[Sequence[str]],
     encoder: HeadSetEncoder | None = None,
     ablation: str = "zero",
 ) -> torch.Tensor:
     """L2-normalised float32 image embeddings of every head set: [S, B, E]."""
     encoder = encoder or default_encoder()
-    images = images_BCHW.to(loaded.device)
+    images = images_B3WW.to(loaded.device)
     with loaded.autocast():
         if ablation == "zero":
             emb_SBE = encoder(loaded, images, [list(h) for h in head_sets])

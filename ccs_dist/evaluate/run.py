@@ -19,12 +19,15 @@ import numpy as np
 from torch.utils.data import DataLoader, Subset
 
 from ccs_dist.errors import UserError, check_at_least
-from ccs_dist.evaluate import bias, datasets, video
-from ccs_dist.evaluate.paper_tasks import with_class_names
+from ccs_dist.data import datasets
+from ccs_dist.data.datasets import evenly_spaced_subset
+from ccs_dist.evaluate import bias, video
+from ccs_dist.data.paper_tasks import with_class_names
 from ccs_dist.evaluate.encode import HeadSetEncoder
-from ccs_dist.evaluate.metadata import templates
+from ccs_dist.data.metadata import templates
 from ccs_dist.evaluate.zeroshot import evaluate_zeroshot
-from ccs_dist.prune import HeadSet
+from ccs_dist.head_sets import HeadSet
+from ccs_dist.schemas import EVALUATION_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +92,6 @@ def parse_task(spec: str, data_root: Path) -> TaskSpec:
     return TaskSpec(name, Path(path) if path else Path(data_root))
 
 
-def _subset_indices(n: int, limit: int | None) -> list[int] | None:
-    if limit is None or limit >= n:
-        return None
-    return sorted(set(np.linspace(0, n - 1, limit).round().astype(int).tolist()))
-
-
 def _rows(model: str, task: str, head_sets: Sequence[HeadSet], results: Sequence[dict[str, float]]) -> list[dict]:
     rows = []
     for hs, metrics in zip(head_sets, results):
@@ -120,14 +117,16 @@ def random_summary(rows: Sequence[dict]) -> list[dict]:
     return out
 
 
-def _record_head_means(loaded, loader: DataLoader) -> None:
-    """For ``ablation="mean"``: each head's mean output over the task's own images (one extra pass)."""
-    import torch
+def _head_means(loaded, loader: DataLoader, ablation: str):
+    """For ``ablation="mean"``: each head's mean output over the task's own images (one extra pass), in force
+    within the block; for ``zero`` a no-op."""
+    import contextlib
 
-    from ccs_dist.models.masked import compute_head_means
+    from ccs_dist.models.masked import reference_means
 
-    with torch.no_grad():
-        compute_head_means(loaded, (images for images, _ in loader))
+    if ablation != "mean":
+        return contextlib.nullcontext()
+    return reference_means(loaded, (images for images, _ in loader))
 
 
 def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: EvalConfig,
@@ -141,19 +140,18 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
         if config.templates_per_class:
             task = replace(task, templates=task.templates[: config.templates_per_class])
         ds = task.dataset
-        idx = _subset_indices(len(ds), config.limit)
+        idx = evenly_spaced_subset(len(ds), config.limit)
         if idx is not None:
             ds = Subset(ds, idx)
         loader = DataLoader(ds, batch_size=config.batch_size, num_workers=config.num_workers)
-        if config.ablation == "mean":
-            _record_head_means(loaded, loader)
-        results = evaluate_zeroshot(loaded, task, heads, loader, encoder, config.ablation)
+        with _head_means(loaded, loader, config.ablation):
+            results = evaluate_zeroshot(loaded, task, heads, loader, encoder, config.ablation)
         return _rows(model, task.name, head_sets, results)
     if spec.name in VIDEO_TASKS:
         if config.ablation == "mean":
             raise UserError(f"{spec.name}: mean ablation is implemented for image tasks only; use --ablation zero")
         vt = video.load_video_task(spec.name, spec.root)
-        idx = _subset_indices(len(vt.video_ids), config.limit)
+        idx = evenly_spaced_subset(len(vt.video_ids), config.limit)
         if idx is not None:
             vt = video.VideoTask(vt.name, tuple(vt.video_ids[i] for i in idx), tuple(vt.paths[i] for i in idx),
                                  tuple(vt.captions[i] for i in idx), vt.missing)
@@ -162,18 +160,18 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
                                                  pooling=config.video_pooling)
         return _rows(model, vt.name, head_sets, results)
     bt = bias.BIAS_LOADERS[spec.name](spec.root)
-    idx = _subset_indices(len(bt.paths), config.limit)
+    idx = evenly_spaced_subset(len(bt.paths), config.limit)
     if idx is not None:
         bt = bias.BiasTask(bt.name, tuple(bt.paths[i] for i in idx),
                            tuple(bias.Attribute(a.name, a.names, a.groups_N[idx]) for a in bt.attributes))
-    if config.ablation == "mean":
-        ref = datasets.ImageListDataset(bt.paths, [0] * len(bt.paths), loaded.preprocess)
-        _record_head_means(loaded, DataLoader(ref, batch_size=config.batch_size, num_workers=config.num_workers))
+    ref = datasets.ImageListDataset(bt.paths, [0] * len(bt.paths), loaded.preprocess)
+    ref_loader = DataLoader(ref, batch_size=config.batch_size, num_workers=config.num_workers)
     occupations = bias.read_occupations(config.occupations)
     prompts = templates("occupation_paper" if config.bias_templates == "paper" else "occupation")[: config.templates_per_class or None]
-    per_set = bias.evaluate_bias(loaded, bt, heads, loaded.preprocess, occupations, prompts,
-                                 config.k, config.batch_size, config.num_workers, encoder, config.ablation,
-                                 ranking=config.bias_ranking)
+    with _head_means(loaded, ref_loader, config.ablation):
+        per_set = bias.evaluate_bias(loaded, bt, heads, loaded.preprocess, occupations, prompts,
+                                     config.k, config.batch_size, config.num_workers, encoder, config.ablation,
+                                     ranking=config.bias_ranking)
     rows = []
     for attr_task in per_set[0]:
         rows += _rows(model, attr_task, head_sets, [r[attr_task] for r in per_set])
@@ -201,6 +199,4 @@ def evaluate(loaded, tasks: Sequence[str], head_sets: Sequence[HeadSet], config:
         rows += evaluate_task(loaded, spec, head_sets, config, encoder)
         log.info("%s: %s done in %.1f s", loaded.key, spec.name, time.perf_counter() - t0)
     rows += random_summary(rows)
-    schema = {"model": pl.Utf8, "task": pl.Utf8, "condition": pl.Utf8, "seed": pl.Int64,
-              "n_pruned": pl.Int64, "metric": pl.Utf8, "value": pl.Float64}
-    return pl.DataFrame(rows, schema=schema)
+    return pl.DataFrame(rows, schema=EVALUATION_SCHEMA)

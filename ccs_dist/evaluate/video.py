@@ -7,7 +7,7 @@ disagree then has a shorter vector and ranks lower for every caption); captions 
 unpruned text tower; text->video and video->text R@1/5/10/50, MedR, MeanR. Videos that cannot be decoded
 are skipped, counted and listed (their captions are dropped too).
 
-Axis legend: S head sets, V videos, F frames, T texts, E joint embedding.
+Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -216,8 +216,8 @@ def evaluate_video_retrieval(
             return
         frames = torch.stack(pending)  # [V*F, 3, H, W]
         emb_SNE = embed_images(loaded, frames, head_sets, encoder, ablation)
-        emb_SVFE = emb_SNE.view(len(head_sets), len(pending_videos), n_frames, -1)
-        video_SVE = emb_SVFE.mean(2)
+        emb_SVME = emb_SNE.view(len(head_sets), len(pending_videos), n_frames, -1)
+        video_SVE = emb_SVME.mean(2)
         if pooling == "renormalised":
             video_SVE = F.normalize(video_SVE, dim=-1)
         pooled.extend(video_SVE.unbind(1))

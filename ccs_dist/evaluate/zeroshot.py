@@ -1,6 +1,6 @@
 """Zero-shot classification with prompt ensembles, every head set scored from one pass over the data.
 
-Axis legend: S head sets, B batch, C classes, E joint embedding.
+Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ccs_dist.evaluate.datasets import ClassificationTask
+from ccs_dist.data.datasets import ClassificationTask
 from ccs_dist.evaluate.encode import HeadSetEncoder, embed_images, prompt_ensemble
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Configs of the LLM stage (frozen dataclasses; defaults live here and only here).
+"""Configs of the LLM stage (frozen dataclasses): the one home of the LLM defaults; the CLI and job specs import them.
 
 The API key is never a field: an endpoint names the environment variable that holds it, and the value
 is read at the moment a client is built (see :mod:`ccs_dist.llm.client`).
@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+from ccs_dist.ccs import CategoryThresholds
+
+DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
 CacheMode = Literal["use", "refresh", "bypass"]
 JudgeMode = Literal["pair", "head"]
@@ -26,9 +32,9 @@ class EndpointConfig:
     token buckets may hold, kept small so that our bursts stay within the server's.
     """
 
-    model: str = "gpt-4o-mini"
-    base_url: str = "https://api.openai.com/v1"
-    api_key_env: str | None = "OPENAI_API_KEY"
+    model: str = DEFAULT_MODEL
+    base_url: str = DEFAULT_BASE_URL
+    api_key_env: str | None = DEFAULT_KEY_ENV
     rpm: float = 500.0
     tpm: float = 200_000.0
     burst_s: float = 0.1
@@ -86,9 +92,7 @@ class ScoreConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     offline_judges: tuple[str, ...] = ()
-    high: int = 5
-    moderate: int = 3
-    low: int = 1
+    thresholds: CategoryThresholds = field(default_factory=CategoryThresholds)
     max_description_chars: int = 2000  # longer descriptions are cut (with a warning) before they are sent
     show_progress: bool = True
     label_prompt: str = "label"  # prompt template of the labeler: label (label_v1) or label_paper (one word)

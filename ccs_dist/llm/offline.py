@@ -57,11 +57,11 @@ class MiniLMEmbedder:
 
 class ClipTextEmbedder:
     def __init__(self, arch: str, pretrained: str | None):
-        import ccs_dist
+        from ccs_dist.models.loading import load_model
         from ccs_dist.text.embed import embed_texts
 
         self.name = f"clip:{arch}" + (f"/{pretrained}" if pretrained else "")
-        self._loaded = ccs_dist.load_model(arch, pretrained=pretrained)
+        self._loaded = load_model(arch, pretrained=pretrained)
         self._embed = embed_texts
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -110,12 +110,12 @@ def calibrate(embedder: Embedder, texts: Sequence[str], families: Sequence[str])
     if len(fams) < 2:
         raise ValueError("calibration needs at least two families")
     d_TE = embedder.embed(texts)
-    f_FE = embedder.embed([family_phrase(f) for f in fams])
-    sim_TF = d_TE @ f_FE.T
+    f_OE = embedder.embed([family_phrase(f) for f in fams])
+    sim_TO = d_TE @ f_OE.T
     idx = np.array([fams.index(f) for f in families])
-    pos_TF = np.zeros_like(sim_TF, dtype=bool)
-    pos_TF[np.arange(len(idx)), idx] = True
-    s, y = sim_TF.ravel(), pos_TF.ravel()
+    pos_TO = np.zeros_like(sim_TO, dtype=bool)
+    pos_TO[np.arange(len(idx)), idx] = True
+    s, y = sim_TO.ravel(), pos_TO.ravel()
     order = np.argsort(-s, kind="stable")
     s, y = s[order], y[order]
     n_pos, n_neg = y.sum(), (~y).sum()
@@ -127,7 +127,7 @@ def calibrate(embedder: Embedder, texts: Sequence[str], families: Sequence[str])
     i = int(np.argmax(bal))
     thr = float(s[i])
     acc = float(((tp[i]) + (n_neg - fp[i])) / len(s))
-    nearest = float((sim_TF.argmax(axis=1) == idx).mean())
+    nearest = float((sim_TO.argmax(axis=1) == idx).mean())
     return Calibration(embedder.name, thr, float(bal[i]), acc, nearest, len(texts), len(fams))
 
 

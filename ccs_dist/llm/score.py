@@ -17,15 +17,16 @@ from typing import Any
 import polars as pl
 from tqdm.auto import tqdm
 
-from ccs_dist.ccs import HEAD, CategoryThresholds, ccs_at_k, ccs_table
+from ccs_dist.ccs import HEAD, ccs_at_k, ccs_table
 from ccs_dist.errors import UserError
+from ccs_dist.heads import head_name
 from ccs_dist.llm.backends import Judge, Labeler, LabelResult, Verdict
 from ccs_dist.llm.config import ScoreConfig
+from ccs_dist.schemas import JUDGMENTS_SCHEMA, LABELS_SCHEMA, SPANS_REQUIRED
 from ccs_dist.llm.urls import redact_url
 
 log = logging.getLogger(__name__)
 
-SPANS_SCHEMA = {"model": pl.String, "layer": pl.Int64, "head": pl.Int64, "rank": pl.Int64, "text": pl.String, "variance": pl.Float64}
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class HeadSpans:
 
     @property
     def name(self) -> str:
-        return f"L{self.layer}.H{self.head}"
+        return head_name(self.layer, self.head)
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,14 @@ def read_spans(path: str | Path) -> pl.DataFrame:
 
 def validate_spans(spans: pl.DataFrame) -> pl.DataFrame:
     """Check the DESIGN contract (model, layer, head, rank, text, variance); cast ints/floats; sort."""
-    missing = [c for c in SPANS_SCHEMA if c not in spans.columns]
+    missing = [c for c in SPANS_REQUIRED if c not in spans.columns]
     if missing:
         raise UserError(f"spans table lacks column(s) {', '.join(missing)} (has {', '.join(spans.columns)}): "
                         "pass the spans table written by the textspan stage")
     if spans.height == 0:
         raise UserError("spans table is empty: run the textspan stage first")
     try:
-        spans = spans.select([pl.col(c).cast(t, strict=True) for c, t in SPANS_SCHEMA.items()])
+        spans = spans.select([pl.col(c).cast(t, strict=True) for c, t in SPANS_REQUIRED.items()])
     except Exception as e:
         raise UserError(f"spans table has a column of the wrong type ({str(e).splitlines()[0][:120]}): expected "
                         "model str, layer/head/rank int, text str, variance float") from e
@@ -94,13 +95,13 @@ def validate_spans(spans: pl.DataFrame) -> pl.DataFrame:
     empty = spans.filter(pl.col("text").str.strip_chars() == "")
     if empty.height:
         r = empty.row(0, named=True)
-        raise UserError(f"spans table has an empty description (rank {r['rank']} of {r['model']} L{r['layer']}.H{r['head']}"
+        raise UserError(f"spans table has an empty description (rank {r['rank']} of {r['model']} {head_name(r['layer'], r['head'])}"
                         f"{f' and {empty.height - 1} more' if empty.height > 1 else ''}): every description needs text; "
                         "re-run the textspan stage with a pool without blank lines")
     dup = spans.group_by(["model", "layer", "head", "rank"]).len().filter(pl.col("len") > 1)
     if dup.height:
         r = dup.row(0, named=True)
-        raise UserError(f"spans table repeats rank {r['rank']} of {r['model']} L{r['layer']}.H{r['head']}: one row per (model, layer, head, rank)")
+        raise UserError(f"spans table repeats rank {r['rank']} of {r['model']} {head_name(r['layer'], r['head'])}: one row per (model, layer, head, rank)")
     return spans.sort(["model", "layer", "head", "rank"])
 
 
@@ -117,7 +118,7 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
     """
     from ccs_dist.spans import span_facts
 
-    thresholds = CategoryThresholds(config.high, config.moderate, config.low)
+    thresholds = config.thresholds
     facts = span_facts(spans)  # effective rank and stability per head, carried into the ccs table
     spans = validate_spans(spans)
     heads = group_heads(spans)
@@ -213,7 +214,7 @@ def flagged_heads(labels: pl.DataFrame, judgments: pl.DataFrame) -> list[dict[st
         out[(r["model"], r["layer"], r["head"])] = r["error"] or "no label"
     for r in judgments.filter(pl.col("aligned").is_null()).iter_rows(named=True):
         out.setdefault((r["model"], r["layer"], r["head"]), f"{r['judge']}: {r['error'] or 'failed verdict'}")
-    return [{"head": f"{m} L{l}.H{h}", "reason": why} for (m, l, h), why in sorted(out.items())]
+    return [{"head": f"{m} {head_name(l, h)}", "reason": why} for (m, l, h), why in sorted(out.items())]
 
 
 async def _score_heads(heads, labeler: Labeler, judges: Sequence[Judge], clients, show_progress: bool, max_chars: int):
@@ -255,10 +256,7 @@ def _tables(heads, results: Sequence[tuple[LabelResult, list[list[Verdict]]]], b
             for rank, (text, v) in enumerate(zip(h.texts, verdicts)):
                 judg_rows.append({"model": h.model, "layer": h.layer, "head": h.head, "rank": rank, "text": text,
                                   "label": lab.label, "aligned": v.aligned, "judge": name, "error": v.error})
-    lschema = {"model": pl.String, "layer": pl.Int64, "head": pl.Int64, "label": pl.String, "backend": pl.String, "error": pl.String}
-    jschema = {"model": pl.String, "layer": pl.Int64, "head": pl.Int64, "rank": pl.Int64, "text": pl.String,
-               "label": pl.String, "aligned": pl.Boolean, "judge": pl.String, "error": pl.String}
-    return pl.DataFrame(label_rows, schema=lschema), pl.DataFrame(judg_rows, schema=jschema)
+    return pl.DataFrame(label_rows, schema=LABELS_SCHEMA), pl.DataFrame(judg_rows, schema=JUDGMENTS_SCHEMA)
 
 
 def _stats(config: ScoreConfig, clients, ccs: pl.DataFrame, seconds: float) -> dict[str, Any]:

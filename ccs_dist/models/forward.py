@@ -4,7 +4,7 @@ The pooled embedding of a class-token ViT depends on the last block only through
 block's query, out-projection, MLP and ``ln_post`` are row-wise, so computing them for CLS alone (keys and
 values still from every token) gives the same embedding for ~1/L less work.
 
-Axis legend: B batch, P position, L layer, H head, D model width, E joint embedding.
+Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -34,13 +34,10 @@ def head_mask(loaded: LoadedModel, layer: int, keep_BH: torch.Tensor | None, abl
     if keep_BH is None or bool((keep_BH == 1).all()):
         yield
         return
-    if ablation == "mean" and module.mean_out_HPK is None:
-        raise ValueError("mean ablation needs reference means: call compute_head_means first")
-    module.head_mask_BH, module.ablation = keep_BH, ablation
-    try:
+    if ablation == "mean" and module.control.mean_HPK is None:
+        raise ValueError("mean ablation needs reference means: run it within masked.reference_means")
+    with module.controlled(keep_BH=keep_BH, ablation=ablation):
         yield
-    finally:
-        module.head_mask_BH, module.ablation = None, "zero"
 
 
 def embed(loaded: LoadedModel, images: torch.Tensor) -> torch.Tensor:

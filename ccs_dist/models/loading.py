@@ -19,12 +19,12 @@ import torch
 from torch import nn
 
 from ccs_dist.errors import UserError
+from ccs_dist.weights import RANDOM_INIT, parse_pretrained
 from ccs_dist.models.head_attention import HeadAttention, install_head_attention
 
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-_NO_WEIGHTS = {None, "", "none", "None", "random", "random-init"}
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
@@ -215,7 +215,7 @@ def _classify_pretrained(arch: str, pretrained: str | None) -> tuple[str, str | 
 
     if arch.startswith(("hf-hub:", "local-dir:")):
         return "schema", None  # the id names config and weights together
-    if pretrained in _NO_WEIGHTS:
+    if parse_pretrained(pretrained) is None:
         return "none", None
     tags = open_clip.list_pretrained_tags_by_model(arch)
     if pretrained in tags:
@@ -311,7 +311,7 @@ def load_model(
     model = model.to(dev).eval()
 
     if kind in ("none",):
-        key = f"{arch}/random-init"
+        key = f"{arch}/{RANDOM_INIT}"
         pretrained_name = None
         log.warning(
             "RANDOM INIT: %s has no pretrained weights (seed %d); results describe an untrained network", arch, seed

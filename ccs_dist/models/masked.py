@@ -4,18 +4,19 @@
 layer is computed once per image and shared, then the batch is repeated per distinct set with per-sample
 head masks (identical sets are computed once).
 
-Axis legend: S head set, U distinct head set, B batch, L layer, H head, P position, E joint embedding.
+Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
 from ccs_dist.models import forward
 from ccs_dist.models.forward import Ablation
-from ccs_dist.models.heads import parse_heads
+from ccs_dist.heads import parse_heads
 from ccs_dist.models.loading import LoadedModel
 
 HeadSet = Sequence[str] | Sequence[tuple[int, int]] | str
@@ -80,17 +81,24 @@ def encode_image_pruned(
 
 
 @torch.no_grad()
-def compute_head_means(loaded: LoadedModel, batches: Iterable[torch.Tensor], layers: Sequence[int] | None = None) -> None:
-    """Record each head's mean output [H, P, K] over reference images, for ``ablation="mean"``."""
+def compute_head_means(
+    loaded: LoadedModel, batches: Iterable[torch.Tensor], layers: Sequence[int] | None = None
+) -> dict[int, torch.Tensor]:
+    """Each head's mean output [H, P, K] over reference images, by layer (nothing is stored on the model)."""
     layers = range(loaded.num_layers) if layers is None else layers
-    for layer in layers:
-        loaded.heads[layer].record_mean = True
-    try:
+    with contextlib.ExitStack() as stack:
+        captures = {layer: stack.enter_context(loaded.heads[layer].controlled(record_mean=True)) for layer in layers}
         for images in batches:
             with loaded.autocast():
                 loaded.model.encode_image(images.to(loaded.device))
-        for layer in layers:
-            loaded.heads[layer].mean_out_HPK = loaded.heads[layer].pop_mean()
-    finally:
-        for layer in layers:
-            loaded.heads[layer].record_mean = False
+    return {layer: capture.mean_HPK() for layer, capture in captures.items()}
+
+
+@contextlib.contextmanager
+def reference_means(loaded: LoadedModel, batches: Iterable[torch.Tensor]) -> Iterator[dict[int, torch.Tensor]]:
+    """Within the block, ``ablation="mean"`` replaces a head by its mean output over ``batches``; cleared on exit."""
+    means = compute_head_means(loaded, batches)
+    with contextlib.ExitStack() as stack:
+        for layer, mean_HPK in means.items():
+            stack.enter_context(loaded.heads[layer].controlled(mean_HPK=mean_HPK))
+        yield means

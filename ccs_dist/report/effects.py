@@ -54,7 +54,7 @@ def _effects(at: pl.DataFrame, model: str) -> list[tuple[str, str, pl.DataFrame]
 
 def head_set_membership(data: RunData, model: str) -> dict[tuple[int, int], list[str]] | None:
     """(layer, head) -> names of the random / concept head sets it was pruned in; None when the manifest cannot say."""
-    from ccs_dist.prune import HeadSetConfig, build_head_sets
+    from ccs_dist.head_sets import HeadSetConfig, build_head_sets
 
     spec = data.manifest.get("spec") if isinstance(data.manifest.get("spec"), dict) else {}
     ev = spec.get("evaluation") if isinstance(spec.get("evaluation"), dict) else None

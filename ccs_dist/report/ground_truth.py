@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ccs_dist.heads import head_name
 from ccs_dist.report.html import Markup, fmt, table, tag
 from ccs_dist.report.load import RunData
 
@@ -59,7 +60,7 @@ def _heads(data: RunData, models: list[str]) -> Markup:
         header += [f"{m}: probe factor (η², selectivity)", "label", "CCS", "weighted CCS", "agrees"]
     body = []
     for layer, head in names:
-        row: list[Any] = [f"L{layer}.H{head}"]
+        row: list[Any] = [head_name(layer, head)]
         for m in models:
             r = per.get((m, layer, head))
             if r is None:

@@ -26,7 +26,7 @@ import polars as pl
 from PIL import Image, ImageOps
 
 from ccs_dist.head_images import HeadImagesConfig, head_images_table
-from ccs_dist.tables import read_metadata, write_table
+from ccs_dist.schemas import read_metadata, write_table
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def add_head_images(run_dir: str | Path, config: HeadImagesConfig = HeadImagesCo
     or when this function wrote them from the same decompositions. Returns what a reader should be told
     (empty when every model got its images)."""
     from ccs_dist.decompose import DecompositionArtifact
-    from ccs_dist.images import resolve_image_set
+    from ccs_dist.data.images import resolve_image_set
     from ccs_dist.store import read_json
 
     run_dir = Path(run_dir)

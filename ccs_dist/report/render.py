@@ -20,6 +20,9 @@ from typing import Any, Iterable
 
 import polars as pl
 
+from ccs_dist.ccs import PAPER_THRESHOLDS
+from ccs_dist.heads import head_name
+from ccs_dist.weights import is_random_init_tag
 from ccs_dist.report import charts
 from ccs_dist.report.effects import ccs_effect_section
 from ccs_dist.report.html import Markup, esc, fmt, json_for_script, table, tag
@@ -29,15 +32,13 @@ MAX_ROWS = 200  # rows of a failure list shown inline; the rest are in the CSV
 DESC_SHOWN = 300  # characters of a description shown in a head card; the rest on demand
 DESC_EMBEDDED = 20_000  # most characters of one description the page holds; the whole text is in the CSV
 COND_ORDER = ("original", "high", "low", "moderate", "random", "equal:high", "equal:low")
-RANDOM_INIT_TAGS = ("random-init", "none", "random", "")
 
 
 def _asset(name: str) -> str:
     return resources.files("ccs_dist.report").joinpath("assets", name).read_text(encoding="utf-8")
 
 
-def head_key(layer: int, head: int) -> str:
-    return f"L{int(layer)}.H{int(head)}"
+head_key = head_name  # the report keys heads by their one name
 
 
 @dataclass
@@ -86,10 +87,10 @@ def _is_random_init(key: str, info: dict[str, Any] | None) -> bool:
     if info is not None:
         if info.get("random_init") is not None:
             return bool(info["random_init"])
-        if "pretrained" in info and (info["pretrained"] is None or str(info["pretrained"]).lower() in RANDOM_INIT_TAGS):
+        if "pretrained" in info and is_random_init_tag(info["pretrained"]):
             return True
     tag_ = key.rsplit("/", 1)[-1].lower() if "/" in key else ""
-    return tag_ in ("random-init", "none", "random")
+    return bool(tag_) and is_random_init_tag(tag_)
 
 
 def build_models(data: RunData, thumbs: ThumbIndex | None = None) -> list[ModelView]:
@@ -141,8 +142,7 @@ def _fill_heads(data: RunData, mv: ModelView) -> None:
         h["flagged"] = bool(r.get("flagged")) if r.get("flagged") is not None else h["nf"] > 0
         cat = r.get("category")
         if cat is None and h["ccs"] is not None:
-            c = h["ccs"]
-            cat = "other" if h["flagged"] else "high" if c == 5 else "moderate" if c == 3 else "low" if c <= 1 else "other"
+            cat = PAPER_THRESHOLDS.category(h["ccs"], h["flagged"])
         h["cat"] = cat
     for source in ("spans", "ccs"):  # per-head span facts: the ccs table repeats those of the spans table
         for r in _rows(data.get(source), mv.key):
@@ -542,7 +542,7 @@ def _across(data: RunData, models: list[ModelView]) -> Markup:
     parts.append(table(["model", *[f"CCS={k}" for k in range(n_k)], "high / moderate / low", "heads counted"], rows,
                        cls="data sortable"))
     if data.paper.get("heads_scored"):
-        parts.append(tag("p", "Paper: ", data.paper["heads_scored"], "; thresholds high = 5, moderate = 3, low ≤ 1.", class_="muted small"))
+        parts.append(tag("p", "Paper: ", data.paper["heads_scored"], f"; thresholds {PAPER_THRESHOLDS.describe()}.", class_="muted small"))
     return Markup("".join(parts))
 
 

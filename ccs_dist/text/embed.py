@@ -1,6 +1,6 @@
 """Text embeddings from the model's text tower, in batches, cached by content hash.
 
-Axis legend: T texts, E joint embedding.
+Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -32,19 +32,19 @@ def _trimmable(model: torch.nn.Module) -> bool:
 
 
 @torch.no_grad()
-def encode_text_trimmed(model: torch.nn.Module, tokens_TC: torch.Tensor) -> torch.Tensor:
+def encode_text_trimmed(model: torch.nn.Module, tokens_TP: torch.Tensor) -> torch.Tensor:
     """``model.encode_text`` without the trailing padding: [T, E], equal to the full-context result.
 
     Under the causal mask no position attends to a later one, so the padding after the longest text's
     end-of-text token cannot change the pooled token; dropping it makes short descriptions ~5x cheaper.
     """
     if not _trimmable(model):
-        return model.encode_text(tokens_TC)
+        return model.encode_text(tokens_TP)
     from open_clip.transformer import text_global_pool
 
-    nonzero = (tokens_TC != 0).int()
-    n = int((nonzero * torch.arange(1, tokens_TC.shape[1] + 1, device=tokens_TC.device)).amax()) or 1
-    tokens = tokens_TC[:, :n]
+    nonzero = (tokens_TP != 0).int()
+    n = int((nonzero * torch.arange(1, tokens_TP.shape[1] + 1, device=tokens_TP.device)).amax()) or 1
+    tokens = tokens_TP[:, :n]
     cast_dtype = model.transformer.get_cast_dtype()
     x = model.token_embedding(tokens).to(cast_dtype) + model.positional_embedding[:n].to(cast_dtype)
     x = model.transformer(x, attn_mask=model.attn_mask[:n, :n])

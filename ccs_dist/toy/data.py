@@ -20,7 +20,7 @@ HELD_OUT_SEED = 1_000_003
 TASK_PREFIX = "toy-"
 TASKS: tuple[str, ...] = tuple(TASK_PREFIX + f for f in world.FACTOR_NAMES)
 LABELS_FILE = "labels.csv"
-CLASSNAMES_FILE = "classnames.txt"  # the ``folder`` layout of ccs_dist.evaluate.datasets
+CLASSNAMES_FILE = "classnames.txt"  # the ``folder`` layout of ccs_dist.data.datasets
 
 
 def factor_of_task(task: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import polars as pl
 import pytest
@@ -9,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from ccs_dist.cli import main
-from ccs_dist.evaluate import attribution as A
-from ccs_dist.evaluate import synthetic
+from ccs_dist.attribution import maths as A
+from ccs_dist.data import synthetic
 
 MODEL = "ccs-tiny/random-init"
 LABELS = ["animals", "colors", "written text", "places"]
@@ -129,13 +131,10 @@ def test_vit_b32_attribution_vs_finite_difference_and_exact(vit_b32):
         for sign in (1, -1):
             g = torch.ones(1, m.num_layers, m.num_heads)
             g[0, layer, head] += sign * eps
-            try:
+            with contextlib.ExitStack() as stack:
                 for l_, mod in enumerate(m.heads):
-                    mod.head_mask_BH = g[:, l_]
+                    stack.enter_context(mod.controlled(keep_BH=g[:, l_]))
                 with torch.no_grad():
                     ys.append(A.target_score(m.model.encode_image(x), t))
-            finally:
-                for mod in m.heads:
-                    mod.head_mask_BH = None
         fd = (ys[0] - ys[1]) / (2 * eps)
         assert float((fd - s.attribution_BLH[:, layer, head]).abs()) < 2e-5 + 0.02 * float(s.attribution_BLH.abs().max())

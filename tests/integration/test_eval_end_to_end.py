@@ -6,9 +6,10 @@ import polars as pl
 import pytest
 
 from ccs_dist.cli import main
-from ccs_dist.evaluate import EvalConfig, evaluate, synthetic
+from ccs_dist.data import synthetic
+from ccs_dist.evaluate import EvalConfig, evaluate
 from ccs_dist.evaluate.run import ALL_TASKS
-from ccs_dist.prune import HeadSet, encode_image_head_sets_naive
+from ccs_dist.head_sets import HeadSet, encode_image_head_sets_naive
 
 
 

@@ -17,7 +17,7 @@ import pytest
 from ccs_dist.errors import UserError
 from ccs_dist.llm import CacheConfig, EndpointConfig, ScoreConfig, score_spans
 from ccs_dist.llm.cache import AnswerCache
-from ccs_dist.llm.loopback import LoopbackConfig, LoopbackServer, reference_label, reference_verdict
+from ccs_dist.testing.loopback import LoopbackConfig, LoopbackServer, reference_label, reference_verdict
 
 KEY = "sk-loopback-SECRET-7f3a9c"
 REPO = Path(__file__).resolve().parents[2]
@@ -181,6 +181,63 @@ def test_head_mode_json_fallback_and_two_judges(spans, tmp_path, key_env):
     assert set(r.judgments["judge"]) == {cfg.labeler.name, j2.name} and r.judgments.height == 480
     got = {(x["layer"], x["head"]): (x["label"], x["ccs"]) for x in r.ccs.iter_rows(named=True)}
     assert got == expected_ccs(spans)
+
+
+def test_each_judge_endpoint_is_asked_for_every_description(tmp_path, key_env):
+    """Two judges on one server: the second judge's verdicts come from its own model, not the first's cache."""
+    spans = make_spans(6)
+    with LoopbackServer(LoopbackConfig(models=("loopback-1", "loopback-2"))) as srv:
+        cfg = config(srv.base_url, tmp_path / "c", key_env, timeout_s=30)  # no timeouts, so no re-sends
+        j2 = replace(cfg.labeler, model="loopback-2")
+        r = score_spans(spans, replace(cfg, judges=(cfg.labeler, j2)))
+        by_model = dict(srv.stats.by_model)
+    assert by_model.get("loopback-2", 0) >= spans.height  # one pair question per description, asked of judge 2 itself
+    assert by_model["loopback-1"] >= 6 + spans.height  # the labels, then judge 1's verdicts
+    from_j2 = r.judgments.filter(pl.col("judge") == j2.name)
+    assert from_j2.height == spans.height and from_j2["aligned"].null_count() == 0
+
+
+def test_cache_keys_differ_by_model_and_by_prompt_version(key_env):
+    from ccs_dist.llm.client import EndpointClient
+    from ccs_dist.llm.prompts import judge_pair_request
+
+    req = judge_pair_request("a photo of a dog", "dogs")
+    ep = EndpointConfig(model="m1", base_url="http://127.0.0.1:9/v1", api_key_env=key_env)
+    first, other_model = EndpointClient(ep, None), EndpointClient(replace(ep, model="m2"), None)
+    assert first._key(req, False) == EndpointClient(ep, None)._key(req, False)  # deterministic
+    assert first._key(req, False) != other_model._key(req, False)
+    next_version = replace(req, template=req.template.rsplit("@", 1)[0] + "@v999")
+    assert first._key(req, False) != first._key(next_version, False)
+
+
+def test_retry_after_pauses_the_whole_pool_at_least_that_long(key_env):
+    """The first request gets 429 with Retry-After: its retry and a request issued meanwhile both wait that long."""
+    import asyncio
+
+    from ccs_dist.llm.client import EndpointClient
+    from ccs_dist.llm.prompts import judge_pair_request
+
+    wait = 0.5
+    with LoopbackServer(LoopbackConfig(faults=("429",), fault_first=1, fault_retry_after_s=wait)) as srv:
+        ep = EndpointConfig(model="loopback-1", base_url=srv.base_url, api_key_env=key_env, rpm=60000, tpm=1e8,
+                            timeout_s=5, max_attempts=4, backoff_base_s=0.01, backoff_max_s=0.05)
+
+        async def run():
+            client = EndpointClient(ep, None, "bypass")
+            try:
+                first = asyncio.create_task(client.ask(judge_pair_request("a dog on grass", "dogs")))
+                while client.stats.rate_limited == 0 and not first.done():
+                    await asyncio.sleep(0.005)
+                second = await client.ask(judge_pair_request("a cat on a sofa", "cats"))
+                return await first, second, client.stats
+            finally:
+                await client.aclose()
+
+        a, b, stats = asyncio.run(run())
+        arrivals = list(srv.stats.arrivals)
+    assert stats.rate_limited == 1 and a.text and b.text
+    assert len(arrivals) == 3
+    assert min(arrivals[1:]) - arrivals[0] >= wait  # neither the retry nor the other request came sooner
 
 
 def test_server_ratelimit_headers_tighten_the_pool(tmp_path, key_env):

@@ -10,7 +10,7 @@ import zipfile
 from tests.jobs_helpers import fresh_copy
 
 SHIPPED = ("ccs_dist/jobs/specs/demo.yaml", "ccs_dist/jobs/specs/paper_grid.yaml", "ccs_dist/jobs/specs/local_gpu.yaml",
-           "ccs_dist/evaluate/data/occupations_104.txt", "ccs_dist/report/data/paper_reference.json",
+           "ccs_dist/data/files/occupations_104.txt", "ccs_dist/report/data/paper_reference.json",
            "ccs_dist/text/data/default_pool.txt", "ccs_dist/models/configs/ccs-tiny.json", "ccs_dist/report/assets/report.js")
 
 CHECK = """

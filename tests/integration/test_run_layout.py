@@ -23,7 +23,7 @@ def _report_lists(run, tmp_path, tables: set[str]) -> None:
 
 
 def test_commands_share_one_run_directory(tmp_path):
-    from ccs_dist.evaluate import synthetic
+    from ccs_dist.data import synthetic
 
     run, cache, data = tmp_path / "run", tmp_path / "cache", tmp_path / "data"
     cwd = tmp_path / "cwd"  # every command runs here; nothing may land here

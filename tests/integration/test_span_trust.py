@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from ccs_dist.decompose import DecomposeConfig, DecompositionArtifact, decompose_image_set
-from ccs_dist.images import resolve_image_set
+from ccs_dist.data.images import resolve_image_set
 from ccs_dist.span_stability import StabilityConfig
 from ccs_dist.spans import SpanConfig, spans_table
 from ccs_dist.store import ArtifactStore

@@ -44,7 +44,7 @@ def test_bundled_tag_loads_the_trained_model(trained):
 def test_outcome_1_zero_shot_on_held_out_toy_images(trained, tmp_path):
     """Zero-shot top-1 >= 0.9 on every toy task, read from real ImageFolder files by the evaluation loader."""
     from ccs_dist.evaluate.run import EvalConfig, evaluate
-    from ccs_dist.prune import HeadSet
+    from ccs_dist.head_sets import HeadSet
     from ccs_dist.toy.data import TASKS, write_task
 
     for task in TASKS:
@@ -59,7 +59,7 @@ def test_outcome_1_zero_shot_on_held_out_toy_images(trained, tmp_path):
 
 def test_random_init_is_at_chance_on_the_same_tasks(tmp_path):
     from ccs_dist.evaluate.run import EvalConfig, evaluate
-    from ccs_dist.prune import HeadSet
+    from ccs_dist.head_sets import HeadSet
     from ccs_dist.toy.data import write_task
 
     write_task(tmp_path, "toy-colour", per_class=30, seed=7)

@@ -3,6 +3,8 @@ deletion curves, rankings, metrics and semantic reliance."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import polars as pl
 import pytest
@@ -11,8 +13,9 @@ import torch.nn.functional as F
 
 from ccs_dist.attribution.reliance import alignment_scores, reliance_table
 from ccs_dist.decompose import decompose
-from ccs_dist.evaluate import attribution as A
+from ccs_dist.attribution import maths as A
 from ccs_dist.models import forward
+from ccs_dist.models.head_attention import STOCK
 from ccs_dist.models.masked import encode_image_pruned
 
 
@@ -30,14 +33,11 @@ def scores(tiny, batch):
 
 def y_with_gates(loaded, x, t, gates_BLH):
     """y with every head's output multiplied by an arbitrary (non-binary) gate, through the real module."""
-    try:
+    with contextlib.ExitStack() as stack:
         for layer, module in enumerate(loaded.heads):
-            module.head_mask_BH = gates_BLH[:, layer]
+            stack.enter_context(module.controlled(keep_BH=gates_BLH[:, layer]))
         with torch.no_grad():
             return A.target_score(forward.encode_image(loaded, x), t)
-    finally:
-        for module in loaded.heads:
-            module.head_mask_BH = None
 
 
 def test_attribution_equals_central_finite_difference(tiny, batch, scores):
@@ -63,30 +63,33 @@ def test_unpruned_y_and_energy(tiny, batch, scores):
         y = A.target_score(tiny.model.encode_image(x), t)
     torch.testing.assert_close(scores.y_B, y, atol=1e-5, rtol=0)
     dec = decompose(tiny, x, layers=tiny.num_layers)  # head terms include bias/H and the ln_post map: recompute raw
-    for layer, module in enumerate(tiny.heads):
-        module.record_cls = True
-    try:
+    with contextlib.ExitStack() as stack:
+        captures = [stack.enter_context(m.controlled(capture_cls=True)) for m in tiny.heads]
         with torch.no_grad():
             forward.encode_image(tiny, x)
-        energy = torch.stack([m.head_out_BHD.norm(dim=-1) for m in tiny.heads], 1)
-    finally:
-        for m in tiny.heads:
-            m.reset()
+    energy = torch.stack([c.cls_BHD.norm(dim=-1) for c in captures], 1)
     torch.testing.assert_close(scores.energy_BLH, energy, atol=1e-5, rtol=1e-5)
     assert dec.heads.shape[1:3] == energy.shape[1:]
+    # the decomposition sums to the embedding the scores came from, and the direct effects are its head terms
+    # projected on the unit text over ||e||, by hand
+    torch.testing.assert_close(dec.heads.sum((1, 2)) + dec.rest, scores.embedding_BE, atol=1e-5, rtol=1e-5)
+    norm_B = scores.embedding_BE.norm(dim=-1)
+    direct_by_hand = torch.einsum("blhe,be->blh", dec.heads, F.normalize(t, dim=-1)) / norm_B[:, None, None]
+    torch.testing.assert_close(A.direct_effects(tiny, x, t), direct_by_hand, atol=1e-6, rtol=1e-4)
+    assert direct_by_hand.abs().max() > 1e-4  # not trivially zero
 
 
 def test_module_state_reset_and_no_parameter_grads(tiny, batch):
     x, t = batch
     A.attribute_heads(tiny, x, t)
-    assert all(m.head_mask_BH is None and not m.record_cls and m.head_out_BHD is None for m in tiny.heads)
+    assert all(m.control == STOCK and m.control.keep_BH is None for m in tiny.heads)
     assert all(p.grad is None for p in tiny.model.parameters())
     with pytest.raises(ValueError):
         A.attribute_heads(tiny, x, t[:, :5])  # wrong text width
     with pytest.raises(RuntimeError):  # failure inside the gated pass: state still reset
         with A.head_gates(tiny, 2):
             raise RuntimeError("boom")
-    assert all(m.head_mask_BH is None for m in tiny.heads)
+    assert all(m.control.keep_BH is None for m in tiny.heads)
 
 
 def test_last_layer_attribution_matches_exact_ablation(tiny, batch, scores):

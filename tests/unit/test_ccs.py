@@ -116,3 +116,39 @@ def test_agreement_report_levels():
     assert rep["level"].to_list() == ["verdict", "ccs"]
     assert rep.filter(pl.col("level") == "verdict")["cohen_kappa"].item() == pytest.approx(1.0)
     assert agreement(np.array([0, 1]), np.array([0, 1]))["raw_agreement"] == 1.0
+
+
+def _ccs_0_to_5_tables():
+    """One head of each CCS 0..5 (one judge)."""
+    return _tables({(0, c): [[True] * c + [False] * (5 - c)] for c in range(6)})
+
+
+def _categories(thresholds) -> dict[int, str]:
+    c = ccs_table(*_ccs_0_to_5_tables(), thresholds)
+    return {r["ccs"]: r["category"] for r in c.iter_rows(named=True)}
+
+
+PAPER_CATEGORIES = {0: "low", 1: "low", 2: "other", 3: "moderate", 4: "other", 5: "high"}
+
+
+def test_the_cli_and_job_score_configs_use_the_paper_categories():
+    """The score config the CLI and the job build (not only ccs.py's defaults): a CCS-2 head is ``other``."""
+    from ccs_dist.jobs.spec import load_spec
+    from ccs_dist.llm.commands import build_score_config
+
+    cli = build_score_config(
+        backend="offline", base_url=None, llm_model="gpt-4o-mini", judges=None, judge_mode="pair", cache_dir="c",
+        no_cache=False, refresh_cache=False, api_key_env="OPENAI_API_KEY", rpm=500, tpm=200000, concurrency=4,
+        timeout=60, max_attempts=3, price_in=0.15, price_out=0.6, embedder="minilm", threshold=None, progress=False)
+    job = load_spec("demo").score_config(show_progress=False)
+    for config in (cli, job):
+        assert _categories(config.thresholds) == PAPER_CATEGORIES
+    assert _categories(CategoryThresholds()) == PAPER_CATEGORIES
+
+
+def test_report_and_head_sets_categorise_like_the_score_stage():
+    """The report (tables without a category column) and the head sets derive categories from the one home."""
+    from ccs_dist.ccs import PAPER_THRESHOLDS
+
+    assert {c: PAPER_THRESHOLDS.category(c) for c in range(6)} == PAPER_CATEGORIES
+    assert PAPER_THRESHOLDS.category(5, flagged=True) == "other" and PAPER_THRESHOLDS.category(None) == "other"

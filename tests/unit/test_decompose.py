@@ -8,8 +8,9 @@ import torch
 
 from ccs_dist.decompose import DecomposeConfig, decompose, decompose_image_set
 from ccs_dist.errors import UserError
-from ccs_dist.images import resolve_image_set
+from ccs_dist.data.images import resolve_image_set
 from ccs_dist.models import load_model
+from ccs_dist.models.head_attention import STOCK
 from ccs_dist.store import ArtifactStore
 
 
@@ -61,7 +62,8 @@ def test_spatial_terms_sum_to_the_head_term(tiny):
 
 def test_recording_leaves_no_state_behind(tiny):
     decompose(tiny, _images(tiny, 1), layers=3, spatial_heads=[(2, 0)])
-    assert all(not m.record_cls and not m.spatial_heads and m.head_out_BHD is None for m in tiny.heads)
+    assert all(m.control == STOCK and m.control.keep_BH is None for m in tiny.heads)
+    assert all(m._capture.cls_BHD is None and m._capture.spatial_BAPD is None for m in tiny.heads)
 
 
 def test_streaming_artifact_matches_batch_decomposition_and_is_reused(tiny, cache_dir, caplog):
@@ -149,7 +151,7 @@ def test_empty_image_folder(tmp_path):
 
 
 def test_torchvision_probe_set_reads_the_real_cifar_format(tiny, tmp_path, cache_dir):
-    from ccs_dist.evaluate.synthetic import write_cifar
+    from ccs_dist.data.synthetic import write_cifar
 
     write_cifar(tmp_path, n_classes=10, per_class=2)  # pickled batches, as torchvision downloads them
     images = resolve_image_set(f"cifar10:{tmp_path}", cache_dir)
@@ -164,7 +166,7 @@ def test_torchvision_probe_set_reads_the_real_cifar_format(tiny, tmp_path, cache
 def test_huge_images_are_refused_before_decoding(tmp_path):
     from PIL import Image
 
-    from ccs_dist import images as im_mod
+    from ccs_dist.data import images as im_mod
 
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -174,3 +176,56 @@ def test_huge_images_are_refused_before_decoding(tmp_path):
     assert images.load(images.paths.index(folder / "ok.png")).size == (40, 40)
     with pytest.raises(im_mod.ImageTooLarge, match="7000x6000 = 42 MP is over the 40 MP limit"):
         images.load(images.paths.index(folder / "huge.png"))
+
+
+def test_one_head_term_by_hand_with_the_reference_share_convention(tiny):
+    """Head L2.H1's term from its own q/k/v (not HeadAttention's capture), mapped through ln_post linearised at
+    the final CLS residual, with the reference convention: each of the 2L + 1 residual terms takes 1/(2L + 1)
+    of the mean and of beta, each head 1/H of its layer's share (and 1/H of the out-projection bias)."""
+    import torch.nn.functional as F
+
+    x = _images(tiny, 2, seed=5)
+    layer, head = 2, 1
+    visual = tiny.visual
+    block = visual.transformer.resblocks[layer]
+    seen = {}
+    hooks = [block.register_forward_pre_hook(lambda m, a: seen.__setitem__("block_in", a[0].detach().clone())),
+             visual.ln_post.register_forward_pre_hook(lambda m, a: seen.__setitem__("final", a[0].detach().clone()))]
+    try:
+        with torch.no_grad():
+            tiny.model.encode_image(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    d = decompose(tiny, x, layers=[layer])
+
+    L, H, K = tiny.num_layers, tiny.num_heads, tiny.head_dim
+    attn = block.attn
+    with torch.no_grad():
+        h_BPD = block.ln_1(seen["block_in"])
+        q_BPD, k_BPD, v_BPD = F.linear(h_BPD, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+        cols = slice(head * K, (head + 1) * K)
+        a_BP = torch.softmax(torch.einsum("bk,bpk->bp", q_BPD[:, 0, cols], k_BPD[:, :, cols]) / K**0.5, dim=-1)
+        z_BK = torch.einsum("bp,bpk->bk", a_BP, v_BPD[:, :, cols])
+        write_BD = block.ls_1(z_BK @ attn.out_proj.weight[:, cols].T + attn.out_proj.bias / H)
+        final = seen["final"]
+        r_BD = final[:, 0] if final.dim() == 3 else final
+        mu_B1 = r_BD.mean(-1, keepdim=True)
+        sigma_B1 = (r_BD.var(-1, unbiased=False, keepdim=True) + visual.ln_post.eps).sqrt()
+        share = 1.0 / ((2 * L + 1) * H)
+        term_BE = ((write_BD - mu_B1 * share) * visual.ln_post.weight / sigma_B1 + visual.ln_post.bias * share) @ visual.proj
+    torch.testing.assert_close(d.heads[:, 0, head], term_BE, rtol=1e-4, atol=1e-6)
+    assert term_BE.abs().max() > 1e-3  # not trivially zero
+
+
+def test_recorder_hook_names_are_the_module_paths(tiny):
+    """Pinned: the residual writes are keyed by module path (a rename of a module path must show up here)."""
+    from ccs_dist.decompose import _Recorder
+
+    with _Recorder(tiny, (2,), {}) as rec, torch.no_grad():
+        tiny.model.encode_image(_images(tiny, 1))
+    modules = dict(tiny.model.named_modules())
+    assert set(rec.writes) == {"visual.ln_pre", "visual.ln_post"} | {
+        f"visual.transformer.resblocks.{layer}.{m}" for layer in range(3) for m in ("ls_1", "ls_2")}
+    assert set(rec.writes) <= set(modules)
+    assert set(rec.captures) == {2} and all(m.name in modules for m in tiny.heads)

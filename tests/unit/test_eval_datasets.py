@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from ccs_dist.errors import UserError
-from ccs_dist.evaluate import bias, datasets, metadata, synthetic, video
+from ccs_dist.data import datasets, metadata, synthetic
+from ccs_dist.evaluate import bias, video
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +150,7 @@ def test_socialcounterfactuals(root):
 
 
 def test_own_synthetic_cifar_is_read_quietly_but_a_foreign_copy_warns(tmp_path, caplog):
-    from ccs_dist.evaluate.synthetic import SYNTHETIC_MARKER
+    from ccs_dist.data.synthetic import SYNTHETIC_MARKER
 
     folder = synthetic.write_cifar(tmp_path, 10)
     caplog.set_level("INFO", logger="ccs_dist")

@@ -54,11 +54,14 @@ def test_maxskew_and_ndkl_by_hand():
     assert ndkl[1] == pytest.approx(math.log(2))  # every prefix is all group 1: KL = ln 2 at each rank
 
 
-def test_ndkl_zero_for_balanced_ranking_and_k_checked():
+def test_alternating_ranking_ndkl_by_hand_max_skew_zero_and_k_checked():
     groups = np.array([0, 1, 0, 1])
     scores = np.array([[4.0, 3.0, 2.0, 1.0]])
-    assert ndkl_at_k(scores, groups, 2, k=4)[0] > 0  # prefix of 1 and 3 are unbalanced
-    assert max_skew_at_k(scores, groups, 2, k=4)[0] == pytest.approx(0.0)
+    # prefixes 0 | 0 1 | 0 1 0 | 0 1 0 1 against p_data = (0.5, 0.5): KL = ln 2, 0, KL(2/3, 1/3), 0
+    w = [1 / math.log2(i + 1) for i in range(1, 5)]
+    kl3 = (2 / 3) * math.log(4 / 3) + (1 / 3) * math.log(2 / 3)
+    assert ndkl_at_k(scores, groups, 2, k=4)[0] == pytest.approx((w[0] * math.log(2) + w[2] * kl3) / sum(w))
+    assert max_skew_at_k(scores, groups, 2, k=4)[0] == pytest.approx(0.0)  # the top 4 hold both groups equally
     with pytest.raises(ValueError):
         max_skew_at_k(scores, groups, 2, k=5)
 

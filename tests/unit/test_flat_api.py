@@ -34,7 +34,7 @@ def _call_each(tmp_path, round_: int) -> None:
     d = ccs_dist.decompose(loaded, images_BCHW, layers=1)
     assert (d.heads.sum((1, 2)) + d.rest - d.embedding).abs().max() < 1e-4
 
-    from ccs_dist.images import resolve_image_set
+    from ccs_dist.data.images import resolve_image_set
 
     art = ccs_dist.decompose_image_set(loaded, resolve_image_set("synthetic:4", tmp_path), ArtifactStore(tmp_path / f"c{round_}"),
                                        ccs_dist.DecomposeConfig(layers=1, batch_size=4, num_workers=0, progress=False))

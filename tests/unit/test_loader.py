@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from ccs_dist.decompose import DecomposeConfig, decompose_image_set
-from ccs_dist.images import resolve_image_set
+from ccs_dist.data.images import resolve_image_set
 from ccs_dist.loader import LoaderStats, micro_batch_size, model_batches
 from ccs_dist.store import ArtifactStore
 

@@ -8,7 +8,7 @@ import torch
 
 from ccs_dist.decompose import DecomposeConfig, decompose_image_set
 from ccs_dist.errors import UserError
-from ccs_dist.images import resolve_image_set
+from ccs_dist.data.images import resolve_image_set
 from ccs_dist.moments import merge_moments
 from ccs_dist.span_stability import bucket_of_images
 from ccs_dist.store import ArtifactStore

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ccs_dist.errors import UserError
-from ccs_dist.prune import (
+from ccs_dist.head_sets import (
     HeadSetConfig,
     build_head_sets,
     encode_image_head_sets_naive,

@@ -14,7 +14,7 @@ import pytest
 
 from ccs_dist.errors import UserError
 from ccs_dist.report import write_report
-from ccs_dist.report.fixtures import HOSTILE_LABEL, HOSTILE_TEXT, FixtureModel, FixtureSpec, make_run
+from ccs_dist.testing.report_fixtures import HOSTILE_LABEL, HOSTILE_TEXT, FixtureModel, FixtureSpec, make_run
 from ccs_dist.report.html import esc, json_for_script
 from ccs_dist.report.load import default_paper_reference
 
@@ -164,6 +164,10 @@ def test_hostile_text_is_escaped(tmp_path):
     heads = json.loads(data_block)["models"][0]["heads"].values()
     assert any(h["label"] == HOSTILE_LABEL for h in heads)  # the exact text survives, for textContent
     assert any(d["t"] == HOSTILE_TEXT for h in heads for d in h["d"])
+    # every section that shows labels shows the hostile one, escaped
+    escaped_label = "&lt;img src=x onerror=&quot;document.title=&#x27;pwned&#x27;&quot;&gt;"
+    attribution = text.split('id="attribution"', 1)[1].split("</section>", 1)[0]
+    assert escaped_label in attribution and "<img" not in attribution
 
 
 def test_escape_helpers():

@@ -9,7 +9,7 @@ import pytest
 
 from ccs_dist.decompose import decomposition_key
 from ccs_dist.errors import UserError
-from ccs_dist.images import resolve_image_set
+from ccs_dist.data.images import resolve_image_set
 from ccs_dist.runners import at_precision, stage_precisions
 
 

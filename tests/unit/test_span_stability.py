@@ -97,8 +97,8 @@ def test_resamples_in_the_numerical_basis_match_the_full_space(tmp_path):
     assert basis.shape == (1, e, 7)
     texts = [str(i) for i in range(t)]
 
-    def run(moments, basis_GED=None):
-        return textspan_heads(moments, text, texts, m=5, rank=32, basis_GED=basis_GED)
+    def run(moments, basis_GEX=None):
+        return textspan_heads(moments, text, texts, m=5, rank=32, basis_GEX=basis_GEX)
 
     ref = run(full)
     assert ref[0].rank == 7

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from ccs_dist.synthetic_images import write_synthetic_images
+from ccs_dist.data.synthetic_images import write_synthetic_images
 
 
 def _files(folder):

@@ -134,3 +134,32 @@ def test_reference_policy_matches_the_loop_oracle(seed):
     res = textspan(data, text, [str(i) for i in range(len(text))], m=5, rank=30, rank_policy="reference")
     assert list(res.indices) == ref_idx and res.rank == 30
     np.testing.assert_allclose(res.variances, ref_frac, rtol=1e-6, atol=1e-10)
+
+
+def test_streamed_moments_are_those_of_heads_over_the_embedding_norm():
+    """TextSpan sees each head term divided by its image's embedding norm, as the reference does."""
+    from ccs_dist.textspan import stream_moments
+
+    rng = np.random.default_rng(3)
+    n_layers, n_heads, e = 2, 3, 8
+    shards = {f"s{i}": {"heads": rng.normal(size=(n, n_layers, n_heads, e)).astype(np.float32),
+                        "embedding": (rng.normal(size=(n, e)) * rng.uniform(0.5, 4.0, size=(n, 1))).astype(np.float32)}
+              for i, n in enumerate((5, 4))}
+
+    class Artifact:
+        manifest = {"layers": list(range(n_layers)), "num_heads": n_heads, "embed_dim": e}
+        shard_names = list(shards)
+
+        @staticmethod
+        def load_shard(name):
+            return shards[name]
+
+    heads_NGE = np.concatenate([s["heads"].reshape(len(s["heads"]), -1, e) for s in shards.values()])
+    norms_N = np.concatenate([np.linalg.norm(s["embedding"], axis=-1) for s in shards.values()])
+    want = HeadMoments.from_data(torch.from_numpy(heads_NGE / norms_N[:, None, None]).transpose(0, 1))
+    got, _ = stream_moments(Artifact())
+    assert got.count == want.count == 9
+    torch.testing.assert_close(got.sum_GE, want.sum_GE, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got.gram_GEE, want.gram_GEE, rtol=1e-5, atol=1e-6)
+    raw, _ = stream_moments(Artifact(), normalise=False)
+    assert not torch.allclose(raw.gram_GEE, want.gram_GEE)  # the division is not a no-op on this data

@@ -16,11 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
 from ccs_dist.errors import UserError
-from ccs_dist.evaluate import metadata
+from ccs_dist.data import metadata
 from ccs_dist.toy.world import FACTOR_NAMES
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ LAYOUTS = {
     "imagenet_r": "DATA/imagenet-r/<wnid>/<image>.jpg (200 WordNet-id folders)",
     "folder": "ROOT/<class folder>/<image> plus ROOT/classnames.txt (one class name per line, in sorted folder order)",
     **{f"toy-{f}": f"DATA/toy-{f}/<class folder>/<image>.png plus DATA/toy-{f}/classnames.txt (written by "
-       f"python -m ccs_dist.evaluate.synthetic DATA toy-{f})" for f in FACTOR_NAMES},
+       f"python -m ccs_dist.data.synthetic DATA toy-{f})" for f in FACTOR_NAMES},
 }
 
 
@@ -139,7 +140,7 @@ def load_cifar(n_classes: int, root: Path, transform: Callable | None, download:
     except RuntimeError:
         if not (folder / base.test_list[0][0]).is_file() or not (folder / base.meta["filename"]).is_file():
             raise _missing(name, Path(root)) from None
-        from ccs_dist.evaluate.synthetic import SYNTHETIC_MARKER
+        from ccs_dist.data.synthetic import SYNTHETIC_MARKER
 
         if (folder / SYNTHETIC_MARKER).is_file():  # written by ccs_dist: of course not the release
             log.info("%s: synthetic copy under %s", name, folder)
@@ -299,7 +300,7 @@ def load_toy(task: str, root: Path, transform: Callable | None, download: bool =
     found = load_folder(folder, transform)
     if found.classnames != FACTORS[factor]:
         raise UserError(f"{folder}: class names {list(found.classnames)} are not the toy {factor} values "
-                        f"{list(FACTORS[factor])}; rewrite it with python -m ccs_dist.evaluate.synthetic ROOT {task}")
+                        f"{list(FACTORS[factor])}; rewrite it with python -m ccs_dist.data.synthetic ROOT {task}")
     return ClassificationTask(task, found.dataset, found.classnames, (caption({factor: "{c}"}),))
 
 
@@ -319,7 +320,7 @@ LOADERS: dict[str, Callable[..., ClassificationTask]] = {
     "imagenet_a": load_imagenet_a,
     "imagenet_r": load_imagenet_r,
     "folder": load_folder,
-    # the paper's concept experiment: CIFAR-10 animal / object subsets (ccs_dist.evaluate.paper_tasks)
+    # the paper's concept experiment: CIFAR-10 animal / object subsets (ccs_dist.data.paper_tasks)
     "cifar10animals": lambda root, transform, download=False: _cifar10_subset("cifar10animals", root, transform, download),
     "cifar10objects": lambda root, transform, download=False: _cifar10_subset("cifar10objects", root, transform, download),
     **_toy_loaders(),
@@ -327,7 +328,7 @@ LOADERS: dict[str, Callable[..., ClassificationTask]] = {
 
 
 def _cifar10_subset(name: str, root: Path, transform: Callable | None, download: bool) -> ClassificationTask:
-    from ccs_dist.evaluate.paper_tasks import cifar10_subset
+    from ccs_dist.data.paper_tasks import cifar10_subset
 
     return cifar10_subset(load_cifar(10, root, transform, download), name)
 
@@ -337,3 +338,10 @@ def load_classification(name: str, root: Path | str, transform: Callable | None,
     if name not in LOADERS:
         raise UserError(f"unknown classification task {name!r}; known: {', '.join(LOADERS)}")
     return LOADERS[name](Path(root), transform, download=download)
+
+
+def evenly_spaced_subset(n: int, limit: int | None) -> list[int] | None:
+    """At most ``limit`` indices of ``range(n)``, evenly spaced and sorted; None when ``limit`` keeps all."""
+    if limit is None or limit >= n:
+        return None
+    return sorted(set(np.linspace(0, n - 1, limit).round().astype(int).tolist()))

@@ -1,4 +1,7 @@
-"""Head names: ``L{layer}.H{head}`` with 0-based image-encoder layers, as in the papers."""
+"""Head names: ``L{layer}.H{head}`` with 0-based image-encoder layers, as in the papers.
+
+The one home of head-name formatting and parsing (pure: importable without torch).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ _HEAD_RE = re.compile(r"^L(\d+)\.H(\d+)$")
 
 
 def head_name(layer: int, head: int) -> str:
-    return f"L{layer}.H{head}"
+    return f"L{int(layer)}.H{int(head)}"
 
 
 def parse_heads(

@@ -15,7 +15,7 @@ from ccs_dist.errors import UserError
 
 
 def _text(name: str) -> str:
-    return resources.files("ccs_dist.evaluate").joinpath("data", name).read_text(encoding="utf-8")
+    return resources.files("ccs_dist.data").joinpath("files", name).read_text(encoding="utf-8")
 
 
 def _lines(name: str) -> list[str]:

@@ -7,7 +7,7 @@ bodies) and off-vocabulary answers at a given rate, require a key (401 otherwise
 ``response_format`` (400), refuse prompts over a context length (400 ``context_length_exceeded``),
 send ``x-ratelimit-*`` headers, and go down for good after N answers.
 
-Run standalone: ``python -m ccs_dist.llm.loopback --port 0 --latency 0.1 --rpm 600``; the first line
+Run standalone: ``python -m ccs_dist.testing.loopback --port 0 --latency 0.1 --rpm 600``; the first line
 on stdout is ``LISTENING <base_url>``.
 """
 
@@ -89,6 +89,7 @@ class LoopbackConfig:
     fault_rate: float = 0.0
     faults: tuple[str, ...] = FAULTS
     fault_retry_after_s: float = 0.05
+    fault_first: int = 0  # the first this many chat requests get faults[0], whatever fault_rate says
     offvocab_rate: float = 0.0
     hang_s: float = 30.0
     api_key: str | None = None  # when set, other keys get 401
@@ -107,6 +108,8 @@ class LoopbackStats:
     by_status: Counter = field(default_factory=Counter)
     injected: Counter = field(default_factory=Counter)
     payloads: Counter = field(default_factory=Counter)  # sha256 of each request body -> times received
+    by_model: Counter = field(default_factory=Counter)  # chat requests received per requested model
+    arrivals: list = field(default_factory=list)  # time.monotonic() of each chat request's arrival
     auth_headers: set = field(default_factory=set)
 
     def as_dict(self) -> dict:
@@ -236,10 +239,13 @@ def _make_handler(server: LoopbackServer):
             with server._lock:
                 st = server.stats
                 st.requests += 1
+                st.arrivals.append(time.monotonic())
                 st.payloads[hashlib.sha256(raw).hexdigest()] += 1
                 st.auth_headers.add(self.headers.get("authorization", ""))
                 down = cfg.down_after is not None and st.answered >= cfg.down_after
                 fault = cfg.faults[server._rng.randrange(len(cfg.faults))] if server._rng.random() < cfg.fault_rate else None
+                if st.requests <= cfg.fault_first:
+                    fault = cfg.faults[0]
                 offvocab = server._rng.random() < cfg.offvocab_rate
             if down:
                 self.close_connection = True  # no response: the client sees a dropped connection
@@ -253,6 +259,8 @@ def _make_handler(server: LoopbackServer):
                 model = req["model"]
             except (ValueError, KeyError, TypeError):
                 return self._error(400, "request body is not a chat completion request")
+            with server._lock:
+                server.stats.by_model[str(model)] += 1
             if model not in cfg.models:
                 return self._error(404, f"The model `{model}` does not exist or you do not have access to it.")
             if cfg.max_prompt_chars is not None and sum(len(str(m.get("content", ""))) for m in messages) > cfg.max_prompt_chars:

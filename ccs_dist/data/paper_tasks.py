@@ -17,7 +17,7 @@ from dataclasses import replace
 from torch.utils.data import Dataset
 
 from ccs_dist.errors import UserError
-from ccs_dist.evaluate import metadata
+from ccs_dist.data import metadata
 
 CIFAR10_SUBSETS = {
     "cifar10animals": ("bird", "cat", "deer", "dog", "frog", "horse"),

@@ -4,7 +4,7 @@ The target is the zero-shot score ``y(x, t) = cos(image embedding of x, text emb
 (unit) class text embedding of the image's class.
 
 * **Attribution** (attribution patching, Dreyer et al. 2025, on heads): every head's output ``z`` is
-  multiplied by a gate ``alpha_h = 1`` (``HeadAttention.head_mask_BH``, one ``[B, H]`` leaf tensor per
+  multiplied by a gate ``alpha_h = 1`` (``HeadAttention.controlled(keep_BH=...)``, one ``[B, H]`` leaf tensor per
   layer); ``R_h = dy/dalpha_h`` for every head of every layer comes from one backward pass. It is the
   first-order estimate of ``y(alpha_h = 1) - y(alpha_h = 0)``, i.e. of the exact zero-ablation effect.
 * **Direct effect** (logit lens): a head's direct contribution ``c_h`` to the embedding (Gandelsman's
@@ -17,8 +17,7 @@ The target is the zero-shot score ``y(x, t) = cos(image embedding of x, text emb
 Faithfulness: deletion curves remove each image's top-1..k heads of a ranking (highest score first) and
 track ``y``; the area under the curve (x = k / k_max in [0, 1]) is lower for a more faithful ranking.
 
-Axis legend: B batch, L layer, H head, N = L * H flat heads (index ``layer * H + head``), K curve points,
-E joint embedding, S head sets.
+Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -63,12 +62,20 @@ def _as_text_BE(loaded: LoadedModel, text: torch.Tensor | np.ndarray, batch: int
     return t
 
 
+class Gates(list):
+    """The gates ``[B, H]`` by layer (a list, for ``autograd.grad``), with each layer's capture."""
+
+    def __init__(self, gates: list[torch.Tensor], captures: list):
+        super().__init__(gates)
+        self.captures = captures
+
+
 @contextlib.contextmanager
-def head_gates(loaded: LoadedModel, batch: int, record_cls: bool = False) -> Iterator[list[torch.Tensor]]:
+def head_gates(loaded: LoadedModel, batch: int, record_cls: bool = False) -> Iterator[Gates]:
     """Install a gate ``alpha = 1`` ([B, H], requires grad) on every head of every layer; yield them by layer.
 
-    The gates are set on the modules directly (``forward.head_mask`` skips all-ones masks on purpose). With
-    ``record_cls`` each layer also records its heads' CLS writes (``head_out_BHD``). Always reset on exit.
+    The gates are set through each module's control context (``forward.head_mask`` skips all-ones masks on
+    purpose). With ``record_cls`` each layer also captures its heads' CLS writes (``gates.captures[layer].cls_BHD``).
     """
     forward.check_tower(loaded)
     gates = [
@@ -76,19 +83,13 @@ def head_gates(loaded: LoadedModel, batch: int, record_cls: bool = False) -> Ite
         for _ in range(loaded.num_layers)
     ]
     modules = loaded.heads
-    for module, gate in zip(modules, gates):
-        if module.head_mask_BH is not None:
+    for module in modules:
+        if module.control.keep_BH is not None:
             raise RuntimeError(f"{module.name}: a head mask is already set; nested gating is not supported")
-    try:
-        for module, gate in zip(modules, gates):
-            module.head_mask_BH, module.ablation = gate, "zero"
-            module.record_cls = record_cls
-        yield gates
-    finally:
-        for module in modules:
-            module.head_mask_BH, module.ablation = None, "zero"
-            module.record_cls = False
-            module.head_out_BHD = None
+    with contextlib.ExitStack() as stack:
+        captures = [stack.enter_context(m.controlled(keep_BH=g, ablation="zero", capture_cls=record_cls))
+                    for m, g in zip(modules, gates)]
+        yield Gates(gates, captures)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def attribute_heads(loaded: LoadedModel, images: torch.Tensor, text: torch.Tenso
         y_B = target_score(emb_BE, text_BE)
         # samples are independent (eval mode, per-sample LayerNorms), so d(sum y)/d gate[b] = dy_b / d gate[b]
         grads = torch.autograd.grad(y_B.sum(), gates)
-        energy_BLH = torch.stack([m.head_out_BHD.detach().float().norm(dim=-1) for m in loaded.heads], dim=1)
+        energy_BLH = torch.stack([c.cls_BHD.detach().float().norm(dim=-1) for c in gates.captures], dim=1)
     return HeadScores(
         y_B=y_B.detach(),
         attribution_BLH=torch.stack([g.float() for g in grads], dim=1),
@@ -171,7 +172,7 @@ def exact_ablation_effects(
 
 
 def order_by_score(score_BLH: torch.Tensor) -> torch.Tensor:
-    """Per-image deletion order, highest score first: [B, N] flat head indices (``layer * H + head``).
+    """Per-image deletion order, highest score first: [B, G] flat head indices (``layer * H + head``).
 
     Ties are broken by the flat index (stable sort), so the order is deterministic.
     """
@@ -181,7 +182,7 @@ def order_by_score(score_BLH: torch.Tensor) -> torch.Tensor:
 
 
 def random_orders(batch: int, n_heads: int, seed: int, offset: int = 0) -> torch.Tensor:
-    """A random deletion order per image: [B, N]; image ``offset + b`` gets the same order in every batching."""
+    """A random deletion order per image: [B, G]; image ``offset + b`` gets the same order in every batching."""
     out = torch.empty(batch, n_heads, dtype=torch.long)
     for b in range(batch):
         g = torch.Generator().manual_seed(int(seed) * 1_000_003 + offset + b)
@@ -194,44 +195,44 @@ def deletion_curves(
     loaded: LoadedModel,
     images: torch.Tensor,
     text: torch.Tensor | np.ndarray,
-    order_BN: torch.Tensor,
+    order_BG: torch.Tensor,
     ks: Sequence[int],
     max_batch: int | None = None,
 ) -> torch.Tensor:
-    """``y`` after zeroing each image's first ``k`` heads of ``order_BN``, for every k of ``ks``: [B, K].
+    """``y`` after zeroing each image's first ``k`` heads of ``order_BG``, for every k of ``ks``: [B, J].
 
     ``k = 0`` is the unpruned model. All (image, k) pairs run as one per-sample-masked batch, chunked at
     ``max_batch`` samples (default 8 * B).
     """
     images = images.to(loaded.device)
     B, L, H = images.shape[0], loaded.num_layers, loaded.num_heads
-    N = L * H
+    G = L * H
     text_BE = _as_text_BE(loaded, text, B)
-    order_BN = torch.as_tensor(order_BN, dtype=torch.long)
-    if order_BN.shape[0] != B or order_BN.shape[1] > N:
-        raise ValueError(f"order has shape {tuple(order_BN.shape)}, expected [{B}, <= {N}]")
+    order_BG = torch.as_tensor(order_BG, dtype=torch.long)
+    if order_BG.shape[0] != B or order_BG.shape[1] > G:
+        raise ValueError(f"order has shape {tuple(order_BG.shape)}, expected [{B}, <= {G}]")
     ks = [int(k) for k in ks]
-    if any(k < 0 or k > order_BN.shape[1] for k in ks):
-        raise ValueError(f"deletion counts {ks} out of range 0..{order_BN.shape[1]}")
-    # rank_BN[b, n] = position of head n in image b's order (heads missing from a partial order never go)
-    rank_BN = torch.full((B, N), N + 1, dtype=torch.long)
-    rank_BN.scatter_(1, order_BN, torch.arange(order_BN.shape[1]).expand(B, -1).contiguous())
-    keep_KBN = torch.stack([(rank_BN >= k).float() for k in ks])  # sample (k, b)
-    keep_SLH = keep_KBN.view(len(ks) * B, L, H).to(loaded.device)
-    images_S = images.repeat(len(ks), 1, 1, 1)
-    text_S = text_BE.repeat(len(ks), 1)
+    if any(k < 0 or k > order_BG.shape[1] for k in ks):
+        raise ValueError(f"deletion counts {ks} out of range 0..{order_BG.shape[1]}")
+    # rank_BG[b, n] = position of head n in image b's order (heads missing from a partial order never go)
+    rank_BG = torch.full((B, G), G + 1, dtype=torch.long)
+    rank_BG.scatter_(1, order_BG, torch.arange(order_BG.shape[1]).expand(B, -1).contiguous())
+    keep_JBG = torch.stack([(rank_BG >= k).float() for k in ks])  # sample (k, b)
+    keep_ZLH = keep_JBG.view(len(ks) * B, L, H).to(loaded.device)
+    images_Z = images.repeat(len(ks), 1, 1, 1)
+    text_Z = text_BE.repeat(len(ks), 1)
     step = max(1, max_batch or 8 * B)
     ys = []
-    for lo in range(0, keep_SLH.shape[0], step):
+    for lo in range(0, keep_ZLH.shape[0], step):
         sl = slice(lo, lo + step)
-        emb = forward.encode_image(loaded, images_S[sl], keep_SLH[sl])
-        ys.append(target_score(emb, text_S[sl]))
+        emb = forward.encode_image(loaded, images_Z[sl], keep_ZLH[sl])
+        ys.append(target_score(emb, text_Z[sl]))
     return torch.cat(ys).view(len(ks), B).T.contiguous()
 
 
-def auc(curve_K: np.ndarray | torch.Tensor, ks: Sequence[int]) -> np.ndarray:
+def auc(curve_J: np.ndarray | torch.Tensor, ks: Sequence[int]) -> np.ndarray:
     """Area under deletion curves (trapezoid, x = k / max(ks) in [0, 1]); curves on the last axis."""
-    y = np.asarray(curve_K, dtype=np.float64)
+    y = np.asarray(curve_J, dtype=np.float64)
     x = np.asarray(ks, dtype=np.float64)
     x = x / x.max() if x.max() > 0 else x
     return np.trapezoid(y, x, axis=-1) if hasattr(np, "trapezoid") else np.trapz(y, x, axis=-1)

@@ -17,7 +17,8 @@ from typing import Sequence
 
 import polars as pl
 
-from ccs_dist.tables import write_table
+from ccs_dist.ccs import PAPER_THRESHOLDS
+from ccs_dist.schemas import write_table
 
 HOSTILE_LABEL = '<img src=x onerror="document.title=\'pwned\'">'
 HOSTILE_TEXT = "<script>window.__pwned=1</script>"
@@ -143,8 +144,7 @@ def make_run(path: str | Path, spec: FixtureSpec = FixtureSpec()) -> Path:
                 else:
                     n_failed += 1
             flagged = n_failed > 0
-            cat = ("other" if flagged else "high" if n_aligned == 5 else "moderate" if n_aligned == 3
-                   else "low" if n_aligned <= 1 else "other")
+            cat = PAPER_THRESHOLDS.category(n_aligned, flagged)
             head_ccs[(layer, h)] = n_aligned
             labels.append({"model": m.key, "layer": layer, "head": h, "label": label, "backend": "openai:gpt-4o-mini"})
             ccs_rows.append({"model": m.key, "layer": layer, "head": h, "label": label, "ccs": n_aligned, "n_descriptions": 5,
@@ -161,8 +161,11 @@ def make_run(path: str | Path, spec: FixtureSpec = FixtureSpec()) -> Path:
             for ds in ("cifar10",):
                 for cls in ("airplane", "cat", "ship"):
                     for layer, h in heads:
+                        value = rng.gauss(0, 1) * (1 + head_ccs[(layer, h)] / 3)
+                        if (layer, h) == hostile_head:
+                            value = 50.0  # the top head of the attribution table, so that section shows its label
                         attribution.append({"model": m.key, "dataset": ds, "class": cls, "layer": layer, "head": h,
-                                            "method": "direct_effect", "value": rng.gauss(0, 1) * (1 + head_ccs[(layer, h)] / 3)})
+                                            "method": "direct_effect", "value": value})
     if spec.hostile:
         evaluation = [{**r, "task": HOSTILE_TEXT} if r["task"] == spec.tasks[0] else r for r in evaluation]
 
@@ -277,7 +280,7 @@ def _head_image_frames(rng: random.Random, spec: FixtureSpec, hostile: str | Non
     images, and their real thumbnails (:func:`ccs_dist.report.head_images.thumbnail_uri`)."""
     from ccs_dist.head_images import HEAD_IMAGES_SCHEMA
     from ccs_dist.report.head_images import THUMBNAILS_SCHEMA, thumbnail_uri
-    from ccs_dist.synthetic_images import image_rng, render_synthetic_image
+    from ccs_dist.data.synthetic_images import image_rng, render_synthetic_image
 
     rows = []
     for m in spec.models:

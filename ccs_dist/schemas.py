@@ -1,0 +1,80 @@
+"""The product's tables: their column schemas (the one home of each) and the one parquet writer.
+
+Tables are written with run metadata in the parquet footer (:func:`write_table`); CSV exports go
+through :func:`csv_safe`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from ccs_dist.store import atomic_write_bytes
+
+METADATA_KEY = b"ccs_dist"
+
+HEAD_COLUMNS = {"model": pl.String, "layer": pl.Int64, "head": pl.Int64}
+# spans: one row per (model, layer, head, rank); the per-head facts after ``variance`` repeat on each row
+SPANS_REQUIRED = {**HEAD_COLUMNS, "rank": pl.Int64, "text": pl.String, "variance": pl.Float64}
+SPANS_SCHEMA = {**SPANS_REQUIRED, "requested_rank": pl.Int64, "effective_rank": pl.Int64, "stability": pl.Float64,
+                "span1_stability": pl.Float64}
+LABELS_SCHEMA = {**HEAD_COLUMNS, "label": pl.String, "backend": pl.String, "error": pl.String}
+JUDGMENTS_SCHEMA = {**HEAD_COLUMNS, "rank": pl.Int64, "text": pl.String, "label": pl.String, "aligned": pl.Boolean,
+                    "judge": pl.String, "error": pl.String}
+CCS_AT_K_SCHEMA = {"model": pl.String, "k": pl.Int64, "fraction": pl.Float64, "n_heads": pl.Int64, "n_flagged": pl.Int64}
+EVALUATION_SCHEMA = {"model": pl.String, "task": pl.String, "condition": pl.String, "seed": pl.Int64,
+                     "n_pruned": pl.Int64, "metric": pl.String, "value": pl.Float64}
+ATTRIBUTION_SCHEMA = {"model": pl.String, "dataset": pl.String, "class": pl.String, "layer": pl.Int64, "head": pl.Int64,
+                      "method": pl.String, "value": pl.Float64, "n_images": pl.Int64}
+CURVES_SCHEMA = {"model": pl.String, "dataset": pl.String, "image": pl.Int64, "class": pl.String, "method": pl.String,
+                 "seed": pl.Int64, "k": pl.Int64, "y": pl.Float64}
+FAITHFULNESS_SCHEMA = {"model": pl.String, "dataset": pl.String, "class": pl.String, "method": pl.String,
+                       "metric": pl.String, "layer": pl.Int64, "value": pl.Float64, "n_images": pl.Int64}
+RELIANCE_SCHEMA = {"model": pl.String, "dataset": pl.String, "class": pl.String, "rank": pl.Int64, "layer": pl.Int64,
+                   "head": pl.Int64, "attribution": pl.Float64, "label": pl.String, "ccs": pl.Int64, "category": pl.String,
+                   "alignment": pl.Float64, "unexpected": pl.Boolean}
+
+
+def write_table(df: pl.DataFrame, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``df`` as parquet atomically; ``metadata`` goes into the file's key-value footer as JSON."""
+    table = df.to_arrow()
+    if metadata is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: json.dumps(metadata, default=str).encode()})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    path = Path(path)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else {}
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(df: pl.DataFrame) -> pl.DataFrame:
+    """Text cells a spreadsheet would run as a formula (starting ``= + - @``, tab or CR) get a leading
+    ``'`` (as do such cells already starting with ``'``, so the round trip is exact), so that a CSV opened
+    in a spreadsheet shows them as text; :func:`csv_unescape` undoes it."""
+    text_cols = [c for c, t in df.schema.items() if t == pl.String]
+    return df.with_columns(
+        pl.when(pl.col(c).str.contains(r"^'*[=+\-@\t\r]")).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
+        for c in text_cols
+    )
+
+
+def csv_unescape(df: pl.DataFrame) -> pl.DataFrame:
+    """Text read back from a CSV written with :func:`csv_safe`: the added ``'`` removed."""
+    text_cols = [c for c, t in df.schema.items() if t == pl.String]
+    return df.with_columns(
+        pl.when(pl.col(c).str.contains(r"^'+[=+\-@\t\r]")).then(pl.col(c).str.slice(1)).otherwise(pl.col(c)).alias(c)
+        for c in text_cols
+    )
