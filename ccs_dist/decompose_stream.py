@@ -5,7 +5,7 @@ outputs copied into the shard's host buffer (non-blocking on CUDA); finished sha
 writer thread (:mod:`ccs_dist.shard_writer`) while the model goes on. With ``keep="moments"`` the heads
 never leave the device: their moments are accumulated there (:mod:`ccs_dist.moments`).
 
-Axis legend: B batch, L layer, H head, G head (L*H, layer-major), E joint embedding.
+Axis letters: :mod:`ccs_dist.axes`.
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ def stream_decomposition(
                     )
                 log.warning("skipping unreadable image %s (%s)", image_set.image_id(index), err)
                 progress["skipped"].append({"id": image_set.image_id(index), "error": err})
-            if batch.images_BCYX is not None:
-                d = _decompose_module.decompose(loaded, batch.images_BCYX, layers)
+            if batch.images_B3WW is not None:
+                d = _decompose_module.decompose(loaded, batch.images_B3WW, layers)
                 outputs = {"rest": d.rest, "embedding": d.embedding}
                 if moments is None:
                     outputs["heads"] = d.heads

@@ -6,7 +6,7 @@ resized, cropped and normalised there with the same torchvision transforms as op
 not JPEG, or that the device decoder refuses (e.g. CMYK), go through the CPU path unchanged; the pixel
 limit is checked from the header either way. Results agree with the PIL path to within resampling rounding.
 
-Axis legend: C channel, Y/X pixel rows/columns.
+Axis letters: :mod:`ccs_dist.axes`.
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ class TensorPreprocess:
             raise UserError("decoding on the device needs a Normalize step in the preprocess: use decode='cpu' for this model")
         return cls(tuple(spatial), normalize)
 
-    def __call__(self, image_CYX: torch.Tensor) -> torch.Tensor:
+    def __call__(self, image_3WW: torch.Tensor) -> torch.Tensor:
         for step in self.spatial:
-            image_CYX = step(image_CYX)
-        return self.normalize(image_CYX.float() / 255.0)
+            image_3WW = step(image_3WW)
+        return self.normalize(image_3WW.float() / 255.0)
 
 
 class EncodedDataset(torch.utils.data.Dataset):

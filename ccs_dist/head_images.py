@@ -11,7 +11,7 @@ component has no sign of its own: ``u_k`` is oriented so that the image of large
 Two streaming reads of the shards (moments, then projections); memory is ``G x E x E`` float64 per chunk of
 heads plus ``N x G x K`` projections.
 
-Axis legend: N image, G head (layer-major over the decomposed layers), E joint embedding, K direction.
+Axis letters: :mod:`ccs_dist.axes`.
 """
 
 from __future__ import annotations
@@ -42,18 +42,18 @@ def principal_directions(artifact: DecompositionArtifact, n_directions: int, max
     dim = int(artifact.manifest["embed_dim"])
     chunk = max(1, min(n_heads, max_moment_bytes // (dim * dim * 8)))
     k = min(n_directions, dim)
-    dirs_GKE = np.zeros((n_heads, k, dim))
+    dirs_GRE = np.zeros((n_heads, k, dim))
     mean_GE = np.zeros((n_heads, dim))
     for lo in range(0, n_heads, chunk):
         moments, _ = stream_moments(artifact, slice(lo, lo + chunk))
         _, vecs_GEE = torch.linalg.eigh(moments.covariance())  # ascending eigenvalues
         top = vecs_GEE[:, :, -k:].flip(-1).transpose(1, 2)  # [g, K, E], largest first
-        dirs_GKE[lo : lo + top.shape[0]] = top.numpy()
+        dirs_GRE[lo : lo + top.shape[0]] = top.numpy()
         mean_GE[lo : lo + top.shape[0]] = (moments.sum_GE / max(moments.count, 1)).numpy()
-    return dirs_GKE, mean_GE
+    return dirs_GRE, mean_GE
 
 
-def projections(artifact: DecompositionArtifact, dirs_GKE: np.ndarray, mean_GE: np.ndarray, batch: int = 256) -> np.ndarray:
+def projections(artifact: DecompositionArtifact, dirs_GRE: np.ndarray, mean_GE: np.ndarray, batch: int = 256) -> np.ndarray:
     """[N, G, K] projections of every image's normalised, centred head terms onto the head directions."""
     n_layers, n_heads, dim = len(artifact.layers), int(artifact.manifest["num_heads"]), int(artifact.manifest["embed_dim"])
     out = []
@@ -63,7 +63,7 @@ def projections(artifact: DecompositionArtifact, dirs_GKE: np.ndarray, mean_GE: 
             x_NGE = np.asarray(shard["heads"][lo : lo + batch], dtype=np.float64)
             x_NGE = x_NGE.reshape(x_NGE.shape[0], n_layers * n_heads, dim)
             norm_N = np.linalg.norm(np.asarray(shard["embedding"][lo : lo + batch], dtype=np.float64), axis=-1)
-            out.append(np.einsum("nge,gke->ngk", x_NGE / norm_N[:, None, None] - mean_GE[None], dirs_GKE))
+            out.append(np.einsum("nge,gre->ngr", x_NGE / norm_N[:, None, None] - mean_GE[None], dirs_GRE))
     return np.concatenate(out, axis=0)
 
 
@@ -71,16 +71,16 @@ def head_images_table(model_key: str, artifact: DecompositionArtifact, config: H
     """One row per (layer, head, direction, sign, rank): the image id and its projection (see the module doc).
 
     ``rank`` 0 is the most extreme image on its side; ``direction`` 0 is the first principal component."""
-    dirs_GKE, mean_GE = principal_directions(artifact, config.n_directions, config.max_moment_bytes)
-    proj_NGK = projections(artifact, dirs_GKE, mean_GE)
+    dirs_GRE, mean_GE = principal_directions(artifact, config.n_directions, config.max_moment_bytes)
+    proj_NGR = projections(artifact, dirs_GRE, mean_GE)
     ids = artifact.ids()
     n_heads = int(artifact.manifest["num_heads"])
-    n = min(config.n_images, proj_NGK.shape[0])
+    n = min(config.n_images, proj_NGR.shape[0])
     rows = []
-    for g in range(proj_NGK.shape[1]):
+    for g in range(proj_NGR.shape[1]):
         layer, head = artifact.layers[g // n_heads], g % n_heads
-        for k in range(proj_NGK.shape[2]):
-            p_N = proj_NGK[:, g, k]
+        for k in range(proj_NGR.shape[2]):
+            p_N = proj_NGR[:, g, k]
             if p_N.max() < -p_N.min():  # orient: the most extreme image on the + side
                 p_N = -p_N
             order = np.argsort(-p_N, kind="stable")

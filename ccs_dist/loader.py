@@ -5,7 +5,7 @@ a model batch is spread over all workers instead of one worker assembling it alo
 once for the whole run (no drain at shard boundaries) and keeps ``prefetch`` model batches in flight.
 On CUDA the micro-batches arrive pinned and are copied to the device without blocking, then joined there.
 
-Axis legend: B batch, C channel, Y/X pixel rows/columns.
+Axis letters: :mod:`ccs_dist.axes`.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _one_thread_per_worker(_worker_id: int) -> None:
 @dataclass(frozen=True)
 class ModelBatch:
     shard: int
-    images_BCYX: torch.Tensor | None  # on the target device; None when every image of the batch was unreadable
+    images_B3WW: torch.Tensor | None  # on the target device; None when every image of the batch was unreadable
     indices: list[int]
     bad: list[tuple[int, str]]
     last_of_shard: bool

@@ -8,7 +8,7 @@ A moments-only artifact stores one set of moments per stability bucket (images d
 :func:`ccs_dist.span_stability.bucket_of_images` over the image set's indices), so span stability needs no
 second pass either; the full-data moments are the merge of the buckets.
 
-Axis legend: K bucket, G head (layer-major over the decomposed layers), N image, E joint embedding.
+Axis letters: :mod:`ccs_dist.axes`.
 """
 
 from __future__ import annotations

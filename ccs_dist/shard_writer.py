@@ -5,7 +5,7 @@ copies do not block the next batch); when the shard is complete the buffer goes 
 which waits for the copies, writes the files atomically and hands the buffer back. Two buffers: the model
 fills one while the other is written, and waits (bounded memory) only when the disk falls behind.
 
-Axis legend: S image within a shard, L layer, H head, E joint embedding.
+Axis letters: :mod:`ccs_dist.axes`.
 """
 
 from __future__ import annotations

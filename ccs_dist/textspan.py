@@ -257,7 +257,7 @@ def textspan_heads(
     r = min(rank, moments.count)
     per_head = text.shape[0] * r * 8 * 3  # a_GTR, its product with C_r and the variance temporaries
     chunk = max(1, int(max_chunk_bytes // max(per_head, 1)))
-    if moments.sum_GE.device == dev and basis_GED is None:
+    if moments.sum_GE.device == dev and basis_GEX is None:
         moments.eigh()  # all heads in one call, kept on ``moments`` for the caller (e.g. the stability basis)
     results: list[SpanResult] = []
     for lo in range(0, moments.num_heads, chunk):

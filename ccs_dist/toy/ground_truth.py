@@ -9,7 +9,7 @@ eta^2_f / sum_g eta^2_g (1 / F when the head treats every factor alike). A head'
 highest-share factor. Linear probes are not used: a 64-d head output decodes easy factors from almost any
 head, even at random init.
 
-Axis legend: N images, L layers, H heads, E joint embedding, F factors.
+Axis letters: :mod:`ccs_dist.axes`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ its deterministic algorithms, every image and caption comes from numpy generator
 and the initialisation from ``torch.manual_seed(seed)``; ``ccs-dist train-toy`` with its defaults writes the
 bundled ``planted_v1`` file byte for byte.
 
-Axis legend: B batch (images = captions), F factors, E joint embedding.
+Axis letters: :mod:`ccs_dist.axes`.
 """
 
 from __future__ import annotations
@@ -65,11 +65,11 @@ class TrainResult:
     seconds: float
 
 
-def _image_tensor(images_NSS3: np.ndarray) -> torch.Tensor:
+def _image_tensor(images_NWW3: np.ndarray) -> torch.Tensor:
     """uint8 [N,S,S,3] -> normalised float [N,3,S,S], exactly what open_clip's preprocess gives for a 32 px PNG."""
     from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
-    x = torch.from_numpy(images_NSS3).permute(0, 3, 1, 2).float() / 255.0
+    x = torch.from_numpy(images_NWW3).permute(0, 3, 1, 2).float() / 255.0
     mean = torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1)
     return (x - mean) / std

@@ -6,7 +6,7 @@ A caption mentions a subset of the factors ("a small red triangle at the top lef
 background", "a red object", "an object at the bottom right"); a caption is *consistent* with an image
 when every factor it mentions has the image's value.
 
-Axis legend: N images, F factors, S pixels per side (32), T captions.
+Axis letters: :mod:`ccs_dist.axes`.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def render(scenes: Scenes, rng: np.random.Generator) -> np.ndarray:
 
     stripes = ((yy.astype(np.int64) // 2) % 2).astype(np.float32)  # horizontal stripes, period 4 px
     level = rng.uniform(70, 100, n).astype(np.float32)
-    bg_NSS = level[:, None, None] + np.where(texture[:, None, None] == 1, 55.0 * stripes[None] - 25.0, 0.0)
+    bg_NWW = level[:, None, None] + np.where(texture[:, None, None] == 1, 55.0 * stripes[None] - 25.0, 0.0)
 
     lo = np.array([_RADIUS[0][0], _RADIUS[1][0]], np.float32)[size]
     hi = np.array([_RADIUS[0][1], _RADIUS[1][1]], np.float32)[size]
@@ -104,10 +104,10 @@ def render(scenes: Scenes, rng: np.random.Generator) -> np.ndarray:
         (dy <= 0.8 * r) & (dy >= -r) & (adx <= 0.58 * (dy + r)),                       # triangle, apex up
         ((adx <= 0.33 * r) & (ady <= r)) | ((ady <= 0.33 * r) & (adx <= r)),           # cross
     ])
-    mask_NSS = masks[shape, np.arange(n)]
+    mask_NWW = masks[shape, np.arange(n)]
 
     rgb_N3 = np.clip(_RGB[colour] + rng.uniform(-18, 18, (n, 3)).astype(np.float32), 0, 255)
-    img = np.where(mask_NSS[..., None], rgb_N3[:, None, None, :], bg_NSS[..., None])
+    img = np.where(mask_NWW[..., None], rgb_N3[:, None, None, :], bg_NWW[..., None])
     img = img + rng.normal(0, 6, img.shape).astype(np.float32)
     return np.clip(img, 0, 255).round().astype(np.uint8)
 

@@ -36,15 +36,12 @@ def test_every_shape_letter_is_in_the_one_legend():
     assert not bad, bad
 
 
-# Modules another change owns (issue 12's toy world) that still carry a legend of their own; toy/world.py also
-# uses S for pixels per side (the legend's W). MERGE: point them at ccs_dist.axes and empty this set.
-PENDING_LEGENDS = {"toy/world.py", "toy/ground_truth.py", "toy/train.py"}
 
 
 def test_no_module_keeps_its_own_legend():
     own = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
            if "Axis legend:" in p.read_text(encoding="utf-8") and p.name != "axes.py"}
-    assert own == PENDING_LEGENDS, f"point these modules at ccs_dist.axes: {sorted(own - PENDING_LEGENDS)}"
+    assert not own, f"point these modules at ccs_dist.axes: {sorted(own)}"
 
 
 def test_the_legend_has_one_meaning_per_letter_and_the_checker_sees_names():

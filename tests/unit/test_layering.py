@@ -4,8 +4,10 @@ Layers, lowest first (a module may import its own layer and any lower one, never
 
 0. foundation: errors, log, store, schemas, heads, weights, axes, protocol: contracts with no science
 1. inputs: models (the image tower), text (description pools, text embeddings), data (probe sets, task
-   loaders, synthetic writers, metadata), the toy world's definitions and writers
-2. per-head science: decompose, textspan, span_stability, spans, ccs, toy training
+   loaders, synthetic writers, metadata), the probe-image loader and device decoder, the toy world's
+   definitions and writers
+2. per-head science: decompose (and its stream, shard writer, moments), textspan, span_stability, spans,
+   ccs, head_images, toy training
 3. labelling and head sets: llm, head_sets, toy ground truth and outcomes
 4. evaluate (soft-pruned task metrics)
 5. attribution (maths and driver; uses evaluate's task parsing)
@@ -37,8 +39,10 @@ LAYERS: list[tuple[str, ...]] = [
      "ccs_dist.axes", "ccs_dist.protocol",
      "ccs_dist.tables"),  # MERGE-SHIM of schemas
     ("ccs_dist.models", "ccs_dist.text", "ccs_dist.data", "ccs_dist.toy.world", "ccs_dist.toy.data", "ccs_dist.toy.pool",
+     "ccs_dist.loader", "ccs_dist.device_decode",
      "ccs_dist.images"),  # MERGE-SHIM of data.images
-    ("ccs_dist.decompose", "ccs_dist.textspan", "ccs_dist.span_stability", "ccs_dist.spans", "ccs_dist.ccs",
+    ("ccs_dist.decompose", "ccs_dist.decompose_stream", "ccs_dist.shard_writer", "ccs_dist.moments",
+     "ccs_dist.textspan", "ccs_dist.span_stability", "ccs_dist.spans", "ccs_dist.ccs", "ccs_dist.head_images",
      "ccs_dist.toy.train"),
     ("ccs_dist.llm", "ccs_dist.head_sets", "ccs_dist.toy.ground_truth", "ccs_dist.toy.outcomes", "ccs_dist.toy",
      "ccs_dist.prune"),  # MERGE-SHIM of head_sets
