@@ -22,6 +22,7 @@ import polars as pl
 from ccs_dist.report import charts
 from ccs_dist.report.html import Markup, esc, fmt, json_for_script, table, tag
 from ccs_dist.report.load import RunData
+from ccs_dist.models.naming import is_random_init_key
 
 MAX_ROWS = 200  # rows of a failure list shown inline; the rest are in the CSV
 DESC_SHOWN = 300  # characters of a description shown in a head card; the rest on demand
@@ -85,8 +86,7 @@ def _is_random_init(key: str, info: dict[str, Any] | None) -> bool:
             return bool(info["random_init"])
         if "pretrained" in info and (info["pretrained"] is None or str(info["pretrained"]).lower() in RANDOM_INIT_TAGS):
             return True
-    tag_ = key.rsplit("/", 1)[-1].lower() if "/" in key else ""
-    return tag_ in ("random-init", "none", "random")
+    return is_random_init_key(key)
 
 
 def build_models(data: RunData) -> list[ModelView]:
