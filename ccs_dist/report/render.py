@@ -19,10 +19,10 @@ from typing import Any, Iterable
 
 import polars as pl
 
+from ccs_dist.models.naming import is_random_init_key
 from ccs_dist.report import charts
 from ccs_dist.report.html import Markup, esc, fmt, json_for_script, table, tag
 from ccs_dist.report.load import RunData
-from ccs_dist.models.naming import is_random_init_key
 
 MAX_ROWS = 200  # rows of a failure list shown inline; the rest are in the CSV
 DESC_SHOWN = 300  # characters of a description shown in a head card; the rest on demand
