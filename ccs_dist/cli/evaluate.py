@@ -219,16 +219,16 @@ def _attribution_summary(result, written: dict) -> str:
     lines = [f"attribution of {meta['model']} on {meta['dataset']}: {meta['n_images']} images "
              f"({meta['n_sampled']} with exact effects and deletion curves)"]
     lines += [f"  {name}: {path}" for name, path in written.items()]
-    top = (result.attribution.filter(pl.col("class").is_null() & (pl.col("method") == "attribution"))
+    top = (result.tables["attribution"].filter(pl.col("class").is_null() & (pl.col("method") == "attribution"))
            .sort("value", descending=True).head(5))
     if top.height:
         lines.append("  top heads by mean attribution: " + ", ".join(
             f"L{r['layer']}.H{r['head']} {r['value']:+.4f}" for r in top.iter_rows(named=True)))
-    auc = result.faithfulness.filter((pl.col("metric") == "auc") & pl.col("class").is_null()).sort("value")
+    auc = result.tables["attribution_faithfulness"].filter((pl.col("metric") == "auc") & pl.col("class").is_null()).sort("value")
     if auc.height:
         lines.append("  deletion AUC (lower = more faithful): " + ", ".join(
             f"{r['method']} {r['value']:.4f}" for r in auc.iter_rows(named=True)))
-    rho = result.faithfulness.filter((pl.col("metric") == "spearman_vs_exact") & pl.col("layer").is_null())
+    rho = result.tables["attribution_faithfulness"].filter((pl.col("metric") == "spearman_vs_exact") & pl.col("layer").is_null())
     if rho.height:
         lines.append("  spearman vs exact ablation (all layers): " + ", ".join(
             f"{r['method']} {r['value']:.3f}" for r in rho.iter_rows(named=True)))

@@ -262,9 +262,10 @@ def _write_report(run_dir: Path) -> Path | None:
 
 def summarize(manifest: dict[str, Any], report: Path | None) -> str:
     lines = [f"run {manifest['run']} ({manifest['mode']} mode) finished in {manifest['wall_s']:.1f} s"]
+    width = max([9, *(len(t["stage"]) for t in manifest["stages"])])
     for t in manifest["stages"]:
         status = "reused" if t["reused"] else f"{t['seconds']:.1f} s"
-        lines.append(f"  {t['model']:<34} {t['stage']:<9} {status}")
+        lines.append(f"  {t['model']:<34} {t['stage']:<{width}} {status}")
     llm = manifest["llm"]
     lines.append(
         f"  LLM: {llm['requests']} requests, {llm['cache_hits']} cache hits, {llm['cache_misses']} misses, "

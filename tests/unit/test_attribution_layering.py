@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 MODULES = ["ccs_dist.evaluate.attribution", "ccs_dist.attribution", "ccs_dist.attribution.run",
-           "ccs_dist.attribution.reliance", "ccs_dist.attribution.command"]
+           "ccs_dist.attribution.reliance", "ccs_dist.stages.attribution"]
 
 
 def test_attribution_modules_import_with_ray_http_and_cli_blocked():

@@ -7,7 +7,7 @@ import sys
 
 COMPUTE_MODULES = [
     "ccs_dist", "ccs_dist.models", "ccs_dist.models.masked", "ccs_dist.decompose", "ccs_dist.textspan",
-    "ccs_dist.text.embed", "ccs_dist.text.index", "ccs_dist.images", "ccs_dist.spans", "ccs_dist.runners",
+    "ccs_dist.text.embed", "ccs_dist.text.index", "ccs_dist.images", "ccs_dist.spans", "ccs_dist.stages.chain",
 ]
 
 
