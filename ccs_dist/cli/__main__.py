@@ -2,6 +2,7 @@
 
 import sys
 
-from ccs_dist.cli import main
+if __name__ == "__main__":
+    from ccs_dist.cli import main
 
-sys.exit(main())
+    sys.exit(main())
