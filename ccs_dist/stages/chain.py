@@ -24,7 +24,7 @@ from ccs_dist.stages.attribution import AttributionStageConfig, attribution_stag
 from ccs_dist.stages.decompose import Layers, ProbeConfig
 from ccs_dist.stages.evaluate import EvaluateConfig, evaluate_stage
 from ccs_dist.stages.model import ModelSpec
-from ccs_dist.stages.score import LLMConfig, score_stage
+from ccs_dist.stages.score import SCORE_TABLES, LLMConfig, score_stage
 from ccs_dist.stages.spans import SpansConfig, ground_truth_table, spans_stage
 from ccs_dist.store import content_key
 
@@ -125,7 +125,7 @@ def _run_score(ctx: StageContext, inputs) -> StageOutput:
     c = ctx.config
     config = c.llm.score_config(cache_dir=Path(c.cache_dir) / "llm", show_progress=ctx.progress)
     result = score_stage(inputs[SPANS], config)
-    return StageOutput(result.tables, {"llm": result.stats})
+    return StageOutput({name: getattr(result, name) for name in SCORE_TABLES}, {"llm": dict(result.stats)})
 
 
 def _run_evaluate(ctx: StageContext, inputs) -> StageOutput:

@@ -3,15 +3,17 @@ label) pair; the verdicts give CCS. The job spec section ``llm`` is :class:`LLMC
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 from pydantic import Field, field_validator
 
 from ccs_dist.llm.config import CacheConfig, EndpointConfig, OfflineConfig, ScoreConfig
 from ccs_dist.stages.config import StageConfig
+
+if TYPE_CHECKING:
+    from ccs_dist.llm.score import ScoreResult
 
 SCORE_TABLES = ("labels", "judgments", "ccs", "ccs_at_k")
 _DEFAULT_ENDPOINT = EndpointConfig()
@@ -71,15 +73,8 @@ class LLMConfig(StageConfig):
         )
 
 
-@dataclass(frozen=True)
-class ScoreStageResult:
-    tables: dict[str, pl.DataFrame]  # SCORE_TABLES by name
-    stats: dict[str, Any]  # the LLM client's requests, cache hits, tokens, cost
-    write: Any  # writes the four tables and score_meta.json to a folder (the ``score`` command)
+def score_stage(spans: pl.DataFrame, config: ScoreConfig) -> ScoreResult:
+    """Labels, verdicts and CCS of every head of ``spans``: the tables :data:`SCORE_TABLES` and the client's stats."""
+    from ccs_dist.llm.score import score_spans  # the HTTP clients load only when a stage scores
 
-
-def score_stage(spans: pl.DataFrame, config: ScoreConfig) -> ScoreStageResult:
-    from ccs_dist.llm import score_spans
-
-    result = score_spans(spans, config)
-    return ScoreStageResult({name: getattr(result, name) for name in SCORE_TABLES}, dict(result.stats), result.write)
+    return score_spans(spans, config)

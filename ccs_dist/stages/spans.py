@@ -21,7 +21,7 @@ from ccs_dist.models.loading import LoadedModel
 from ccs_dist.span_stability import StabilityConfig
 from ccs_dist.spans import SpanConfig, spans_table
 from ccs_dist.stages.config import StageConfig
-from ccs_dist.stages.decompose import Layers, ProbeConfig, decompose_stage
+from ccs_dist.stages.decompose import DecomposeResult, Layers, ProbeConfig, decompose_stage
 from ccs_dist.stages.model import at_precision, stage_precisions
 from ccs_dist.store import ArtifactStore, atomic_write_json
 from ccs_dist.tables import write_table
@@ -73,11 +73,21 @@ def checked_pool(pool: str, cache_dir: str, m: int):
 
 def spans_stage(loaded: LoadedModel, *, probe: ProbeConfig, layers: Layers, pool: str, spans: SpansConfig,
                 cache_dir: str, progress: bool) -> SpansResult:
-    descriptions = checked_pool(pool, cache_dir, spans.m)
+    """Decompose the probe set (or reuse it) in the span precision, then :func:`spans_of_decomposition`."""
+    checked_pool(pool, cache_dir, spans.m)
     if spans.rank > loaded.embed_dim:
         raise UserError(f"rank={spans.rank} exceeds the embedding size E={loaded.embed_dim} of {loaded.key}: lower --rank")
+    decomposed = decompose_stage(at_precision(loaded, spans.precision), probe, layers=layers, cache_dir=cache_dir,
+                                 progress=progress)
+    return spans_of_decomposition(loaded, decomposed, probe=probe, pool=pool, spans=spans, cache_dir=cache_dir,
+                                  progress=progress)
+
+
+def spans_of_decomposition(loaded: LoadedModel, decomposed: DecomposeResult, *, probe: ProbeConfig, pool: str,
+                           spans: SpansConfig, cache_dir: str, progress: bool) -> SpansResult:
+    """TextSpan on a finished decomposition (its moments): whatever produced it, one pass or merged shards."""
+    descriptions = checked_pool(pool, cache_dir, spans.m)
     view = at_precision(loaded, spans.precision)
-    decomposed = decompose_stage(view, probe, layers=layers, cache_dir=cache_dir, progress=progress)
     artifact = decomposed.artifact
     t0 = time.perf_counter()
     store = ArtifactStore(cache_dir)
