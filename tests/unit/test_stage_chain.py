@@ -55,47 +55,118 @@ def test_executors_name_no_stage_themselves():
 def _spec(tmp_path, **sections) -> JobSpec:
     data = {"run": "t", "out": str(tmp_path / "o"), "cache_dir": str(tmp_path / "c"),
             "models": [{"arch": "ccs-tiny", "pretrained": "none"}], **sections}
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(data))
     return load_spec(path)
 
 
-def test_local_mode_runs_the_chain_object_in_order_and_resumes_it(tmp_path, monkeypatch):
+@pytest.fixture
+def fake_chain(monkeypatch):
+    """CHAIN with each stage's work replaced by a recorder (same order, inputs and enabling); the calls."""
     calls = []
 
     def fake_run(stage):
         def run(ctx, inputs):
-            calls.append((stage.name, sorted(f"{r.stage}.{r.table}" for r in inputs)))
-            tables = {"spans": pl.DataFrame({"model": ["m"], "text": ["a"]}), "score": None}
+            calls.append((ctx.config.key, stage.name, sorted(f"{r.stage}.{r.table}" for r in inputs)))
             name = {"spans": "spans", "score": "ccs"}.get(stage.name, stage.name)
-            return chain.StageOutput({name: pl.DataFrame({"stage": [stage.name]}) if name not in tables or tables[name] is None
-                                      else tables[name]}, {})
+            return chain.StageOutput({name: pl.DataFrame({"stage": [stage.name], "model": [ctx.config.key]})}, {})
         return run
 
-    stages = tuple(dataclasses.replace(s, run=fake_run(s), key_parts=lambda c, n=s.name: {"n": n}) for s in chain.CHAIN)
+    stages = tuple(dataclasses.replace(s, run=fake_run(s), key_parts=lambda c, n=s.name: {"n": n, "m": c.key})
+                   for s in chain.CHAIN)
     monkeypatch.setattr(chain, "CHAIN", stages)
     monkeypatch.setattr(chain, "BY_NAME", {s.name: s for s in stages})
 
-    class FakeRunner:
+    class FakeRunner:  # no model is loaded
         def __init__(self, config, threads=None, progress=True):
             self.context = chain.StageContext(config, None, progress)
 
         def run(self, name, inputs):
             return chain.run_stage(name, self.context, inputs)
 
+    monkeypatch.setattr(chain, "ModelRunner", FakeRunner)
     monkeypatch.setattr(pipeline, "ModelRunner", FakeRunner)
+    return calls
+
+
+CHAIN_CALLS = [("spans", []), ("score", ["spans.spans"]), ("evaluate", ["score.ccs"]), ("attribution", ["score.ccs"])]
+
+
+def test_local_mode_runs_the_chain_object_in_order_and_resumes_it(tmp_path, fake_chain):
     spec = _spec(tmp_path, attribution={"enabled": True, "task": "toy-colour@x"}, resources={"device": "cpu"})
     state = pipeline.JobState(spec)
     plans = pipeline.plan_models(state)
     pipeline.run_local(state, plans, show_progress=False)
-    assert calls == [("spans", []), ("score", ["spans.spans"]), ("evaluate", ["score.ccs"]), ("attribution", ["score.ccs"])]
-    again = pipeline.JobState(spec)
-    replanned = pipeline.plan_models(again)
+    assert [c[1:] for c in fake_chain] == CHAIN_CALLS
+    replanned = pipeline.plan_models(pipeline.JobState(spec))
     assert set(replanned[0].done) == set(chain.STAGES) and replanned[0].next_stage() is None
     forced = pipeline.plan_models(pipeline.JobState(spec, force=("evaluate",)))
     assert set(forced[0].done) == {"spans", "score", "attribution"}
     off = pipeline.plan_models(pipeline.JobState(_spec(tmp_path)))
     assert off[0].stages == ("spans", "score", "evaluate")
+
+
+def test_ray_mode_runs_the_same_chain_and_caps_model_actors(tmp_path, fake_chain, monkeypatch):
+    """The Ray driver with in-process stand-ins for ray and the actors: the same calls as local mode, and
+    never more model actors alive than resources.model_workers."""
+    from ccs_dist.distributed import actors, executor
+
+    alive, most = set(), [0]
+
+    class Ref:
+        def __init__(self, value):
+            self.value = value
+
+    class Method:
+        def __init__(self, fn):
+            self.remote = lambda *a: Ref(fn(*a))
+
+    class Actor:
+        def __init__(self, impl, model: bool):
+            self.impl, self.model = impl, model
+            self.run = Method(lambda config, stage, inputs: impl.run(config, stage, inputs))
+            self.snapshot = Method(lambda: {})
+            if model:
+                alive.add(self)
+                most[0] = max(most[0], len(alive))
+
+    def actor_class(impl_cls, model=False):
+        cls = type("C", (), {"options": lambda self, **kw: self,
+                             "remote": lambda self, *a: Actor(impl_cls(*a), model)})
+        return cls()
+
+    class Board:
+        pass
+
+    fake_ray = type("FakeRay", (), {
+        "wait": staticmethod(lambda refs, num_returns, timeout: (refs[:1], refs[1:])),
+        "get": staticmethod(lambda ref, timeout=None: ref.value),
+        "kill": staticmethod(lambda actor: alive.discard(actor)),
+        "get_actor": staticmethod(lambda name: None),
+        "exceptions": type("E", (), {"RayTaskError": RuntimeError}),
+    })
+    monkeypatch.setattr(executor, "ray", fake_ray)
+    monkeypatch.setattr(executor, "_connect", lambda address: None)
+    monkeypatch.setattr(executor, "StageBoard", actor_class(Board))
+    monkeypatch.setattr(executor, "LLMWorker", actor_class(actors.LLMWorker.__ray_actor_class__))
+    monkeypatch.setattr(executor, "ModelWorker", actor_class(actors.ModelWorker.__ray_actor_class__, model=True))
+    monkeypatch.setattr(actors, "_announce", lambda *a: None)
+    monkeypatch.setattr(actors, "_quiet_setup", lambda progress: None)
+    models = [{"arch": "ccs-tiny", "pretrained": "none"}, {"arch": "ccs-toy", "pretrained": "none"},
+              {"arch": "ccs-toy", "pretrained": "planted_v1"}]
+    for cap, expected_most in ((None, 3), (1, 1), (2, 2)):
+        fake_chain.clear()
+        spec = _spec(tmp_path / str(cap), models=models, attribution={"enabled": True, "task": "toy-colour@x"},
+                     resources={"device": "cpu", "model_workers": cap})
+        state = pipeline.JobState(spec)
+        plans = pipeline.plan_models(state)
+        executor.run_ray(state, plans, show_progress=False)
+        for plan in plans:
+            assert [c[1:] for c in fake_chain if c[0] == plan.key] == CHAIN_CALLS
+            assert set(plan.done) == set(chain.STAGES)
+        assert most[0] == expected_most and not alive, cap
+        most[0] = 0
 
 
 # -- every stage option settable from a spec -------------------------------------------------------------
