@@ -1,11 +1,22 @@
 """Plain ``encode_image`` (stock open_clip) vs the full decomposition (last 4 layers), side by side.
 
-Same weights, batch and precision; the two are timed alternately and the median of each is kept. Then the
-streaming decomposition of an image set runs in a fresh process for two values of N and prints each
-process's peak RSS: memory must stay flat in N. Last line: JSON.
+``--input tensor`` (default): same weights, batch and precision; the two are timed alternately and the
+median of each is kept. Then the streaming decomposition of an image set runs in a fresh process for two
+values of N and prints each process's peak RSS: memory must stay flat in N.
+
+``--input jpeg``: writes N JPEGs in ImageNet's size range (500x375 and the like, random smooth content plus
+noise) and times the stage path end to end in a fresh process (``decompose_image_set`` on the folder, as
+``ccs-dist decompose --images FOLDER`` runs it): ``end_to_end_img_s`` against ``model_only_img_s`` (the
+decomposition of ready tensors, same batch) and their ratio, the share of the wall time the main process
+waited on the loader, and the start-up time (process start to the first batch). Also the loader alone
+(decode + preprocess, no model) for 1, 2 and 4 workers, and the CLI's wall time for the same folder.
+Last line: JSON.
 
     python bench/decompose.py                       # CPU: ViT-B-32, batch 32
     python bench/decompose.py --models ViT-B-16,ViT-L-14 --batch 256 --device cuda
+    python bench/decompose.py --input jpeg --n 512                                  # CPU
+    python bench/decompose.py --input jpeg --models ViT-B-16 --batch 512 --n 20000 --workers 8 --device cuda
+    python bench/decompose.py --input jpeg --models ViT-B-16 --batch 512 --n 20000 --workers 8 --device cuda --decode device
 """
 
 from __future__ import annotations
@@ -94,6 +105,117 @@ print(json.dumps({{"n": art.n_images, "seconds": time.perf_counter() - t0,
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def write_jpegs(folder, n: int, seed: int = 0) -> None:
+    """``n`` JPEGs of ImageNet's typical sizes: a smooth random colour field, a few shapes and sensor-like noise."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    sizes = [(500, 375), (375, 500), (500, 333), (500, 400), (400, 500), (469, 375)]
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        w, h = sizes[i % len(sizes)] if i % 7 else sizes[0]
+        field = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+        draw = ImageDraw.Draw(field)
+        for _ in range(4):
+            x0, y0 = int(rng.integers(0, w - 40)), int(rng.integers(0, h - 40))
+            box = (x0, y0, x0 + int(rng.integers(20, w // 2)), y0 + int(rng.integers(20, h // 2)))
+            draw.ellipse(box, fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        pixels = np.asarray(field, dtype=np.int16) + rng.normal(0, 8, (h, w, 3)).astype(np.int16)
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"img{i:06d}.jpg", quality=90)
+
+
+def loader_only(folder: str, arch: str, batch: int, workers: int, device: str, decode: str) -> float:
+    """img/s of decode + preprocess alone (the persistent loader, no model), batches delivered to ``device``."""
+    from ccs_dist.images import FolderImageSet
+    from ccs_dist.loader import model_batches
+    from ccs_dist.models import load_model
+
+    loaded = load_model(arch, None, device=device)
+    images = FolderImageSet(folder)
+    t0 = time.perf_counter()
+    seen = 0
+    for b in model_batches(images, loaded.preprocess, [(0, range(len(images)))], batch, workers, loaded.device,
+                           decode=decode):
+        seen += len(b.indices) + len(b.bad)
+    _sync(loaded.device)
+    return seen / (time.perf_counter() - t0)
+
+
+def end_to_end_child(folder: str, arch: str, device: str, batch: int, workers: int, cache: str, decode: str) -> dict:
+    """The stage on a JPEG folder in a fresh process: wall, loader waits, start-up (process start to first batch)."""
+    code = f"""
+import json, resource, sys, time
+t_process = float(sys.argv[1])
+from ccs_dist.decompose import DecomposeConfig, decompose_image_set
+from ccs_dist.images import resolve_image_set
+from ccs_dist.loader import LoaderStats
+from ccs_dist.models import load_model
+from ccs_dist.store import ArtifactStore
+t_imported = time.time()
+loaded = load_model({arch!r}, None, device={device!r})
+t_model = time.time()
+images = resolve_image_set({folder!r}, {cache!r})
+stats = LoaderStats()
+t_stats = time.time()
+t0 = time.perf_counter()
+art = decompose_image_set(loaded, images, ArtifactStore({cache!r}),
+                          DecomposeConfig(layers=4, batch_size={batch}, num_workers={workers}, progress=False,
+                                          decode={decode!r}), stats=stats)
+wall = time.perf_counter() - t0
+print(json.dumps({{"n": art.n_images, "stage_s": wall, "wait_s": stats.wait_s, "imports_s": t_imported - t_process,
+                  "model_build_s": t_model - t_imported, "startup_s": t_stats - t_process + stats.first_batch_s,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code, repr(time.time())], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cli_wall(folder: str, arch: str, device: str, batch: int, workers: int, cache: str) -> float:
+    """Wall time of ``ccs-dist decompose`` on the folder, process start to exit."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "ccs_dist.cli", "decompose", "--model", arch, "--images", folder, "--cache-dir", cache,
+                    "--batch-size", str(batch), "--workers", str(workers), "--device", device],
+                   capture_output=True, text=True, check=True)
+    return time.perf_counter() - t0
+
+
+def jpeg_main(args) -> None:
+    arch = args.models.split(",")[0]
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    workers = args.workers if args.workers is not None else max(1, min(4, (os.cpu_count() or 1) - 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = os.path.join(tmp, "jpegs")
+        t0 = time.perf_counter()
+        write_jpegs(__import__("pathlib").Path(folder), args.n)
+        print(f"wrote {args.n} JPEGs in {time.perf_counter() - t0:.1f} s", flush=True)
+        loader = {}
+        for w in (1, 2, 4):
+            loader[str(w)] = round(loader_only(folder, arch, args.batch, w, device, args.decode), 1)
+            print(f"loader only (decode + preprocess), {w} worker(s): {loader[str(w)]} img/s", flush=True)
+        model_only = throughput(arch, args.batch, device, args.precision, args.reps)
+        print(f"model only ({arch}, {model_only['device']}, {model_only['precision']}, batch {args.batch}): "
+              f"{model_only['decompose_img_s']} img/s", flush=True)
+        e2e = end_to_end_child(folder, arch, device, args.batch, workers, os.path.join(tmp, "cache-stage"), args.decode)
+        e2e_ips = e2e["n"] / e2e["stage_s"]
+        print(f"end to end (stage, {workers} workers): {e2e_ips:.1f} img/s over {e2e['stage_s']:.1f} s; waiting on the loader "
+              f"{e2e['wait_s'] / e2e['stage_s']:.1%} of it; start-up {e2e['startup_s']:.1f} s (imports {e2e['imports_s']:.1f} s, "
+              f"model build {e2e['model_build_s']:.1f} s)", flush=True)
+        cli_s = cli_wall(folder, arch, device, args.batch, workers, os.path.join(tmp, "cache-cli"))
+        print(f"ccs-dist decompose on the folder: {cli_s:.1f} s wall, process start to exit", flush=True)
+    ratio = e2e_ips / model_only["decompose_img_s"]
+    print(f"end-to-end / model-only: {ratio:.3f}")
+    print(json.dumps({
+        "bench": "decompose", "input": "jpeg", "model": arch, "device": model_only["device"], "precision": model_only["precision"],
+        "n_images": args.n, "batch": args.batch, "workers": workers, "decode": args.decode, "cpu_count": os.cpu_count(),
+        "end_to_end_img_s": round(e2e_ips, 2), "model_only_img_s": model_only["decompose_img_s"], "ratio": round(ratio, 3),
+        "loader_only_img_s_by_workers": loader, "loader_wait_share": round(e2e["wait_s"] / e2e["stage_s"], 3),
+        "startup_s": round(e2e["startup_s"], 2), "imports_s": round(e2e["imports_s"], 2), "model_build_s": round(e2e["model_build_s"], 2),
+        "stage_s": round(e2e["stage_s"], 2), "cli_wall_s": round(cli_s, 2), "peak_rss_mb": round(e2e["peak_rss_mb"]),
+        "target_ratio": 0.5, "stretch_ratio": 0.8,
+    }))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="ViT-B-32")
@@ -103,7 +225,14 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--rss-n", default="128,512", help="two image counts for the peak-RSS check")
     parser.add_argument("--rss-model", default="ViT-B-32")
+    parser.add_argument("--input", choices=("tensor", "jpeg"), default="tensor")
+    parser.add_argument("--n", type=int, default=512, help="JPEGs written for --input jpeg")
+    parser.add_argument("--workers", type=int, default=None, help="loader workers of the end-to-end run (--input jpeg)")
+    parser.add_argument("--decode", choices=("cpu", "device"), default="cpu", help="where JPEGs are decoded (--input jpeg)")
     args = parser.parse_args()
+    if args.input == "jpeg":
+        jpeg_main(args)
+        return
 
     results = []
     for arch in args.models.split(","):

@@ -1,5 +1,5 @@
-"""TextSpan speed, side by side: ours (streamed statistics, all heads batched) vs the loop algorithm,
-and the FAISS-prefiltered variant vs exact on a 1,000,000-text pool (recall@5 and speed-up). Last line: JSON.
+"""TextSpan speed, side by side: ours (streamed statistics, all heads batched) vs the loop algorithm, all
+heads in one batch vs one head at a time (with the share of the eigen-decompositions), and the FAISS-prefiltered variant vs exact on a 1,000,000-text pool (recall@5 and speed-up). Last line: JSON.
 
 Head data are synthetic but shaped like real heads: a mean offset plus a few pool-text directions with
 decaying variances plus isotropic noise. The loop algorithm is tests/reference_textspan.py (numpy float64,
@@ -8,6 +8,7 @@ this 2-core CPU is 4.65 s per head at N = 2,000 (0.405 s per head on an H100 at 
 
     python bench/textspan.py                      # CPU: 48 heads, N = 10,000, T = 3,497, E = 512, rank 80
     python bench/textspan.py --device cuda
+    python bench/textspan.py --heads 12 --n 4000 --big-pool 0    # quick CPU run, no FAISS section
 """
 
 from __future__ import annotations
@@ -31,6 +32,20 @@ from tests.reference_textspan import reference_textspan  # noqa: E402
 ANCHOR_CPU_S_PER_HEAD_N2000 = 4.65
 ANCHOR_H100_S_PER_HEAD_N10000 = 0.405
 PAPER_POOL = REPO.parent / "shared" / "data" / "image_descriptions_general.txt"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def one_head(moments: HeadMoments, g: int) -> HeadMoments:
+    """Head g's moments alone, without the eigen-decomposition the batched run cached on ``moments``."""
+    out = HeadMoments(1, moments.dim, device=moments.sum_GE.device)
+    out.count = moments.count
+    out.sum_GE.copy_(moments.sum_GE[g : g + 1])
+    out.gram_GEE.copy_(moments.gram_GEE[g : g + 1])
+    return out
 
 
 def unit_rows(rng: np.random.Generator, n: int, e: int, clusters: int = 0) -> np.ndarray:
@@ -63,7 +78,7 @@ def main() -> None:
     parser.add_argument("--m", type=int, default=5)
     parser.add_argument("--loop-heads", type=int, default=3, help="heads timed with the loop algorithm")
     parser.add_argument("--loop-n", type=int, default=2000)
-    parser.add_argument("--big-pool", type=int, default=1_000_000)
+    parser.add_argument("--big-pool", type=int, default=1_000_000, help="0 skips the FAISS section")
     parser.add_argument("--big-heads", type=int, default=4)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -80,14 +95,41 @@ def main() -> None:
     moments = HeadMoments(args.heads, args.dim, device=dev)
     for lo in range(0, args.n, 2048):
         moments.update(torch.from_numpy(data[:, lo : lo + 2048]))
+    _sync(dev)
+    moments_s = time.perf_counter() - t0
     spans = textspan_heads(moments, text, texts, m=args.m, rank=args.rank, device=dev)
     assert len(spans) == args.heads
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
+    _sync(dev)
     ours_all = time.perf_counter() - t0
     out["ours_all_heads_s"] = round(ours_all, 3)
     out["ours_s_per_head"] = round(ours_all / args.heads, 5)
     print(f"ours: {args.heads} heads at N = {args.n} in {ours_all:.2f} s = {ours_all / args.heads:.4f} s per head", flush=True)
+
+    # 1b. Where that time goes, and all heads in one batch vs one head at a time on the same moments.
+    t0 = time.perf_counter()
+    torch.linalg.eigh(moments.gram_GEE)
+    _sync(dev)
+    eigh_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    per_head = [textspan_heads(one_head(moments, g), text, texts, m=args.m, rank=args.rank, device=dev)[0]
+                for g in range(args.heads)]
+    _sync(dev)
+    per_head_s = time.perf_counter() - t0
+    batched_s = ours_all - moments_s
+    out.update(
+        moments_s_per_head=round(moments_s / args.heads, 5),
+        eigh_s_per_head=round(eigh_s / args.heads, 5),
+        batched_spans_s_per_head=round(batched_s / args.heads, 5),
+        per_head_spans_s_per_head=round(per_head_s / args.heads, 5),
+        batched_vs_per_head=round(per_head_s / batched_s, 2),
+        batched_equals_per_head=[r.indices for r in per_head] == [r.indices for r in spans],
+    )
+    print(
+        f"breakdown per head: moments {moments_s / args.heads:.4f} s, of the spans {batched_s / args.heads:.4f} s the "
+        f"eigen-decomposition alone {eigh_s / args.heads:.4f} s; one head at a time {per_head_s / args.heads:.4f} s "
+        f"-> batched {per_head_s / batched_s:.2f}x; identical spans: {out['batched_equals_per_head']}",
+        flush=True,
+    )
 
     # 2. The loop algorithm vs ours on the same heads at N = loop_n (identical spans required).
     sub = data[: args.loop_heads, : args.loop_n]
@@ -114,6 +156,9 @@ def main() -> None:
         flush=True,
     )
 
+    if args.big_pool <= 0:  # the FAISS section skipped
+        print(json.dumps(out))
+        return
     # 3. FAISS-prefiltered vs exact on a big synthetic pool.
     big = unit_rows(rng, args.big_pool, args.dim, clusters=20_000)
     big_texts = [str(i) for i in range(args.big_pool)]

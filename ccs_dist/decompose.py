@@ -13,7 +13,6 @@ Axis legend: B batch, P position, L layer (chosen layers), H head, D model width
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +23,11 @@ import torch
 
 from ccs_dist.errors import UserError
 from ccs_dist.images import ImageSet
+from ccs_dist.loader import LoaderStats
 from ccs_dist.models import forward
 from ccs_dist.models.heads import resolve_layers
 from ccs_dist.models.loading import LoadedModel
-from ccs_dist.store import ArtifactStore, atomic_save_npy, atomic_write_bytes, atomic_write_json, content_key, read_json
+from ccs_dist.store import ArtifactStore, content_key, read_json
 
 log = logging.getLogger(__name__)
 
@@ -205,28 +205,23 @@ class DecomposeConfig:
     shard_size: int = 2048  # images per shard file
     on_bad_image: Literal["skip", "error"] = "skip"
     progress: bool = True
+    # What the artifact keeps of the heads: fp32 terms, fp16 terms, or only TextSpan's per-head moments
+    # (count, sum, Gram per stability bucket; see ccs_dist.moments). Spans from "moments" equal "heads".
+    keep: Literal["heads", "heads_fp16", "moments"] = field(default="heads", kw_only=True)
+    moment_buckets: int = field(default=10, kw_only=True)  # stability buckets kept with "moments" (0: none)
+    moment_seed: int = field(default=0, kw_only=True)  # their deal's seed (the spans stage's stability seed)
+    # Where JPEGs are decoded: "cpu" (PIL in the loader workers) or "device" (batched on the model's device,
+    # nvJPEG on CUDA; other formats stay on the CPU path). Part of the cache key: resampling rounding differs.
+    decode: Literal["cpu", "device"] = field(default="cpu", kw_only=True)
+
+    def __post_init__(self):
+        if self.keep not in KEEP_MODES:
+            raise UserError(f"unknown keep mode {self.keep!r}: use one of {', '.join(KEEP_MODES)}")
+        if self.decode not in ("cpu", "device"):
+            raise UserError(f"unknown decode {self.decode!r}: use cpu or device")
 
 
-class _ProbeDataset(torch.utils.data.Dataset):
-    def __init__(self, image_set: ImageSet, transform, indices: Sequence[int]):
-        self.image_set, self.transform, self.indices = image_set, transform, list(indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        index = self.indices[i]
-        try:
-            return self.transform(self.image_set.load(index)), index, ""
-        except Exception as e:  # unreadable or corrupt file: reported, then skipped or fatal by config
-            return None, index, f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
-
-
-def _collate(items):
-    good = [(x, i) for x, i, err in items if x is not None]
-    bad = [(i, err) for x, i, err in items if x is None]
-    images = torch.stack([x for x, _ in good]) if good else None
-    return images, [i for _, i in good], bad
+KEEP_MODES = ("heads", "heads_fp16", "moments")
 
 
 @dataclass(frozen=True)
@@ -248,11 +243,15 @@ class DecompositionArtifact:
     def shard_names(self) -> list[str]:
         return list(self.manifest["shards"])
 
+    @property
+    def keep(self) -> str:
+        return self.manifest.get("keep", "heads")
+
     def load_shard(self, name: str, mmap: bool = True) -> dict[str, np.ndarray]:
+        """heads [n, L, H, E] (absent when only moments were kept), rest [n, E], embedding [n, E]."""
         mode = "r" if mmap else None
-        return {
-            part: np.load(self.path / f"{part}-{name}.npy", mmap_mode=mode) for part in ("heads", "rest", "embedding")
-        }
+        parts = ("rest", "embedding") if self.keep == "moments" else ("heads", "rest", "embedding")
+        return {part: np.load(self.path / f"{part}-{name}.npy", mmap_mode=mode) for part in parts}
 
     def ids(self) -> list[str]:
         out: list[str] = []
@@ -262,6 +261,8 @@ class DecompositionArtifact:
 
     def iter_heads(self):
         """Yield heads [n, L, H, E] (memory-mapped) shard by shard: memory stays flat in N."""
+        if self.keep == "moments":
+            raise UserError(f"{self.path} keeps only TextSpan's moments, not each image's heads: decompose again with keep='heads'")
         for name in self.shard_names:
             yield self.load_shard(name)["heads"]
 
@@ -284,8 +285,16 @@ def _refuse_skipped(skipped: Sequence[dict]) -> None:
         )
 
 
-def decomposition_key(loaded: LoadedModel, image_set: ImageSet, layers: tuple[int, ...]) -> dict[str, Any]:
+def decomposition_key(loaded: LoadedModel, image_set: ImageSet, layers: tuple[int, ...], config: DecomposeConfig | None = None) -> dict[str, Any]:
+    kept: dict[str, Any] = {}  # absent for the defaults, so artifacts cached before stay valid
+    if config is not None and config.decode != "cpu":
+        kept["decode"] = config.decode
+    if config is not None and config.keep != "heads":
+        kept["keep"] = config.keep
+        if config.keep == "moments":
+            kept["moment_buckets"], kept["moment_seed"] = config.moment_buckets, config.moment_seed
     return {
+        **kept,
         "version": DECOMPOSE_VERSION,
         "model": loaded.key,
         "weights": loaded.weights_hash,
@@ -302,15 +311,18 @@ def decompose_image_set(
     image_set: ImageSet,
     store: ArtifactStore,
     config: DecomposeConfig = DecomposeConfig(),
+    *,
+    stats: LoaderStats | None = None,
 ) -> DecompositionArtifact:
     """Decompose every image of ``image_set`` into a sharded artifact (reused when it already exists).
 
     Shards are written atomically as they finish; an interrupted run resumes from the last finished shard.
     Unreadable images are skipped and listed in the manifest (or abort, with ``on_bad_image="error"``).
+    ``stats``: filled with where the time went (loader waits, time to the first batch).
     """
     _check_supported(loaded)
     layers = resolve_layers(config.layers, loaded.num_layers)
-    key_parts = decomposition_key(loaded, image_set, layers)
+    key_parts = decomposition_key(loaded, image_set, layers, config)
     key = content_key(key_parts)
     found = store.find("decompose", key)
     if found is not None:
@@ -323,60 +335,14 @@ def decompose_image_set(
     work = store.begin("decompose", key)
     progress_path = work / "progress.json"
     progress = read_json(progress_path) if progress_path.is_file() else {}
-    if progress.get("shard_size") != config.shard_size:
+    # A moments-only run keeps its running moments in memory: an interrupted one starts again.
+    if progress.get("shard_size") != config.shard_size or config.keep == "moments":
         progress = {"shard_size": config.shard_size, "shards": [], "skipped": [], "n_images": 0}
     if config.on_bad_image == "error":  # resuming the shards of an interrupted skip run
         _refuse_skipped(progress["skipped"])
-    n_total = len(image_set)
-    n_shards = -(-n_total // config.shard_size)
-    workers = config.num_workers if config.num_workers is not None else max(0, min(4, (os.cpu_count() or 1) - 1))
-    from tqdm.auto import tqdm
+    from ccs_dist.decompose_stream import stream_decomposition
 
-    start_shard = len(progress["shards"])
-    done_images = min(start_shard * config.shard_size, n_total)
-    if start_shard:
-        log.info("resuming decomposition at shard %d/%d (%d images done)", start_shard, n_shards, done_images)
-    bar = tqdm(total=n_total, initial=done_images, unit="img", desc=f"decompose {loaded.key}", disable=not config.progress)
-    try:
-        for shard in range(start_shard, n_shards):
-            lo, hi = shard * config.shard_size, min((shard + 1) * config.shard_size, n_total)
-            loader = torch.utils.data.DataLoader(
-                _ProbeDataset(image_set, loaded.preprocess, range(lo, hi)),
-                batch_size=config.batch_size,
-                num_workers=workers,
-                collate_fn=_collate,
-                pin_memory=loaded.device.type == "cuda",
-            )
-            parts: dict[str, list[np.ndarray]] = {"heads": [], "rest": [], "embedding": []}
-            ids: list[str] = []
-            for images, indices, bad in loader:
-                for index, err in bad:
-                    if config.on_bad_image == "error":
-                        raise UserError(
-                            f"unreadable image {image_set.image_id(index)} ({err}): fix or remove it, "
-                            "or pass --on-bad-image skip to skip unreadable files"
-                        )
-                    log.warning("skipping unreadable image %s (%s)", image_set.image_id(index), err)
-                    progress["skipped"].append({"id": image_set.image_id(index), "error": err})
-                if images is not None:
-                    d = decompose(loaded, images, layers)
-                    parts["heads"].append(d.heads.cpu().numpy())
-                    parts["rest"].append(d.rest.cpu().numpy())
-                    parts["embedding"].append(d.embedding.cpu().numpy())
-                    ids.extend(image_set.image_id(i) for i in indices)
-                bar.update(len(indices) + len(bad))
-            name = f"{shard:05d}"
-            if ids:
-                for part, arrays in parts.items():
-                    atomic_save_npy(work / f"{part}-{name}.npy", np.concatenate(arrays))
-                atomic_write_bytes(work / f"ids-{name}.txt", ("\n".join(ids) + "\n").encode("utf-8"))
-                progress["shards"].append(name)
-            else:
-                progress["shards"].append(None)
-            progress["n_images"] += len(ids)
-            atomic_write_json(progress_path, progress)
-    finally:
-        bar.close()  # leaves the bar's line finished, so an error message starts on its own line
+    moment_part = stream_decomposition(loaded, image_set, layers, config, work, progress, stats=stats)
     if progress["n_images"] == 0:
         raise UserError(f"no readable image in {image_set.name}: every file failed to load (see the warnings above)")
     if progress["skipped"]:
@@ -390,6 +356,8 @@ def decompose_image_set(
         "n_images": progress["n_images"],
         "skipped": progress["skipped"],
         "shards": [s for s in progress["shards"] if s is not None],
+        "keep": config.keep,
+        **moment_part,
     }
     progress_path.unlink()
     final = store.commit("decompose", key, manifest)

@@ -60,6 +60,7 @@ class HeadMoments:
         self.count = 0
         self.sum_GE = torch.zeros(num_heads, dim, dtype=dtype, device=device)
         self.gram_GEE = torch.zeros(num_heads, dim, dim, dtype=dtype, device=device)
+        self._eigh: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def num_heads(self) -> int:
@@ -70,12 +71,21 @@ class HeadMoments:
         return self.sum_GE.shape[1]
 
     def update(self, x_GNE: torch.Tensor | np.ndarray) -> None:
-        x = torch.as_tensor(x_GNE).to(device=self.sum_GE.device, dtype=self.sum_GE.dtype)
+        # Move in the source dtype, widen on the device: the host neither converts nor sends twice the bytes.
+        x = torch.as_tensor(x_GNE).to(self.sum_GE.device).to(self.sum_GE.dtype)
         if x.dim() != 3 or x.shape[0] != self.num_heads or x.shape[2] != self.dim:
             raise ValueError(f"expected [G={self.num_heads}, N, E={self.dim}], got {tuple(x.shape)}")
         self.count += x.shape[1]
         self.sum_GE += x.sum(1)
         self.gram_GEE += x.transpose(1, 2) @ x
+        self._eigh = None
+
+    def eigh(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eigenvalues [G, E] (ascending) and eigenvectors [G, E, E] of the Gram matrices, computed once: the
+        spans and the stability basis both need them, and they dominate TextSpan's time."""
+        if getattr(self, "_eigh", None) is None:
+            self._eigh = torch.linalg.eigh(self.gram_GEE)
+        return self._eigh
 
     @classmethod
     def from_data(cls, x_GNE: torch.Tensor | np.ndarray, device: torch.device | str = "cpu") -> HeadMoments:
@@ -88,8 +98,11 @@ class HeadMoments:
         """The statistics of some heads (on ``device`` if given)."""
         out = HeadMoments.__new__(HeadMoments)
         out.count, out.sum_GE, out.gram_GEE = self.count, self.sum_GE[index], self.gram_GEE[index]
+        cached = getattr(self, "_eigh", None)
+        out._eigh = None if cached is None else (cached[0][index], cached[1][index])
         if device is not None:
             out.sum_GE, out.gram_GEE = out.sum_GE.to(device), out.gram_GEE.to(device)
+            out._eigh = None if cached is None else (out._eigh[0].to(device), out._eigh[1].to(device))
         return out
 
     def project(self, basis_GED: torch.Tensor) -> HeadMoments:
@@ -124,13 +137,14 @@ def numerical_rank(moments: HeadMoments, precision: str = "fp32") -> torch.Tenso
     the first and 67x below the second. Eigenvalues of the float64 Gram are accurate to ~1e-16 sigma_max^2,
     i.e. singular values to ~1e-8 sigma_max, far below the threshold.
     """
-    return _rank_from_eigenvalues(torch.linalg.eigvalsh(moments.gram_GEE), precision)
+    evals = moments.eigh()[0] if getattr(moments, "_eigh", None) is not None else torch.linalg.eigvalsh(moments.gram_GEE)
+    return _rank_from_eigenvalues(evals, precision)
 
 
 def numerical_basis(moments: HeadMoments, precision: str = "fp32") -> torch.Tensor:
     """Orthonormal bases [G, E, D] of every head's data: its top D right singular directions, D the largest
     numerical rank among the heads. Any subset of the images lies in the same span (up to rounding noise)."""
-    evals, evecs = torch.linalg.eigh(moments.gram_GEE)
+    evals, evecs = moments.eigh()
     d = int(_rank_from_eigenvalues(evals, precision).max())
     return evecs[..., -d:]
 
@@ -177,7 +191,7 @@ def _span_in_subspace(
     directions found there are mapped back to E for the texts.
     """
     r = min(rank, moments.count, moments.dim)  # the reference's SVD has min(N, E) right singular vectors
-    evals, evecs = torch.linalg.eigh(moments.gram_GEE)  # ascending eigenvalues of XᵀX = right singular vectors of X
+    evals, evecs = moments.eigh()  # ascending eigenvalues of XᵀX = right singular vectors of X
     v_GDR = evecs[..., -r:]
     ranks_G = torch.full((moments.num_heads,), r, device=v_GDR.device)
     if rank_policy == "numerical":
@@ -243,6 +257,8 @@ def textspan_heads(
     r = min(rank, moments.count)
     per_head = text.shape[0] * r * 8 * 3  # a_GTR, its product with C_r and the variance temporaries
     chunk = max(1, int(max_chunk_bytes // max(per_head, 1)))
+    if moments.sum_GE.device == dev and basis_GED is None:
+        moments.eigh()  # all heads in one call, kept on ``moments`` for the caller (e.g. the stability basis)
     results: list[SpanResult] = []
     for lo in range(0, moments.num_heads, chunk):
         part = moments.select(slice(lo, lo + chunk), device=dev)
@@ -290,8 +306,15 @@ def stream_moments(
 
     ``bucket_N`` gives each image (in artifact order) a bucket 0..B-1; without it the bucket list is empty.
     The full-data moments are accumulated directly, not as a sum of the buckets, so they do not depend on B.
+    A moments-only artifact (``keep="moments"``) returns its stored moments instead (:mod:`ccs_dist.moments`).
     """
+    from ccs_dist.moments import normalised_heads_GNE
+
     manifest = artifact.manifest
+    if manifest.get("keep") == "moments":
+        from ccs_dist.moments import stored_moments
+
+        return stored_moments(artifact, heads, bucket_N, device, normalise)
     n_layers, n_heads, dim = len(manifest["layers"]), int(manifest["num_heads"]), int(manifest["embed_dim"])
     picked = range(n_layers * n_heads)[heads]
     full = HeadMoments(len(picked), dim, device=device)
@@ -303,9 +326,9 @@ def stream_moments(
         n = shard["heads"].shape[0]
         x_NGE = torch.from_numpy(np.array(shard["heads"].reshape(n, n_layers * n_heads, dim)[:, heads], dtype=np.float32))
         if normalise:
-            norms = torch.from_numpy(np.array(shard["embedding"], dtype=np.float32)).norm(dim=-1)
-            x_NGE = x_NGE / norms[:, None, None]
-        x_GNE = x_NGE.transpose(0, 1)
+            x_GNE = normalised_heads_GNE(x_NGE, torch.from_numpy(np.array(shard["embedding"], dtype=np.float32)))
+        else:
+            x_GNE = x_NGE.transpose(0, 1)
         full.update(x_GNE)
         if n_buckets:
             b_N = torch.from_numpy(np.asarray(bucket_N[seen : seen + n]))
@@ -347,7 +370,7 @@ def textspan_heads_prefiltered(
     """
     _validate(moments, len(texts), text_emb.shape[1], m, rank, moments.dim)
     r = min(rank, moments.count)
-    _, evecs = torch.linalg.eigh(moments.gram_GEE)
+    _, evecs = moments.eigh()
     v_GER = evecs[..., -r:]
     c_GRR = v_GER.transpose(1, 2) @ moments.covariance() @ v_GER
     _, pc_GRR = torch.linalg.eigh(c_GRR)

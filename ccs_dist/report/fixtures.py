@@ -83,6 +83,8 @@ class FixtureSpec:
     failed_heads: int = 1  # heads with one failed verdict per model
     agreement: bool = True
     attribution: bool = True
+    head_images: bool = True  # head_images + head_thumbnails tables (top/bottom 5 images per head, 1 direction)
+    probe_images: int = 2000  # probe set the head images are drawn from (little sharing between heads: a page-size worst case)
     seed: int = 0
     run: str = "demo"
 
@@ -184,6 +186,8 @@ def make_run(path: str | Path, spec: FixtureSpec = FixtureSpec()) -> Path:
         frames["agreement"] = pl.DataFrame(agree)
     if spec.attribution:
         frames["attribution"] = pl.DataFrame(attribution)
+    if spec.head_images:
+        frames.update(_head_image_frames(rng, spec, HOSTILE_TEXT if spec.hostile else None))
     for name, df in frames.items():
         write_table(df, tables / f"{name}.parquet")
 
@@ -266,3 +270,31 @@ def _eval_rows(rng: random.Random, m: FixtureModel, task: str, n_high: int, n_lo
     for concept in ("location", "animal"):
         add(f"concept:{concept}", None, rng.randint(2, 6), metrics(rng.uniform(0.5, 9) * scale))
     return rows
+
+
+def _head_image_frames(rng: random.Random, spec: FixtureSpec, hostile: str | None) -> dict[str, pl.DataFrame]:
+    """Top and bottom 5 probe images per scored head (direction 0), drawn from ``spec.probe_images`` synthetic
+    images, and their real thumbnails (:func:`ccs_dist.report.head_images.thumbnail_uri`)."""
+    from ccs_dist.head_images import HEAD_IMAGES_SCHEMA
+    from ccs_dist.report.head_images import THUMBNAILS_SCHEMA, thumbnail_uri
+    from ccs_dist.synthetic_images import image_rng, render_synthetic_image
+
+    rows = []
+    for m in spec.models:
+        for layer in range(m.n_layers - m.scored_layers, m.n_layers):
+            for h in range(m.n_heads):
+                picked = rng.sample(range(spec.probe_images), 10)
+                for i, index in enumerate(picked):
+                    sign, rank = (1, i) if i < 5 else (-1, i - 5)
+                    image_id = f"probe/{index:06d}.png" if hostile is None or (layer, h, i) != (m.n_layers - 1, m.n_heads - 1, 0) \
+                        else f"probe/{hostile}.png"
+                    rows.append((m.key, layer, h, 0, rank, sign, image_id, sign * (0.3 - 0.02 * rank) * rng.uniform(0.8, 1.2)))
+    table = pl.DataFrame(rows, schema=HEAD_IMAGES_SCHEMA, orient="row")
+    thumbs = []
+    for image_id in sorted(set(table["image_id"].to_list())):
+        if hostile is not None and hostile in image_id:
+            thumbs.append((image_id, "javascript:window.__pwned=3"))  # never an image: the report must drop it
+            continue
+        image, _ = render_synthetic_image(image_rng(spec.seed, int(image_id[6:12])), 96)
+        thumbs.append((image_id, thumbnail_uri(image)))
+    return {"head_images": table, "head_thumbnails": pl.DataFrame(thumbs, schema=THUMBNAILS_SCHEMA, orient="row")}

@@ -29,6 +29,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "evaluation": ("model", "task", "condition", "metric", "value"),
     "agreement": (),
     "attribution": ("model", "dataset", "layer", "head", "method", "value"),
+    "head_images": ("model", "layer", "head", "direction", "rank", "sign", "image_id", "projection"),
+    "head_thumbnails": ("image_id", "data_uri"),
 }
 KNOWN = tuple(REQUIRED)
 
@@ -46,6 +48,7 @@ class RunData:
     table_paths: dict[str, Path]
     paper: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # problems worth showing but not fatal
+    stage_records: list[dict[str, Any]] = field(default_factory=list)  # RUN_DIR/stages/*/*/manifest.json
 
     def get(self, name: str) -> pl.DataFrame | None:
         return self.tables.get(name)
@@ -117,7 +120,26 @@ def load_run(run_dir: str | Path, paper_reference: str | Path | None = None) -> 
             )
         tables[name] = df
     paper = load_paper(paper_reference, notes)
-    return RunData(run_dir, manifest, tables, paths, paper, notes)
+    return RunData(run_dir, manifest, tables, paths, paper, notes, read_stage_records(run_dir))
+
+
+def read_stage_records(run_dir: Path) -> list[dict[str, Any]]:
+    """Model, stage and compute seconds of each finished stage, from ``RUN_DIR/stages/<model>/<stage>/manifest.json``
+    (what the artifacts cost when they were made, whatever the last invocation reused)."""
+    out = []
+    for path in sorted(run_dir.glob("stages/*/*/manifest.json")):
+        try:
+            m = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(m, dict):
+            continue
+        try:
+            seconds = float(m.get("seconds"))
+        except (TypeError, ValueError):
+            continue
+        out.append({"model": m.get("model"), "stage": m.get("stage") or path.parent.name, "seconds": seconds})
+    return out
 
 
 def load_paper(path: str | Path | None, notes: list[str]) -> dict[str, Any]:

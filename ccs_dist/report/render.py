@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,6 +22,7 @@ import polars as pl
 
 from ccs_dist.models.naming import is_random_init_key
 from ccs_dist.report import charts
+from ccs_dist.report.effects import ccs_effect_section
 from ccs_dist.report.html import Markup, esc, fmt, json_for_script, table, tag
 from ccs_dist.report.load import RunData
 
@@ -53,6 +55,7 @@ class ModelView:
     at_k: list[float | None] = field(default_factory=list)
     at_k_n: int | None = None
     paper_at_k: list[float] | None = None
+    has_images: bool = False
 
 
 # -- collecting ---------------------------------------------------------------------------------------
@@ -89,9 +92,10 @@ def _is_random_init(key: str, info: dict[str, Any] | None) -> bool:
     return is_random_init_key(key)
 
 
-def build_models(data: RunData) -> list[ModelView]:
+def build_models(data: RunData, thumbs: ThumbIndex | None = None) -> list[ModelView]:
     infos = {str(m.get("model")): m for m in data.manifest.get("models") or [] if isinstance(m, dict)}
     paper_by_model = ((data.paper.get("ccs_at_k") or {}).get("by_model") or {}) if data.paper else {}
+    thumbs = thumbnail_index(data) if thumbs is None else thumbs
     views = []
     for i, key in enumerate(_model_order(data)):
         info = infos.get(key)
@@ -101,6 +105,7 @@ def build_models(data: RunData) -> list[ModelView]:
         if not mv.random_init and key in paper_by_model:
             mv.paper_at_k = [float(x) for x in paper_by_model[key]]
         _fill_heads(data, mv)
+        _fill_images(data, mv, thumbs)
         _fill_at_k(data, mv)
         views.append(mv)
     return views
@@ -203,6 +208,51 @@ def _stability_text(h: dict[str, Any]) -> str:
     return f"stability {h['stab']:.2f} (span 1 kept in {h.get('s1', 0) * 100:.0f}% of resamples)"
 
 
+class ThumbIndex:
+    """Image id -> position in the page's one list of thumbnails (each image embedded once, however many heads show it)."""
+
+    def __init__(self, uris: dict[str, str]):
+        self.uris = uris
+        self.order: dict[str, int] = {}
+
+    def ref(self, image_id: str) -> int:
+        return self.order.setdefault(image_id, len(self.order))
+
+    def payload(self) -> list[list[str | None]]:
+        return [[image_id, self.uris.get(image_id)] for image_id in self.order]
+
+
+_DATA_URI = re.compile(r"data:image/(webp|png|jpeg);base64,[A-Za-z0-9+/=]+")
+
+
+def thumbnail_index(data: RunData) -> ThumbIndex:
+    """The run's thumbnails; anything that is not a base64 image data URI is dropped (it could never be an image)."""
+    df = data.get("head_thumbnails")
+    uris: dict[str, str] = {}
+    if df is not None:
+        for image_id, uri in df.select("image_id", "data_uri").iter_rows():
+            if isinstance(uri, str) and _DATA_URI.fullmatch(uri) and image_id is not None:
+                uris.setdefault(str(image_id), uri)
+    return ThumbIndex(uris)
+
+
+def _fill_images(data: RunData, mv: ModelView, thumbs: ThumbIndex) -> None:
+    """Per head ``img``: one entry per direction with its top (+) and bottom (-) images as [thumb ref, projection]."""
+    rows = _rows(data.get("head_images"), mv.key)
+    if not rows:
+        return
+    mv.has_images = True
+    by_head: dict[str, dict[int, dict[str, list]]] = {}
+    for r in sorted(rows, key=lambda r: (r["direction"], r["sign"], r["rank"])):
+        k = head_key(r["layer"], r["head"])
+        d = by_head.setdefault(k, {}).setdefault(int(r["direction"]), {"k": int(r["direction"]), "top": [], "bot": []})
+        p = r["projection"]
+        d["top" if int(r["sign"]) > 0 else "bot"].append([thumbs.ref(str(r["image_id"])), None if p is None else float(f"{p:.4g}")])
+    for k, dirs in by_head.items():
+        if k in mv.heads:
+            mv.heads[k]["img"] = [dirs[i] for i in sorted(dirs)]
+
+
 def _fill_at_k(data: RunData, mv: ModelView) -> None:
     rows = _rows(data.get("ccs_at_k"), mv.key)
     if rows:
@@ -221,7 +271,8 @@ def _fill_at_k(data: RunData, mv: ModelView) -> None:
 
 
 def render(data: RunData, csvs: dict[str, Path], out_dir: Path) -> str:
-    models = build_models(data)
+    thumbs = thumbnail_index(data)
+    models = build_models(data, thumbs)
     man = data.manifest
     run_name = str(man.get("run") or (man.get("spec") or {}).get("name") or data.run_dir.name)
     sections: list[tuple[str, str, Markup]] = []
@@ -237,16 +288,19 @@ def render(data: RunData, csvs: dict[str, Path], out_dir: Path) -> str:
         from ccs_dist.report.ground_truth import ground_truth_section
 
         sections.append(("ground-truth", "Ground truth", ground_truth_section(data)))
-    if data.get("agreement") is not None or (data.paper.get("llm_vs_human_agreement_v1") and data.get("judgments") is not None):
+    if any(h["scored"] for m in models for h in m.heads.values()):
+        sections.append(("ccs-effect", "CCS vs effect", ccs_effect_section(data, models)))
+    if data.get("agreement") is not None or data.get("judgments") is not None:  # with verdicts, say why when there is nothing
         sections.append(("agreement", "Agreement", _agreement(data)))
     if data.get("attribution") is not None:
         sections.append(("attribution", "Attribution", _attribution(data, models)))
     sections.append(("failures", "Failures", _failures(data, models)))
     sections.append(("tables", "Tables", _downloads(data, csvs, out_dir)))
 
-    payload = {"models": [{"key": m.key, "judges": m.judges,
+    payload = {"models": [{"key": m.key, "judges": m.judges, "img_note": None if m.has_images else _no_images_note(data),
                            "heads": {k: {kk: vv for kk, vv in h.items() if kk not in ("scored",)} for k, h in m.heads.items()}}
-                          for m in models]}
+                          for m in models],
+               "thumbs": thumbs.payload()}
     script = _asset("report.js")
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
     csp = (f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; img-src data:; "
@@ -285,6 +339,13 @@ def render(data: RunData, csvs: dict[str, Path], out_dir: Path) -> str:
     )
 
 
+def _no_images_note(data: RunData) -> str:
+    if data.get("head_images") is None:
+        return ("No top/bottom images: this run's tables hold no head_images table (they are computed from the "
+                "decomposition in the cache when the report is written from a full-grid run directory).")
+    return "No top/bottom images for this model in the head_images table."
+
+
 def _own_version() -> str:
     try:
         from importlib.metadata import version
@@ -318,7 +379,7 @@ def _summary(data: RunData, models: list[ModelView]) -> Markup:
     llm = man.get("llm") if isinstance(man.get("llm"), dict) else {}
     facts = [_fact(len(models), "models"), _fact(n_scored, "heads scored")]
     if all_ccs:
-        facts.append(_fact(f"{sum(all_ccs) / len(all_ccs):.2f}", "mean CCS (of 5)"))
+        facts.append(_fact(f"{sum(all_ccs) / len(all_ccs):.2f}", f"mean CCS (of 5), n = {len(all_ccs)} heads"))
     if cats:
         facts.append(_fact(f"{cats.get('high', 0)} / {cats.get('moderate', 0)} / {cats.get('low', 0)}", "high / moderate / low heads"))
     if ev is not None:
@@ -353,55 +414,85 @@ def _summary(data: RunData, models: list[ModelView]) -> Markup:
         parts.append(tag("h3", "Versions"))
         parts.append(table(["package", "version"], [[k, v] for k, v in versions.items()]))
 
-    stages = [s for s in man.get("stages") or [] if isinstance(s, dict)]
-    if stages:
-        parts.append(tag("h3", "Time per stage"))
-        names: list[str] = []
-        for s in stages:
-            if str(s.get("stage")) not in names:
-                names.append(str(s.get("stage")))
-        by_model: dict[str, dict[str, dict[str, Any]]] = {}
-        for s in stages:
-            by_model.setdefault("(run)" if s.get("model") is None else str(s["model"]), {})[str(s.get("stage"))] = s
-        srows = []
-        for mk, st in by_model.items():
-            cells: list[Any] = [mk]
-            total = 0.0
-            for n in names:
-                s = st.get(n)
-                if s is None:
-                    cells.append("")
-                    continue
-                sec = _num(s.get("seconds"))
-                total += sec if math.isfinite(sec) else 0.0
-                cells.append(tag("td", _dur(sec), tag("span", "reused", class_="badge reused") if s.get("reused") else "",
-                                 class_="num", data_sort=sec))
-            cells.append(tag("td", _dur(total), class_="num", data_sort=total))
-            srows.append(cells)
-        grand = sum(_num(s.get("seconds")) for s in stages if math.isfinite(_num(s.get("seconds"))))
-        parts.append(table(["model", *names, "total"], srows, cls="data sortable",
-                           caption=f"wall time {_dur(grand)} summed over stages; 'reused' = served from the cache"))
-
+    parts.append(_stage_times(data))
     if llm:
-        parts.append(tag("h3", "LLM usage"))
-        req, hits, miss = llm.get("requests"), llm.get("cache_hits"), llm.get("cache_misses")
-        rate = None
-        if hits is not None and (miss is not None or req is not None):
-            denom = _num(hits) + _num(miss) if miss is not None else _num(req)
-            rate = _num(hits) / denom if denom else None
-        lrows = [
-            ["requests", fmt(req)], ["cache hits", fmt(hits) + (f" ({rate * 100:.0f}%)" if rate is not None else "")],
-            ["cache misses", fmt(miss)], ["tokens in", fmt(llm.get("tokens_in"))], ["tokens out", fmt(llm.get("tokens_out"))],
-            ["estimated cost", _usd(llm.get("cost_usd"))], ["cost avoided by the cache", _usd(llm.get("cost_avoided_usd"))],
-        ]
-        known = {"requests", "cache_hits", "cache_misses", "tokens_in", "tokens_out", "cost_usd", "cost_avoided_usd"}
-        lrows += [[k, v if not isinstance(v, (dict, list)) else json.dumps(v)] for k, v in llm.items() if k not in known]
-        parts.append(table(["", ""], lrows, cls="data kv"))
-
+        parts.append(_llm_usage(llm, man))
     spec = man.get("spec")
     if spec is not None:
         parts.append(tag("details", tag("summary", "Job spec"), tag("pre", json.dumps(spec, indent=2, default=str))))
     return Markup("".join(parts))
+
+
+def _stage_times(data: RunData) -> Markup:
+    """Compute time per model and stage: what each stage's artifacts cost when they were made (their stage
+    manifest), with 'reused' where this invocation took them from the cache."""
+    stages = [s for s in data.manifest.get("stages") or [] if isinstance(s, dict)]
+    if not stages and not data.stage_records:
+        return Markup("")
+    made = {(str(r["model"]), str(r["stage"])): r["seconds"] for r in data.stage_records}
+    names: list[str] = []
+    by_model: dict[str, dict[str, dict[str, Any]]] = {}
+    for s in stages + [{"model": m, "stage": st, "seconds": sec} for (m, st), sec in made.items()]:
+        name, mk = str(s.get("stage")), "(run)" if s.get("model") is None else str(s["model"])
+        if name not in names:
+            names.append(name)
+        by_model.setdefault(mk, {}).setdefault(name, s)  # the manifest's record first: it knows 'reused'
+    rows, grand, n_reused = [], 0.0, 0
+    for mk, st in by_model.items():
+        cells: list[Any] = [mk]
+        total = 0.0
+        for n in names:
+            s = st.get(n)
+            if s is None:
+                cells.append("")
+                continue
+            sec = made.get((mk, n), _num(s.get("seconds")))
+            reused = bool(s.get("reused"))
+            if reused and (mk, n) not in made:
+                sec = float("nan")  # reused, and the stage manifest with its original cost is gone
+            n_reused += reused
+            total += sec if math.isfinite(sec) else 0.0
+            cells.append(tag("td", _dur(sec), tag("span", "reused", class_="badge reused") if reused else "",
+                             class_="num", data_sort=sec if math.isfinite(sec) else -1))
+        cells.append(tag("td", _dur(total), class_="num", data_sort=total))
+        grand += total
+        rows.append(cells)
+    caption = (f"compute time of each stage's artifacts, {_dur(grand)} in all (from the stage manifests: what the artifacts "
+               "cost when they were made)" + (f"; 'reused' ({n_reused}) = this invocation took them from the cache" if n_reused else ""))
+    return Markup(tag("h3", "Time per stage") + table(["model", *names, "total"], rows, cls="data sortable", caption=caption))
+
+
+LLM_ROWS = (("requests", "requests sent"), ("cache_hits", "answered from the LLM cache"), ("cache_misses", "not in the cache"),
+            ("tokens_in", "tokens in"), ("tokens_out", "tokens out"), ("cost_usd", "estimated cost"),
+            ("cost_avoided_usd", "cost avoided by the cache"),
+            ("score_stages_reused", "score stages reused (their requests not repeated)"))
+
+
+def _llm_usage(llm: dict[str, Any], man: dict[str, Any]) -> Markup:
+    spec_llm = ((man.get("spec") or {}).get("llm") or {}) if isinstance(man.get("spec"), dict) else {}
+    backend = spec_llm.get("backend") if isinstance(spec_llm, dict) else None
+    req, hits, miss = llm.get("requests"), llm.get("cache_hits"), llm.get("cache_misses")
+    offline = backend == "offline"
+    if offline or (not _num(req) and not _num(hits) and not _num(miss) and not _num(llm.get("tokens_in"))):
+        why = ("the offline judge" + (f" ({spec_llm.get('offline_embedder')} embeddings)" if spec_llm.get("offline_embedder") else "")
+               + " labelled and judged every head on this machine") if offline else             ("every score stage was reused from an earlier invocation" if _num(llm.get("score_stages_reused")) else "no request was made")
+        return Markup(tag("h3", "LLM usage") + tag("p", tag("strong", "No LLM was used: "), why,
+                                                     ", so there were no requests, tokens or cost.", class_="note", id="llm-none"))
+    rate = None
+    if hits is not None and (miss is not None or req is not None):
+        denom = _num(hits) + _num(miss) if miss is not None else _num(req)
+        rate = _num(hits) / denom if denom else None
+    rows = []
+    for key, name in LLM_ROWS:
+        if key not in llm:
+            continue
+        v = llm[key]
+        text = _usd(v) if key.endswith("_usd") else fmt(v) + (f" ({rate * 100:.0f} %)" if key == "cache_hits" and rate is not None else "")
+        rows.append([name, tag("td", text, class_="num")])
+    known = {k for k, _ in LLM_ROWS}
+    rows += [[k.replace("_", " "), v if not isinstance(v, (dict, list)) else json.dumps(v)] for k, v in llm.items() if k not in known]
+    return Markup(tag("h3", "LLM usage") + table(["measure", "this run"], rows, cls="data kv",
+                                                 caption=f"LLM backend: {backend}" if backend else None))
 
 
 def _num(v: Any) -> float:
@@ -435,8 +526,8 @@ def _across(data: RunData, models: list[ModelView]) -> Markup:
     counts = (data.paper.get("head_counts_high_moderate_low") or {}) if data.paper else {}
     rows = []
     for m in with_k:
-        cells: list[Any] = [tag("td", tag("a", m.key, href=f"#model-{m.index}"),
-                                tag("span", " random init", class_="badge rand") if m.random_init else "")]
+        cells: list[Any] = [tag("td", tag("a", m.key, href=f"#model-{m.index}", class_="mname"),
+                                tag("span", "random init", class_="badge rand") if m.random_init else "")]
         for k in range(n_k):
             v = m.at_k[k] if k < len(m.at_k) else None
             p = m.paper_at_k[k] if m.paper_at_k and k < len(m.paper_at_k) else None
@@ -468,7 +559,8 @@ def _model_section(m: ModelView) -> Markup:
         parts.append(tag("div", charts.ccs_at_k_chart(m.key, m.at_k, m.paper_at_k, charts.model_colour(m.index)),
                          table(["k", "this run", "paper"], krows, caption="CCS@K"), class_="flexrow"))
     if m.heads:
-        parts.append(tag("h3", "Heads (layer × head), coloured by CCS: click a head for its card"))
+        parts.append(tag("h3", "Heads (layer × head), coloured by CCS, with their labels: click a head for its card"
+                         + (" and its top images" if m.has_images else "")))
         legend = [tag("span", "CCS", class_="small")]
         legend += [tag("span", str(k), class_=f"sw c{k}") for k in range(6)]
         legend += [tag("span", "", class_="sw flagged"), tag("span", "failed verdict (lower bound)")]
@@ -503,10 +595,22 @@ def _grid(m: ModelView) -> Markup:
                 tip += " · " + _stability_text(d)
                 extra = {"style": f"--stab: {d['stab']:.3f}", "data_stab": f"{d['stab']:.2f}"}
                 cls += " stab" + (" unstable" if d["stab"] < 0.5 else "")
-            cells.append(tag("button", "" if c is None else str(c), type="button", class_=cls, data_m=m.index, data_h=k,
-                             title=tip, aria_label=tip, **extra))
-    style = f"grid-template-columns: 34px repeat({cols}, 40px)"
+            short = _short_label(d["label"])
+            cells.append(tag("button", tag("b", "–" if c is None else str(c)), tag("span", short, class_="lab") if short else "",
+                             type="button", class_=cls, data_m=m.index, data_h=k, title=tip, aria_label=tip, **extra))
+    style = f"grid-template-columns: 34px repeat({cols}, {GRID_CELL_PX}px)"
     return tag("div", tag("div", *cells, class_="ccsgrid", style=style, data_model=m.key), class_="gridwrap")
+
+
+GRID_CELL_PX = 78
+SHORT_LABEL = 22  # characters of a label shown in its grid cell (two short lines); the whole label in the tooltip
+
+
+def _short_label(label: Any) -> str:
+    if not label:
+        return ""
+    text = " ".join(str(label).split())
+    return text if len(text) <= SHORT_LABEL else text[: SHORT_LABEL - 1].rstrip() + "…"
 
 
 def _head_table(m: ModelView) -> Markup:
@@ -617,7 +721,9 @@ def _pruning(data: RunData, models: list[ModelView]) -> Markup:
             summary = {c: _cond_value(per_model[mk], c, metric) for c in conds}
             dot_rows.append((mk, {c: (v, s) for c, (v, s, _) in summary.items() if v is not None}))
             orig = summary.get("original", (None, None, None))[0]
-            cells: list[Any] = [tag("td", mk, tag("span", " random init", class_="badge rand") if rand_of.get(mk) else "")]
+            n_test = _sample_size(per_model[mk])
+            cells: list[Any] = [tag("td", tag("span", mk, class_="mname"), tag("span", "random init", class_="badge rand") if rand_of.get(mk) else "",
+                                    tag("span", f"n = {n_test:,} test items" if n_test else "", class_="nsize"))]
             paper = {} if rand_of.get(mk, False) else _paper_task(data.paper, task, mk, kind, metric)
             for c in conds:
                 v, s, n = summary[c]
@@ -625,6 +731,7 @@ def _pruning(data: RunData, models: list[ModelView]) -> Markup:
                     cells.append(tag("td", "–", class_="num"))
                     continue
                 txt = fmt(v) + (f" ± {fmt(s)}" if s is not None else "")
+                n_seeds = len(per_model[mk].get("random", {}).get(metric, [])) if c == "random" else 0
                 delta = Markup("")
                 if orig is not None and c != "original":
                     dv = v - orig
@@ -632,20 +739,29 @@ def _pruning(data: RunData, models: list[ModelView]) -> Markup:
                     delta = tag("span", f"{dv:+.2f}", class_=f"delta {'pos' if good else 'neg'}")
                 pv = paper.get(c)
                 ptxt = tag("span", f"paper {pv:.2f}", class_="paper") if pv is not None else ""
-                cells.append(tag("td", txt, delta, ptxt, class_="num", data_sort=v,
+                size = " · ".join(x for x in (f"{n} head{'' if n == 1 else 's'}" if n is not None and c != "original" else "",
+                                              f"{n_seeds} seeds" if n_seeds else "") if x)
+                cells.append(tag("td", txt, delta, tag("span", size, class_="nsize") if size else "", ptxt, class_="num", data_sort=v,
                                  title=f"{c}: {n} heads pruned" if n is not None else None))
             trows.append(cells)
         anchor = f"task-{ti}"
         toc.append(tag("a", task, href=f"#{anchor}"))
         heads = ["model", *[tag("th", c, class_="num", title=_cond_help(c)) for c in conds]]
         block = [tag("h3", task, tag("span", f"{kind} · {metric}", class_="kind"), id=anchor),
-                 charts.pruning_dotplot(task, metric, dot_rows, higher_is_better=hib),
+                 charts.pruning_dotplot(task, metric, dot_rows, higher_is_better=hib,
+                                        row_notes={mk: "random init" for mk in per_model if rand_of.get(mk)}),
                  table(heads, trows, cls="data sortable")]
         block.append(_all_metrics(task, kind, per_model, order, open_=(kind == "retrieval")))
         blocks.append(Markup("".join(block)))
     parts.append(tag("p", "Tasks: ", *[Markup(x + " ") for x in toc], class_="small"))
     parts.extend(blocks)
     return Markup("".join(parts))
+
+
+def _sample_size(conds: dict[str, dict[str, list]]) -> int | None:
+    """Test items behind a model's figures on one task: the evaluation's ``n`` metric of the unpruned model."""
+    n = conds.get("original", {}).get("n")
+    return int(n[0][1]) if n and n[0][1] is not None and math.isfinite(n[0][1]) else None
 
 
 def _cond_help(c: str) -> str:
@@ -731,6 +847,14 @@ def _agreement(data: RunData) -> Markup:
     if ref:
         rows = [[m, fmt(v.get("kappa"), 3), fmt(v.get("spearman"), 3), fmt(v.get("kendall"), 3)] for m, v in ref.items()]
         parts.append(table(["model", "Cohen's κ", "Spearman ρ", "Kendall τ"], rows, caption="Paper: LLM judge vs human annotators"))
+    if ag is None:
+        why = ["this run has no agreement table (it needs verdicts of a second judge or of human annotators on the same "
+               "descriptions)"]
+        if not ref:
+            why.append("the paper's LLM-vs-human figures are not available" + (
+                " (paper reference figures not found)" if not data.paper else " (not in the paper reference file)"))
+        parts.insert(0, tag("p", tag("strong", "No agreement figures from this run: "), "; ".join(why) + ".", class_="note",
+                            id="no-agreement"))
     return Markup("".join(parts))
 
 
@@ -738,6 +862,8 @@ def _attribution(data: RunData, models: list[ModelView]) -> Markup:
     at = data.get("attribution")
     assert at is not None
     by_key = {m.key: m for m in models}
+    if "class" in at.columns and at["class"].null_count() < at.height:
+        at = at.filter(pl.col("class").is_not_null())  # `ccs-dist attribute` adds whole-dataset rows (class null)
     agg = (at.with_columns(pl.col("value").cast(pl.Float64).abs().alias("absval"))
            .group_by(["model", "dataset", "method", "layer", "head"])
            .agg(pl.col("absval").mean().alias("mean_abs"), pl.col("value").cast(pl.Float64).mean().alias("mean"), pl.len().alias("n")))
@@ -807,8 +933,10 @@ def _failures(data: RunData, models: list[ModelView]) -> Markup:
     if other:
         parts.append(tag("details", tag("summary", "Other failure records"), tag("pre", json.dumps(other, indent=2, default=str))))
     if reused:
-        rows = [[s.get("model") if s.get("model") is not None else "(run)", s.get("stage"), _dur(_num(s.get("seconds")))] for s in reused]
-        parts.append(table(["model", "stage", "time"], rows, caption="Stages reused from the cache"))
+        made = {(str(r["model"]), str(r["stage"])): r["seconds"] for r in data.stage_records}
+        rows = [[s.get("model") if s.get("model") is not None else "(run)", s.get("stage"),
+                 _dur(made.get((str(s.get("model")), str(s.get("stage"))), float("nan")))] for s in reused]
+        parts.append(table(["model", "stage", "compute time when made"], rows, caption="Stages reused from the cache"))
     if not (n_failed or flagged or skipped or reused):
         parts.append(tag("p", "Nothing failed, nothing skipped, nothing reused.", class_="muted"))
     return Markup("".join(parts))

@@ -14,9 +14,11 @@ import polars as pl
 import pytest
 
 from ccs_dist.report import write_report
-from ccs_dist.report.fixtures import HOSTILE_LABEL, HOSTILE_TEXT, FixtureSpec, make_run
+from ccs_dist.report.fixtures import HOSTILE_LABEL, HOSTILE_TEXT, FixtureModel, FixtureSpec, make_run
 
 REPO = Path(__file__).resolve().parents[2]
+# images that are not the report's own thumbnails (data:image/... URIs): any would be injected markup
+INJECTED_IMAGES = "Array.from(document.images).filter(i => i.src.indexOf('data:image/') !== 0).length"
 ARTIFACTS = REPO / "test-artifacts"
 
 
@@ -76,7 +78,8 @@ def test_demo_report_renders_with_cards_and_charts(browser, tmp_path):
 
     browser.screenshot(ARTIFACTS / "report_full.png", full_page=True)
     assert browser.problems() == []
-    assert browser.requests() == [page.resolve().as_uri()], "the page must load nothing but itself"
+    loaded = [u for u in browser.requests() if not u.startswith("data:")]  # thumbnails are inline data: URIs, not fetches
+    assert loaded == [page.resolve().as_uri()], "the page must load nothing but itself"
 
 
 def test_hostile_labels_run_nothing(browser, tmp_path):
@@ -84,7 +87,7 @@ def test_hostile_labels_run_nothing(browser, tmp_path):
     page = write_report(run)
     browser.open(page, offline=True)
     assert browser.eval("document.documentElement.getAttribute('data-ready')") == "1"
-    checks = "[document.title, typeof window.__pwned, document.images.length, document.scripts.length]"
+    checks = f"[document.title, typeof window.__pwned, {INJECTED_IMAGES}, document.scripts.length]"
     title, pwned, n_img, n_scripts = browser.eval(checks)
     assert title == f"CCS report · demo {HOSTILE_TEXT}"
     assert (pwned, n_img, n_scripts) == ("undefined", 0, 2)
@@ -97,6 +100,10 @@ def test_hostile_labels_run_nothing(browser, tmp_path):
     assert browser.eval("document.querySelector('#head-card .card-label').textContent") == HOSTILE_LABEL
     assert browser.eval("document.querySelector('#head-card td.desc-text').textContent") == HOSTILE_TEXT
     assert browser.eval(checks) == [title, "undefined", 0, 2]
+    # its card's thumbnails are data: images only; the hostile image id is a caption, its non-image "thumbnail" dropped
+    captions = browser.eval("Array.from(document.querySelectorAll('#head-card .headimg figcaption')).map(e => e.textContent)")
+    assert f"probe/{HOSTILE_TEXT}.png" in captions
+    assert _q(browser, "#head-card img") == len(captions) - 1 and _q(browser, "#head-card .noimg") == 1
     # the judge's hostile error message is shown as text in the failures table
     assert browser.eval("document.getElementById('failures').textContent").count("<script>window.__pwned=2</script>") >= 1
     browser.screenshot(ARTIFACTS / "report_hostile.png")
@@ -110,4 +117,61 @@ def test_the_check_detects_a_script_that_runs(browser, tmp_path):
     browser.open(page, offline=True)
     browser.drain(0.5)
     assert browser.eval("typeof window.__pwned") == "number"
-    assert browser.eval("document.images.length") == 1
+    assert browser.eval(INJECTED_IMAGES) == 1
+
+
+def test_head_card_shows_its_top_and_bottom_images(browser, tmp_path):
+    run = make_run(tmp_path / "imgs", FixtureSpec())
+    page = write_report(run)
+    browser.open(page, offline=True)
+    images = pl.read_parquet(run / "tables" / "head_images.parquet")
+    r = images.row(len(images) // 2, named=True)
+    hk = f"L{r['layer']}.H{r['head']}"
+    browser.click(f'.cell[data-h="{hk}"]')
+    assert browser.eval("document.getElementById('head-card').getAttribute('data-head')") == hk
+    want = images.filter((pl.col("model") == r["model"]) & (pl.col("layer") == r["layer"]) & (pl.col("head") == r["head"]))
+    for side, sign in (("top", 1), ("bot", -1)):
+        ids = want.filter(pl.col("sign") == sign).sort("rank")["image_id"].to_list()
+        shown = browser.eval(f"Array.from(document.querySelectorAll('#head-card .imgrow.{side} figcaption')).map(e => e.textContent)")
+        assert shown == ids
+    # every thumbnail decoded into a real 48 px picture (naturalWidth is 0 for a broken image)
+    sizes = browser.eval("Array.from(document.querySelectorAll('#head-card img')).map(i => [i.complete, i.naturalWidth])")
+    assert len(sizes) == 10 and all(ok and w == 48 for ok, w in sizes)
+    browser.screenshot(ARTIFACTS / "report_head_images.png")
+    assert browser.problems() == []
+
+
+def test_ccs_vs_effect_has_one_point_per_scored_head(browser, tmp_path):
+    from ccs_dist.attribution.run import ATTRIBUTION_SCHEMA
+    from ccs_dist.tables import write_table
+
+    spec = FixtureSpec(models=(FixtureModel("ViT-B-32", "openai"), FixtureModel("ViT-B-16", "openai")))
+    run = make_run(tmp_path / "effects", spec)
+    # the attribution table as `ccs-dist attribute` writes it (dataset rows with class null, four methods), one model only
+    m = spec.models[0]
+    rows = [{"model": m.key, "dataset": "cifar10", "class": cls, "layer": layer, "head": h, "method": meth,
+             "value": 0.01 * (layer - h) + (0.5 if cls else 0.0), "n_images": 100 if meth != "exact" else 32}
+            for layer in range(m.n_layers) for h in range(m.n_heads) for meth in ("attribution", "direct", "energy", "exact")
+            for cls in (None, "cat")]
+    write_table(pl.DataFrame(rows, schema=ATTRIBUTION_SCHEMA), run / "tables" / "attribution.parquet")
+    browser.open(write_report(run), offline=True)
+    ccs = pl.read_parquet(run / "tables" / "ccs.parquet").filter(pl.col("model") == m.key)
+    figs = browser.eval("Array.from(document.querySelectorAll('#ccs-effect figure.effect')).map(f => "
+                        "[f.getAttribute('data-model'), f.querySelectorAll('svg .pt').length])")
+    assert figs == [[m.key, ccs.height]]
+    # the exact effect of the dataset rows (class null) is what is drawn: a point's tooltip carries it
+    tip = browser.eval("document.querySelector('#ccs-effect svg .pt title').textContent")
+    hk = tip.split(" ")[0]
+    layer, head = (int(x) for x in hk[1:].split(".H"))
+    assert f"effect {0.01 * (layer - head):+.4g}" in tip
+    assert "exact" in browser.eval("document.querySelector('#ccs-effect figcaption').textContent")
+    assert spec.models[1].key in browser.eval("document.getElementById('ccs-effect').textContent")  # its missing rows said
+    browser.click("#ccs-effect svg .pt")  # a point opens its head's card
+    assert browser.eval("document.getElementById('head-card').open") is True
+    browser.eval("document.getElementById('head-card').close()")
+    # without an attribution table the section says so plainly
+    (run / "tables" / "attribution.parquet").unlink()
+    browser.open(write_report(run), offline=True)
+    assert _q(browser, "#ccs-effect svg .pt") == 0
+    assert "No attribution table" in browser.eval("document.getElementById('no-attribution').textContent")
+    assert browser.problems() == []

@@ -105,6 +105,19 @@ def test_a_reduced_model_trains_and_its_loss_falls():
     assert "visual.transformer.resblocks.0.attn.in_proj_weight" in result.state_dict
 
 
+def test_training_is_bit_for_bit_reproducible_and_leaves_torch_settings_as_found(tmp_path):
+    import torch
+
+    from ccs_dist.toy.train import save_weights
+
+    config = TrainConfig(steps=3, batch_size=16, warmup=1, null_steps=2, null_captions=8, arch="ccs-tiny", threads=2)
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    digests = [save_weights(train(config).state_dict, tmp_path / f"run{i}.safetensors") for i in range(2)]
+    other_seed = save_weights(train(TrainConfig(**{**config.__dict__, "seed": 1})).state_dict, tmp_path / "seed1.safetensors")
+    assert digests[0] == digests[1] != other_seed
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == (threads, deterministic)
+
+
 def _tables():
     heads = [(0, 0, "colour"), (0, 1, "texture"), (1, 0, "shape"), (1, 1, "colour")]
     gt_rows, ccs_rows, span_rows, judg_rows = [], [], [], []

@@ -92,8 +92,41 @@
     t.appendChild(tb);
     body.appendChild(t);
     if (!h.d.length) body.appendChild(el("p", "muted", "No descriptions recorded for this head."));
+    body.appendChild(images(m, h));
     if (typeof dlg.showModal === "function") { if (!dlg.open) dlg.showModal(); } else { dlg.setAttribute("open", ""); }
     dlg.setAttribute("data-head", hk);
+  }
+
+  // the head's top (+) and bottom (-) probe images along each principal direction; src is a data: URI only
+  function images(m, h) {
+    var box = el("div", "imgs");
+    if (!h.img || !h.img.length) {
+      box.appendChild(el("p", "muted noimgs", m.img_note || "No top/bottom images for this head."));
+      return box;
+    }
+    h.img.forEach(function (d) {
+      box.appendChild(el("h4", null, "Images along principal direction " + (d.k + 1) +
+        (d.k === 0 ? " (the head's largest variance)" : "")));
+      [["top", "top (+)"], ["bot", "bottom (−)"]].forEach(function (side) {
+        var row = el("div", "imgrow " + side[0]);
+        row.appendChild(el("span", "side", side[1]));
+        d[side[0]].forEach(function (it) {
+          var th = data.thumbs[it[0]] || [String(it[0]), null];
+          var fig = el("figure", "headimg");
+          var tip = th[0] + " · projection " + (it[1] === null ? "–" : it[1].toFixed(3));
+          if (th[1] && th[1].indexOf("data:image/") === 0) {
+            var img = el("img"); img.src = th[1]; img.alt = th[0]; img.title = tip; img.width = 56; img.height = 56;
+            fig.appendChild(img);
+          } else {
+            var ph = el("span", "noimg"); ph.title = tip + " (no thumbnail)"; fig.appendChild(ph);
+          }
+          fig.appendChild(el("figcaption", null, th[0]));
+          row.appendChild(fig);
+        });
+        box.appendChild(row);
+      });
+    });
+    return box;
   }
 
   document.addEventListener("click", function (e) {

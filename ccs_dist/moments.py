@@ -1,0 +1,123 @@
+"""Per-head moments (count, sum, Gram) that add up exactly, and their on-disk form in a decomposition.
+
+TextSpan needs only these three statistics of each head's (norm-divided) terms, so a decomposition can keep
+them instead of every image's heads (``DecomposeConfig(keep="moments")``), and moments computed on
+separate parts of an image set merge into those of the whole: counts, sums and Gram matrices add.
+
+A moments-only artifact stores one set of moments per stability bucket (images dealt into buckets by
+:func:`ccs_dist.span_stability.bucket_of_images` over the image set's indices), so span stability needs no
+second pass either; the full-data moments are the merge of the buckets.
+
+Axis legend: K bucket, G head (layer-major over the decomposed layers), N image, E joint embedding.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ccs_dist.errors import UserError
+from ccs_dist.store import atomic_save_npy
+from ccs_dist.textspan import HeadMoments
+
+log = logging.getLogger(__name__)
+
+SUM_FILE, GRAM_FILE, DEAL_FILE = "moments-sum.npy", "moments-gram.npy", "moments-bucket-of-image.npy"
+
+
+def merge_moments(parts: Sequence[HeadMoments]) -> HeadMoments:
+    """The moments of the union of disjoint image sets from each set's moments (added in the given order).
+
+    Exact up to float64 addition: merging the per-shard moments of a one-pass run, in shard order, gives
+    bit-identical moments to that run (it adds the same per-shard terms in the same order).
+    """
+    if not parts:
+        raise ValueError("merge_moments needs at least one set of moments")
+    first = parts[0]
+    for p in parts[1:]:
+        if p.sum_GE.shape != first.sum_GE.shape:
+            raise ValueError(f"cannot merge moments of shapes {tuple(first.sum_GE.shape)} and {tuple(p.sum_GE.shape)}")
+    out = HeadMoments.__new__(HeadMoments)
+    out.count = first.count
+    out.sum_GE, out.gram_GEE = first.sum_GE.clone(), first.gram_GEE.clone()
+    for p in parts[1:]:
+        out.count += p.count
+        out.sum_GE += p.sum_GE.to(out.sum_GE.device)
+        out.gram_GEE += p.gram_GEE.to(out.gram_GEE.device)
+    return out
+
+
+def normalised_heads_GNE(heads_NGE: torch.Tensor, embedding_NE: torch.Tensor) -> torch.Tensor:
+    """Each image's head terms divided by the norm of its embedding (as the reference does), in float32, [G, N, E]."""
+    norms_N = embedding_NE.float().norm(dim=-1)
+    return (heads_NGE.float() / norms_N[:, None, None]).transpose(0, 1)
+
+
+class BucketMoments:
+    """Moments of G heads accumulated per bucket; ``bucket_of_index`` maps an image-set index to its bucket."""
+
+    def __init__(self, num_heads: int, dim: int, bucket_of_index: np.ndarray, device: torch.device | str):
+        self.bucket_of_index = torch.as_tensor(np.asarray(bucket_of_index, dtype=np.int64))
+        n_buckets = int(self.bucket_of_index.max()) + 1 if len(self.bucket_of_index) else 1
+        self.buckets = [HeadMoments(num_heads, dim, device=device) for _ in range(n_buckets)]
+
+    def update(self, heads_NGE: torch.Tensor, embedding_NE: torch.Tensor, indices: Sequence[int]) -> None:
+        x_GNE = normalised_heads_GNE(heads_NGE, embedding_NE)
+        if len(self.buckets) == 1:
+            self.buckets[0].update(x_GNE)
+            return
+        b_N = self.bucket_of_index[torch.as_tensor(list(indices), dtype=torch.int64)]  # on the host: no device sync
+        for b, moments in enumerate(self.buckets):
+            at_n = (b_N == b).nonzero()[:, 0]
+            if len(at_n):
+                moments.update(x_GNE.index_select(1, at_n.to(x_GNE.device)))
+
+    def save(self, folder: Path, kept_indices: np.ndarray) -> dict:
+        """Write the buckets' sums [K, G, E], Grams [K, G, E, E] and the deal of the kept images; -> manifest part."""
+        atomic_save_npy(folder / SUM_FILE, torch.stack([m.sum_GE for m in self.buckets]).cpu().numpy())
+        atomic_save_npy(folder / GRAM_FILE, torch.stack([m.gram_GEE for m in self.buckets]).cpu().numpy())
+        atomic_save_npy(folder / DEAL_FILE, self.bucket_of_index[torch.as_tensor(kept_indices, dtype=torch.int64)].numpy())
+        return {"moment_counts": [m.count for m in self.buckets]}
+
+
+def load_bucket_moments(artifact, heads: slice, device: torch.device | str) -> list[HeadMoments]:
+    """The stored per-bucket moments of heads ``heads`` (memory-mapped reads of just those heads)."""
+    sums = np.load(artifact.path / SUM_FILE, mmap_mode="r")
+    grams = np.load(artifact.path / GRAM_FILE, mmap_mode="r")
+    out = []
+    for k, count in enumerate(artifact.manifest["moment_counts"]):
+        m = HeadMoments.__new__(HeadMoments)
+        m.count = int(count)
+        m.sum_GE = torch.from_numpy(np.array(sums[k, heads])).to(device)
+        m.gram_GEE = torch.from_numpy(np.array(grams[k, heads])).to(device)
+        out.append(m)
+    return out
+
+
+def stored_moments(
+    artifact, heads: slice, bucket_N: np.ndarray | None, device: torch.device | str, normalise: bool
+) -> tuple[HeadMoments, list[HeadMoments]]:
+    """:func:`ccs_dist.textspan.stream_moments` for a moments-only artifact: (all images, per bucket)."""
+    if not normalise:
+        raise UserError(f"{artifact.path} keeps only norm-divided moments: decompose again with keep='heads' for raw head terms")
+    buckets = load_bucket_moments(artifact, heads, device)
+    full = merge_moments(buckets)
+    if bucket_N is None or not len(bucket_N):
+        return full, []
+    wanted = int(bucket_N.max()) + 1
+    if len(buckets) == 1:
+        log.warning("%s kept moments without stability buckets: stability columns left empty", artifact.path)
+        return full, []
+    stored_deal = np.load(artifact.path / DEAL_FILE)
+    # With skipped images the stored deal (over the image set's indices) cannot equal one over the kept images.
+    same_deal = np.array_equal(stored_deal, bucket_N) or bool(artifact.manifest.get("skipped"))
+    if wanted != len(buckets) or not same_deal:
+        raise UserError(
+            f"{artifact.path} kept moments for {len(buckets)} stability buckets dealt differently from the {wanted} asked "
+            "for: use the decomposition's stability buckets and seed, or decompose again with keep='heads'"
+        )
+    return full, buckets
