@@ -19,6 +19,7 @@ from ccs_dist.stages.config import StageConfig
 from ccs_dist.store import ArtifactStore
 
 Layers = int | tuple[int, ...]  # the last n layers, or 0-based layer indices
+_DEFAULT = DecomposeConfig()
 
 
 class ProbeConfig(StageConfig):
@@ -28,10 +29,14 @@ class ProbeConfig(StageConfig):
     batch_size: int = Field(64, ge=1)
     on_bad_image: Literal["skip", "error"] = "skip"
     workers: int | None = Field(None, ge=0)  # data-loading processes; None: min(4, cpus - 1)
+    keep: Literal["heads", "heads_fp16", "moments"] = _DEFAULT.keep  # what the artifact keeps (moments: TextSpan's only)
+    decode: Literal["cpu", "device"] = _DEFAULT.decode  # where JPEGs are decoded
 
-    def decompose_config(self, *, layers: Layers, progress: bool) -> DecomposeConfig:
+    def decompose_config(self, *, layers: Layers, progress: bool, moment_buckets: int = _DEFAULT.moment_buckets,
+                         moment_seed: int = _DEFAULT.moment_seed) -> DecomposeConfig:
         return DecomposeConfig(layers=layers, batch_size=self.batch_size, num_workers=self.workers,
-                               on_bad_image=self.on_bad_image, progress=progress)
+                               on_bad_image=self.on_bad_image, progress=progress, keep=self.keep, decode=self.decode,
+                               moment_buckets=moment_buckets, moment_seed=moment_seed)
 
 
 @dataclass(frozen=True)
@@ -40,8 +45,11 @@ class DecomposeResult:
     seconds: float
 
 
-def decompose_stage(loaded: LoadedModel, probe: ProbeConfig, *, layers: Layers, cache_dir: str, progress: bool) -> DecomposeResult:
+def decompose_stage(loaded: LoadedModel, probe: ProbeConfig, *, layers: Layers, cache_dir: str, progress: bool,
+                    moment_buckets: int = _DEFAULT.moment_buckets, moment_seed: int = _DEFAULT.moment_seed) -> DecomposeResult:
+    """``moment_buckets`` / ``moment_seed``: the stability deal of the moments kept with ``keep: moments``."""
     t0 = time.perf_counter()
     image_set = resolve_image_set(probe.images, cache_dir)
-    artifact = decompose_image_set(loaded, image_set, ArtifactStore(cache_dir), probe.decompose_config(layers=layers, progress=progress))
+    config = probe.decompose_config(layers=layers, progress=progress, moment_buckets=moment_buckets, moment_seed=moment_seed)
+    artifact = decompose_image_set(loaded, image_set, ArtifactStore(cache_dir), config)
     return DecomposeResult(artifact, time.perf_counter() - t0)

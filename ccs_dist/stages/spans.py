@@ -78,7 +78,7 @@ def spans_stage(loaded: LoadedModel, *, probe: ProbeConfig, layers: Layers, pool
     if spans.rank > loaded.embed_dim:
         raise UserError(f"rank={spans.rank} exceeds the embedding size E={loaded.embed_dim} of {loaded.key}: lower --rank")
     decomposed = decompose_stage(at_precision(loaded, spans.precision), probe, layers=layers, cache_dir=cache_dir,
-                                 progress=progress)
+                                 progress=progress, moment_buckets=spans.stability.buckets, moment_seed=spans.stability.seed)
     return spans_of_decomposition(loaded, decomposed, probe=probe, pool=pool, spans=spans, cache_dir=cache_dir,
                                   progress=progress)
 
