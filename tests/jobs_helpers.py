@@ -27,6 +27,7 @@ def run_full_grid(*args: str, env: dict | None = None, timeout: float = 900) -> 
 
 
 TOY_TABLES = ("ground_truth", "toy_heads", "toy_outcomes")  # written when the probe set is toy:N
+ATTRIBUTION_TABLES = ("attribution", "attribution_curves", "attribution_faithfulness", "attribution_reliance")  # attribution.enabled
 
 
 # what a fresh clone lacks: version control, the virtualenv, build outputs and the git-ignored run folders
@@ -48,7 +49,8 @@ def fresh_copy(parent: Path) -> Path:
 
 def read_tables(run_dir: Path) -> dict[str, pl.DataFrame]:
     tables = {t: pl.read_parquet(run_dir / "tables" / f"{t}.parquet") for t in TABLES}
-    tables.update({t: pl.read_parquet(p) for t in TOY_TABLES if (p := run_dir / "tables" / f"{t}.parquet").is_file()})
+    tables.update({t: pl.read_parquet(p) for t in TOY_TABLES + ATTRIBUTION_TABLES
+                   if (p := run_dir / "tables" / f"{t}.parquet").is_file()})
     return tables
 
 

@@ -1,6 +1,6 @@
 """Ray actors: one per model worker (holds a CLIP model on its device) and one for the LLM stage.
 
-The actors are thin: each method calls a stage of :mod:`ccs_dist.jobs.stages`. Fault injection for the
+The actors are thin: each runs a stage of :mod:`ccs_dist.stages.chain` by name. Fault injection for the
 tests: ``CCS_DIST_FAULT=<stage>:<marker file>`` makes a model worker's process die once, mid-stage.
 """
 
@@ -48,50 +48,45 @@ def _announce(board: str | None, model: str, stage: str) -> None:
         pass
 
 
+def _quiet_setup(progress: bool) -> None:
+    from ccs_dist.log import setup_logging
+
+    setup_logging()
+    if not progress:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+
+
 @ray.remote(max_restarts=3, max_task_retries=3)
 class ModelWorker:
-    def __init__(self, spec_json: str, entry_json: str, threads: int | None, progress: bool = True, board: str | None = None):
-        from ccs_dist.jobs.spec import JobSpec, ModelEntry
-        from ccs_dist.jobs.stages import ModelStages, model_key_of
-        from ccs_dist.log import setup_logging
+    """One model loaded once; runs that model's model stages."""
 
-        setup_logging()
-        if not progress:
-            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-        spec = JobSpec.model_validate_json(spec_json)
-        entry = ModelEntry.model_validate_json(entry_json)
-        self.key, self.board = model_key_of(entry), board
-        self.stages = ModelStages(spec, entry, threads=threads, progress=progress)
+    def __init__(self, config, threads: int | None, progress: bool = True, board: str | None = None):
+        from ccs_dist.stages.chain import ModelRunner
 
-    def spans(self):
-        _announce(self.board, self.key, "spans")
-        _maybe_die("spans")
-        return _timed(self.stages.spans)
+        _quiet_setup(progress)
+        self.board = board
+        self.runner = ModelRunner(config, threads=threads, progress=progress)
 
-    def evaluate(self, ccs):
-        _announce(self.board, self.key, "evaluate")
-        _maybe_die("evaluate")
-        return _timed(self.stages.evaluate, ccs)
+    def run(self, config, stage: str, inputs):
+        _announce(self.board, config.key, stage)
+        _maybe_die(stage)
+        return _timed(self.runner.run, stage, inputs)
 
 
 @ray.remote(max_restarts=3, max_task_retries=3, num_cpus=0)
 class LLMWorker:
-    """Owns the LLM clients, their rate limiters and the disk cache; scores one model at a time."""
+    """Owns the LLM clients, their rate limiters and the disk cache; runs the stages that use no model
+    (the score stage), one model's at a time, without progress bars."""
 
-    def __init__(self, spec_json: str, board: str | None = None):
-        from ccs_dist.jobs.spec import JobSpec
-        from ccs_dist.log import setup_logging
-
-        setup_logging()
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # scores run without bars: no "Loading weights" bar either
-        self.spec = JobSpec.model_validate_json(spec_json)
+    def __init__(self, board: str | None = None):
+        _quiet_setup(progress=False)  # scores run without bars: no "Loading weights" bar either
         self.board = board
 
-    def score(self, spans):
-        from ccs_dist.jobs.stages import score_stage
+    def run(self, config, stage: str, inputs):
+        from ccs_dist.stages.chain import StageContext, run_stage
 
-        _announce(self.board, str(spans["model"][0]), "score")
-        return _timed(score_stage, spans, self.spec, show_progress=False)
+        _announce(self.board, config.key, stage)
+        return _timed(run_stage, stage, StageContext(config, None, progress=False), inputs)
 
 
 def _timed(fn, *args, **kwargs):

@@ -1,8 +1,9 @@
 """Run the planned stages of the full grid on Ray and record each as it finishes.
 
-Each model's graph is a chain of actor calls (spans -> LLM score -> evaluate) whose object refs feed the
-next call, so models proceed concurrently and a model's evaluation starts as soon as its own scores are
-back. The driver waits on every pending ref, writes each finished stage to the stage store at once
+Each model walks the stage chain of :mod:`ccs_dist.stages.chain` (spans -> LLM score -> evaluate ->
+attribution when enabled) one stage at a time, model stages on its own actor and the score stage on the LLM
+actor, so models proceed concurrently and a model's evaluation starts as soon as its own scores are back;
+``resources.model_workers`` caps the model actors alive at once. The driver waits on every pending ref, writes each finished stage to the stage store at once
 (resume), prints a one-line progress every few seconds, and releases a model's actor when its graph is
 done. Actors restart and their calls retry when a worker dies.
 """
@@ -72,42 +73,38 @@ def _strip_ansi(record: logging.LogRecord) -> bool:
 
 
 def run_ray(state, plans, address: str | None = None, show_progress: bool = True) -> None:
+    """Run every plan's remaining stages: ``plans`` walk :data:`ccs_dist.stages.chain.CHAIN` (``next_stage``,
+    ``inputs``) and ``state.finish`` records each stage (the job layer's books; this module only schedules)."""
     _connect(address)
-    spec = state.spec
-    res = spec.resources
-    spec_json = spec.model_dump_json()
+    res = state.spec.resources
     threads = max(1, int(res.cpus_per_model))
     board_name = f"ccs-dist-stage-board-{os.getpid()}-{time.time_ns()}"
     board = StageBoard.options(name=board_name).remote()
-    llm = LLMWorker.remote(spec_json, board_name)
-    pending: dict = {}  # ref -> (plan, stage, submitted at, wall clock)
-    workers: dict = {}
-
-    def worker_for(plan):
-        if plan.key not in workers:
-            workers[plan.key] = ModelWorker.options(num_cpus=res.cpus_per_model, num_gpus=res.gpus_per_model).remote(
-                spec_json, plan.entry.model_dump_json(), threads, show_progress, board_name)
-        return workers[plan.key]
+    llm = LLMWorker.remote(board_name)
+    pending: dict = {}  # ref -> (plan, stage, inputs, submitted at)
+    workers: dict = {}  # model key -> its actor, alive from its first model stage to its last
+    waiting: list = []  # plans whose next stage needs a model actor while model_workers are alive
 
     def submit_next(plan):
-        """Submit the first stage of ``plan`` that is neither done nor running."""
-        running = {stage for p, stage, _ in pending.values() if p is plan}
-        if running:
+        """Submit the next stage of ``plan`` (none while one of its stages runs)."""
+        if any(p is plan for p, *_ in pending.values()):
             return
-        if plan.needs("spans"):
-            ref = worker_for(plan).spans.remote()
-            stage = "spans"
-        elif plan.needs("score"):
-            ref = llm.score.remote(plan.done["spans"][0]["spans"])
-            stage = "score"
-        elif plan.needs("evaluate"):
-            ref = worker_for(plan).evaluate.remote(plan.done["score"][0]["ccs"])
-            stage = "evaluate"
-        else:
+        stage = plan.next_stage()
+        if stage is None:
             if plan.key in workers:
                 ray.kill(workers.pop(plan.key))
+                for queued in [waiting.pop(0) for _ in range(len(waiting))]:
+                    submit_next(queued)
             return
-        pending[ref] = (plan, stage, time.time())
+        if stage.uses_model and plan.key not in workers:
+            if res.model_workers is not None and len(workers) >= res.model_workers:
+                waiting.append(plan)
+                return
+            workers[plan.key] = ModelWorker.options(num_cpus=res.cpus_per_model, num_gpus=res.gpus_per_model).remote(
+                plan.config, threads, show_progress, board_name)
+        inputs = plan.inputs(stage)
+        actor = workers[plan.key] if stage.uses_model else llm
+        pending[actor.run.remote(plan.config, stage.name, inputs)] = (plan, stage, inputs, time.time())
 
     for plan in plans:  # actors beyond the cluster's resources wait in Ray's queue until one is released
         submit_next(plan)
@@ -115,28 +112,20 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_EVERY_S)
         for ref in ready:
-            plan, stage, _ = pending.pop(ref)
+            plan, stage, inputs, _ = pending.pop(ref)
             try:
-                result, seconds = ray.get(ref)
+                output, seconds = ray.get(ref)
             except ray.exceptions.RayTaskError as e:
                 cause = e.cause if hasattr(e, "cause") else e
                 if isinstance(cause, UserError):
                     raise cause from None
                 raise
-            if stage == "spans":
-                tables, meta = result
-                state.finish(plan, "spans", state.spans_key(plan.entry), tables, {"metadata": meta}, seconds)
-            elif stage == "score":
-                tables, stats = result
-                state.finish(plan, "score", state.score_key(plan.done["spans"][0]["spans"]), tables, {"llm": stats}, seconds)
-            else:
-                table, facts = result
-                ccs = plan.done["score"][0]["ccs"]
-                state.finish(plan, "evaluate", state.evaluate_key(plan.entry, ccs), {"evaluation": table}, facts, seconds)
+            state.finish(plan, stage, inputs, output, seconds)
             submit_next(plan)
         if time.perf_counter() - last >= PROGRESS_EVERY_S or not ready:
             last = time.perf_counter()
-            log.info("progress: %s", heartbeat(plans, pending.values(), _snapshot(board), time.time()))
+            shown = [(plan, stage.name, submitted) for plan, stage, _, submitted in pending.values()]
+            log.info("progress: %s", heartbeat(plans, shown, _snapshot(board), time.time()))
     for w in workers.values():
         ray.kill(w)
     ray.kill(llm)
@@ -165,4 +154,4 @@ def heartbeat(plans, pending, started: dict, now: float) -> str:
         else:
             queued.append(f"{plan.key} {stage} {now - submitted:.0f}s")
     done = sum(len(p.done) for p in plans)
-    return f"{done}/{3 * len(plans)} stages done; running: {', '.join(running) or '-'}; queued: {', '.join(queued) or '-'}"
+    return f"{done}/{sum(len(p.stages) for p in plans)} stages done; running: {', '.join(running) or '-'}; queued: {', '.join(queued) or '-'}"

@@ -1,7 +1,8 @@
 """The full grid's driver: plan which stages each model needs, run them (in-process or on Ray), gather.
 
-Execution backends share this module's plan and bookkeeping; they differ only in where the stage
-functions of :mod:`ccs_dist.jobs.stages` run. Local mode never imports ray.
+The chain itself (order, inputs, keys, what a stage does) is :mod:`ccs_dist.stages.chain`; this module
+keeps the plan and the books, and hands the stages to an executor: :func:`run_local` here, or
+:func:`ccs_dist.distributed.executor.run_ray`. Local mode never imports ray.
 """
 
 from __future__ import annotations
@@ -16,34 +17,56 @@ from typing import Any
 import polars as pl
 
 from ccs_dist.errors import UserError
-from ccs_dist.jobs.resume import StageStore, frame_hash
+from ccs_dist.jobs.resume import StageStore
 from ccs_dist.jobs.spec import JobSpec, ModelEntry
-from ccs_dist.jobs.stages import DOWNSTREAM, STAGES, model_key_of, prepare_evaluation_data
-from ccs_dist.store import atomic_write_json, content_key
-from ccs_dist.tables import write_table
+from ccs_dist.stages.chain import STAGES, ChainConfig, ModelRunner, Stage, StageContext, StageOutput, downstream, enabled_stages, \
+    inputs_of, next_stage, run_stage
+from ccs_dist.stages.evaluate import prepare_synthetic_data
+from ccs_dist.store import atomic_write_json
+from ccs_dist.schemas import write_table
 
 log = logging.getLogger(__name__)
-STAGE_VERSION = 1
 
 
 @dataclass
 class ModelPlan:
-    """One model's stage graph: what is already on disk and what must run."""
+    """One model's chain: its stage configs, what is already finished (loaded or run) and what is left."""
 
     entry: ModelEntry
-    key: str
-    done: dict[str, tuple[dict[str, pl.DataFrame], dict[str, Any]]] = field(default_factory=dict)
+    config: ChainConfig
+    done: dict[str, StageOutput] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.config.key
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return tuple(s.name for s in enabled_stages(self.config))
 
     def needs(self, stage: str) -> bool:
-        return stage not in self.done
+        return stage in self.stages and stage not in self.done
 
     @property
     def needs_model(self) -> bool:
-        return self.needs("spans") or self.needs("evaluate")
+        return any(s.uses_model and self.needs(s.name) for s in enabled_stages(self.config))
+
+    def next_stage(self) -> Stage | None:
+        return next_stage(self.config, self.done)
+
+    def inputs(self, stage: Stage):
+        return inputs_of(stage, self.done)
+
+    def table(self, stage: str, name: str) -> pl.DataFrame:
+        return self.done[stage].tables[name]
+
+    @property
+    def facts(self) -> dict[str, dict[str, Any]]:
+        return {name: out.facts for name, out in self.done.items()}
 
 
 class JobState:
-    """Stage keys, the stage store and the timing/LLM bookkeeping of one run."""
+    """The stage store and the timing/LLM bookkeeping of one run."""
 
     def __init__(self, spec: JobSpec, force: tuple[str, ...] = ()):
         self.spec = spec
@@ -52,50 +75,34 @@ class JobState:
         for stage in force:
             if stage not in STAGES:
                 raise UserError(f"--force {stage}: unknown stage; stages are {', '.join(STAGES)}")
-            self.force.update(DOWNSTREAM[stage])
+            self.force.update(downstream(stage))
         self.timings: list[dict[str, Any]] = []
         self.llm_stats: list[dict[str, Any]] = []
 
-    # Keys: what produced a stage's output. Changing any of it recomputes the stage and what follows.
-    def spans_key(self, entry: ModelEntry) -> str:
-        s = self.spec
-        return content_key({"v": STAGE_VERSION, "model": entry.model_dump(), "probe": s.probe.model_dump(),
-                            "layers": s.layers, "pool": _pool_hash(s.pool, s.cache_dir), "spans": s.spans.model_dump(),
-                            "precision": s.resources.precision})
-
-    def score_key(self, spans: pl.DataFrame) -> str:
-        return content_key({"v": STAGE_VERSION, "spans": frame_hash(spans), "llm": self.spec.llm.model_dump(mode="json")})
-
-    def evaluate_key(self, entry: ModelEntry, ccs: pl.DataFrame) -> str:
-        return content_key({"v": STAGE_VERSION, "model": entry.model_dump(), "ccs": frame_hash(ccs),
-                            "evaluation": self.spec.evaluation.model_dump(mode="json")})
-
-    def lookup(self, plan: ModelPlan, stage: str, key: str) -> bool:
-        if stage in self.force:
+    def lookup(self, plan: ModelPlan, stage: Stage) -> bool:
+        """Reuse the stage from the store when it finished under the key of its current inputs."""
+        inputs = plan.inputs(stage)
+        if stage.name in self.force or inputs is None:
             return False
-        found = self.store.load(plan.key, stage, key)
+        found = self.store.load(plan.key, stage.name, stage.key(plan.config, inputs))
         if found is None:
             return False
-        plan.done[stage] = found
-        self.timings.append({"model": plan.key, "stage": stage, "seconds": 0.0, "reused": True})
-        if stage == "score":
-            self.llm_stats.append({**found[1].get("llm", {}), "reused_stage": True})
-        log.info("%s: stage %s reused from %s", plan.key, stage, self.store.root)
+        plan.done[stage.name] = found
+        self.timings.append({"model": plan.key, "stage": stage.name, "seconds": 0.0, "reused": True})
+        if "llm" in found.facts:
+            self.llm_stats.append({**found.facts["llm"], "reused_stage": True})
+        log.info("%s: stage %s reused from %s", plan.key, stage.name, self.store.root)
         return True
 
-    def finish(self, plan: ModelPlan, stage: str, key: str, tables: dict[str, pl.DataFrame], facts: dict[str, Any], seconds: float):
-        manifest = self.store.save(plan.key, stage, key, tables, {**facts, "seconds": round(seconds, 3), "versions": versions()})
-        plan.done[stage] = (tables, manifest)
-        self.timings.append({"model": plan.key, "stage": stage, "seconds": round(seconds, 3), "reused": False})
-        if stage == "score":
-            self.llm_stats.append(facts.get("llm", {}))
-        log.info("%s: stage %s done in %.1f s", plan.key, stage, seconds)
-
-
-def _pool_hash(pool: str, cache_dir: str) -> str:
-    from ccs_dist.text.pool import resolve_pool
-
-    return resolve_pool(pool, cache_dir).content_hash
+    def finish(self, plan: ModelPlan, stage: Stage, inputs, output: StageOutput, seconds: float) -> None:
+        """Record a stage that just ran: its tables and manifest in the store (resume), its time and LLM use."""
+        facts = {**output.facts, "seconds": round(seconds, 3), "versions": versions()}
+        manifest = self.store.save(plan.key, stage.name, stage.key(plan.config, inputs), output.tables, facts)
+        plan.done[stage.name] = StageOutput(output.tables, manifest)
+        self.timings.append({"model": plan.key, "stage": stage.name, "seconds": round(seconds, 3), "reused": False})
+        if "llm" in output.facts:
+            self.llm_stats.append(output.facts["llm"])
+        log.info("%s: stage %s done in %.1f s", plan.key, stage.name, seconds)
 
 
 def versions() -> dict[str, str]:
@@ -111,14 +118,12 @@ def versions() -> dict[str, str]:
 
 
 def plan_models(state: JobState) -> list[ModelPlan]:
-    """Reuse what is on disk, as far down each model's graph as it stays valid."""
+    """Reuse what is on disk, as far down each model's chain as it stays valid."""
     plans = []
     for entry in state.spec.models:
-        plan = ModelPlan(entry, model_key_of(entry))
-        if state.lookup(plan, "spans", state.spans_key(entry)):
-            spans = plan.done["spans"][0]["spans"]
-            if state.lookup(plan, "score", state.score_key(spans)):
-                state.lookup(plan, "evaluate", state.evaluate_key(entry, plan.done["score"][0]["ccs"]))
+        plan = ModelPlan(entry, state.spec.chain_config(entry))
+        for stage in enabled_stages(plan.config):
+            state.lookup(plan, stage)  # a stage whose inputs were not reused is not looked up
         plans.append(plan)
     return plans
 
@@ -130,26 +135,16 @@ def plan_models(state: JobState) -> list[ModelPlan]:
 def run_local(state: JobState, plans: list[ModelPlan], show_progress: bool = True) -> None:
     import gc
 
-    from ccs_dist.jobs.stages import ModelStages, score_stage
-
     threads = max(1, int(state.spec.resources.cpus_per_model)) if state.spec.resources.device == "cpu" else None
     for plan in plans:
-        stages = ModelStages(state.spec, plan.entry, threads=threads, progress=show_progress) if plan.needs_model else None
-        if plan.needs("spans"):
+        runner = ModelRunner(plan.config, threads=threads, progress=show_progress) if plan.needs_model else None
+        while (stage := plan.next_stage()) is not None:
+            inputs = plan.inputs(stage)
             t0 = time.perf_counter()
-            tables, meta = stages.spans()
-            state.finish(plan, "spans", state.spans_key(plan.entry), tables, {"metadata": meta}, time.perf_counter() - t0)
-        spans = plan.done["spans"][0]["spans"]
-        if plan.needs("score"):
-            t0 = time.perf_counter()
-            tables, stats = score_stage(spans, state.spec, show_progress)
-            state.finish(plan, "score", state.score_key(spans), tables, {"llm": stats}, time.perf_counter() - t0)
-        ccs = plan.done["score"][0]["ccs"]
-        if plan.needs("evaluate"):
-            t0 = time.perf_counter()
-            table, facts = stages.evaluate(ccs)
-            state.finish(plan, "evaluate", state.evaluate_key(plan.entry, ccs), {"evaluation": table}, facts, time.perf_counter() - t0)
-        del stages
+            output = runner.run(stage.name, inputs) if stage.uses_model else \
+                run_stage(stage.name, StageContext(plan.config, None, show_progress), inputs)
+            state.finish(plan, stage, inputs, output, time.perf_counter() - t0)
+        del runner
         gc.collect()
 
 
@@ -185,8 +180,8 @@ def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) ->
     run_dir = spec.run_dir
     tables: dict[str, list[pl.DataFrame]] = {}
     for plan in plans:
-        for stage in STAGES:
-            for name, df in plan.done[stage][0].items():
+        for stage in plan.stages:
+            for name, df in plan.done[stage].tables.items():
                 tables.setdefault(name, []).append(df)
     precision = {plan.key: _stage_precision(plan) for plan in plans}
     merged = {name: pl.concat(frames, how="vertical_relaxed") for name, frames in tables.items()}
@@ -200,16 +195,16 @@ def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) ->
                                   {"run": spec.run, "spec_hash": spec.spec_hash(), "stage_precision": precision})
     models = []
     for plan in plans:
-        meta = plan.done["spans"][1].get("metadata", {})
+        meta = plan.done["spans"].facts.get("metadata", {})
         models.append({"model": plan.key, "arch": plan.entry.arch, "pretrained": plan.entry.pretrained,
                        "random_init": plan.entry.pretrained is None, **{k: meta.get(k) for k in ("num_layers", "num_heads", "embed_dim")},
                        "stage_precision": precision[plan.key]})
     skipped = []
     for plan in plans:
-        meta = plan.done["spans"][1].get("metadata", {})
+        meta = plan.done["spans"].facts.get("metadata", {})
         if meta.get("skipped_images"):
             skipped.append({"model": plan.key, "skipped_images": meta["skipped_images"]})
-    ccs = pl.concat([p.done["score"][0]["ccs"] for p in plans], how="vertical_relaxed")
+    ccs = pl.concat([p.table("score", "ccs") for p in plans], how="vertical_relaxed")
     failed = int(ccs["n_failed"].sum()) if "n_failed" in ccs.columns else 0
     flagged = _flagged(tables)
     manifest = {
@@ -252,7 +247,7 @@ def _redacted_spec(spec: JobSpec) -> dict[str, Any]:
 
 def _stage_precision(plan: ModelPlan) -> dict[str, str]:
     """What each stage of a model computed in (the spans stage records it; older stages fall back to the model's)."""
-    meta = plan.done["spans"][1].get("metadata", {})
+    meta = plan.done["spans"].facts.get("metadata", {})
     return meta.get("stage_precision") or {"decompose": meta.get("precision"), "evaluate": meta.get("precision")}
 
 
@@ -267,9 +262,10 @@ def _write_report(run_dir: Path) -> Path | None:
 
 def summarize(manifest: dict[str, Any], report: Path | None) -> str:
     lines = [f"run {manifest['run']} ({manifest['mode']} mode) finished in {manifest['wall_s']:.1f} s"]
+    width = max([9, *(len(t["stage"]) for t in manifest["stages"])])
     for t in manifest["stages"]:
         status = "reused" if t["reused"] else f"{t['seconds']:.1f} s"
-        lines.append(f"  {t['model']:<34} {t['stage']:<9} {status}")
+        lines.append(f"  {t['model']:<34} {t['stage']:<{width}} {status}")
     llm = manifest["llm"]
     lines.append(
         f"  LLM: {llm['requests']} requests, {llm['cache_hits']} cache hits, {llm['cache_misses']} misses, "
@@ -292,6 +288,14 @@ def summarize(manifest: dict[str, Any], report: Path | None) -> str:
     return "\n".join(lines)
 
 
+def prepare_data(spec: JobSpec) -> None:
+    """With ``evaluation.synthetic``, the synthetic datasets of the evaluation (and attribution) tasks, once."""
+    if not spec.evaluation.synthetic:
+        return
+    tasks = list(spec.evaluation.tasks) + ([spec.attribution.task] if spec.attribution.enabled else [])
+    prepare_synthetic_data(tasks, spec.data_root)
+
+
 def check_inputs(spec: JobSpec) -> None:
     """Input files the driver can check before any stage runs (the pool is read when planning)."""
     ev = spec.evaluation
@@ -309,10 +313,11 @@ def run_job(spec: JobSpec, mode: str = "local", force: tuple[str, ...] = (), sho
     t0 = time.perf_counter()
     state = JobState(spec, force)
     check_inputs(spec)
-    prepare_evaluation_data(spec)
+    prepare_data(spec)
     plans = plan_models(state)
-    todo = sum(plan.needs(s) for plan in plans for s in STAGES)
-    log.info("run %s: %d models, %d stages to run, %d reused", spec.run, len(plans), todo, len(plans) * len(STAGES) - todo)
+    todo = sum(plan.needs(s) for plan in plans for s in plan.stages)
+    total = sum(len(plan.stages) for plan in plans)
+    log.info("run %s: %d models, %d stages to run, %d reused", spec.run, len(plans), todo, total - todo)
     if todo:
         if mode == "local":
             run_local(state, plans, show_progress)

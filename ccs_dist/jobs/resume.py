@@ -7,8 +7,6 @@ manifest exists and its key (what produced it) is the same.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import shutil
 from pathlib import Path
@@ -16,19 +14,13 @@ from typing import Any
 
 import polars as pl
 
+from ccs_dist.stages.chain import StageOutput
 from ccs_dist.store import MANIFEST, atomic_write_json, read_json
-from ccs_dist.tables import write_table
+from ccs_dist.schemas import write_table
 
 
 def slug(model_key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", model_key)
-
-
-def frame_hash(df: pl.DataFrame) -> str:
-    """Content hash of a table (row order and values), the input key of downstream stages."""
-    h = hashlib.sha256(json.dumps(df.columns).encode())
-    h.update(df.hash_rows(seed=0).to_numpy().tobytes())
-    return h.hexdigest()[:24]
 
 
 class StageStore:
@@ -38,15 +30,15 @@ class StageStore:
     def _dir(self, model_key: str, stage: str) -> Path:
         return self.root / slug(model_key) / stage
 
-    def load(self, model_key: str, stage: str, key: str) -> tuple[dict[str, pl.DataFrame], dict[str, Any]] | None:
+    def load(self, model_key: str, stage: str, key: str) -> StageOutput | None:
+        """The stage's tables and its manifest (as facts), when it finished under ``key``."""
         d = self._dir(model_key, stage)
         if not (d / MANIFEST).is_file():
             return None
         manifest = read_json(d / MANIFEST)
         if manifest.get("key") != key:
             return None
-        tables = {name: pl.read_parquet(d / f"{name}.parquet") for name in manifest["tables"]}
-        return tables, manifest
+        return StageOutput({name: pl.read_parquet(d / f"{name}.parquet") for name in manifest["tables"]}, manifest)
 
     def save(self, model_key: str, stage: str, key: str, tables: dict[str, pl.DataFrame], facts: dict[str, Any]) -> dict[str, Any]:
         d = self._dir(model_key, stage)

@@ -2,13 +2,14 @@
 
 ``${VAR}`` and ``${VAR:-default}`` in the spec's string values are replaced from the environment (dataset
 roots, endpoints) after the YAML is parsed, so a value can neither end a line nor add keys. A key given
-twice and a true/false where a number belongs are errors. Validation (pydantic) happens only here, at the edge; the rest of the job uses the frozen
-stage configs built by :meth:`JobSpec.score_config` and friends.
+twice and a true/false where a number belongs are errors. The stage sections (``probe``, ``spans``, ``llm``,
+``evaluation``, ``attribution``) are the stage configs of :mod:`ccs_dist.stages` themselves, so every stage
+option is settable here and its default lives in one place; :meth:`JobSpec.chain_config` gives one model's.
 
 Where paths point (the same wherever the job is started and however ccs_dist is installed):
 ``--spec NAME`` is a spec shipped in ``ccs_dist/jobs/specs/`` (``demo``, ``paper_grid``, ``local_gpu``),
 anything else a YAML file. Input paths written in a spec (``pool``, ``probe.images``,
-``evaluation.data_root``, ``evaluation.occupations``, ``TASK@PATH``, checkpoint files) are relative to the
+``evaluation.data_root``, ``evaluation.occupations``, ``evaluation.concept_map``, ``TASK@PATH``, checkpoint files) are relative to the
 spec file's folder; outputs (``out``, ``cache_dir``) to the directory the job is started in, and are made
 absolute there so every worker on this machine writes to the same place. Synthetic evaluation sets go
 under ``cache_dir`` unless ``evaluation.data_root`` says otherwise.
@@ -24,27 +25,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ccs_dist.errors import UserError
-from ccs_dist.llm.config import ScoreConfig as _SCORE_DEFAULTS
+from ccs_dist.weights import CHECKPOINT_SUFFIXES, has_no_weights
+from ccs_dist.stages.attribution import AttributionStageConfig
+from ccs_dist.stages.chain import ChainConfig
+from ccs_dist.stages.config import StageConfig as _Strict
+from ccs_dist.stages.decompose import ProbeConfig
+from ccs_dist.stages.evaluate import EvaluateConfig
+from ccs_dist.stages.model import ModelSpec
+from ccs_dist.stages.score import LLMConfig
+from ccs_dist.stages.spans import SpansConfig
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SHIPPED_SPECS = Path(__file__).resolve().parent / "specs"
 DEFAULT_SPEC = "demo"
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_for_numbers(cls, v, info):
-        """pydantic reads ``true`` as 1 for an int field; a spec saying ``layers: true`` is a mistake."""
-        if isinstance(v, bool) and "bool" not in str(cls.model_fields[info.field_name].annotation):
-            raise ValueError(f"got {str(v).lower()}, expected a number or a list, not true/false")
-        return v
 
 
 class ModelEntry(_Strict):
@@ -56,92 +52,13 @@ class ModelEntry(_Strict):
     @field_validator("pretrained", mode="before")
     @classmethod
     def _none(cls, v):
-        return None if v in (None, "", "none", "None", "random", "random-init") else str(v)
-
-
-class ProbeSection(_Strict):
-    images: str = "synthetic:256"
-    batch_size: int = Field(64, ge=1)
-    on_bad_image: Literal["skip", "error"] = "skip"
-    workers: int | None = Field(None, ge=0)
-
-
-class StabilitySection(_Strict):
-    resamples: int = Field(8, ge=0)  # K random half-samples of the probe images; 0: no stability columns
-    buckets: int = Field(10, ge=2)
-    seed: int = 0
-
-
-class SpansSection(_Strict):
-    m: int = Field(5, ge=1)
-    rank: int = Field(80, ge=1)
-    method: Literal["exact", "faiss"] = "exact"
-    rank_policy: Literal["numerical", "reference"] = "numerical"  # reference: keep rank-80 noise directions
-    precision: Literal["fp32", "bf16"] = "fp32"  # decomposition + text embeddings for TextSpan
-    stability: StabilitySection = StabilitySection()
-
-    def config(self, rank: int | None = None):
-        from ccs_dist.span_stability import StabilityConfig
-        from ccs_dist.spans import SpanConfig
-
-        return SpanConfig(m=self.m, rank=rank or self.rank, method=self.method, rank_policy=self.rank_policy,
-                          precision=self.precision, stability=StabilityConfig(**self.stability.model_dump()))
-
-
-class EndpointSection(_Strict):
-    model: str = "gpt-4o-mini"
-    base_url: str = "https://api.openai.com/v1"
-    api_key_env: str | None = Field("OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # null: send no key
-    rpm: float = Field(500.0, gt=0)
-    tpm: float = Field(200_000.0, gt=0)
-    max_concurrency: int = Field(16, ge=1)
-    timeout_s: float = Field(60.0, gt=0)
-    max_attempts: int = Field(8, ge=1)
-    price_in_per_mtok: float = Field(0.15, ge=0)
-    price_out_per_mtok: float = Field(0.60, ge=0)
-
-
-class LLMSection(_Strict):
-    backend: Literal["openai", "offline"] = "offline"
-    labeler: EndpointSection = EndpointSection()
-    judges: tuple[EndpointSection, ...] = (EndpointSection(),)
-    judge_mode: Literal["pair", "head"] = "pair"
-    offline_embedder: str = "minilm"
-    offline_threshold: float | None = None
-    cache: Literal["use", "refresh", "bypass"] = "use"
-    max_description_chars: int = Field(_SCORE_DEFAULTS.max_description_chars, ge=1)  # longer ones are cut before sending
-    label_prompt: Literal["label", "label_paper"] = "label"  # label_paper: the paper's one-word prompt
-
-
-class EvaluationSection(_Strict):
-    tasks: tuple[str, ...] = ()
-    data_root: str | None = None  # required for real datasets; synthetic ones default to CACHE_DIR/synthetic-data
-    synthetic: bool = False  # write synthetic datasets in the real formats into data_root first
-    conditions: tuple[str, ...] = ("original", "high", "low", "moderate", "random", "equal", "concept")
-    seeds: tuple[int, ...] = (0, 1, 2)
-    concepts: tuple[str, ...] | None = None
-    heads: dict[str, str] = {}  # explicit lists: name -> "L11.H5,L10.H8"
-    batch_size: int = Field(64, ge=1)
-    limit: int | None = Field(None, ge=1)
-    templates_per_class: int | None = Field(None, ge=1)
-    frames: int | None = Field(None, ge=1)
-    k: int = Field(10, ge=1)
-    occupations: str | None = None
-    ablation: Literal["zero", "mean"] = "zero"
-    download: bool = False
-    min_stability: float | None = Field(None, ge=0, le=1)  # heads less span-stable join no CCS-based head set
-    concept_heads: Literal["any", "high"] = "any"  # high: a concept's high-CCS heads only (the paper)
-    random_layers: Literal["scored", "all", "reference"] = "scored"
-    video_pooling: Literal["renormalised", "mean"] = "renormalised"  # mean: the paper's code
-    class_names: Literal["standard", "paper"] = "standard"  # paper: the reference code's class names
-    bias_templates: Literal["standard", "paper"] = "standard"  # paper: the reference's four occupation templates
-    bias_ranking: Literal["global", "per_occupation"] = "global"  # per_occupation: SocialCounterfactuals as the paper
+        return None if has_no_weights(v) else str(v)
 
 
 class ResourcesSection(_Strict):
     gpus_per_model: float = Field(0, ge=0)
     cpus_per_model: float = Field(1, gt=0)
-    model_workers: int = Field(1, ge=1)  # model actors alive at once
+    model_workers: int | None = Field(None, ge=1)  # Ray: most model actors alive at once (None: as many as fit)
     device: str = "auto"  # local mode: cpu, cuda, cuda:N, auto
     precision: Literal["fp32", "bf16"] | None = None
 
@@ -152,12 +69,13 @@ class JobSpec(_Strict):
     out: str = "reports"
     cache_dir: str = "cache"
     models: tuple[ModelEntry, ...] = Field(min_length=1)
-    probe: ProbeSection = ProbeSection()
+    probe: ProbeConfig = ProbeConfig()
     layers: int | tuple[int, ...] = 4
     pool: str = "default"
-    spans: SpansSection = SpansSection()
-    llm: LLMSection = LLMSection()
-    evaluation: EvaluationSection = EvaluationSection()
+    spans: SpansConfig = SpansConfig()
+    llm: LLMConfig = LLMConfig()
+    evaluation: EvaluateConfig = EvaluateConfig()
+    attribution: AttributionStageConfig = AttributionStageConfig()
     resources: ResourcesSection = ResourcesSection()
 
     @model_validator(mode="before")
@@ -176,6 +94,9 @@ class JobSpec(_Strict):
         ev = self.evaluation
         if ev.data_root is None and not ev.synthetic and any("@" not in t for t in ev.tasks):
             problems.append("evaluation.data_root: is required for real datasets, give the folder that holds them")
+        at = self.attribution
+        if at.enabled and ev.data_root is None and not ev.synthetic and "@" not in at.task:
+            problems.append("attribution.task: a real dataset needs evaluation.data_root, give the folder that holds it")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -195,21 +116,22 @@ class JobSpec(_Strict):
         return Path(self.out) / self.run
 
     def score_config(self, show_progress: bool = True):
-        from ccs_dist.llm.config import CacheConfig, EndpointConfig, OfflineConfig, ScoreConfig
+        return self.llm.score_config(cache_dir=Path(self.cache_dir) / "llm", show_progress=show_progress)
 
-        def endpoint(e: EndpointSection) -> EndpointConfig:
-            return EndpointConfig(**e.model_dump())
-
-        return ScoreConfig(
-            backend=self.llm.backend,
-            labeler=endpoint(self.llm.labeler),
-            judges=tuple(endpoint(j) for j in self.llm.judges),
-            judge_mode=self.llm.judge_mode,
-            cache=CacheConfig(directory=str(Path(self.cache_dir) / "llm"), mode=self.llm.cache),
-            offline=OfflineConfig(embedder=self.llm.offline_embedder, threshold=self.llm.offline_threshold),
-            max_description_chars=self.llm.max_description_chars,
-            show_progress=show_progress,
-            label_prompt=self.llm.label_prompt,
+    def chain_config(self, entry: ModelEntry) -> ChainConfig:
+        """One model's stage configs: the entry's layers and rank override the spec's."""
+        layers = entry.layers if entry.layers is not None else self.layers
+        return ChainConfig(
+            model=ModelSpec(entry.arch, entry.pretrained, device=self.resources.device, precision=self.resources.precision),
+            layers=layers if isinstance(layers, int) else tuple(layers),
+            probe=self.probe,
+            pool=self.pool,
+            spans=self.spans.model_copy(update={"rank": entry.rank or self.spans.rank}),
+            llm=self.llm,
+            evaluation=self.evaluation,
+            attribution=self.attribution,
+            cache_dir=self.cache_dir,
+            data_root=str(self.data_root),
         )
 
 
@@ -306,7 +228,7 @@ def _anchored(value: str, base: Path) -> str:
 
 
 def _anchor_images(images: str, base: Path) -> str:
-    from ccs_dist.images import GENERATED_SETS
+    from ccs_dist.data.images import GENERATED_SETS
 
     name, sep, rest = images.partition(":")
     if sep and name in GENERATED_SETS:
@@ -326,7 +248,11 @@ def _anchor_paths(spec: JobSpec, base: Path) -> JobSpec:
         "tasks": tasks,
         "data_root": _anchored(ev.data_root, base) if ev.data_root is not None else None,
         "occupations": _anchored(ev.occupations, base) if ev.occupations is not None else None,
+        "concept_map": _anchored(ev.concept_map, base) if ev.concept_map is not None else None,
     })
+    task = spec.attribution.task
+    attribution = spec.attribution.model_copy(update={
+        "task": f"{task.partition('@')[0]}@{_anchored(task.partition('@')[2], base)}" if "@" in task else task})
     models = tuple(
         m.model_copy(update={"pretrained": _anchored(m.pretrained, base)})
         if m.pretrained and m.pretrained.endswith(CHECKPOINT_SUFFIXES) else m
@@ -339,6 +265,7 @@ def _anchor_paths(spec: JobSpec, base: Path) -> JobSpec:
         "probe": spec.probe.model_copy(update={"images": _anchor_images(spec.probe.images, base)}),
         "models": models,
         "evaluation": evaluation,
+        "attribution": attribution,
     })
 
 

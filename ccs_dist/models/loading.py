@@ -19,13 +19,12 @@ import torch
 from torch import nn
 
 from ccs_dist.errors import UserError
-from ccs_dist.weights import RANDOM_INIT, parse_pretrained
 from ccs_dist.models.head_attention import HeadAttention, install_head_attention
+from ccs_dist.weights import CHECKPOINT_SUFFIXES, SCHEMA_PREFIXES, has_no_weights, model_key
 
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
 @dataclass(eq=False)
@@ -200,7 +199,7 @@ def _resolve_precision(precision: str | None, device: torch.device) -> str:
 def _check_arch(arch: str) -> None:
     import open_clip
 
-    if arch.startswith(("hf-hub:", "local-dir:")):
+    if arch.startswith(SCHEMA_PREFIXES):
         return
     known = open_clip.list_models()
     if arch not in known:
@@ -213,9 +212,9 @@ def _classify_pretrained(arch: str, pretrained: str | None) -> tuple[str, str | 
     """-> (kind, value) with kind one of none / tag / file."""
     import open_clip
 
-    if arch.startswith(("hf-hub:", "local-dir:")):
+    if arch.startswith(SCHEMA_PREFIXES):
         return "schema", None  # the id names config and weights together
-    if parse_pretrained(pretrained) is None:
+    if has_no_weights(pretrained):
         return "none", None
     tags = open_clip.list_pretrained_tags_by_model(arch)
     if pretrained in tags:
@@ -223,7 +222,7 @@ def _classify_pretrained(arch: str, pretrained: str | None) -> tuple[str, str | 
     path = Path(pretrained).expanduser()
     if path.is_file():
         return "file", str(path)
-    if path.suffix in _CHECKPOINT_SUFFIXES or "/" in pretrained or path.exists():
+    if path.suffix in CHECKPOINT_SUFFIXES or "/" in pretrained or path.exists():
         raise UserError(f"checkpoint file {pretrained} not found: give an existing .pt/.bin/.safetensors file")
     valid = ", ".join(tags) if tags else "none (this architecture has no published tags; give a checkpoint file)"
     raise UserError(f"unknown pretrained tag {pretrained!r} for {arch}: valid tags are {valid}, or none for random init")
@@ -310,18 +309,16 @@ def load_model(
     heads = install_head_attention(visual)
     model = model.to(dev).eval()
 
+    key = model_key(arch, value, is_file=kind == "file")
     if kind in ("none",):
-        key = f"{arch}/{RANDOM_INIT}"
         pretrained_name = None
         log.warning(
             "RANDOM INIT: %s has no pretrained weights (seed %d); results describe an untrained network", arch, seed
         )
     elif kind == "schema":
-        key, pretrained_name = arch, arch
-    elif kind == "file":
-        key, pretrained_name = f"{arch}/file:{Path(value).name}", value
+        pretrained_name = arch
     else:
-        key, pretrained_name = f"{arch}/{value}", value
+        pretrained_name = value
     loaded = LoadedModel(
         model=model,
         preprocess=preprocess,

@@ -22,7 +22,7 @@ import polars as pl
 
 from ccs_dist.ccs import PAPER_THRESHOLDS
 from ccs_dist.heads import head_name
-from ccs_dist.weights import is_random_init_tag
+from ccs_dist.weights import is_random_init_key, is_random_init_tag
 from ccs_dist.report import charts
 from ccs_dist.report.effects import ccs_effect_section
 from ccs_dist.report.html import Markup, esc, fmt, json_for_script, table, tag
@@ -89,8 +89,7 @@ def _is_random_init(key: str, info: dict[str, Any] | None) -> bool:
             return bool(info["random_init"])
         if "pretrained" in info and is_random_init_tag(info["pretrained"]):
             return True
-    tag_ = key.rsplit("/", 1)[-1].lower() if "/" in key else ""
-    return bool(tag_) and is_random_init_tag(tag_)
+    return is_random_init_key(key)
 
 
 def build_models(data: RunData, thumbs: ThumbIndex | None = None) -> list[ModelView]:

@@ -11,19 +11,18 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 def test_bf16_evaluation_model_gives_fp32_spans(tmp_path):
     from ccs_dist.models import load_model
-    from ccs_dist.runners import DecomposeRun, ModelSpec, TextSpanRun, run_textspan
-    from ccs_dist.span_stability import StabilityConfig
-    from ccs_dist.spans import SpanConfig
+    from ccs_dist.stages.decompose import ProbeConfig
+    from ccs_dist.stages.spans import SpansConfig, StabilitySection, spans_stage
 
     def spans(precision: str, span_precision: str = "fp32"):
         loaded = load_model("ViT-B-32", None, device="cuda", precision=precision)
-        run = TextSpanRun(DecomposeRun(ModelSpec("ViT-B-32", None, "cuda", precision), "synthetic:64", str(tmp_path / "c")),
-                          spans=SpanConfig(precision=span_precision, stability=StabilityConfig(resamples=2)), out=None)
-        return run_textspan(run, loaded=loaded)
+        return spans_stage(loaded, probe=ProbeConfig(images="synthetic:64"), layers=4, pool="default",
+                           spans=SpansConfig(precision=span_precision, stability=StabilitySection(resamples=2)),
+                           cache_dir=str(tmp_path / "c"), progress=False)
 
     fp32, bf16_eval = spans("fp32"), spans("bf16")
-    assert bf16_eval["metadata"]["stage_precision"] == {"decompose": "fp32", "text_embeddings": "fp32", "textspan": "fp64",
-                                                        "evaluate": "bf16"}
-    assert bf16_eval["table"]["text"].to_list() == fp32["table"]["text"].to_list()
+    assert bf16_eval.metadata["stage_precision"] == {"decompose": "fp32", "text_embeddings": "fp32", "textspan": "fp64",
+                                                     "evaluate": "bf16"}
+    assert bf16_eval.table["text"].to_list() == fp32.table["text"].to_list()
     bf16_spans = spans("bf16", "bf16")
-    assert bf16_spans["metadata"]["stage_precision"]["decompose"] == "bf16"
+    assert bf16_spans.metadata["stage_precision"]["decompose"] == "bf16"

@@ -47,7 +47,14 @@ def test_demo_end_to_end(demo_run):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["mode"] == "local" and [m["random_init"] for m in manifest["models"]] == [False, True]
     assert "Ground truth" in (run_dir / "index.html").read_text(encoding="utf-8")
-    assert {(s["model"], s["stage"]) for s in manifest["stages"]} == {(m, s) for m in ccs["model"].unique() for s in ("spans", "score", "evaluate")}
+    stages = ("spans", "score", "evaluate", "attribution")  # the demo enables the optional attribution stage
+    assert {(s["model"], s["stage"]) for s in manifest["stages"]} == {(m, s) for m in ccs["model"].unique() for s in stages}
+    attribution = tables["attribution"]  # the table `ccs-dist attribute` writes, one task for every model
+    assert set(attribution["model"]) == set(ccs["model"]) and set(attribution["dataset"]) == {"toy-colour"}
+    assert list(attribution.columns) == ["model", "dataset", "class", "layer", "head", "method", "value", "n_images"]
+    exact = attribution.filter(pl.col("class").is_null() & (pl.col("method") == "exact"))
+    assert exact.height == 2 * 16 and exact["n_images"].to_list() == [16] * 32  # demo: samples 16, every head
+    assert {"attribution_curves", "attribution_faithfulness", "attribution_reliance"} <= set(tables)
     assert (run_dir / "index.html").is_file()
     assert f"report: {run_dir / 'index.html'}" in proc.stdout
     assert "RANDOM INIT" in proc.stdout
@@ -60,10 +67,12 @@ def test_rerun_reuses_every_stage_and_force_recomputes_downstream(demo_run):
     args = ("--local", "--quiet", "--out", str(root / "reports"), "--cache-dir", str(root / "cache"))
     again = run_full_grid(*args)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("reused from") >= 6 and "stage spans done" not in again.stderr
+    assert again.stderr.count("reused from") >= 8 and "stage spans done" not in again.stderr
+    assert "stage attribution done" not in again.stderr
     forced = run_full_grid(*args, "--force", "score")
     assert forced.returncode == 0, forced.stderr[-3000:]
     assert "stage score done" in forced.stderr and "stage evaluate done" in forced.stderr
+    assert "stage attribution done" in forced.stderr  # it reads the ccs table
     assert "stage spans done" not in forced.stderr
     after = read_tables(run_dir)
     assert set(after) == set(before)

@@ -134,7 +134,7 @@ PAPER_CATEGORIES = {0: "low", 1: "low", 2: "other", 3: "moderate", 4: "other", 5
 def test_the_cli_and_job_score_configs_use_the_paper_categories():
     """The score config the CLI and the job build (not only ccs.py's defaults): a CCS-2 head is ``other``."""
     from ccs_dist.jobs.spec import load_spec
-    from ccs_dist.llm.commands import build_score_config
+    from ccs_dist.cli.score import build_score_config
 
     cli = build_score_config(
         backend="offline", base_url=None, llm_model="gpt-4o-mini", judges=None, judge_mode="pair", cache_dir="c",

@@ -8,9 +8,10 @@ from ccs_dist.distributed.executor import heartbeat
 
 
 def test_running_and_queued_are_reported_apart():
-    a = SimpleNamespace(key="ViT-B-32/random-init", done={"spans": 1})
-    b = SimpleNamespace(key="ccs-tiny/random-init", done={})
-    c = SimpleNamespace(key="ccs-toy/x", done={"spans": 1, "score": 1})
+    chain = ("spans", "score", "evaluate")
+    a = SimpleNamespace(key="ViT-B-32/random-init", done={"spans": 1}, stages=chain)
+    b = SimpleNamespace(key="ccs-tiny/random-init", done={}, stages=chain)
+    c = SimpleNamespace(key="ccs-toy/x", done={"spans": 1, "score": 1}, stages=chain)
     pending = [(a, "score", 100.0), (b, "spans", 90.0), (c, "evaluate", 108.0)]
     started = {("ViT-B-32/random-init", "score"): 104.0,
                ("ccs-tiny/random-init", "spans"): 10.0,  # an earlier attempt, before this submission: not this call

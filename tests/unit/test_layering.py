@@ -13,14 +13,14 @@ Layers, lowest first (a module may import its own layer and any lower one, never
 5. attribution (maths and driver; uses evaluate's task parsing)
 6. report (reads every table)
 7. the flat API (``ccs_dist/__init__``)
-8. stages (one config + function per stage)
-9. cli, jobs (entry points)
-10. distributed (Ray actors over the stages)
+8. stages (one config + function per stage, and the chain written once)
+9. distributed (Ray actors that run the stages)
+10. jobs (job specs, local mode, the Ray driver)
+11. cli (commands; ``python -m ccs_dist.jobs.full_grid`` is the one entry point that hands over to it)
 
 ``ccs_dist.testing`` (test and bench helpers) sits outside the order: it may import anything, and no
 other module may import it. The library (layers 0-7) never imports stages, cli, jobs, distributed or
-testing. Module names listed in a layer need not exist (stages/ and cli/ come from the renovation's
-other half), so the test holds before and after they move.
+testing.
 """
 
 from __future__ import annotations
@@ -36,37 +36,32 @@ PACKAGE = Path(__file__).resolve().parents[2] / "ccs_dist"
 
 LAYERS: list[tuple[str, ...]] = [
     ("ccs_dist.errors", "ccs_dist.log", "ccs_dist.store", "ccs_dist.schemas", "ccs_dist.heads", "ccs_dist.weights",
-     "ccs_dist.axes", "ccs_dist.protocol",
-     "ccs_dist.tables"),  # MERGE-SHIM of schemas
+     "ccs_dist.axes", "ccs_dist.protocol"),
     ("ccs_dist.models", "ccs_dist.text", "ccs_dist.data", "ccs_dist.toy.world", "ccs_dist.toy.data", "ccs_dist.toy.pool",
-     "ccs_dist.loader", "ccs_dist.device_decode",
-     "ccs_dist.images"),  # MERGE-SHIM of data.images
+     "ccs_dist.loader", "ccs_dist.device_decode"),
     ("ccs_dist.decompose", "ccs_dist.decompose_stream", "ccs_dist.shard_writer", "ccs_dist.moments",
      "ccs_dist.textspan", "ccs_dist.span_stability", "ccs_dist.spans", "ccs_dist.ccs", "ccs_dist.head_images",
      "ccs_dist.toy.train"),
-    ("ccs_dist.llm", "ccs_dist.head_sets", "ccs_dist.toy.ground_truth", "ccs_dist.toy.outcomes", "ccs_dist.toy",
-     "ccs_dist.prune"),  # MERGE-SHIM of head_sets
+    ("ccs_dist.llm", "ccs_dist.head_sets", "ccs_dist.toy.ground_truth", "ccs_dist.toy.outcomes", "ccs_dist.toy"),
     ("ccs_dist.evaluate",),
     ("ccs_dist.attribution",),
     ("ccs_dist.report",),
     ("ccs_dist",),
-    ("ccs_dist.stages",
-     "ccs_dist.runners"),  # stage glue until the stage layer replaces it
-    ("ccs_dist.cli", "ccs_dist.jobs",
-     # command code that still lives beside its library package until it moves into ccs_dist.cli
-     "ccs_dist.llm.commands", "ccs_dist.evaluate.command", "ccs_dist.attribution.command"),
+    ("ccs_dist.stages",),
     ("ccs_dist.distributed",),
+    ("ccs_dist.jobs",),
+    ("ccs_dist.cli",),
 ]
 TOP_LAYERS = ("ccs_dist.stages", "ccs_dist.cli", "ccs_dist.jobs", "ccs_dist.distributed", "ccs_dist.testing")
 LIBRARY_TOP = 7  # the flat API: layers 0..7 are the library
 TESTING = "ccs_dist.testing"
 
-# Third-party imports owned by one layer each: Ray by distributed, the CLI parser by the cli layer.
+# Third-party imports owned by one layer each: Ray by distributed (and the job driver that starts it), the CLI
+# parser by the cli layer.
 OWNED_THIRD_PARTY = {"ray": ("ccs_dist.distributed", "ccs_dist.jobs"), "fire": ("ccs_dist.cli",)}
 
-# Upward imports in files owned by the renovation's other half (jobs <-> distributed); each entry must still
-# exist (so it is dropped once fixed) and nothing else may be added. MERGE: empty this list.
-PENDING: set[tuple[str, str]] = {("ccs_dist.jobs.pipeline", "ccs_dist.distributed.executor")}
+# The one allowed upward import: ``python -m ccs_dist.jobs.full_grid`` hands over to its command.
+ENTRY_POINTS: set[tuple[str, str]] = {("ccs_dist.jobs.full_grid", "ccs_dist.cli.full_grid")}
 
 
 def _module_name(path: Path) -> str:
@@ -143,7 +138,7 @@ def test_every_module_has_a_layer():
 def test_no_import_runs_up_a_layer():
     upward = sorted({(a, b) for a, b in _edges() if not a.startswith(TESTING) and not b.startswith(TESTING)
                      and _layer(b) is not None and _layer(b) > _layer(a)})
-    assert set(upward) == PENDING, "upward imports (module -> higher layer): " + ", ".join(f"{a} -> {b}" for a, b in upward)
+    assert set(upward) == ENTRY_POINTS, "upward imports (module -> higher layer): " + ", ".join(f"{a} -> {b}" for a, b in upward)
 
 
 def test_library_never_imports_stages_cli_jobs_distributed_or_testing():
@@ -176,7 +171,7 @@ def test_the_checker_sees_lazy_relative_and_from_imports(tmp_path):
     found = _imports("ccs_dist.llm.x", src)
     assert {"ccs_dist.jobs.spec", "ccs_dist.llm.score", "ccs_dist.cli"} <= found
     assert _layer("ccs_dist.llm.x") < _layer("ccs_dist.jobs.spec")
-    assert _layer("ccs_dist.llm.commands") > _layer("ccs_dist.llm.score")
+    assert _layer("ccs_dist.cli.score") > _layer("ccs_dist.llm.score") > _layer("ccs_dist.spans")
     assert _layer("ccs_dist.stages.spans") > _layer("ccs_dist.report") and _layer("ccs_dist.cli.main") > _layer("ccs_dist.stages")
 
 

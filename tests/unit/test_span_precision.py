@@ -10,7 +10,7 @@ import pytest
 from ccs_dist.decompose import decomposition_key
 from ccs_dist.errors import UserError
 from ccs_dist.data.images import resolve_image_set
-from ccs_dist.runners import at_precision, stage_precisions
+from ccs_dist.stages.model import at_precision, stage_precisions
 
 
 def test_bf16_model_gives_an_fp32_view_for_spans(tiny, tmp_path):

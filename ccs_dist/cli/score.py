@@ -1,4 +1,4 @@
-"""The ``score`` and ``agreement`` commands: CLI input -> configs -> stage calls (fire glue in cli.py)."""
+"""``score`` and ``agreement``: label and judge every head's spans (CCS); agreement between sets of verdicts."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from pathlib import Path
 
 import polars as pl
 
+from ccs_dist.cli.options import table_in, terminal
 from ccs_dist.errors import UserError
-from ccs_dist.llm.config import CacheConfig, EndpointConfig, OfflineConfig, ScoreConfig
-from ccs_dist.tables import csv_safe, csv_unescape
+from ccs_dist.llm.config import DEFAULT_KEY_ENV, CacheConfig, EndpointConfig, OfflineConfig, ScoreConfig
+from ccs_dist.schemas import csv_safe, csv_unescape
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_ENDPOINT = EndpointConfig()  # the LLM defaults' one home is the library's config
+DEFAULT_BASE_URL = _ENDPOINT.base_url
 
 
 def _split_list(value) -> list[str]:
@@ -111,14 +113,78 @@ def build_score_config(
     )
 
 
-def score_command(spans: str, out: str, **flags) -> str:
-    from ccs_dist.llm.score import read_spans, score_spans
+def score(
+    self,
+    spans: str = "",
+    out: str = "",
+    backend: str = "openai",
+    base_url: str | None = None,
+    llm_model: str = _ENDPOINT.model,
+    judges: str | None = None,
+    judge_mode: str = "pair",
+    cache_dir: str = "cache",
+    no_cache: bool = False,
+    refresh_cache: bool = False,
+    api_key_env: str = DEFAULT_KEY_ENV,
+    rpm: float = _ENDPOINT.rpm,
+    tpm: float = _ENDPOINT.tpm,
+    concurrency: int = _ENDPOINT.max_concurrency,
+    timeout: float = _ENDPOINT.timeout_s,
+    max_attempts: int = _ENDPOINT.max_attempts,
+    price_in: float = _ENDPOINT.price_in_per_mtok,
+    price_out: float = _ENDPOINT.price_out_per_mtok,
+    embedder: str = "minilm",
+    threshold: float | None = None,
+    progress: bool = True,
+    max_description_chars: int = ScoreConfig.max_description_chars,
+):
+    """Label every head's spans, judge each (description, label), write labels/judgments/ccs/ccs_at_k parquet.
+
+    Args:
+        spans: spans table (parquet: model, layer, head, rank, text, variance) from the textspan stage, or the
+            run directory that holds it (RUN/tables/spans.parquet).
+        out: the run directory: writes OUT/tables/{labels,judgments,ccs,ccs_at_k}.parquet and OUT/tables/score_meta.json.
+        backend: openai (any OpenAI-compatible endpoint) or offline (local embedder, no network, no key).
+        base_url: endpoint base URL, e.g. http://127.0.0.1:8000/v1 for vLLM/Ollama (default https://api.openai.com/v1).
+        llm_model: model that labels the heads (and judges when --judges is not given).
+        judges: comma-separated judges, each MODEL, MODEL@BASE_URL or MODEL@BASE_URL#KEY_ENV (majority vote; every verdict
+            kept). The --api-key-env key goes only to --base-url; a judge elsewhere gets the key in its KEY_ENV, or none.
+            Offline: minilm or clip:ARCH[/PRETRAINED].
+        judge_mode: pair (one request per description, the paper's protocol) or head (one request per head, five verdicts as JSON).
+        cache_dir: cache root; LLM answers go to CACHE_DIR/llm (shared safely by concurrent runs).
+        no_cache: neither read nor write the cache.
+        refresh_cache: ask again and overwrite cached answers.
+        api_key_env: name of the environment variable holding the API key (its value is never written anywhere).
+        rpm: requests per minute allowed per endpoint (tightened by the server's x-ratelimit headers).
+        tpm: tokens per minute allowed per endpoint.
+        concurrency: most requests in flight per endpoint.
+        timeout: seconds one attempt may take, connect to last byte, before it is retried (a request ends within
+            max_attempts x (timeout + backoff)).
+        max_attempts: attempts per request (429, 5xx, timeouts, dropped connections) before the stage stops.
+        price_in: USD per million prompt tokens, for the cost estimate.
+        price_out: USD per million completion tokens, for the cost estimate.
+        embedder: offline labeler embedder: minilm or clip:ARCH[/PRETRAINED].
+        threshold: offline judge cosine threshold (default: calibrated on the default pool's family tags).
+        progress: show a progress bar (--progress=False or --noprogress to hide it).
+        max_description_chars: descriptions longer than this are cut to it (with a warning) before they are sent.
+    """
+    from ccs_dist.errors import check_dir_arg
+    from ccs_dist.llm.score import read_spans
+    from ccs_dist.stages.score import score_stage
 
     if not spans or not out:
-        raise UserError("score needs --spans SPANS.parquet and --out DIR")
-    config = build_score_config(**flags)
-    result = score_spans(read_spans(spans), config)
-    paths = result.write(out)
+        raise UserError("score needs --spans SPANS.parquet (or a run directory) and --out DIR")
+    check_dir_arg("--out", out)  # before any request is paid for
+    check_dir_arg("--cache-dir", cache_dir)
+    config = build_score_config(
+        backend=backend, base_url=base_url, llm_model=llm_model, judges=judges, judge_mode=judge_mode,
+        cache_dir=str(Path(cache_dir) / "llm"), no_cache=no_cache, refresh_cache=refresh_cache, api_key_env=api_key_env,
+        rpm=rpm, tpm=tpm, concurrency=concurrency, timeout=timeout, max_attempts=max_attempts, price_in=price_in,
+        price_out=price_out, embedder=embedder, threshold=threshold, progress=bool(progress) and terminal(),
+        max_description_chars=max_description_chars,
+    )
+    result = score_stage(read_spans(table_in(spans, "spans")), config)
+    paths = result.write(str(Path(out) / "tables"))
     s = result.stats
     flagged = ""
     if s["flagged_heads"]:
@@ -194,7 +260,7 @@ def _verdicts_of(judgments: pl.DataFrame, judge: str | None) -> pl.DataFrame:
     return judgments.filter(pl.col("judge") == judge).select(_KEY + ["aligned"])
 
 
-def agreement_command(
+def _agreement(
     judgments: str, human: str | None = None, judge_a: str | None = None, judge_b: str | None = None,
     export: str | None = None, n: int = 100, seed: int = 0, out: str | None = None,
 ) -> str:
@@ -236,3 +302,30 @@ def agreement_command(
             f"spearman={r['spearman_rho']:.3f} kendall={r['kendall_tau']:.3f}"
         )
     return "\n".join(lines)
+
+
+def agreement(
+    self,
+    judgments: str = "",
+    human: str | None = None,
+    judge_a: str | None = None,
+    judge_b: str | None = None,
+    export: str | None = None,
+    n: int = 100,
+    seed: int = 0,
+    out: str | None = None,
+):
+    """Agreement (Cohen's kappa, Spearman's rho, Kendall's tau) between two sets of 0/1 verdicts, or export a sample to annotate.
+
+    Args:
+        judgments: judgments.parquet written by `ccs-dist score`, or the run directory that holds it.
+        human: CSV of human verdicts (columns model, layer, head, rank, text, label, aligned as 1/0; blank = not annotated), compared with --judge-a or the judges' majority.
+        judge_a: a judge name from the judgments table (model@host); alone with --human, or with --judge-b.
+        judge_b: a second judge to compare with --judge-a.
+        export: write a random sample of (description, label) pairs to this CSV for people to annotate.
+        n: number of pairs to export.
+        seed: random seed of the exported sample.
+        out: also write the agreement table to this CSV.
+    """
+    return _agreement(table_in(judgments, "judgments") if judgments else judgments, human=human, judge_a=judge_a,
+                      judge_b=judge_b, export=export, n=n, seed=seed, out=out)

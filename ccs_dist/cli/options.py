@@ -1,0 +1,126 @@
+"""Option values shared by the commands: defaults, parsing and checks of the flags several commands take.
+
+Every command turns its flags into keyword-only stage configs here or in its own module, then calls a
+stage of :mod:`ccs_dist.stages`; nothing below the CLI sees a flag.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ccs_dist.errors import UserError, check_dir_arg, check_int
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_IMAGES = "synthetic:256"
+
+
+def terminal() -> bool:
+    """Progress bars only when stderr is a terminal: redirected logs get log lines, not carriage returns."""
+    return sys.stderr.isatty()
+
+
+def as_list(value, sep: str = ",") -> list[str]:
+    """A CLI value (``"a,b"``, a tuple from fire, a list, a scalar, None) -> list of non-empty strings."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple)):
+        out = []
+        for v in value:
+            out += as_list(v, sep)
+        return out
+    return [p.strip() for p in str(value).split(sep) if p.strip()]
+
+
+def seeds_arg(seeds) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in as_list(seeds))
+    except ValueError:
+        raise UserError(f"seeds must be integers, got {seeds!r}") from None
+
+
+def table_in(value: str, name: str) -> str:
+    """A table argument: a parquet file, or a run directory holding ``tables/NAME.parquet``."""
+    path = Path(str(value))
+    if not path.is_dir():
+        return str(value)
+    for candidate in (path / "tables" / f"{name}.parquet", path / f"{name}.parquet"):
+        if candidate.is_file():
+            return str(candidate)
+    return str(path / "tables" / f"{name}.parquet")  # missing: the error names the file a run would hold
+
+
+def optional_table(value: str | None, name: str) -> str | None:
+    return table_in(value, name) if value else None
+
+
+def data_root_arg(data_root: str | None, tasks: list[str]) -> str:
+    """``--data-root``, required unless every task names its own folder (``NAME@PATH``)."""
+    if data_root:
+        return str(data_root)
+    if tasks and all("@" in t for t in tasks):
+        return "."  # never read: each task names its folder
+    raise UserError("give --data-root FOLDER, the folder that holds the datasets (or name each task's folder as NAME@PATH)")
+
+
+def pretrained_arg(pretrained) -> str | None:
+    from ccs_dist.weights import has_no_weights
+
+    return None if has_no_weights(pretrained) else str(pretrained)
+
+
+def device_arg(device) -> str | None:
+    return None if device in (None, "auto") else device
+
+
+def optional_int(value, name: str) -> int | None:
+    """``0``, empty and none mean "not given" (fire passes what was typed)."""
+    if value in (None, "", 0, "0", "none", "None"):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be an integer, got {value!r}") from None
+
+
+def int_arg(value, name: str) -> int:
+    if isinstance(value, bool):
+        raise UserError(f"{name} must be an integer, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be an integer, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """The flags of the commands that decompose probe images, checked."""
+
+    model: object  # ccs_dist.stages.model.ModelSpec
+    probe: object  # ccs_dist.stages.decompose.ProbeConfig
+    layers: int | tuple[int, ...]
+    cache_dir: str
+
+
+def probe_run(*, model, pretrained, images, layers, batch_size, device, precision, cache_dir, on_bad_image, workers) -> ProbeRun:
+    from ccs_dist.stages.decompose import ProbeConfig
+    from ccs_dist.stages.model import ModelSpec
+
+    if on_bad_image not in ("skip", "error"):
+        raise UserError(f"unknown on_bad_image {on_bad_image!r}: use skip or error")
+    if isinstance(layers, (list, tuple)):
+        layers = tuple(int(x) for x in layers)
+    elif isinstance(layers, str) or not isinstance(layers, int):
+        raise UserError(f"layers={layers!r}: give an int (last n layers) or a list like [8,9,10,11]")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"batch_size={batch_size!r}: give a positive integer")
+    if workers is not None:
+        check_int("--workers", workers, 0)
+    check_dir_arg("--cache-dir", cache_dir)
+    return ProbeRun(
+        model=ModelSpec(str(model), pretrained_arg(pretrained), device=device, precision=precision),
+        probe=ProbeConfig.build(images=str(images), batch_size=batch_size, on_bad_image=on_bad_image, workers=workers),
+        layers=layers,
+        cache_dir=str(cache_dir),
+    )

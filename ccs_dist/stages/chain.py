@@ -1,0 +1,196 @@
+"""The stage chain of one model, written once: order, inputs, resume keys and how each stage runs.
+
+``spans`` (decompose + TextSpan) -> ``score`` (labels, verdicts, CCS) -> ``evaluate`` (soft-pruned tasks)
+and, when enabled, ``attribution``. A stage reads named tables of earlier stages (:class:`TableRef`) and
+returns named tables and facts (:class:`StageOutput`); its key hashes the configuration it depends on and
+its input tables, so a changed input recomputes it and everything downstream. Local mode
+(:mod:`ccs_dist.jobs.pipeline`) and the Ray actors (:mod:`ccs_dist.distributed`) both walk :data:`CHAIN`
+and run a stage with :func:`run_stage`; neither knows what a stage does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ccs_dist.models.loading import LoadedModel
+from ccs_dist.stages.attribution import AttributionStageConfig, attribution_stage
+from ccs_dist.stages.decompose import Layers, ProbeConfig
+from ccs_dist.stages.evaluate import EvaluateConfig, evaluate_stage
+from ccs_dist.stages.model import ModelSpec
+from ccs_dist.stages.score import SCORE_TABLES, LLMConfig, score_stage
+from ccs_dist.stages.spans import SpansConfig, ground_truth_table, spans_stage
+from ccs_dist.store import content_key
+
+STAGE_VERSION = 1  # bump to recompute every stage of older runs
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """Everything one model's chain needs (a job spec gives one per model: ``JobSpec.chain_config``)."""
+
+    model: ModelSpec
+    layers: Layers
+    probe: ProbeConfig
+    pool: str
+    spans: SpansConfig
+    llm: LLMConfig
+    evaluation: EvaluateConfig
+    attribution: AttributionStageConfig
+    cache_dir: str
+    data_root: str
+
+    @property
+    def key(self) -> str:
+        return self.model.key
+
+
+@dataclass(frozen=True)
+class TableRef:
+    stage: str
+    table: str
+
+
+@dataclass(frozen=True)
+class StageOutput:
+    tables: dict[str, pl.DataFrame]
+    facts: dict[str, Any] = field(default_factory=dict)  # recorded in the stage's manifest
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Where a stage runs: its model's chain config, the loaded model (None for stages that use none)."""
+
+    config: ChainConfig
+    loaded: LoadedModel | None
+    progress: bool
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    inputs: tuple[TableRef, ...]
+    uses_model: bool
+    key_parts: Callable[[ChainConfig], dict[str, Any]]  # the configuration its output depends on
+    run: Callable[[StageContext, Mapping[TableRef, pl.DataFrame]], StageOutput]
+    enabled: Callable[[ChainConfig], bool] = lambda config: True
+
+    def key(self, config: ChainConfig, inputs: Mapping[TableRef, pl.DataFrame]) -> str:
+        return content_key({"v": STAGE_VERSION, "stage": self.name, **self.key_parts(config),
+                            "inputs": {f"{r.stage}.{r.table}": frame_hash(df) for r, df in inputs.items()}})
+
+
+def frame_hash(df: pl.DataFrame) -> str:
+    """Content hash of a table (row order and values), the input key of downstream stages."""
+    h = hashlib.sha256(json.dumps(df.columns).encode())
+    h.update(df.hash_rows(seed=0).to_numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+# -- the stages ------------------------------------------------------------------------------------------
+
+SPANS, CCS = TableRef("spans", "spans"), TableRef("score", "ccs")
+
+
+def _model_facts(c: ChainConfig) -> dict[str, Any]:
+    return {"arch": c.model.arch, "pretrained": c.model.pretrained}
+
+
+def _spans_key(c: ChainConfig) -> dict[str, Any]:
+    from ccs_dist.text.pool import resolve_pool
+
+    return {"model": _model_facts(c), "layers": c.layers, "probe": c.probe.model_dump(mode="json"),
+            "pool": resolve_pool(c.pool, c.cache_dir).content_hash, "spans": c.spans.model_dump(mode="json"),
+            "precision": c.model.precision}
+
+
+def _run_spans(ctx: StageContext, inputs) -> StageOutput:
+    c = ctx.config
+    result = spans_stage(ctx.loaded, probe=c.probe, layers=c.layers, pool=c.pool, spans=c.spans, cache_dir=c.cache_dir,
+                         progress=ctx.progress)
+    tables = {"spans": result.table}
+    truth = ground_truth_table(ctx.loaded, result, c.probe, c.cache_dir)
+    if truth is not None:
+        tables["ground_truth"] = truth
+    return StageOutput(tables, {"metadata": result.metadata})
+
+
+def _run_score(ctx: StageContext, inputs) -> StageOutput:
+    c = ctx.config
+    config = c.llm.score_config(cache_dir=Path(c.cache_dir) / "llm", show_progress=ctx.progress)
+    result = score_stage(inputs[SPANS], config)
+    return StageOutput({name: getattr(result, name) for name in SCORE_TABLES}, {"llm": dict(result.stats)})
+
+
+def _run_evaluate(ctx: StageContext, inputs) -> StageOutput:
+    c = ctx.config
+    result = evaluate_stage(ctx.loaded, inputs[CCS], c.evaluation, data_root=c.data_root, progress=ctx.progress)
+    facts = {"head_sets": len(result.head_sets), "seconds": round(result.seconds, 3)} if c.evaluation.tasks else {}
+    return StageOutput({"evaluation": result.table}, facts)
+
+
+def _run_attribution(ctx: StageContext, inputs) -> StageOutput:
+    c = ctx.config
+    result = attribution_stage(ctx.loaded, inputs[CCS], c.attribution, data_root=c.data_root, progress=ctx.progress)
+    return StageOutput(result.tables, {"attribution": result.meta})
+
+
+CHAIN: tuple[Stage, ...] = (
+    Stage("spans", (), True, _spans_key, _run_spans),
+    Stage("score", (SPANS,), False, lambda c: {"llm": c.llm.model_dump(mode="json")}, _run_score),
+    Stage("evaluate", (CCS,), True, lambda c: {"model": _model_facts(c), "evaluation": c.evaluation.model_dump(mode="json")},
+          _run_evaluate),
+    Stage("attribution", (CCS,), True, lambda c: {"model": _model_facts(c), "attribution": c.attribution.model_dump(mode="json")},
+          _run_attribution, enabled=lambda c: c.attribution.enabled),
+)
+STAGES: tuple[str, ...] = tuple(s.name for s in CHAIN)
+BY_NAME: dict[str, Stage] = {s.name: s for s in CHAIN}
+
+
+def downstream(name: str) -> tuple[str, ...]:
+    """``name`` and every stage that reads, directly or not, a table of it (what ``--force name`` recomputes)."""
+    out = [name]
+    for stage in CHAIN:
+        if stage.name not in out and any(ref.stage in out for ref in stage.inputs):
+            out.append(stage.name)
+    return tuple(out)
+
+
+def enabled_stages(config: ChainConfig) -> tuple[Stage, ...]:
+    return tuple(s for s in CHAIN if s.enabled(config))
+
+
+def inputs_of(stage: Stage, done: Mapping[str, StageOutput]) -> dict[TableRef, pl.DataFrame] | None:
+    """The stage's input tables from the finished stages ``done``; None while one is missing."""
+    if any(ref.stage not in done for ref in stage.inputs):
+        return None
+    return {ref: done[ref.stage].tables[ref.table] for ref in stage.inputs}
+
+
+def next_stage(config: ChainConfig, done: Mapping[str, StageOutput]) -> Stage | None:
+    """The first enabled stage not yet done (its inputs are then done: the chain is in dependency order)."""
+    return next((s for s in enabled_stages(config) if s.name not in done), None)
+
+
+def run_stage(name: str, ctx: StageContext, inputs: Mapping[TableRef, pl.DataFrame]) -> StageOutput:
+    return BY_NAME[name].run(ctx, inputs)
+
+
+class ModelRunner:
+    """One model loaded once, running its chain's stages (in this process or inside a Ray actor)."""
+
+    def __init__(self, config: ChainConfig, *, threads: int | None = None, progress: bool = True):
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.context = StageContext(config, config.model.load(), progress)
+
+    def run(self, name: str, inputs: Mapping[TableRef, pl.DataFrame]) -> StageOutput:
+        return run_stage(name, self.context, inputs)

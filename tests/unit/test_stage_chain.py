@@ -1,0 +1,277 @@
+"""The stage chain exists once (local and Ray mode walk the same object) and every stage option is a
+job-spec field whose value reaches the stage."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import typing
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from ccs_dist.jobs import pipeline
+from ccs_dist.jobs.spec import JobSpec, load_spec
+from ccs_dist.stages import chain
+from ccs_dist.stages.attribution import AttributionStageConfig
+from ccs_dist.stages.config import StageConfig
+from ccs_dist.stages.decompose import ProbeConfig
+from ccs_dist.stages.evaluate import EvaluateConfig
+from ccs_dist.stages.score import LLMConfig
+from ccs_dist.stages.spans import SpansConfig
+
+SECTIONS = {"probe": ProbeConfig, "spans": SpansConfig, "llm": LLMConfig, "evaluation": EvaluateConfig,
+            "attribution": AttributionStageConfig}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_spec_sections_are_the_stage_configs():
+    for section, config in SECTIONS.items():
+        assert JobSpec.model_fields[section].annotation is config, section
+
+
+def test_downstream_follows_the_inputs():
+    assert chain.STAGES == ("spans", "score", "evaluate", "attribution")
+    assert chain.downstream("spans") == chain.STAGES
+    assert chain.downstream("score") == ("score", "evaluate", "attribution")
+    assert chain.downstream("evaluate") == ("evaluate",) and chain.downstream("attribution") == ("attribution",)
+
+
+def _string_constants(source: str) -> set[str]:
+    return {n.value for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+
+
+def test_executors_name_no_stage_themselves():
+    """Local mode and the Ray driver and actors get every stage from the chain: none names a stage."""
+    sources = [inspect.getsource(pipeline.run_local), inspect.getsource(pipeline.plan_models)]
+    sources += [(REPO / "ccs_dist" / "distributed" / f).read_text() for f in ("executor.py", "actors.py")]
+    for source in sources:
+        assert not _string_constants(source) & set(chain.STAGES)
+
+
+def _spec(tmp_path, **sections) -> JobSpec:
+    data = {"run": "t", "out": str(tmp_path / "o"), "cache_dir": str(tmp_path / "c"),
+            "models": [{"arch": "ccs-tiny", "pretrained": "none"}], **sections}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_spec(path)
+
+
+@pytest.fixture
+def fake_chain(monkeypatch):
+    """CHAIN with each stage's work replaced by a recorder (same order, inputs and enabling); the calls."""
+    calls = []
+
+    def fake_run(stage):
+        def run(ctx, inputs):
+            calls.append((ctx.config.key, stage.name, sorted(f"{r.stage}.{r.table}" for r in inputs)))
+            name = {"spans": "spans", "score": "ccs"}.get(stage.name, stage.name)
+            return chain.StageOutput({name: pl.DataFrame({"stage": [stage.name], "model": [ctx.config.key]})}, {})
+        return run
+
+    stages = tuple(dataclasses.replace(s, run=fake_run(s), key_parts=lambda c, n=s.name: {"n": n, "m": c.key})
+                   for s in chain.CHAIN)
+    monkeypatch.setattr(chain, "CHAIN", stages)
+    monkeypatch.setattr(chain, "BY_NAME", {s.name: s for s in stages})
+
+    class FakeRunner:  # no model is loaded
+        def __init__(self, config, threads=None, progress=True):
+            self.context = chain.StageContext(config, None, progress)
+
+        def run(self, name, inputs):
+            return chain.run_stage(name, self.context, inputs)
+
+    monkeypatch.setattr(chain, "ModelRunner", FakeRunner)
+    monkeypatch.setattr(pipeline, "ModelRunner", FakeRunner)
+    return calls
+
+
+CHAIN_CALLS = [("spans", []), ("score", ["spans.spans"]), ("evaluate", ["score.ccs"]), ("attribution", ["score.ccs"])]
+
+
+def test_local_mode_runs_the_chain_object_in_order_and_resumes_it(tmp_path, fake_chain):
+    spec = _spec(tmp_path, attribution={"enabled": True, "task": "toy-colour@x"}, resources={"device": "cpu"})
+    state = pipeline.JobState(spec)
+    plans = pipeline.plan_models(state)
+    pipeline.run_local(state, plans, show_progress=False)
+    assert [c[1:] for c in fake_chain] == CHAIN_CALLS
+    replanned = pipeline.plan_models(pipeline.JobState(spec))
+    assert set(replanned[0].done) == set(chain.STAGES) and replanned[0].next_stage() is None
+    forced = pipeline.plan_models(pipeline.JobState(spec, force=("evaluate",)))
+    assert set(forced[0].done) == {"spans", "score", "attribution"}
+    off = pipeline.plan_models(pipeline.JobState(_spec(tmp_path)))
+    assert off[0].stages == ("spans", "score", "evaluate")
+
+
+def test_ray_mode_runs_the_same_chain_and_caps_model_actors(tmp_path, fake_chain, monkeypatch):
+    """The Ray driver with in-process stand-ins for ray and the actors: the same calls as local mode, and
+    never more model actors alive than resources.model_workers."""
+    from ccs_dist.distributed import actors, executor
+
+    alive, most = set(), [0]
+
+    class Ref:
+        def __init__(self, value):
+            self.value = value
+
+    class Method:
+        def __init__(self, fn):
+            self.remote = lambda *a: Ref(fn(*a))
+
+    class Actor:
+        def __init__(self, impl, model: bool):
+            self.impl, self.model = impl, model
+            self.run = Method(lambda config, stage, inputs: impl.run(config, stage, inputs))
+            self.snapshot = Method(lambda: {})
+            if model:
+                alive.add(self)
+                most[0] = max(most[0], len(alive))
+
+    def actor_class(impl_cls, model=False):
+        cls = type("C", (), {"options": lambda self, **kw: self,
+                             "remote": lambda self, *a: Actor(impl_cls(*a), model)})
+        return cls()
+
+    class Board:
+        pass
+
+    fake_ray = type("FakeRay", (), {
+        "wait": staticmethod(lambda refs, num_returns, timeout: (refs[:1], refs[1:])),
+        "get": staticmethod(lambda ref, timeout=None: ref.value),
+        "kill": staticmethod(lambda actor: alive.discard(actor)),
+        "get_actor": staticmethod(lambda name: None),
+        "exceptions": type("E", (), {"RayTaskError": RuntimeError}),
+    })
+    monkeypatch.setattr(executor, "ray", fake_ray)
+    monkeypatch.setattr(executor, "_connect", lambda address: None)
+    monkeypatch.setattr(executor, "StageBoard", actor_class(Board))
+    monkeypatch.setattr(executor, "LLMWorker", actor_class(actors.LLMWorker.__ray_actor_class__))
+    monkeypatch.setattr(executor, "ModelWorker", actor_class(actors.ModelWorker.__ray_actor_class__, model=True))
+    monkeypatch.setattr(actors, "_announce", lambda *a: None)
+    monkeypatch.setattr(actors, "_quiet_setup", lambda progress: None)
+    models = [{"arch": "ccs-tiny", "pretrained": "none"}, {"arch": "ccs-toy", "pretrained": "none"},
+              {"arch": "ccs-toy", "pretrained": "planted_v1"}]
+    for cap, expected_most in ((None, 3), (1, 1), (2, 2)):
+        fake_chain.clear()
+        spec = _spec(tmp_path / str(cap), models=models, attribution={"enabled": True, "task": "toy-colour@x"},
+                     resources={"device": "cpu", "model_workers": cap})
+        state = pipeline.JobState(spec)
+        plans = pipeline.plan_models(state)
+        executor.run_ray(state, plans, show_progress=False)
+        for plan in plans:
+            assert [c[1:] for c in fake_chain if c[0] == plan.key] == CHAIN_CALLS
+            assert set(plan.done) == set(chain.STAGES)
+        assert most[0] == expected_most and not alive, cap
+        most[0] = 0
+
+
+# -- every stage option settable from a spec -------------------------------------------------------------
+
+SPECIAL = {  # fields whose other value must be of a particular form
+    ("llm", "offline_judges"): ("minilm", "clip:ccs-tiny"),
+    ("llm", "cache"): "refresh",
+    ("evaluation", "heads"): {"mine": "L0.H1"},
+    ("evaluation", "data_root"): "/data/root",
+    ("evaluation", "occupations"): "/data/occupations.txt",
+    ("evaluation", "concept_map"): "/data/concepts.json",
+    ("evaluation", "tasks"): ("toy-shape@/data/x",),
+    ("evaluation", "min_stability"): 0.5,
+    ("attribution", "task"): "toy-shape@/data/x",
+    ("probe", "images"): "synthetic:7",
+}
+
+
+def _other_value(section: str, name: str, info, default):
+    if (section, name) in SPECIAL:
+        return SPECIAL[(section, name)]
+    annotation = info.annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Literal:
+        return next(v for v in typing.get_args(annotation) if v != default)
+    if annotation is bool:
+        return not default
+    if typing.get_origin(annotation) is tuple or any(typing.get_origin(a) is tuple for a in args):
+        item = typing.get_args(annotation if typing.get_origin(annotation) is tuple else args[0])[0]
+        return (7, 9) if item is int else ("colour-x", "shape-y")
+    if annotation is int or int in args:
+        return (default or 1) + 2
+    if annotation is float or float in args:
+        return (default or 0.25) + 1.5
+    if annotation is str or str in args:
+        return f"{default or 'x'}_other"
+    raise AssertionError(f"{section}.{name}: no other value known for {annotation}")
+
+
+def _fields(section: str, config: type[StageConfig], prefix=()):
+    """(path, value) for every leaf field of a stage config, nested configs (and lists of them) included."""
+    for name, info in config.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        inner = typing.get_args(info.annotation)
+        if isinstance(default, StageConfig):
+            yield from _fields(section, type(default), (*prefix, name))
+        elif inner and isinstance(inner[0], type) and issubclass(inner[0], StageConfig):  # judges: a tuple of endpoints
+            for path, value in _fields(section, inner[0], ()):
+                yield (*prefix, name, 0, *path), value
+        else:
+            yield (*prefix, name), _other_value(section, name, info, default)
+
+
+def _set(data: dict, path: tuple, value):
+    for key in path[:-1]:
+        if isinstance(key, int):
+            data = data[key]
+        else:
+            data = data.setdefault(key, [{}] if key == "judges" else {})
+    data[path[-1]] = value
+
+
+def _get(obj, path: tuple):
+    for key in path:
+        obj = obj[key] if isinstance(key, int) or isinstance(obj, dict) else getattr(obj, key)
+    return obj
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_every_stage_option_is_settable_from_a_spec_and_reaches_the_stage(tmp_path, section):
+    fields = list(_fields(section, SECTIONS[section]))
+    assert len(fields) >= len(SECTIONS[section].model_fields)
+    data: dict = {}
+    for path, value in fields:
+        _set(data, path, value)
+    spec = _spec(tmp_path, **{section: data, "evaluation": {**(data if section == "evaluation" else {}), "synthetic": True}})
+    config = getattr(spec.chain_config(spec.models[0]), section)
+    for path, value in fields:
+        got = _get(config, path)
+        want = tuple(value) if isinstance(value, list) else value
+        if isinstance(want, str) and "/data/" in want:  # input paths are made absolute
+            assert str(got).endswith(want.rpartition("/data/")[2]), (path, got)
+        else:
+            assert got == want and got != _get(SECTIONS[section](), path), path
+
+
+def test_new_options_reach_the_library_configs(tmp_path):
+    """The options specs could not set before: caption_mode, workers, concept_map, offline_judges."""
+    concepts = tmp_path / "concepts.json"
+    concepts.write_text('{"colour": ["red", "blue"]}')
+    spec = _spec(tmp_path, evaluation={"caption_mode": "all", "workers": 2, "concept_map": str(concepts), "synthetic": True},
+                 llm={"offline_judges": ["minilm", "clip:ccs-tiny"]})
+    c = spec.chain_config(spec.models[0])
+    ev = c.evaluation.eval_config(data_root=c.data_root, progress=False)
+    assert (ev.caption_mode, ev.num_workers) == ("all", 2)
+    assert dict(c.evaluation.head_set_config().concept_map) == {"colour": ("red", "blue")}
+    assert c.llm.score_config(cache_dir=tmp_path, show_progress=False).offline_judges == ("minilm", "clip:ccs-tiny")
+
+
+def test_bad_stage_options_are_one_line_spec_errors(tmp_path):
+    from ccs_dist.errors import UserError
+
+    with pytest.raises(UserError, match="offline judges .*gpt-4o.*: use minilm"):
+        _spec(tmp_path, llm={"offline_judges": ["gpt-4o"]})
+    with pytest.raises(UserError, match="attribution.task: a real dataset needs evaluation.data_root"):
+        _spec(tmp_path, attribution={"enabled": True, "task": "cifar10"})
+    with pytest.raises(UserError, match="resources.model_workers"):
+        _spec(tmp_path, resources={"model_workers": 0})
