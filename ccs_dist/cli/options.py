@@ -103,7 +103,8 @@ class ProbeRun:
     cache_dir: str
 
 
-def probe_run(*, model, pretrained, images, layers, batch_size, device, precision, cache_dir, on_bad_image, workers) -> ProbeRun:
+def probe_run(*, model, pretrained, images, layers, batch_size, device, precision, cache_dir, on_bad_image, workers,
+              keep="heads", decode="cpu") -> ProbeRun:
     from ccs_dist.stages.decompose import ProbeConfig
     from ccs_dist.stages.model import ModelSpec
 
@@ -120,7 +121,8 @@ def probe_run(*, model, pretrained, images, layers, batch_size, device, precisio
     check_dir_arg("--cache-dir", cache_dir)
     return ProbeRun(
         model=ModelSpec(str(model), pretrained_arg(pretrained), device=device, precision=precision),
-        probe=ProbeConfig.build(images=str(images), batch_size=batch_size, on_bad_image=on_bad_image, workers=workers),
+        probe=ProbeConfig.build(images=str(images), batch_size=batch_size, on_bad_image=on_bad_image, workers=workers,
+                                keep=keep, decode=decode),
         layers=layers,
         cache_dir=str(cache_dir),
     )

@@ -18,6 +18,8 @@ def decompose(
     cache_dir: str = "cache",
     on_bad_image: str = "skip",
     workers: int | None = None,
+    keep: str = "heads",
+    decode: str = "cpu",
 ):
     """Decompose every probe image's embedding into per-head direct contributions (cached, sharded).
 
@@ -34,11 +36,15 @@ def decompose(
         cache_dir: root of the content-addressed cache; a second run with the same inputs reuses it.
         on_bad_image: skip (skip and count unreadable files) or error (stop at the first one).
         workers: data-loading worker processes (default min(4, cpus - 1)).
+        keep: what the cached decomposition keeps: heads (fp32 per-head terms), heads_fp16 (half the disk), or
+            moments (each head's count, sum and Gram per stability bucket: all TextSpan needs, constant in N).
+        decode: where JPEGs are decoded: cpu (loader workers) or device (torchvision's decoder on the model's device).
     """
     from ccs_dist.stages.decompose import decompose_stage
 
     run = probe_run(model=model, pretrained=pretrained, images=images, layers=layers, batch_size=batch_size, device=device,
-                    precision=precision, cache_dir=cache_dir, on_bad_image=on_bad_image, workers=workers)
+                    precision=precision, cache_dir=cache_dir, on_bad_image=on_bad_image, workers=workers,
+                    keep=keep, decode=decode)
     loaded = run.model.load()
     art = decompose_stage(loaded, run.probe, layers=run.layers, cache_dir=run.cache_dir, progress=terminal()).artifact
     return (
@@ -66,6 +72,8 @@ def textspan(
     workers: int | None = None,
     rank_policy: str = "numerical",
     resamples: int = 8,
+    keep: str = "heads",
+    decode: str = "cpu",
 ):
     """Find the m descriptions that span each head's output (TextSpan) and write the spans table.
 
@@ -91,6 +99,9 @@ def textspan(
         cache_dir: root of the content-addressed cache.
         on_bad_image: skip or error.
         workers: data-loading worker processes.
+        keep: what the cached decomposition keeps: heads (fp32 per-head terms), heads_fp16 (half the disk), or
+            moments (each head's count, sum and Gram per stability bucket: all TextSpan needs, constant in N).
+        decode: where JPEGs are decoded: cpu (loader workers) or device (torchvision's decoder on the model's device).
         rank_policy: numerical (cap each head's rank at its numerical rank, so rounding cannot flip spans)
             or reference (the reference code's rank, noise directions included).
         resamples: random half-samples of the probe images for the stability columns (0: none).
@@ -109,7 +120,8 @@ def textspan(
     if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
         raise UserError(f"resamples={resamples!r}: give an integer >= 0")
     run = probe_run(model=model, pretrained=pretrained, images=images, layers=layers, batch_size=batch_size, device=device,
-                    precision=precision, cache_dir=cache_dir, on_bad_image=on_bad_image, workers=workers)
+                    precision=precision, cache_dir=cache_dir, on_bad_image=on_bad_image, workers=workers,
+                    keep=keep, decode=decode)
     spans = SpansConfig.build(m=int(m), rank=int(rank), method=method, rank_policy=rank_policy, precision=precision,
                               stability=StabilitySection(resamples=resamples))
     checked_pool(pool, run.cache_dir, spans.m)  # cheap inputs first, before a model is loaded

@@ -28,8 +28,8 @@ def test_batches_follow_shards_and_report_bad_files(tmp_path):
         (1, [5, 7], [6], False), (1, [8, 9], [], True),
         (2, [10, 11], [], True),
     ]
-    assert batches[0].images_BCYX.shape == (3, 3, 16, 20)
-    assert float(batches[0].images_BCYX[1, 0, 0, 0]) == 20.0  # image 1, red channel
+    assert batches[0].images_B3WW.shape == (3, 3, 16, 20)
+    assert float(batches[0].images_B3WW[1, 0, 0, 0]) == 20.0  # image 1, red channel
     assert stats.images == 12 and stats.first_batch_s is not None and stats.wait_s > 0
 
 
@@ -66,10 +66,10 @@ def test_jpegs_decoded_on_the_device_match_the_cpu_path(tiny, tmp_path):
     dev = list(model_batches(images, tiny.preprocess, shards, 8, 2, torch.device("cpu"), decode="device"))
     assert [b.indices for b in dev] == [b.indices for b in cpu] == [[0, 1, 2, 3, 4, 5]]
     assert [i for i, _ in dev[0].bad] == [i for i, _ in cpu[0].bad] == [6]
-    diff = (dev[0].images_BCYX - cpu[0].images_BCYX).abs()
+    diff = (dev[0].images_B3WW - cpu[0].images_B3WW).abs()
     # measured: mean 0.0015, max 0.15 (normalised units; a pixel level is ~0.015): decoder and resampling rounding
     assert float(diff.mean()) < 0.005 and float(diff.max()) < 0.3, (float(diff.mean()), float(diff.max()))
-    torch.testing.assert_close(dev[0].images_BCYX[5], cpu[0].images_BCYX[5])  # the PNG took the CPU path
+    torch.testing.assert_close(dev[0].images_B3WW[5], cpu[0].images_B3WW[5])  # the PNG took the CPU path
 
 
 def test_shard_writer_writes_in_order_and_surfaces_its_errors(tmp_path):
