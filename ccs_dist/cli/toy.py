@@ -9,8 +9,8 @@ def train_toy(self, out: str = "ccs-toy.safetensors", steps: int = 1200, seed: i
               threads: int = 2, null_steps: int = 150):
     """Train ccs-toy (the planted-concept CLIP of the demo) on the toy world; write its weights and print their sha256.
 
-    The bundled weights (load_model("ccs-toy", "planted_v1")) come from its defaults (phase 2 run from the phase-1 file): about
-    10-15 minutes on a 2-core CPU. The same seed, steps and threads give the same file.
+    Its defaults write the bundled weights (load_model("ccs-toy", "planted_v1")) bit for bit: about 7.5 minutes on 2 idle
+    CPU cores. The same seed, steps and threads give the same file.
 
     Args:
         out: the safetensors file to write (load it with --model ccs-toy --pretrained OUT).
