@@ -13,6 +13,7 @@ Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -218,12 +219,23 @@ class DecomposeConfig:
     # Where JPEGs are decoded: "cpu" (PIL in the loader workers) or "device" (batched on the model's device,
     # nvJPEG on CUDA; other formats stay on the CPU path). Part of the cache key: resampling rounding differs.
     decode: Literal["cpu", "device"] = field(default="cpu", kw_only=True)
+    # Split the image set into this many equal shards, each decomposed apart (:func:`decompose_shard`, by any
+    # worker) and merged in shard order; > 1 replaces ``shard_size`` and is part of the cache key.
+    shards: int = field(default=1, kw_only=True)
 
     def __post_init__(self):
         if self.keep not in KEEP_MODES:
             raise UserError(f"unknown keep mode {self.keep!r}: use one of {', '.join(KEEP_MODES)}")
         if self.decode not in ("cpu", "device"):
             raise UserError(f"unknown decode {self.decode!r}: use cpu or device")
+        if self.shards < 1:
+            raise UserError(f"shards={self.shards}: use 1 (one pass) or more")
+
+    def for_images(self, n_images: int) -> DecomposeConfig:
+        """The config with the shard size a sharded decomposition of ``n_images`` uses (unchanged when unsharded)."""
+        if self.shards == 1:
+            return self
+        return dataclasses.replace(self, shard_size=max(1, -(-n_images // self.shards)))
 
 
 KEEP_MODES = ("heads", "heads_fp16", "moments")
@@ -292,6 +304,8 @@ def _refuse_skipped(skipped: Sequence[dict]) -> None:
 
 def decomposition_key(loaded: LoadedModel, image_set: ImageSet, layers: tuple[int, ...], config: DecomposeConfig | None = None) -> dict[str, Any]:
     kept: dict[str, Any] = {}  # absent for the defaults, so artifacts cached before stay valid
+    if config is not None and config.shards > 1:
+        kept["shards"] = config.shards
     if config is not None and config.decode != "cpu":
         kept["decode"] = config.decode
     if config is not None and config.keep != "heads":
@@ -338,6 +352,8 @@ def decompose_image_set(
         return DecompositionArtifact(found, manifest)
 
     work = store.begin("decompose", key)
+    if config.shards > 1:
+        return _decompose_sharded(loaded, image_set, store, config, key, key_parts, work, stats)
     progress_path = work / "progress.json"
     progress = read_json(progress_path) if progress_path.is_file() else {}
     # A moments-only run keeps its running moments in memory: an interrupted one starts again.
@@ -348,6 +364,11 @@ def decompose_image_set(
     from ccs_dist.decompose_stream import stream_decomposition
 
     moment_part = stream_decomposition(loaded, image_set, layers, config, work, progress, stats=stats)
+    progress_path.unlink()
+    return _commit(loaded, image_set, store, config, key, key_parts, progress, moment_part)
+
+
+def _commit(loaded, image_set, store, config, key, key_parts, progress, moment_part) -> DecompositionArtifact:
     if progress["n_images"] == 0:
         raise UserError(f"no readable image in {image_set.name}: every file failed to load (see the warnings above)")
     if progress["skipped"]:
@@ -364,7 +385,71 @@ def decompose_image_set(
         "keep": config.keep,
         **moment_part,
     }
-    progress_path.unlink()
     final = store.commit("decompose", key, manifest)
     log.info("decomposed %d images of %s into %s", manifest["n_images"], image_set.name, final)
     return DecompositionArtifact(final, manifest)
+
+
+# --------------------------------------------------------------------------------------------------------
+# A sharded decomposition: shards decomposed apart (in any order, by any worker sharing the store), merged
+
+
+def _shard_record_path(work: Path, index: int) -> Path:
+    return work / f"shard-{index:05d}.json"
+
+
+def decompose_shard(
+    loaded: LoadedModel, image_set: ImageSet, store: ArtifactStore, config: DecomposeConfig, index: int
+) -> dict[str, Any]:
+    """Decompose shard ``index`` of a sharded decomposition (``config.shards > 1``) into the artifact's work
+    folder, unless it is there already or the artifact is complete. -> the shard's record (its images,
+    skipped files, moments counts). Workers on several machines may run the shards of one artifact when the
+    store is on storage they all see; :func:`decompose_image_set` merges them."""
+    if config.shards < 2 or not 0 <= index < config.shards:
+        raise UserError(f"shard {index} of a decomposition into {config.shards} shards: use 0..{config.shards - 1} with shards > 1")
+    _check_supported(loaded)
+    layers = resolve_layers(config.layers, loaded.num_layers)
+    config = config.for_images(len(image_set))
+    key = content_key(decomposition_key(loaded, image_set, layers, config))
+    if store.find("decompose", key) is not None:
+        return {"index": index, "reused": "artifact"}
+    if index * config.shard_size >= len(image_set):  # fewer images than shards: this one is empty
+        return {"index": index, "n_images": 0, "reused": "empty"}
+    work = store.begin("decompose", key)
+    return _shard(loaded, image_set, layers, config, work, index)
+
+
+def _shard(loaded, image_set, layers, config, work: Path, index: int, stats: LoaderStats | None = None) -> dict[str, Any]:
+    record_path = _shard_record_path(work, index)
+    if record_path.is_file():
+        return {**read_json(record_path), "reused": "shard"}
+    from ccs_dist.decompose_stream import stream_decomposition
+    from ccs_dist.store import atomic_write_json
+
+    progress = {"shard_size": config.shard_size, "shards": [], "skipped": [], "n_images": 0}
+    moment_part = stream_decomposition(loaded, image_set, layers, config, work, progress, stats=stats, only_shard=index)
+    record = {"index": index, "name": progress["shards"][0] if progress["shards"] else None, "n_images": progress["n_images"],
+              "skipped": progress["skipped"], **moment_part}
+    atomic_write_json(record_path, record)  # last: the shard counts as done only once everything is written
+    (work / f"progress-{index:05d}.json").unlink(missing_ok=True)
+    return record
+
+
+def _decompose_sharded(loaded, image_set, store, config, key, key_parts, work: Path, stats) -> DecompositionArtifact:
+    """Every shard not yet in ``work`` decomposed here, in order; then all merged in shard order."""
+    layers = tuple(key_parts["layers"])
+    config = config.for_images(len(image_set))
+    n_shards = -(-len(image_set) // config.shard_size)
+    records = [_shard(loaded, image_set, layers, config, work, i, stats) for i in range(n_shards)]
+    if config.on_bad_image == "error":
+        _refuse_skipped([s for r in records for s in r["skipped"]])
+    progress = {"shards": [r["name"] for r in records], "skipped": [s for r in records for s in r["skipped"]],
+                "n_images": sum(r["n_images"] for r in records)}
+    moment_part: dict[str, Any] = {}
+    if config.keep == "moments":
+        from ccs_dist.moments import merge_shard_moments
+
+        moment_part = merge_shard_moments(work, [(f"{r['index']:05d}-", r["moment_counts"]) for r in records if r.get("moment_counts")])
+    for i in range(n_shards):
+        _shard_record_path(work, i).unlink()
+    return _commit(loaded, image_set, store, config, key, key_parts, progress, moment_part)

@@ -52,9 +52,14 @@ def stream_decomposition(
     work: Path,
     progress: dict[str, Any],
     stats: LoaderStats | None = None,
+    *,
+    only_shard: int | None = None,
 ) -> dict[str, Any]:
     """Decompose the shards not yet in ``progress`` into ``work``, updating ``progress`` (and its file) as
-    shards are written. -> the manifest entries of the kept moments (empty unless ``keep="moments"``)."""
+    shards are written. -> the manifest entries of the kept moments (empty unless ``keep="moments"``).
+
+    ``only_shard``: decompose that one shard alone (one task of a sharded decomposition, see
+    :func:`ccs_dist.decompose.decompose_shard`): its progress and moments files carry the shard's name."""
     from tqdm.auto import tqdm
 
     from ccs_dist.moments import BucketMoments
@@ -63,7 +68,7 @@ def stream_decomposition(
     n_shards = -(-n_total // size)
     start_shard = len(progress["shards"])
     done_images = min(start_shard * size, n_total)
-    if start_shard:
+    if start_shard and only_shard is None:
         log.info("resuming decomposition at shard %d/%d (%d images done)", start_shard, n_shards, done_images)
     n_layers, n_heads, dim = len(layers), loaded.num_heads, loaded.embed_dim
     moments = None
@@ -71,10 +76,12 @@ def stream_decomposition(
     if config.keep == "moments":
         moments = BucketMoments(n_layers * n_heads, dim, _moment_deal(n_total, config), device=loaded.device)
     workers = config.num_workers if config.num_workers is not None else default_workers()
-    shards = [(s, range(s * size, min((s + 1) * size, n_total))) for s in range(start_shard, n_shards)]
+    todo = range(start_shard, n_shards) if only_shard is None else (only_shard,)
+    shards = [(s, range(s * size, min((s + 1) * size, n_total))) for s in todo]
     writer = ShardWriter(shard_shapes(min(size, n_total), n_layers, n_heads, dim, config.keep), loaded.device)
-    progress_path = work / "progress.json"
-    bar = tqdm(total=n_total, initial=done_images, unit="img", desc=f"decompose {loaded.key}", disable=not config.progress)
+    progress_path = work / ("progress.json" if only_shard is None else f"progress-{only_shard:05d}.json")
+    bar_total, bar_done = (n_total, done_images) if only_shard is None else (len(shards[0][1]), 0)
+    bar = tqdm(total=bar_total, initial=bar_done, unit="img", desc=f"decompose {loaded.key}", disable=not config.progress)
     buffer = None
     batches = None
     try:
@@ -115,4 +122,5 @@ def stream_decomposition(
         writer.close()
     if moments is None or not kept_indices:
         return {}
-    return moments.save(work, np.asarray(kept_indices, dtype=np.int64))
+    prefix = "" if only_shard is None else f"{only_shard:05d}-"
+    return moments.save(work, np.asarray(kept_indices, dtype=np.int64), prefix=prefix)

@@ -76,12 +76,42 @@ class BucketMoments:
             if len(at_n):
                 moments.update(x_GNE.index_select(1, at_n.to(x_GNE.device)))
 
-    def save(self, folder: Path, kept_indices: np.ndarray) -> dict:
-        """Write the buckets' sums [K, G, E], Grams [K, G, E, E] and the deal of the kept images; -> manifest part."""
-        atomic_save_npy(folder / SUM_FILE, torch.stack([m.sum_GE for m in self.buckets]).cpu().numpy())
-        atomic_save_npy(folder / GRAM_FILE, torch.stack([m.gram_GEE for m in self.buckets]).cpu().numpy())
-        atomic_save_npy(folder / DEAL_FILE, self.bucket_of_index[torch.as_tensor(kept_indices, dtype=torch.int64)].numpy())
+    def save(self, folder: Path, kept_indices: np.ndarray, prefix: str = "") -> dict:
+        """Write the buckets' sums [K, G, E], Grams [K, G, E, E] and the deal of the kept images; -> manifest part.
+        ``prefix``: one shard's moments beside its siblings' (merged by :func:`merge_shard_moments`)."""
+        atomic_save_npy(folder / f"{prefix}{SUM_FILE}", torch.stack([m.sum_GE for m in self.buckets]).cpu().numpy())
+        atomic_save_npy(folder / f"{prefix}{GRAM_FILE}", torch.stack([m.gram_GEE for m in self.buckets]).cpu().numpy())
+        deal = self.bucket_of_index[torch.as_tensor(kept_indices, dtype=torch.int64)].numpy()
+        atomic_save_npy(folder / f"{prefix}{DEAL_FILE}", deal)
         return {"moment_counts": [m.count for m in self.buckets]}
+
+
+def merge_shard_moments(folder: Path, parts: Sequence[tuple[str, list[int]]]) -> dict:
+    """The moments of a sharded decomposition: each shard's (``prefix``, bucket counts) in shard order,
+    merged bucket by bucket with :func:`merge_moments` into the unprefixed files (the shard files are
+    removed); -> manifest part, as :meth:`BucketMoments.save` gives it."""
+    sums = [np.load(folder / f"{prefix}{SUM_FILE}", mmap_mode="r") for prefix, _ in parts]
+    grams = [np.load(folder / f"{prefix}{GRAM_FILE}", mmap_mode="r") for prefix, _ in parts]
+    merged_sums, merged_grams, counts = [], [], []
+    for k in range(len(parts[0][1])):
+        shard_moments = []
+        for (_, shard_counts), sum_KGE, gram_KGEE in zip(parts, sums, grams):
+            m = HeadMoments.__new__(HeadMoments)
+            m.count = int(shard_counts[k])
+            m.sum_GE, m.gram_GEE = torch.from_numpy(np.array(sum_KGE[k])), torch.from_numpy(np.array(gram_KGEE[k]))
+            shard_moments.append(m)
+        merged = merge_moments(shard_moments)
+        merged_sums.append(merged.sum_GE)
+        merged_grams.append(merged.gram_GEE)
+        counts.append(merged.count)
+    atomic_save_npy(folder / SUM_FILE, torch.stack(merged_sums).numpy())
+    atomic_save_npy(folder / GRAM_FILE, torch.stack(merged_grams).numpy())
+    atomic_save_npy(folder / DEAL_FILE, np.concatenate([np.load(folder / f"{prefix}{DEAL_FILE}") for prefix, _ in parts]))
+    del sums, grams
+    for prefix, _ in parts:
+        for name in (SUM_FILE, GRAM_FILE, DEAL_FILE):
+            (folder / f"{prefix}{name}").unlink(missing_ok=True)
+    return {"moment_counts": counts}
 
 
 def load_bucket_moments(artifact, heads: slice, device: torch.device | str) -> list[HeadMoments]:

@@ -25,7 +25,7 @@ from ccs_dist.stages.decompose import Layers, ProbeConfig
 from ccs_dist.stages.evaluate import EvaluateConfig, evaluate_stage
 from ccs_dist.stages.model import ModelSpec
 from ccs_dist.stages.score import SCORE_TABLES, LLMConfig, score_stage
-from ccs_dist.stages.spans import SpansConfig, ground_truth_table, spans_stage
+from ccs_dist.stages.spans import SpansConfig, ground_truth_table, spans_probe_shard, spans_stage
 from ccs_dist.store import content_key
 
 STAGE_VERSION = 1  # bump to recompute every stage of older runs
@@ -80,6 +80,10 @@ class Stage:
     key_parts: Callable[[ChainConfig], dict[str, Any]]  # the configuration its output depends on
     run: Callable[[StageContext, Mapping[TableRef, pl.DataFrame]], StageOutput]
     enabled: Callable[[ChainConfig], bool] = lambda config: True
+    # A stage whose model work splits into shards: how many, and how one is done ahead of the stage (which
+    # then merges them). Any worker holding the model may take a shard; local mode leaves them to the stage.
+    shards: Callable[[ChainConfig], int] = lambda config: 1
+    run_shard: Callable[[StageContext, int], dict[str, Any]] | None = None
 
     def key(self, config: ChainConfig, inputs: Mapping[TableRef, pl.DataFrame]) -> str:
         return content_key({"v": STAGE_VERSION, "stage": self.name, **self.key_parts(config),
@@ -105,7 +109,8 @@ def _model_facts(c: ChainConfig) -> dict[str, Any]:
 def _spans_key(c: ChainConfig) -> dict[str, Any]:
     from ccs_dist.text.pool import resolve_pool
 
-    return {"model": _model_facts(c), "layers": c.layers, "probe": c.probe.model_dump(mode="json"),
+    probe = c.probe.model_dump(mode="json", exclude={"shards"} if c.probe.shards == 1 else None)  # keys from before shards
+    return {"model": _model_facts(c), "layers": c.layers, "probe": probe,
             "pool": resolve_pool(c.pool, c.cache_dir).content_hash, "spans": c.spans.model_dump(mode="json"),
             "precision": c.model.precision}
 
@@ -119,6 +124,11 @@ def _run_spans(ctx: StageContext, inputs) -> StageOutput:
     if truth is not None:
         tables["ground_truth"] = truth
     return StageOutput(tables, {"metadata": result.metadata})
+
+
+def _run_spans_shard(ctx: StageContext, index: int) -> dict[str, Any]:
+    c = ctx.config
+    return spans_probe_shard(ctx.loaded, index, probe=c.probe, layers=c.layers, spans=c.spans, cache_dir=c.cache_dir)
 
 
 def _run_score(ctx: StageContext, inputs) -> StageOutput:
@@ -142,7 +152,7 @@ def _run_attribution(ctx: StageContext, inputs) -> StageOutput:
 
 
 CHAIN: tuple[Stage, ...] = (
-    Stage("spans", (), True, _spans_key, _run_spans),
+    Stage("spans", (), True, _spans_key, _run_spans, shards=lambda c: c.probe.shards, run_shard=_run_spans_shard),
     Stage("score", (SPANS,), False, lambda c: {"llm": c.llm.model_dump(mode="json")}, _run_score),
     Stage("evaluate", (CCS,), True, lambda c: {"model": _model_facts(c), "evaluation": c.evaluation.model_dump(mode="json")},
           _run_evaluate),
@@ -194,3 +204,6 @@ class ModelRunner:
 
     def run(self, name: str, inputs: Mapping[TableRef, pl.DataFrame]) -> StageOutput:
         return run_stage(name, self.context, inputs)
+
+    def run_shard(self, name: str, index: int) -> dict[str, Any]:
+        return BY_NAME[name].run_shard(self.context, index)

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ccs_dist.decompose import DecomposeConfig, DecompositionArtifact, decompose_image_set
+from ccs_dist.decompose import DecomposeConfig, DecompositionArtifact, decompose_image_set, decompose_shard
 from ccs_dist.data.images import resolve_image_set
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.stages.config import StageConfig
@@ -31,12 +31,15 @@ class ProbeConfig(StageConfig):
     workers: int | None = Field(None, ge=0)  # data-loading processes; None: min(4, cpus - 1)
     keep: Literal["heads", "heads_fp16", "moments"] = _DEFAULT.keep  # what the artifact keeps (moments: TextSpan's only)
     decode: Literal["cpu", "device"] = _DEFAULT.decode  # where JPEGs are decoded
+    # Split the probe set into this many shards, decomposed apart and merged exactly in shard order: on Ray
+    # any worker of the model takes the next shard (resumed and retried per shard); locally they run in turn.
+    shards: int = Field(_DEFAULT.shards, ge=1)
 
     def decompose_config(self, *, layers: Layers, progress: bool, moment_buckets: int = _DEFAULT.moment_buckets,
                          moment_seed: int = _DEFAULT.moment_seed) -> DecomposeConfig:
         return DecomposeConfig(layers=layers, batch_size=self.batch_size, num_workers=self.workers,
                                on_bad_image=self.on_bad_image, progress=progress, keep=self.keep, decode=self.decode,
-                               moment_buckets=moment_buckets, moment_seed=moment_seed)
+                               moment_buckets=moment_buckets, moment_seed=moment_seed, shards=self.shards)
 
 
 @dataclass(frozen=True)
@@ -53,3 +56,11 @@ def decompose_stage(loaded: LoadedModel, probe: ProbeConfig, *, layers: Layers, 
     config = probe.decompose_config(layers=layers, progress=progress, moment_buckets=moment_buckets, moment_seed=moment_seed)
     artifact = decompose_image_set(loaded, image_set, ArtifactStore(cache_dir), config)
     return DecomposeResult(artifact, time.perf_counter() - t0)
+
+
+def decompose_shard_stage(loaded: LoadedModel, probe: ProbeConfig, index: int, *, layers: Layers, cache_dir: str,
+                          moment_buckets: int = _DEFAULT.moment_buckets, moment_seed: int = _DEFAULT.moment_seed) -> dict:
+    """Shard ``index`` of the probe set's decomposition (``probe.shards > 1``); :func:`decompose_stage` merges them."""
+    image_set = resolve_image_set(probe.images, cache_dir)
+    config = probe.decompose_config(layers=layers, progress=False, moment_buckets=moment_buckets, moment_seed=moment_seed)
+    return decompose_shard(loaded, image_set, ArtifactStore(cache_dir), config, index)

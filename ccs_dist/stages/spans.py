@@ -21,7 +21,7 @@ from ccs_dist.models.loading import LoadedModel
 from ccs_dist.span_stability import StabilityConfig
 from ccs_dist.spans import SpanConfig, spans_table
 from ccs_dist.stages.config import StageConfig
-from ccs_dist.stages.decompose import DecomposeResult, Layers, ProbeConfig, decompose_stage
+from ccs_dist.stages.decompose import DecomposeResult, Layers, ProbeConfig, decompose_shard_stage, decompose_stage
 from ccs_dist.stages.model import at_precision, stage_precisions
 from ccs_dist.store import ArtifactStore, atomic_write_json
 from ccs_dist.schemas import write_table
@@ -78,9 +78,21 @@ def spans_stage(loaded: LoadedModel, *, probe: ProbeConfig, layers: Layers, pool
     if spans.rank > loaded.embed_dim:
         raise UserError(f"rank={spans.rank} exceeds the embedding size E={loaded.embed_dim} of {loaded.key}: lower --rank")
     decomposed = decompose_stage(at_precision(loaded, spans.precision), probe, layers=layers, cache_dir=cache_dir,
-                                 progress=progress, moment_buckets=spans.stability.buckets, moment_seed=spans.stability.seed)
+                                 progress=progress, **_moment_deal(spans))
     return spans_of_decomposition(loaded, decomposed, probe=probe, pool=pool, spans=spans, cache_dir=cache_dir,
                                   progress=progress)
+
+
+def spans_probe_shard(loaded: LoadedModel, index: int, *, probe: ProbeConfig, layers: Layers, spans: SpansConfig,
+                      cache_dir: str) -> dict[str, Any]:
+    """One shard of the decomposition :func:`spans_stage` reads (same precision and moments), done ahead of it."""
+    return decompose_shard_stage(at_precision(loaded, spans.precision), probe, index, layers=layers, cache_dir=cache_dir,
+                                 **_moment_deal(spans))
+
+
+def _moment_deal(spans: SpansConfig) -> dict[str, int]:
+    """The stability buckets a moments-only decomposition keeps: those the spans' stability columns use."""
+    return {"moment_buckets": spans.stability.buckets, "moment_seed": spans.stability.seed}
 
 
 def spans_of_decomposition(loaded: LoadedModel, decomposed: DecomposeResult, *, probe: ProbeConfig, pool: str,
