@@ -72,11 +72,26 @@ class ModelWorker:
         _maybe_die(stage)
         return _timed(self.runner.run, stage, inputs)
 
+    def ready(self) -> str:
+        """The node this worker runs on, once its model is loaded (the driver then hands it a shard)."""
+        return ray.get_runtime_context().get_node_id()
+
+    def run_shard(self, config, stage: str, index: int):
+        """(shard record, seconds, node id) of shard ``index`` of ``stage`` (:attr:`Stage.run_shard`)."""
+        _announce(self.board, config.key, shard_label(stage, index))
+        record, seconds = _timed(self.runner.run_shard, stage, index)
+        return record, seconds, ray.get_runtime_context().get_node_id()
+
+
+def shard_label(stage: str, index: int) -> str:
+    return f"{stage}[{index}]"
+
 
 @ray.remote(max_restarts=3, max_task_retries=3, num_cpus=0)
 class LLMWorker:
     """Owns the LLM clients, their rate limiters and the disk cache; runs the stages that use no model
-    (the score stage), one model's at a time, without progress bars."""
+    (the score stage), one model's at a time, without progress bars. The executor pins it to the driver's
+    node (:func:`pinned_to_this_node`), so a restart finds the same disk cache."""
 
     def __init__(self, board: str | None = None):
         _quiet_setup(progress=False)  # scores run without bars: no "Loading weights" bar either
@@ -94,3 +109,10 @@ def _timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
     result = fn(*args, **kwargs)
     return result, time.perf_counter() - t0
+
+
+def pinned_to_this_node():
+    """A scheduling strategy that keeps an actor on the node of the calling process (restarts included)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)

@@ -5,11 +5,14 @@ attribution when enabled) one stage at a time, model stages on its own actor and
 actor, so models proceed concurrently and a model's evaluation starts as soon as its own scores are back;
 ``resources.model_workers`` caps the model actors alive at once. The driver waits on every pending ref, writes each finished stage to the stage store at once
 (resume), prints a one-line progress every few seconds, and releases a model's actor when its graph is
-done. Actors restart and their calls retry when a worker dies.
+done. Actors restart and their calls retry when a worker dies. A stage that splits into shards
+(``probe.shards``) first has its shards done by the model's workers from a queue (:mod:`.shards`), then runs.
+The LLM actor stays on the driver's node, so its disk cache under ``cache_dir`` never moves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -18,7 +21,10 @@ import time
 
 import ray
 
-from ccs_dist.distributed.actors import LLMWorker, ModelWorker, StageBoard
+from collections import deque
+
+from ccs_dist.distributed.actors import LLMWorker, ModelWorker, StageBoard, pinned_to_this_node, shard_label
+from ccs_dist.distributed.shards import ShardPhase
 from ccs_dist.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -80,14 +86,63 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
     threads = max(1, int(res.cpus_per_model))
     board_name = f"ccs-dist-stage-board-{os.getpid()}-{time.time_ns()}"
     board = StageBoard.options(name=board_name).remote()
-    llm = LLMWorker.remote(board_name)
+    llm = LLMWorker.options(scheduling_strategy=pinned_to_this_node()).remote(board_name)
     pending: dict = {}  # ref -> (plan, stage, inputs, submitted at)
     workers: dict = {}  # model key -> its actor, alive from its first model stage to its last
     waiting: list = []  # plans whose next stage needs a model actor while model_workers are alive
+    shard_refs: dict = {}  # ref -> (phase, actor, shard index or None for "model loaded", submitted at)
+    phases: dict = {}  # model key -> its ShardPhase while the shards of its stage run
+    sharded: set = set()  # (model key, stage) whose shards are all done
+
+    def new_worker(plan, **options):
+        return ModelWorker.options(num_cpus=res.cpus_per_model, num_gpus=res.gpus_per_model, **options).remote(
+            plan.config, threads, show_progress, board_name)
+
+    def dispatch(phase, actor):
+        index = phase.next_for(actor)
+        if index is not None:
+            shard_refs[actor.run_shard.remote(phase.plan.config, phase.stage.name, index)] = (phase, actor, index, time.time())
+
+    def start_shards(plan, stage, n):
+        phase = phases[plan.key] = ShardPhase(plan, stage, workers[plan.key], deque(range(n)), total=n)
+        for _ in range(min(n, res.shard_workers or n) - 1):  # helpers: not restarted, a lost one's shard is requeued
+            phase.helpers.append(new_worker(plan, max_restarts=0, max_task_retries=0))
+        for actor in (phase.main, *phase.helpers):
+            shard_refs[actor.ready.remote()] = (phase, actor, None, time.time())
+
+    def shard_done(ref):
+        phase, actor, index, _ = shard_refs.pop(ref)
+        try:
+            value = ray.get(ref)
+        except ray.exceptions.RayActorError:
+            if actor is phase.main:
+                raise
+            if actor in phase.helpers:
+                phase.helpers.remove(actor)
+            if index is not None and not phase.finished:
+                log.warning("%s: worker lost during shard %d; the shard goes back to the queue", phase.plan.key, index)
+                for idle in phase.give_back(index):
+                    dispatch(phase, idle)
+            return
+        if phase.finished:  # a helper that loaded its model after the last shard was done
+            phase.release(actor)
+            return
+        if index is not None:
+            record, seconds, node = value
+            phase.in_flight -= 1
+            phase.done += 1
+            state.finish_shard(phase.plan, phase.stage, index, record, seconds, node)
+        if not phase.finished:
+            dispatch(phase, actor)
+            return
+        phase.release_helpers()
+        del phases[phase.plan.key]
+        sharded.add((phase.plan.key, phase.stage.name))
+        submit_next(phase.plan)
 
     def submit_next(plan):
-        """Submit the next stage of ``plan`` (none while one of its stages runs)."""
-        if any(p is plan for p, *_ in pending.values()):
+        """Submit the next stage of ``plan`` (none while one of its stages or shards runs)."""
+        if plan.key in phases or any(p is plan for p, *_ in pending.values()):
             return
         stage = plan.next_stage()
         if stage is None:
@@ -100,8 +155,11 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
             if res.model_workers is not None and len(workers) >= res.model_workers:
                 waiting.append(plan)
                 return
-            workers[plan.key] = ModelWorker.options(num_cpus=res.cpus_per_model, num_gpus=res.gpus_per_model).remote(
-                plan.config, threads, show_progress, board_name)
+            workers[plan.key] = new_worker(plan)
+        n_shards = stage.shards(plan.config)
+        if n_shards > 1 and (plan.key, stage.name) not in sharded:
+            start_shards(plan, stage, n_shards)
+            return
         inputs = plan.inputs(stage)
         actor = workers[plan.key] if stage.uses_model else llm
         pending[actor.run.remote(plan.config, stage.name, inputs)] = (plan, stage, inputs, time.time())
@@ -109,27 +167,39 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
     for plan in plans:  # actors beyond the cluster's resources wait in Ray's queue until one is released
         submit_next(plan)
     last = time.perf_counter()
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_EVERY_S)
+    while pending or shard_refs:
+        ready, _ = ray.wait([*pending, *shard_refs], num_returns=1, timeout=PROGRESS_EVERY_S)
         for ref in ready:
-            plan, stage, inputs, _ = pending.pop(ref)
-            try:
+            with _user_errors():
+                if ref in shard_refs:
+                    shard_done(ref)
+                    continue
+                plan, stage, inputs, _ = pending.pop(ref)
                 output, seconds = ray.get(ref)
-            except ray.exceptions.RayTaskError as e:
-                cause = e.cause if hasattr(e, "cause") else e
-                if isinstance(cause, UserError):
-                    raise cause from None
-                raise
             state.finish(plan, stage, inputs, output, seconds)
             submit_next(plan)
         if time.perf_counter() - last >= PROGRESS_EVERY_S or not ready:
             last = time.perf_counter()
             shown = [(plan, stage.name, submitted) for plan, stage, _, submitted in pending.values()]
+            shown += [(phase.plan, shard_label(phase.stage.name, index), submitted)
+                      for phase, _, index, submitted in shard_refs.values() if index is not None]
             log.info("progress: %s", heartbeat(plans, shown, _snapshot(board), time.time()))
     for w in workers.values():
         ray.kill(w)
     ray.kill(llm)
     ray.kill(board)
+
+
+@contextlib.contextmanager
+def _user_errors():
+    """A stage's UserError reaches the user as itself, not wrapped in Ray's task error."""
+    try:
+        yield
+    except ray.exceptions.RayTaskError as e:
+        cause = e.cause if hasattr(e, "cause") else e
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise
 
 
 def _snapshot(board) -> dict:

@@ -78,6 +78,7 @@ class JobState:
             self.force.update(downstream(stage))
         self.timings: list[dict[str, Any]] = []
         self.llm_stats: list[dict[str, Any]] = []
+        self.shard_runs: list[dict[str, Any]] = []  # shards of sharded stages done by Ray workers
 
     def lookup(self, plan: ModelPlan, stage: Stage) -> bool:
         """Reuse the stage from the store when it finished under the key of its current inputs."""
@@ -103,6 +104,13 @@ class JobState:
         if "llm" in output.facts:
             self.llm_stats.append(output.facts["llm"])
         log.info("%s: stage %s done in %.1f s", plan.key, stage.name, seconds)
+
+
+    def finish_shard(self, plan: ModelPlan, stage: Stage, index: int, record: dict[str, Any], seconds: float, node: str) -> None:
+        """Note a shard done ahead of its stage (the shard itself is on disk, under the cache, already)."""
+        self.shard_runs.append({"model": plan.key, "stage": stage.name, "shard": index, "node": node,
+                                "images": record.get("n_images"), "reused": record.get("reused"), "seconds": round(seconds, 3)})
+        log.info("%s: %s shard %d done on node %s in %.1f s", plan.key, stage.name, index, node[:8], seconds)
 
 
 def versions() -> dict[str, str]:
@@ -215,6 +223,7 @@ def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) ->
         "versions": versions(),
         "models": models,
         "stages": state.timings,
+        "shards": state.shard_runs,
         "llm": _llm_totals(state.llm_stats),
         "failures": {"failed_verdicts": failed, "skipped_files": skipped, "flagged_heads": flagged},
         "tables": {name: str(p.relative_to(run_dir)) for name, p in paths.items()},

@@ -1,0 +1,97 @@
+"""One model's probe set split into shards across two simulated nodes (fake GPUs, models on the CPU):
+the tables equal local mode's, also when a node is removed while the shards run (issue 13)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.jobs_helpers import assert_same_tables, read_tables, run_full_grid
+
+ray = pytest.importorskip("ray")
+
+SHARDS = 8
+SPEC = f"""
+run: shards
+models:
+  - {{arch: ccs-toy, pretrained: planted_v1}}
+probe: {{images: "toy:256", batch_size: 16, shards: {SHARDS}}}
+layers: 4
+pool: toy
+spans: {{m: 3, rank: 32, method: exact}}
+llm: {{backend: offline, offline_embedder: minilm}}
+evaluation:
+  synthetic: true
+  tasks: [toy-colour]
+  conditions: [original, high, random]
+  seeds: [0]
+  batch_size: 32
+  templates_per_class: 2
+resources: {{device: cpu, cpus_per_model: 1, gpus_per_model: 1, shard_workers: 2}}
+"""
+
+
+@pytest.fixture(scope="module")
+def spec_and_local(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards")
+    spec = root / "shards.yaml"
+    spec.write_text(SPEC)
+    proc = run_full_grid("--local", "--spec", str(spec), "--quiet", "--out", str(root / "local"), "--cache-dir", str(root / "local-cache"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return spec, read_tables(root / "local" / "shards")
+
+
+@pytest.fixture()
+def cluster():
+    from ccs_dist.distributed.simulated import simulated_cluster
+
+    with simulated_cluster(nodes=2, gpus_per_node=1, cpus_per_node=1) as c:
+        yield c
+
+
+def _job(spec: Path, cluster, out: Path, cache: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ccs_dist.jobs.full_grid", "--address", cluster.address, "--spec", str(spec),
+                             "--quiet", "--out", str(out), "--cache-dir", str(cache)],
+                            cwd=REPO, env={**cluster.env, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(job: subprocess.Popen) -> str:
+    stdout, stderr = job.communicate(timeout=900)
+    assert job.returncode == 0, stdout[-2000:] + stderr[-4000:]
+    return stderr
+
+
+def _shard_records(cache: Path) -> list[Path]:
+    return list((cache / "decompose").glob("*.partial/shard-*.json"))
+
+
+def test_shards_spread_over_two_nodes_give_the_local_tables(spec_and_local, cluster, tmp_path):
+    spec, local = spec_and_local
+    _finish(_job(spec, cluster, tmp_path / "out", tmp_path / "cache"))
+    assert_same_tables(local, read_tables(tmp_path / "out" / "shards"))
+    runs = json.loads((tmp_path / "out" / "shards" / "manifest.json").read_text())["shards"]
+    assert sorted(r["shard"] for r in runs) == list(range(SHARDS))
+    assert len({r["node"] for r in runs}) == 2, runs  # both nodes decomposed shards of the one model
+
+
+def test_a_node_removed_while_the_shards_run_still_gives_the_local_tables(spec_and_local, cluster, tmp_path):
+    spec, local = spec_and_local
+    cache = tmp_path / "cache"
+    job = _job(spec, cluster, tmp_path / "out", cache)
+    deadline = time.monotonic() + 600
+    while not _shard_records(cache) and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    done_at_removal = len(_shard_records(cache))
+    assert 0 < done_at_removal < SHARDS, "the node was not removed while the shards ran"
+    cluster.remove(cluster.workers[0])
+    _finish(job)
+    assert_same_tables(local, read_tables(tmp_path / "out" / "shards"))
+    runs = json.loads((tmp_path / "out" / "shards" / "manifest.json").read_text())["shards"]
+    assert sorted({r["shard"] for r in runs}) == list(range(SHARDS))
