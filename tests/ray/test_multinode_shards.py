@@ -90,8 +90,10 @@ def test_a_node_removed_while_the_shards_run_still_gives_the_local_tables(spec_a
         time.sleep(0.05)
     done_at_removal = len(_shard_records(cache))
     assert 0 < done_at_removal < SHARDS, "the node was not removed while the shards ran"
-    cluster.remove(cluster.workers[0])
+    removed = cluster.workers[0]
+    cluster.remove(removed)
     _finish(job)
     assert_same_tables(local, read_tables(tmp_path / "out" / "shards"))
     runs = json.loads((tmp_path / "out" / "shards" / "manifest.json").read_text())["shards"]
     assert sorted({r["shard"] for r in runs}) == list(range(SHARDS))
+    assert sum(r["node"] == removed.node_id for r in runs) <= done_at_removal  # the rest were done on the node left
