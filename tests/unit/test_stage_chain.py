@@ -275,3 +275,15 @@ def test_bad_stage_options_are_one_line_spec_errors(tmp_path):
         _spec(tmp_path, attribution={"enabled": True, "task": "cifar10"})
     with pytest.raises(UserError, match="resources.model_workers"):
         _spec(tmp_path, resources={"model_workers": 0})
+
+
+def test_probe_shards_reach_the_decomposition_and_key_the_spans_stage_only_when_set(tmp_path):
+    """``probe.shards`` > 1 is a different decomposition (another merge order), so another spans key; the
+    default leaves the keys of runs made before the option existed as they were."""
+    one = _spec(tmp_path / "a")
+    sharded = _spec(tmp_path / "b", probe={"shards": 4}, resources={"shard_workers": 2})
+    c1, c4 = one.chain_config(one.models[0]), sharded.chain_config(sharded.models[0])
+    spans = chain.BY_NAME["spans"]
+    assert (spans.shards(c1), spans.shards(c4)) == (1, 4) and sharded.resources.shard_workers == 2
+    assert "shards" not in chain._spans_key(c1)["probe"] and chain._spans_key(c4)["probe"]["shards"] == 4
+    assert c4.probe.decompose_config(layers=2, progress=False).shards == 4
