@@ -95,10 +95,10 @@ def merge_shard_moments(folder: Path, parts: Sequence[tuple[str, list[int]]]) ->
     merged_sums, merged_grams, counts = [], [], []
     for k in range(len(parts[0][1])):
         shard_moments = []
-        for (_, shard_counts), sum_KGE, gram_KGEE in zip(parts, sums, grams):
+        for (_, shard_counts), bucket_sums, bucket_grams in zip(parts, sums, grams):  # [buckets, G, E(, E)]
             m = HeadMoments.__new__(HeadMoments)
             m.count = int(shard_counts[k])
-            m.sum_GE, m.gram_GEE = torch.from_numpy(np.array(sum_KGE[k])), torch.from_numpy(np.array(gram_KGEE[k]))
+            m.sum_GE, m.gram_GEE = torch.from_numpy(np.array(bucket_sums[k])), torch.from_numpy(np.array(bucket_grams[k]))
             shard_moments.append(m)
         merged = merge_moments(shard_moments)
         merged_sums.append(merged.sum_GE)
