@@ -1,6 +1,6 @@
 """One model's probe set split into shards over a simulated Ray cluster, against local mode.
 
-A cluster of ``--nodes`` raylets on this machine (``ccs_dist.distributed.simulated``), each declaring one
+A cluster of ``--nodes`` raylets on this machine (``ccs_dist.testing.ray_cluster``), each declaring one
 fake GPU (models run on the CPU); the demo's trained ccs-toy model alone, its ``toy:N`` probe set split into
 ``--shards`` shards, one worker per node (``resources.shard_workers``), a small evaluation. The same spec
 runs in local mode (shards in turn, one process) and on the cluster; every table is compared. Prints
@@ -61,7 +61,7 @@ def main() -> None:
                     show_progress=False)
     import ray
 
-    from ccs_dist.distributed.simulated import simulated_cluster
+    from ccs_dist.testing.ray_cluster import simulated_cluster
 
     with simulated_cluster(nodes=args.nodes, gpus_per_node=1, cpus_per_node=1) as cluster:
         t0 = time.perf_counter()

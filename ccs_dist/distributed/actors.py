@@ -1,7 +1,9 @@
 """Ray actors: one per model worker (holds a CLIP model on its device) and one for the LLM stage.
 
 The actors are thin: each runs a stage of :mod:`ccs_dist.stages.chain` by name. Fault injection for the
-tests: ``CCS_DIST_FAULT=<stage>:<marker file>`` makes a model worker's process die once, mid-stage.
+tests: ``CCS_DIST_FAULT=<stage>:<marker file>`` makes a model worker's process die once, mid-stage;
+``CCS_DIST_SHARD_DELAY=<seconds>`` makes every shard take at least that long (a slow GPU's shard), so a
+test's shards outlast a helper's start-up on another node.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class ModelWorker:
         """(shard record, seconds, node id) of shard ``index`` of ``stage`` (:attr:`Stage.run_shard`)."""
         _announce(self.board, config.key, shard_label(stage, index))
         record, seconds = _timed(self.runner.run_shard, stage, index)
+        time.sleep(max(0.0, float(os.environ.get("CCS_DIST_SHARD_DELAY") or 0) - seconds))
         return record, seconds, ray.get_runtime_context().get_node_id()
 
 

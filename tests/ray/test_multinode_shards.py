@@ -49,7 +49,7 @@ def spec_and_local(tmp_path_factory):
 
 @pytest.fixture()
 def cluster():
-    from ccs_dist.distributed.simulated import simulated_cluster
+    from ccs_dist.testing.ray_cluster import simulated_cluster
 
     with simulated_cluster(nodes=2, gpus_per_node=1, cpus_per_node=1) as c:
         yield c
@@ -58,7 +58,8 @@ def cluster():
 def _job(spec: Path, cluster, out: Path, cache: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "ccs_dist.jobs.full_grid", "--address", cluster.address, "--spec", str(spec),
                              "--quiet", "--out", str(out), "--cache-dir", str(cache)],
-                            cwd=REPO, env={**cluster.env, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"},
+                            cwd=REPO, env={**cluster.env, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
+                                 "CCS_DIST_SHARD_DELAY": "2"},  # shards outlast the helper's start-up
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -92,8 +93,9 @@ def test_a_node_removed_while_the_shards_run_still_gives_the_local_tables(spec_a
     assert 0 < done_at_removal < SHARDS, "the node was not removed while the shards ran"
     removed = cluster.workers[0]
     cluster.remove(removed)
+    done_after_removal = len(_shard_records(cache))  # a shard may finish on the node while it is being stopped
     _finish(job)
     assert_same_tables(local, read_tables(tmp_path / "out" / "shards"))
     runs = json.loads((tmp_path / "out" / "shards" / "manifest.json").read_text())["shards"]
     assert sorted({r["shard"] for r in runs}) == list(range(SHARDS))
-    assert sum(r["node"] == removed.node_id for r in runs) <= done_at_removal  # the rest were done on the node left
+    assert sum(r["node"] == removed.node_id for r in runs) <= done_after_removal  # the rest were done on the node left

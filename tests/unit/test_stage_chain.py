@@ -148,6 +148,7 @@ def test_ray_mode_runs_the_same_chain_and_caps_model_actors(tmp_path, fake_chain
     })
     monkeypatch.setattr(executor, "ray", fake_ray)
     monkeypatch.setattr(executor, "_connect", lambda address: None)
+    monkeypatch.setattr(executor, "pinned_to_this_node", lambda: None)  # no real Ray: the node is the stand-in's
     monkeypatch.setattr(executor, "StageBoard", actor_class(Board))
     monkeypatch.setattr(executor, "LLMWorker", actor_class(actors.LLMWorker.__ray_actor_class__))
     monkeypatch.setattr(executor, "ModelWorker", actor_class(actors.ModelWorker.__ray_actor_class__, model=True))
