@@ -54,7 +54,7 @@ def principal_directions(artifact: DecompositionArtifact, n_directions: int, max
 
 
 def projections(artifact: DecompositionArtifact, dirs_GRE: np.ndarray, mean_GE: np.ndarray, batch: int = 256) -> np.ndarray:
-    """[N, G, K] projections of every image's normalised, centred head terms onto the head directions."""
+    """[N, G, R] projections of every image's normalised, centred head terms onto the head directions."""
     n_layers, n_heads, dim = len(artifact.layers), int(artifact.manifest["num_heads"]), int(artifact.manifest["embed_dim"])
     out = []
     for name in artifact.shard_names:

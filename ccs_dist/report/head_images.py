@@ -130,6 +130,9 @@ def add_head_images(run_dir: str | Path, config: HeadImagesConfig = HeadImagesCo
             notes.append(f"{model_key}: no head images: its decomposition ({path}) is no longer in the cache")
             continue
         artifact = DecompositionArtifact(path, read_json(path / "manifest.json"))
+        if artifact.keep == "moments":
+            notes.append(f"{model_key}: no head images: its decomposition keeps only TextSpan's moments (keep: moments)")
+            continue
         try:
             image_set = resolve_image_set(meta.get("images") or artifact.manifest.get("image_set"), cache_dir or "cache")
         except Exception as e:  # noqa: BLE001 - a moved dataset: say so, keep the report

@@ -25,7 +25,7 @@ from ccs_dist.stages.decompose import Layers, ProbeConfig
 from ccs_dist.stages.evaluate import EvaluateConfig, evaluate_stage
 from ccs_dist.stages.model import ModelSpec
 from ccs_dist.stages.score import SCORE_TABLES, LLMConfig, score_stage
-from ccs_dist.stages.spans import SpansConfig, ground_truth_table, spans_probe_shard, spans_stage
+from ccs_dist.stages.spans import SpansConfig, ground_truth_table, head_image_tables_of, spans_probe_shard, spans_stage
 from ccs_dist.store import content_key
 
 STAGE_VERSION = 1  # bump to recompute every stage of older runs
@@ -119,7 +119,7 @@ def _run_spans(ctx: StageContext, inputs) -> StageOutput:
     c = ctx.config
     result = spans_stage(ctx.loaded, probe=c.probe, layers=c.layers, pool=c.pool, spans=c.spans, cache_dir=c.cache_dir,
                          progress=ctx.progress)
-    tables = {"spans": result.table}
+    tables = {"spans": result.table, **head_image_tables_of(ctx.loaded, result, c.probe, c.cache_dir)}
     truth = ground_truth_table(ctx.loaded, result, c.probe, c.cache_dir)
     if truth is not None:
         tables["ground_truth"] = truth

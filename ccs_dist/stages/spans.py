@@ -134,6 +134,22 @@ def write_spans_run(result: SpansResult, out: str | Path) -> Path:
     return path
 
 
+def head_image_tables_of(loaded: LoadedModel, result: SpansResult, probe: ProbeConfig, cache_dir: str) -> dict[str, pl.DataFrame]:
+    """Each head's top and bottom probe images (and their thumbnails) from the decomposition the spans read,
+    on the worker that holds it, so a Ray run's report needs no access to the workers' cache. A moments-only
+    decomposition keeps no per-image heads: none (the report says so)."""
+    from ccs_dist.data.images import resolve_image_set
+    from ccs_dist.decompose import DecompositionArtifact
+    from ccs_dist.report.head_images import head_image_tables
+    from ccs_dist.store import read_json
+
+    path = Path(result.metadata["decomposition"])
+    artifact = DecompositionArtifact(path, read_json(path / "manifest.json"))
+    if artifact.keep == "moments":
+        return {}
+    return head_image_tables(loaded.key, artifact, resolve_image_set(probe.images, cache_dir))
+
+
 def ground_truth_table(loaded: LoadedModel, result: SpansResult, probe: ProbeConfig, cache_dir: str) -> pl.DataFrame | None:
     """With a ``toy:N`` probe set (its factors are known): every head scored against them; else None."""
     if not str(probe.images).startswith("toy:"):
