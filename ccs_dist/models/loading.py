@@ -88,7 +88,8 @@ class LoadedModel:
             for name, t in sorted(self.model.state_dict().items()):
                 t = t.detach().to("cpu").contiguous()
                 h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+                if t.numel():  # the buffer itself, not a copy: hashlib reads it without holding the GIL
+                    h.update(t.reshape(-1).view(torch.uint8).numpy())
             self._weights_hash = h.hexdigest()
         return self._weights_hash
 
@@ -164,6 +165,32 @@ def verify_bundled(bundled: BundledWeights) -> None:
         raise UserError(f"bundled weights {path} have sha256 {digest[:12]}..., expected {bundled.sha256[:12]}...: "
                         "the file is damaged or replaced; reinstall ccs_dist")
     _VERIFIED.add(memo)
+
+
+# torch.nn.init's in-place fills: what a model's constructor spends its time in (10^8 random draws for a ViT-B)
+_INIT_FILLS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+               "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_")
+
+
+@contextlib.contextmanager
+def skipped_random_init():
+    """Build a model whose every parameter and buffer a strict checkpoint load then overwrites: nn.init's fills
+    leave the (uninitialised) tensors as they are instead of drawing values only to discard them.
+
+    Only for that case: the random-init path must draw exactly as before (its results are pinned by seed).
+    """
+    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FILLS}
+
+    def keep(tensor, *args, **kwargs):
+        return tensor
+
+    for name in saved:
+        setattr(torch.nn.init, name, keep)
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
 
 
 def _drop_open_clip_random_init(record: logging.LogRecord) -> bool:
@@ -293,10 +320,11 @@ def load_model(
                     model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None, **kwargs)
             finally:
                 root_logger.removeFilter(_drop_open_clip_random_init)
-        else:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                arch, pretrained=value if kind != "schema" else None, **kwargs
-            )
+        else:  # require_pretrained: open_clip loads the checkpoint strictly (every parameter) or raises
+            with skipped_random_init():
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    arch, pretrained=value if kind != "schema" else None, require_pretrained=True, **kwargs
+                )
     except UserError:
         raise
     except Exception as e:  # open_clip signals bad weights with RuntimeError, AssertionError, KeyError, OSError...

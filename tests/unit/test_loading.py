@@ -56,3 +56,23 @@ def test_checkpoint_of_another_architecture(tmp_path, tiny):
 def test_cuda_without_gpu():
     with pytest.raises(UserError, match="no CUDA GPU"):
         load_model("ccs-tiny", device="cuda")
+
+
+def test_checkpoint_load_skips_the_wasted_init_and_gives_the_saved_weights(tmp_path):
+    saved = load_model("ccs-tiny", device="cpu", seed=3)
+    path = tmp_path / "tiny-seed3.pt"
+    torch.save(saved.model.state_dict(), path)
+    fills = torch.nn.init.normal_, torch.nn.init.kaiming_uniform_
+    loaded = load_model("ccs-tiny", str(path), device="cpu")
+    assert loaded.weights_hash == saved.weights_hash  # every parameter and buffer came from the file
+    assert (torch.nn.init.normal_, torch.nn.init.kaiming_uniform_) == fills  # the build's no-op fills are undone
+    assert load_model("ccs-tiny", device="cpu", seed=3).weights_hash == saved.weights_hash  # random init unchanged
+
+
+def test_checkpoint_missing_a_parameter_is_refused(tmp_path, tiny):
+    state = tiny.model.state_dict()
+    state.pop("visual.proj")
+    path = tmp_path / "partial.pt"
+    torch.save(state, path)
+    with pytest.raises(UserError, match="does not fit architecture ccs-tiny"):
+        load_model("ccs-tiny", str(path), device="cpu")
