@@ -3,7 +3,9 @@
 The actors are thin: each runs a stage of :mod:`ccs_dist.stages.chain` by name. Fault injection for the
 tests: ``CCS_DIST_FAULT=<stage>:<marker file>`` makes a model worker's process die once, mid-stage;
 ``CCS_DIST_SHARD_DELAY=<seconds>`` makes every shard take at least that long (a slow GPU's shard), so a
-test's shards outlast a helper's start-up on another node.
+test's shards outlast a helper's start-up on another node; ``CCS_DIST_SLOW_SHARD=<index>:<seconds>:<marker
+file>`` makes the first copy of shard ``index`` take that much longer (a straggler; a second copy runs at the
+normal pace).
 """
 
 from __future__ import annotations
@@ -14,6 +16,20 @@ import time
 from pathlib import Path
 
 import ray
+
+
+def _straggle_once(index: int) -> float:
+    """Seconds shard ``index`` is held back: the first copy of the slow shard only (its marker file says so)."""
+    want, _, rest = os.environ.get("CCS_DIST_SLOW_SHARD", "").partition(":")
+    seconds, _, marker = rest.partition(":")
+    if not marker or want != str(index):
+        return 0.0
+    try:
+        with open(marker, "x") as f:  # exclusive create: one copy in the whole cluster
+            f.write(f"shard {index} held back {seconds} s\n")
+    except FileExistsError:
+        return 0.0
+    return float(seconds)
 
 
 def _maybe_die(stage: str) -> None:
@@ -81,8 +97,9 @@ class ModelWorker:
     def run_shard(self, config, stage: str, index: int):
         """(shard record, seconds, node id) of shard ``index`` of ``stage`` (:attr:`Stage.run_shard`)."""
         _announce(self.board, config.key, shard_label(stage, index))
+        held_back = _straggle_once(index)
         record, seconds = _timed(self.runner.run_shard, stage, index)
-        time.sleep(max(0.0, float(os.environ.get("CCS_DIST_SHARD_DELAY") or 0) - seconds))
+        time.sleep(max(0.0, float(os.environ.get("CCS_DIST_SHARD_DELAY") or 0) - seconds) + held_back)
         return record, seconds, ray.get_runtime_context().get_node_id()
 
 

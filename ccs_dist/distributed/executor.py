@@ -6,7 +6,8 @@ actor, so models proceed concurrently and a model's evaluation starts as soon as
 ``resources.model_workers`` caps the model actors alive at once. The driver waits on every pending ref, writes each finished stage to the stage store at once
 (resume), prints a one-line progress every few seconds, and releases a model's actor when its graph is
 done. Actors restart and their calls retry when a worker dies. A stage that splits into shards
-(``probe.shards``) first has its shards done by the model's workers from a queue (:mod:`.shards`), then runs.
+(``probe.shards``) first has its shards done by the model's workers from a queue (:mod:`.shards`; a straggling
+shard gets a second copy), then runs.
 The LLM actor stays on the driver's node, so its disk cache under ``cache_dir`` never moves.
 """
 
@@ -24,11 +25,12 @@ import ray
 from collections import deque
 
 from ccs_dist.distributed.actors import LLMWorker, ModelWorker, StageBoard, pinned_to_this_node, shard_label
-from ccs_dist.distributed.shards import ShardPhase
+from ccs_dist.distributed.shards import STRAGGLER_FACTOR, ShardPhase
 from ccs_dist.errors import UserError
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 10.0
+STRAGGLER_CHECK_S = 1.0  # how often workers waiting on a stage's last shards look for a straggler
 
 
 def _loopback_only() -> None:
@@ -99,8 +101,12 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
             plan.config, threads, show_progress, board_name)
 
     def dispatch(phase, actor):
-        index = phase.next_for(actor)
+        index = phase.next_for(actor, time.time())
         if index is not None:
+            if index in phase.running and len(phase.running[index]) > 1:
+                log.warning("%s: %s shard %d runs %.0f s, over %.0fx the median shard: a second copy starts",
+                            phase.plan.key, phase.stage.name, index, time.time() - min(phase.running[index].values()),
+                            STRAGGLER_FACTOR)
             shard_refs[actor.run_shard.remote(phase.plan.config, phase.stage.name, index)] = (phase, actor, index, time.time())
 
     def start_shards(plan, stage, n):
@@ -110,6 +116,15 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
         for actor in (phase.main, *phase.helpers):
             shard_refs[actor.ready.remote()] = (phase, actor, None, time.time())
 
+    def drop_copies(phase, actors):
+        """Stop the slower copies of a shard another worker finished first; their results are not awaited."""
+        for ref, (p, actor, index, _) in list(shard_refs.items()):
+            if p is phase and actor in actors and index is not None:
+                del shard_refs[ref]
+        for actor in actors:
+            log.info("%s: a slower copy of a shard is stopped (another worker finished it first)", phase.plan.key)
+            phase.stop(actor)
+
     def shard_done(ref):
         phase, actor, index, _ = shard_refs.pop(ref)
         try:
@@ -117,11 +132,10 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
         except ray.exceptions.RayActorError:
             if actor is phase.main:
                 raise
-            if actor in phase.helpers:
-                phase.helpers.remove(actor)
-            if index is not None and not phase.finished:
+            phase.forget(actor)
+            if index is not None and not phase.finished and phase.give_back(index, actor):
                 log.warning("%s: worker lost during shard %d; the shard goes back to the queue", phase.plan.key, index)
-                for idle in phase.give_back(index):
+                for idle in phase.take_idle():
                     dispatch(phase, idle)
             return
         if phase.finished:  # a helper that loaded its model after the last shard was done
@@ -129,9 +143,10 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
             return
         if index is not None:
             record, seconds, node = value
-            phase.in_flight -= 1
-            phase.done += 1
-            state.finish_shard(phase.plan, phase.stage, index, record, seconds, node)
+            slower = phase.finish(index, actor, time.time())
+            if slower is not None:
+                drop_copies(phase, slower)
+                state.finish_shard(phase.plan, phase.stage, index, record, seconds, node)
         if not phase.finished:
             dispatch(phase, actor)
             return
@@ -139,6 +154,11 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
         del phases[phase.plan.key]
         sharded.add((phase.plan.key, phase.stage.name))
         submit_next(phase.plan)
+
+    def check_stragglers():
+        for phase in list(phases.values()):
+            for idle in phase.take_idle():
+                dispatch(phase, idle)
 
     def submit_next(plan):
         """Submit the next stage of ``plan`` (none while one of its stages or shards runs)."""
@@ -168,7 +188,10 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
         submit_next(plan)
     last = time.perf_counter()
     while pending or shard_refs:
-        ready, _ = ray.wait([*pending, *shard_refs], num_returns=1, timeout=PROGRESS_EVERY_S)
+        waiting_workers = any(phase.idle for phase in phases.values())  # they may take a straggler's copy
+        ready, _ = ray.wait([*pending, *shard_refs], num_returns=1,
+                            timeout=STRAGGLER_CHECK_S if waiting_workers else PROGRESS_EVERY_S)
+        check_stragglers()
         for ref in ready:
             with _user_errors():
                 if ref in shard_refs:
@@ -178,7 +201,7 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
                 output, seconds = ray.get(ref)
             state.finish(plan, stage, inputs, output, seconds)
             submit_next(plan)
-        if time.perf_counter() - last >= PROGRESS_EVERY_S or not ready:
+        if time.perf_counter() - last >= PROGRESS_EVERY_S or (not ready and not waiting_workers):
             last = time.perf_counter()
             shown = [(plan, stage.name, submitted) for plan, stage, _, submitted in pending.values()]
             shown += [(phase.plan, shard_label(phase.stage.name, index), submitted)

@@ -1,5 +1,6 @@
 """One model's probe set split into shards across two simulated nodes (fake GPUs, models on the CPU):
-the tables equal local mode's, also when a node is removed while the shards run (issue 13)."""
+the tables equal local mode's, also when a node is removed while the shards run, and a straggling shard
+does not hold the job (issue 13)."""
 
 from __future__ import annotations
 
@@ -55,11 +56,11 @@ def cluster():
         yield c
 
 
-def _job(spec: Path, cluster, out: Path, cache: Path) -> subprocess.Popen:
+def _job(spec: Path, cluster, out: Path, cache: Path, **env: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "ccs_dist.jobs.full_grid", "--address", cluster.address, "--spec", str(spec),
                              "--quiet", "--out", str(out), "--cache-dir", str(cache)],
                             cwd=REPO, env={**cluster.env, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
-                                 "CCS_DIST_SHARD_DELAY": "2"},  # shards outlast the helper's start-up
+                                 "CCS_DIST_SHARD_DELAY": "2", **env},  # shards outlast the helper's start-up
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -99,3 +100,18 @@ def test_a_node_removed_while_the_shards_run_still_gives_the_local_tables(spec_a
     runs = json.loads((tmp_path / "out" / "shards" / "manifest.json").read_text())["shards"]
     assert sorted({r["shard"] for r in runs}) == list(range(SHARDS))
     assert sum(r["node"] == removed.node_id for r in runs) <= done_after_removal  # the rest were done on the node left
+
+
+def test_a_straggling_shard_gets_a_second_copy_and_does_not_hold_the_job(spec_and_local, cluster, tmp_path):
+    spec, local = spec_and_local
+    slow_s, marker = 300, tmp_path / "slow-shard-5"
+    t0 = time.monotonic()
+    stderr = _finish(_job(spec, cluster, tmp_path / "out", tmp_path / "cache",
+                          CCS_DIST_SLOW_SHARD=f"5:{slow_s}:{marker}"))  # its first copy takes 300 s more
+    wall = time.monotonic() - t0
+    assert marker.is_file(), "the slow copy never ran"
+    assert wall < slow_s, f"the job waited for the slow copy ({wall:.0f} s)"
+    assert "a second copy starts" in stderr
+    assert_same_tables(local, read_tables(tmp_path / "out" / "shards"))
+    runs = json.loads((tmp_path / "out" / "shards" / "manifest.json").read_text())["shards"]
+    assert sorted(r["shard"] for r in runs) == list(range(SHARDS))  # one record per shard: the winner's
