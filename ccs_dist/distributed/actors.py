@@ -94,11 +94,11 @@ class ModelWorker:
         """The node this worker runs on, once its model is loaded (the driver then hands it a shard)."""
         return ray.get_runtime_context().get_node_id()
 
-    def run_shard(self, config, stage: str, index: int):
+    def run_shard(self, config, stage: str, index: int, inputs):
         """(shard record, seconds, node id) of shard ``index`` of ``stage`` (:attr:`Stage.run_shard`)."""
         _announce(self.board, config.key, shard_label(stage, index))
         held_back = _straggle_once(index)
-        record, seconds = _timed(self.runner.run_shard, stage, index)
+        record, seconds = _timed(self.runner.run_shard, stage, index, inputs)
         time.sleep(max(0.0, float(os.environ.get("CCS_DIST_SHARD_DELAY") or 0) - seconds) + held_back)
         return record, seconds, ray.get_runtime_context().get_node_id()
 

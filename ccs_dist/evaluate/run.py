@@ -101,6 +101,27 @@ def _rows(model: str, task: str, head_sets: Sequence[HeadSet], results: Sequence
     return rows
 
 
+def evaluate_rows(loaded, tasks: Sequence[str], head_sets: Sequence[HeadSet], config: EvalConfig = EvalConfig(),
+                  encoder: HeadSetEncoder | None = None) -> list[dict]:
+    """The rows of every task x head set, task by task (the table less its random-seed summary)."""
+    if not head_sets:
+        raise UserError("no head sets to evaluate")
+    specs = [parse_task(t, config.data_root) for t in tasks]
+    if not specs:
+        raise UserError("no tasks given")
+    import time
+
+    from tqdm.auto import tqdm
+
+    rows: list[dict] = []
+    for spec in tqdm(specs, desc=f"evaluate {loaded.key}", unit="task", disable=None if config.progress else True):
+        log.info("%s: evaluating %s on %d head sets", loaded.key, spec.name, len(head_sets))
+        t0 = time.perf_counter()
+        rows += evaluate_task(loaded, spec, head_sets, config, encoder)
+        log.info("%s: %s done in %.1f s", loaded.key, spec.name, time.perf_counter() - t0)
+    return rows
+
+
 def random_summary(rows: Sequence[dict]) -> list[dict]:
     """``random:mean`` / ``random:std`` (sample std, ddof=1; 0 for one seed) over the seeds of each metric."""
     groups: dict[tuple, list[dict]] = {}
@@ -183,20 +204,6 @@ def evaluate(loaded, tasks: Sequence[str], head_sets: Sequence[HeadSet], config:
     """The ``evaluation`` table (polars DataFrame) of every task x head set for one model."""
     import polars as pl
 
-    if not head_sets:
-        raise UserError("no head sets to evaluate")
-    specs = [parse_task(t, config.data_root) for t in tasks]
-    if not specs:
-        raise UserError("no tasks given")
-    import time
-
-    from tqdm.auto import tqdm
-
-    rows: list[dict] = []
-    for spec in tqdm(specs, desc=f"evaluate {loaded.key}", unit="task", disable=None if config.progress else True):
-        log.info("%s: evaluating %s on %d head sets", loaded.key, spec.name, len(head_sets))
-        t0 = time.perf_counter()
-        rows += evaluate_task(loaded, spec, head_sets, config, encoder)
-        log.info("%s: %s done in %.1f s", loaded.key, spec.name, time.perf_counter() - t0)
+    rows = evaluate_rows(loaded, tasks, head_sets, config, encoder)
     rows += random_summary(rows)
     return pl.DataFrame(rows, schema=EVALUATION_SCHEMA)

@@ -22,7 +22,7 @@ import polars as pl
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.stages.attribution import AttributionStageConfig, attribution_stage
 from ccs_dist.stages.decompose import Layers, ProbeConfig
-from ccs_dist.stages.evaluate import EvaluateConfig, evaluate_stage
+from ccs_dist.stages.evaluate import EvaluateConfig, evaluate_shard, evaluate_stage, evaluation_shards
 from ccs_dist.stages.model import ModelSpec
 from ccs_dist.stages.score import SCORE_TABLES, LLMConfig, score_stage
 from ccs_dist.stages.spans import SpansConfig, ground_truth_table, head_image_tables_of, spans_probe_shard, spans_stage
@@ -83,7 +83,7 @@ class Stage:
     # A stage whose model work splits into shards: how many, and how one is done ahead of the stage (which
     # then merges them). Any worker holding the model may take a shard; local mode leaves them to the stage.
     shards: Callable[[ChainConfig], int] = lambda config: 1
-    run_shard: Callable[[StageContext, int], dict[str, Any]] | None = None
+    run_shard: Callable[[StageContext, int, Mapping[TableRef, pl.DataFrame]], dict[str, Any]] | None = None
 
     def key(self, config: ChainConfig, inputs: Mapping[TableRef, pl.DataFrame]) -> str:
         return content_key({"v": STAGE_VERSION, "stage": self.name, **self.key_parts(config),
@@ -126,7 +126,7 @@ def _run_spans(ctx: StageContext, inputs) -> StageOutput:
     return StageOutput(tables, {"metadata": result.metadata})
 
 
-def _run_spans_shard(ctx: StageContext, index: int) -> dict[str, Any]:
+def _run_spans_shard(ctx: StageContext, index: int, inputs) -> dict[str, Any]:
     c = ctx.config
     return spans_probe_shard(ctx.loaded, index, probe=c.probe, layers=c.layers, spans=c.spans, cache_dir=c.cache_dir)
 
@@ -138,11 +138,27 @@ def _run_score(ctx: StageContext, inputs) -> StageOutput:
     return StageOutput({name: getattr(result, name) for name in SCORE_TABLES}, {"llm": dict(result.stats)})
 
 
+def _evaluate_key(c: ChainConfig) -> dict[str, Any]:  # shards change where rows are computed, not the table
+    return {"model": _model_facts(c), "evaluation": c.evaluation.model_dump(mode="json", exclude={"shards"})}
+
+
+def _evaluation_shard_dir(c: ChainConfig, inputs) -> Path:
+    """Where the shards of this evaluation wait for the merge: keyed like the stage, so any worker finds them."""
+    return Path(c.cache_dir) / "evaluate-shards" / BY_NAME["evaluate"].key(c, inputs)
+
+
 def _run_evaluate(ctx: StageContext, inputs) -> StageOutput:
     c = ctx.config
-    result = evaluate_stage(ctx.loaded, inputs[CCS], c.evaluation, data_root=c.data_root, progress=ctx.progress)
+    result = evaluate_stage(ctx.loaded, inputs[CCS], c.evaluation, data_root=c.data_root, progress=ctx.progress,
+                            shard_dir=_evaluation_shard_dir(c, inputs))
     facts = {"head_sets": len(result.head_sets), "seconds": round(result.seconds, 3)} if c.evaluation.tasks else {}
     return StageOutput({"evaluation": result.table}, facts)
+
+
+def _run_evaluate_shard(ctx: StageContext, index: int, inputs) -> dict[str, Any]:
+    c = ctx.config
+    return evaluate_shard(ctx.loaded, inputs[CCS], c.evaluation, index, data_root=c.data_root,
+                          shard_dir=_evaluation_shard_dir(c, inputs))
 
 
 def _run_attribution(ctx: StageContext, inputs) -> StageOutput:
@@ -154,8 +170,8 @@ def _run_attribution(ctx: StageContext, inputs) -> StageOutput:
 CHAIN: tuple[Stage, ...] = (
     Stage("spans", (), True, _spans_key, _run_spans, shards=lambda c: c.probe.shards, run_shard=_run_spans_shard),
     Stage("score", (SPANS,), False, lambda c: {"llm": c.llm.model_dump(mode="json")}, _run_score),
-    Stage("evaluate", (CCS,), True, lambda c: {"model": _model_facts(c), "evaluation": c.evaluation.model_dump(mode="json")},
-          _run_evaluate),
+    Stage("evaluate", (CCS,), True, _evaluate_key, _run_evaluate,
+          shards=lambda c: evaluation_shards(c.evaluation), run_shard=_run_evaluate_shard),
     Stage("attribution", (CCS,), True, lambda c: {"model": _model_facts(c), "attribution": c.attribution.model_dump(mode="json")},
           _run_attribution, enabled=lambda c: c.attribution.enabled),
 )
@@ -205,5 +221,5 @@ class ModelRunner:
     def run(self, name: str, inputs: Mapping[TableRef, pl.DataFrame]) -> StageOutput:
         return run_stage(name, self.context, inputs)
 
-    def run_shard(self, name: str, index: int) -> dict[str, Any]:
-        return BY_NAME[name].run_shard(self.context, index)
+    def run_shard(self, name: str, index: int, inputs: Mapping[TableRef, pl.DataFrame]) -> dict[str, Any]:
+        return BY_NAME[name].run_shard(self.context, index, inputs)

@@ -1,10 +1,17 @@
 """Evaluate stage: build the head sets from the ccs table, soft-prune each and evaluate it on every task
 (one pass over each task's data serves every head set). The job spec section ``evaluation`` is
-:class:`EvaluateConfig`."""
+:class:`EvaluateConfig`.
+
+``shards > 1`` splits the tasks into that many contiguous groups (at most one per task): a shard is one
+group's rows, evaluated by whichever worker holds the model and kept under ``shard_dir`` until the stage
+merges them in order. Each task is evaluated by the same call either way, so the table is the unsharded one.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +21,11 @@ import polars as pl
 from pydantic import Field
 
 from ccs_dist.errors import UserError
-from ccs_dist.evaluate.run import EvalConfig, evaluate
+from ccs_dist.evaluate.run import EvalConfig, evaluate, evaluate_rows, random_summary
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.head_sets import ALL_CONDITIONS, HeadSet, HeadSetConfig, build_head_sets, load_concept_map
 from ccs_dist.stages.config import StageConfig
-from ccs_dist.store import atomic_write_json, read_json
+from ccs_dist.store import atomic_write_bytes, atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +37,7 @@ class EvaluateConfig(StageConfig):
     """Which head sets, which tasks, how (job spec section ``evaluation``)."""
 
     tasks: tuple[str, ...] = ()
+    shards: int = Field(1, ge=1)  # task groups any worker holding the model may evaluate (not in the stage key)
     data_root: str | None = None  # required for real datasets; synthetic ones default to CACHE_DIR/synthetic-data
     synthetic: bool = False  # write synthetic datasets in the real formats into data_root first
     conditions: tuple[str, ...] = ALL_CONDITIONS
@@ -79,17 +87,65 @@ class EvaluateResult:
 
 
 def evaluate_stage(loaded: LoadedModel, ccs: pl.DataFrame | None, config: EvaluateConfig, *, data_root: str | Path,
-                   progress: bool) -> EvaluateResult:
-    """Every head set on every task; no tasks: an empty table."""
+                   progress: bool, shard_dir: Path | None = None) -> EvaluateResult:
+    """Every head set on every task; no tasks: an empty table. With ``shard_dir`` and ``shards > 1``: the task
+    groups' rows found there (done ahead by :func:`evaluate_shard`) or evaluated here, merged in order."""
     if not config.tasks:
         return EvaluateResult(pl.DataFrame(schema=EVALUATION_SCHEMA), (), 0.0)
     t0 = time.perf_counter()
+    head_sets = _head_sets(loaded, ccs, config)
+    log.info("head sets: %s", ", ".join(f"{h.condition}{'' if h.seed is None else f'[{h.seed}]'}({h.n_pruned})" for h in head_sets))
+    eval_config = config.eval_config(data_root=data_root, progress=progress)
+    if shard_dir is None or evaluation_shards(config) == 1:
+        table = evaluate(loaded, list(config.tasks), head_sets, eval_config)
+    else:
+        rows = []
+        for index in range(evaluation_shards(config)):
+            rows += _shard_rows(loaded, head_sets, config, eval_config, shard_dir, index).to_dicts()
+        table = pl.DataFrame(rows + random_summary(rows), schema=EVALUATION_SCHEMA)
+        shutil.rmtree(shard_dir, ignore_errors=True)
+    return EvaluateResult(table, tuple(head_sets), time.perf_counter() - t0)
+
+
+def evaluation_shards(config: EvaluateConfig) -> int:
+    return max(1, min(config.shards, len(config.tasks)))
+
+
+def shard_tasks(config: EvaluateConfig, index: int) -> tuple[str, ...]:
+    """The contiguous group of tasks of shard ``index``."""
+    n, t = evaluation_shards(config), len(config.tasks)
+    return config.tasks[index * t // n : (index + 1) * t // n]
+
+
+def evaluate_shard(loaded: LoadedModel, ccs: pl.DataFrame | None, config: EvaluateConfig, index: int, *,
+                   data_root: str | Path, shard_dir: Path) -> dict:
+    """Shard ``index`` of a sharded evaluation into ``shard_dir`` (unless there already). -> its record."""
+    n = evaluation_shards(config)
+    if not 0 <= index < n:
+        raise UserError(f"evaluation shard {index} of {n}: use 0..{n - 1}")
+    table = _shard_rows(loaded, _head_sets(loaded, ccs, config), config,
+                        config.eval_config(data_root=data_root, progress=False), shard_dir, index)
+    return {"index": index, "tasks": list(shard_tasks(config, index)), "rows": table.height}
+
+
+def _head_sets(loaded: LoadedModel, ccs: pl.DataFrame | None, config: EvaluateConfig) -> list[HeadSet]:
     head_sets = build_head_sets(ccs, loaded.key, loaded.num_layers, loaded.num_heads, config.head_set_config())
     if not head_sets:
         raise UserError("no head sets: give conditions and/or explicit head lists (--conditions, --heads)")
-    log.info("head sets: %s", ", ".join(f"{h.condition}{'' if h.seed is None else f'[{h.seed}]'}({h.n_pruned})" for h in head_sets))
-    table = evaluate(loaded, list(config.tasks), head_sets, config.eval_config(data_root=data_root, progress=progress))
-    return EvaluateResult(table, tuple(head_sets), time.perf_counter() - t0)
+    return head_sets
+
+
+def _shard_rows(loaded, head_sets, config: EvaluateConfig, eval_config: EvalConfig, shard_dir: Path, index: int) -> pl.DataFrame:
+    """Shard ``index``'s rows (less the random summary), read from ``shard_dir`` or evaluated and written there."""
+    path = Path(shard_dir) / f"shard-{index:05d}.parquet"
+    if path.is_file():
+        return pl.read_parquet(path)
+    table = pl.DataFrame(evaluate_rows(loaded, list(shard_tasks(config, index)), head_sets, eval_config),
+                         schema=EVALUATION_SCHEMA)
+    buffer = io.BytesIO()
+    table.write_parquet(buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return table
 
 
 def prepare_synthetic_data(tasks: list[str] | tuple[str, ...], data_root: Path) -> None:

@@ -288,3 +288,31 @@ def test_probe_shards_reach_the_decomposition_and_key_the_spans_stage_only_when_
     assert (spans.shards(c1), spans.shards(c4)) == (1, 4) and sharded.resources.shard_workers == 2
     assert "shards" not in chain._spans_key(c1)["probe"] and chain._spans_key(c4)["probe"]["shards"] == 4
     assert c4.probe.decompose_config(layers=2, progress=False).shards == 4
+
+
+def test_evaluation_shards_leave_the_key_and_give_the_unsharded_table(tmp_path, tiny, monkeypatch):
+    """``evaluation.shards`` splits the tasks into groups any worker may evaluate ahead of the stage; the stage
+    key and the merged table are the unsharded ones (a shard done ahead is read, not evaluated again)."""
+    from ccs_dist.stages import evaluate as evaluate_module
+    from ccs_dist.stages.evaluate import evaluate_shard, evaluate_stage, prepare_synthetic_data, shard_tasks
+
+    tasks = ["toy-colour", "toy-shape", "toy-size"]
+    one = _spec(tmp_path / "a", evaluation={"synthetic": True, "tasks": tasks})
+    three = _spec(tmp_path / "b", evaluation={"synthetic": True, "tasks": tasks, "shards": 3})
+    c1, c3 = one.chain_config(one.models[0]), three.chain_config(three.models[0])
+    evaluate = chain.BY_NAME["evaluate"]
+    assert (evaluate.shards(c1), evaluate.shards(c3)) == (1, 3) and chain._evaluate_key(c1) == chain._evaluate_key(c3)
+    config = c3.evaluation.model_copy(update={"heads": {"a": "L1.H0,L2.H3"}, "conditions": ("original",),
+                                              "limit": 24, "templates_per_class": 1, "batch_size": 8})
+    assert [shard_tasks(config, i) for i in range(3)] == [("toy-colour",), ("toy-shape",), ("toy-size",)]
+    data = tmp_path / "data"
+    prepare_synthetic_data(tasks, data)
+    whole = evaluate_stage(tiny, None, config.model_copy(update={"shards": 1}), data_root=data, progress=False).table
+    shard_dir = tmp_path / "shards"
+    assert evaluate_shard(tiny, None, config, 1, data_root=data, shard_dir=shard_dir)["tasks"] == ["toy-shape"]
+    evaluated, rows_of = [], evaluate_module.evaluate_rows
+    monkeypatch.setattr(evaluate_module, "evaluate_rows", lambda loaded, t, *a: evaluated.extend(t) or rows_of(loaded, t, *a))
+    merged = evaluate_stage(tiny, None, config, data_root=data, progress=False, shard_dir=shard_dir).table
+    assert merged.equals(whole) and set(merged["task"]) == set(tasks)
+    assert evaluated == ["toy-colour", "toy-size"]  # shard 1, done ahead, was read
+    assert not shard_dir.exists()  # merged, then removed
