@@ -1,5 +1,5 @@
-"""One model's probe set split into shards across two simulated nodes (fake GPUs, models on the CPU):
-the tables equal local mode's, also when a node is removed while the shards run, and a straggling shard
+"""One model's probe set and evaluation split into shards across two simulated nodes (fake GPUs, models on
+the CPU): the tables equal local mode's, also when a node is removed while the shards run, and a straggling shard
 does not hold the job (issue 13)."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from tests.jobs_helpers import assert_same_tables, read_tables, run_full_grid
 ray = pytest.importorskip("ray")
 
 SHARDS = 8
+TASKS = ["toy-colour", "toy-shape", "toy-size", "toy-position"]  # one evaluation shard each
 SPEC = f"""
 run: shards
 models:
@@ -29,7 +30,8 @@ spans: {{m: 3, rank: 32, method: exact}}
 llm: {{backend: offline, offline_embedder: minilm}}
 evaluation:
   synthetic: true
-  tasks: [toy-colour]
+  tasks: [{", ".join(TASKS)}]
+  shards: {len(TASKS)}
   conditions: [original, high, random]
   seeds: [0]
   batch_size: 32
@@ -70,6 +72,10 @@ def _finish(job: subprocess.Popen) -> str:
     return stderr
 
 
+def _runs(out: Path, stage: str) -> list[dict]:
+    return [r for r in json.loads((out / "shards" / "manifest.json").read_text())["shards"] if r["stage"] == stage]
+
+
 def _shard_records(cache: Path) -> list[Path]:
     return list((cache / "decompose").glob("*.partial/shard-*.json"))
 
@@ -78,9 +84,12 @@ def test_shards_spread_over_two_nodes_give_the_local_tables(spec_and_local, clus
     spec, local = spec_and_local
     _finish(_job(spec, cluster, tmp_path / "out", tmp_path / "cache"))
     assert_same_tables(local, read_tables(tmp_path / "out" / "shards"))
-    runs = json.loads((tmp_path / "out" / "shards" / "manifest.json").read_text())["shards"]
+    runs = _runs(tmp_path / "out", "spans")
     assert sorted(r["shard"] for r in runs) == list(range(SHARDS))
     assert len({r["node"] for r in runs}) == 2, runs  # both nodes decomposed shards of the one model
+    evaluated = _runs(tmp_path / "out", "evaluate")
+    assert sorted(r["shard"] for r in evaluated) == list(range(len(TASKS)))
+    assert len({r["node"] for r in evaluated}) == 2, evaluated  # and both evaluated tasks of it
 
 
 def test_a_node_removed_while_the_shards_run_still_gives_the_local_tables(spec_and_local, cluster, tmp_path):
@@ -97,8 +106,9 @@ def test_a_node_removed_while_the_shards_run_still_gives_the_local_tables(spec_a
     done_after_removal = len(_shard_records(cache))  # a shard may finish on the node while it is being stopped
     _finish(job)
     assert_same_tables(local, read_tables(tmp_path / "out" / "shards"))
-    runs = json.loads((tmp_path / "out" / "shards" / "manifest.json").read_text())["shards"]
+    runs = _runs(tmp_path / "out", "spans")
     assert sorted({r["shard"] for r in runs}) == list(range(SHARDS))
+    assert sorted(r["shard"] for r in _runs(tmp_path / "out", "evaluate")) == list(range(len(TASKS)))
     assert sum(r["node"] == removed.node_id for r in runs) <= done_after_removal  # the rest were done on the node left
 
 
@@ -113,5 +123,5 @@ def test_a_straggling_shard_gets_a_second_copy_and_does_not_hold_the_job(spec_an
     assert wall < slow_s, f"the job waited for the slow copy ({wall:.0f} s)"
     assert "a second copy starts" in stderr
     assert_same_tables(local, read_tables(tmp_path / "out" / "shards"))
-    runs = json.loads((tmp_path / "out" / "shards" / "manifest.json").read_text())["shards"]
+    runs = _runs(tmp_path / "out", "spans")
     assert sorted(r["shard"] for r in runs) == list(range(SHARDS))  # one record per shard: the winner's
