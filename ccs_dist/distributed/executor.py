@@ -3,7 +3,7 @@
 Each model walks the stage chain of :mod:`ccs_dist.stages.chain` (spans -> LLM score -> evaluate ->
 attribution when enabled) one stage at a time, model stages on its own actor and the score stage on the LLM
 actor, so models proceed concurrently and a model's evaluation starts as soon as its own scores are back;
-``resources.model_workers`` caps the model actors alive at once. The driver waits on every pending ref, writes each finished stage to the stage store at once
+``resources.model_workers`` caps the model actors alive at once, shard helpers included. The driver waits on every pending ref, writes each finished stage to the stage store at once
 (resume), prints a one-line progress every few seconds, and releases a model's actor when its graph is
 done. Actors restart and their calls retry when a worker dies. A stage that splits into shards
 (``probe.shards``) first has its shards done by the model's workers from a queue (:mod:`.shards`; a straggling
@@ -109,9 +109,20 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
                             STRAGGLER_FACTOR)
             shard_refs[actor.run_shard.remote(phase.plan.config, phase.stage.name, index, phase.plan.inputs(phase.stage))] = (phase, actor, index, time.time())
 
+    def live_actors():
+        return len(workers) + sum(len(phase.helpers) for phase in phases.values())
+
+    def admit_waiting():
+        """Plans that waited for a model actor slot try again (one was released)."""
+        for queued in [waiting.pop(0) for _ in range(len(waiting))]:
+            submit_next(queued)
+
     def start_shards(plan, stage, n):
         phase = phases[plan.key] = ShardPhase(plan, stage, workers[plan.key], deque(range(n)), total=n)
-        for _ in range(min(n, res.shard_workers or n) - 1):  # helpers: not restarted, a lost one's shard is requeued
+        helpers = min(n, res.shard_workers or n) - 1
+        if res.model_workers is not None:  # helpers take model actor slots too; the model's own worker has one
+            helpers = max(0, min(helpers, res.model_workers - live_actors()))
+        for _ in range(helpers):  # helpers: not restarted, a lost one's shard is requeued
             phase.helpers.append(new_worker(plan, max_restarts=0, max_task_retries=0))
         for actor in (phase.main, *phase.helpers):
             shard_refs[actor.ready.remote()] = (phase, actor, None, time.time())
@@ -154,6 +165,7 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
         del phases[phase.plan.key]
         sharded.add((phase.plan.key, phase.stage.name))
         submit_next(phase.plan)
+        admit_waiting()
 
     def check_stragglers():
         for phase in list(phases.values()):
@@ -168,11 +180,10 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
         if stage is None:
             if plan.key in workers:
                 ray.kill(workers.pop(plan.key))
-                for queued in [waiting.pop(0) for _ in range(len(waiting))]:
-                    submit_next(queued)
+                admit_waiting()
             return
         if stage.uses_model and plan.key not in workers:
-            if res.model_workers is not None and len(workers) >= res.model_workers:
+            if res.model_workers is not None and live_actors() >= res.model_workers:
                 waiting.append(plan)
                 return
             workers[plan.key] = new_worker(plan)

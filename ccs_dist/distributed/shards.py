@@ -6,7 +6,8 @@ whenever it finishes one. A helper that dies (its node lost) gives its shard bac
 next free worker takes it; the model's own worker is restarted by Ray and retries its shard itself.
 
 Stragglers: once the queue is empty, a free worker takes a second copy of a shard that has run longer than
-``STRAGGLER_FACTOR`` times the median of the finished ones (after ``STRAGGLER_MIN_DONE`` have finished).
+``STRAGGLER_FACTOR`` times the median of the finished ones (after ``STRAGGLER_MIN_DONE`` have finished, and
+``STRAGGLER_MIN_S`` at least).
 The first copy to finish wins (a shard is deterministic, so either gives the same files); the other copy's
 worker is stopped (the model's own worker is restarted by Ray). Helpers stay while shards run, to take such
 copies, and are released when every shard is done. Then the stage itself runs on the model's worker and
@@ -23,6 +24,7 @@ import ray
 
 STRAGGLER_FACTOR = 3.0
 STRAGGLER_MIN_DONE = 3
+STRAGGLER_MIN_S = 5.0  # never a second copy sooner: shards reused from disk finish in milliseconds
 
 
 @dataclass
@@ -60,7 +62,7 @@ class ShardPhase:
         finished shard (None before ``STRAGGLER_MIN_DONE`` shards finished)."""
         if len(self.finished_s) < STRAGGLER_MIN_DONE:
             return None
-        limit = STRAGGLER_FACTOR * statistics.median(self.finished_s)
+        limit = max(STRAGGLER_MIN_S, STRAGGLER_FACTOR * statistics.median(self.finished_s))
         late = [(started, index) for index, copies in self.running.items() if len(copies) == 1
                 for started in copies.values() if now - started > limit]
         return min(late)[1] if late else None

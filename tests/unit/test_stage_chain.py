@@ -85,6 +85,9 @@ def fake_chain(monkeypatch):
         def run(self, name, inputs):
             return chain.run_stage(name, self.context, inputs)
 
+        def run_shard(self, name, index, inputs):
+            return chain.BY_NAME[name].run_shard(self.context, index, inputs)
+
     monkeypatch.setattr(chain, "ModelRunner", FakeRunner)
     monkeypatch.setattr(pipeline, "ModelRunner", FakeRunner)
     return calls
@@ -107,9 +110,8 @@ def test_local_mode_runs_the_chain_object_in_order_and_resumes_it(tmp_path, fake
     assert off[0].stages == ("spans", "score", "evaluate")
 
 
-def test_ray_mode_runs_the_same_chain_and_caps_model_actors(tmp_path, fake_chain, monkeypatch):
-    """The Ray driver with in-process stand-ins for ray and the actors: the same calls as local mode, and
-    never more model actors alive than resources.model_workers."""
+def _fake_ray(monkeypatch):
+    """In-process stand-ins for ray and the actors in the Ray driver; -> (model actors alive, [most alive])."""
     from ccs_dist.distributed import actors, executor
 
     alive, most = set(), [0]
@@ -128,6 +130,8 @@ def test_ray_mode_runs_the_same_chain_and_caps_model_actors(tmp_path, fake_chain
             self.run = Method(lambda config, stage, inputs: impl.run(config, stage, inputs))
             self.snapshot = Method(lambda: {})
             if model:
+                self.ready = Method(lambda: "node-1")
+                self.run_shard = Method(lambda config, stage, index, inputs: (impl.runner.run_shard(stage, index, inputs), 0.0, "node-1"))
                 alive.add(self)
                 most[0] = max(most[0], len(alive))
 
@@ -142,11 +146,14 @@ def test_ray_mode_runs_the_same_chain_and_caps_model_actors(tmp_path, fake_chain
     fake_ray = type("FakeRay", (), {
         "wait": staticmethod(lambda refs, num_returns, timeout: (refs[:1], refs[1:])),
         "get": staticmethod(lambda ref, timeout=None: ref.value),
-        "kill": staticmethod(lambda actor: alive.discard(actor)),
+        "kill": staticmethod(lambda actor, no_restart=True: alive.discard(actor)),
         "get_actor": staticmethod(lambda name: None),
         "exceptions": type("E", (), {"RayTaskError": RuntimeError}),
     })
+    from ccs_dist.distributed import shards
+
     monkeypatch.setattr(executor, "ray", fake_ray)
+    monkeypatch.setattr(shards, "ray", fake_ray)
     monkeypatch.setattr(executor, "_connect", lambda address: None)
     monkeypatch.setattr(executor, "pinned_to_this_node", lambda: None)  # no real Ray: the node is the stand-in's
     monkeypatch.setattr(executor, "StageBoard", actor_class(Board))
@@ -154,11 +161,22 @@ def test_ray_mode_runs_the_same_chain_and_caps_model_actors(tmp_path, fake_chain
     monkeypatch.setattr(executor, "ModelWorker", actor_class(actors.ModelWorker.__ray_actor_class__, model=True))
     monkeypatch.setattr(actors, "_announce", lambda *a: None)
     monkeypatch.setattr(actors, "_quiet_setup", lambda progress: None)
-    models = [{"arch": "ccs-tiny", "pretrained": "none"}, {"arch": "ccs-toy", "pretrained": "none"},
-              {"arch": "ccs-toy", "pretrained": "planted_v1"}]
+    return alive, most
+
+
+MODELS = [{"arch": "ccs-tiny", "pretrained": "none"}, {"arch": "ccs-toy", "pretrained": "none"},
+          {"arch": "ccs-toy", "pretrained": "planted_v1"}]
+
+
+def test_ray_mode_runs_the_same_chain_and_caps_model_actors(tmp_path, fake_chain, monkeypatch):
+    """The Ray driver with in-process stand-ins for ray and the actors: the same calls as local mode, and
+    never more model actors alive than resources.model_workers."""
+    from ccs_dist.distributed import executor
+
+    alive, most = _fake_ray(monkeypatch)
     for cap, expected_most in ((None, 3), (1, 1), (2, 2)):
         fake_chain.clear()
-        spec = _spec(tmp_path / str(cap), models=models, attribution={"enabled": True, "task": "toy-colour@x"},
+        spec = _spec(tmp_path / str(cap), models=MODELS, attribution={"enabled": True, "task": "toy-colour@x"},
                      resources={"device": "cpu", "model_workers": cap})
         state = pipeline.JobState(spec)
         plans = pipeline.plan_models(state)
@@ -166,6 +184,31 @@ def test_ray_mode_runs_the_same_chain_and_caps_model_actors(tmp_path, fake_chain
         for plan in plans:
             assert [c[1:] for c in fake_chain if c[0] == plan.key] == CHAIN_CALLS
             assert set(plan.done) == set(chain.STAGES)
+        assert most[0] == expected_most and not alive, cap
+        most[0] = 0
+
+
+def test_shard_helpers_count_against_the_model_actor_cap(tmp_path, fake_chain, monkeypatch):
+    """Sharded spans (4 shards, 3 workers each): helpers take model actor slots, so a cap of 2 keeps at most 2
+    model actors alive, and every shard is still done once before its stage."""
+    from ccs_dist.distributed import executor
+
+    done_shards = []
+    stages = tuple(dataclasses.replace(s, run_shard=lambda ctx, index, inputs, n=s.name: done_shards.append((ctx.config.key, n, index)) or {})
+                   for s in chain.CHAIN)
+    monkeypatch.setattr(chain, "CHAIN", stages)
+    monkeypatch.setattr(chain, "BY_NAME", {s.name: s for s in stages})
+    alive, most = _fake_ray(monkeypatch)
+    for cap, expected_most in ((None, 9), (2, 2), (4, 4)):  # no cap: 3 models x 3 workers at once
+        fake_chain.clear()
+        done_shards.clear()
+        spec = _spec(tmp_path / str(cap), models=MODELS, probe={"shards": 4},
+                     resources={"device": "cpu", "model_workers": cap, "shard_workers": 3})
+        state = pipeline.JobState(spec)
+        plans = pipeline.plan_models(state)
+        executor.run_ray(state, plans, show_progress=False)
+        assert sorted(done_shards) == sorted((p.key, "spans", i) for p in plans for i in range(4))
+        assert all(set(plan.done) == {"spans", "score", "evaluate"} for plan in plans)
         assert most[0] == expected_most and not alive, cap
         most[0] = 0
 
