@@ -58,8 +58,8 @@ class ModelEntry(_Strict):
 class ResourcesSection(_Strict):
     gpus_per_model: float = Field(0, ge=0)
     cpus_per_model: float = Field(1, gt=0)
-    model_workers: int | None = Field(None, ge=1)  # Ray: most model actors alive at once (None: as many as fit)
-    shard_workers: int | None = Field(None, ge=1)  # Ray: workers sharing one model's probe.shards (None: one per shard)
+    model_workers: int | None = Field(None, ge=1)  # Ray: most model actors alive at once, shard helpers included (None: as many as fit)
+    shard_workers: int | None = Field(None, ge=1)  # Ray: workers sharing one model's probe.shards or evaluation.shards (None: one per shard)
     device: str = "auto"  # local mode: cpu, cuda, cuda:N, auto
     precision: Literal["fp32", "bf16"] | None = None
 
