@@ -2,8 +2,8 @@
 
 The actors are thin: each runs a stage of :mod:`ccs_dist.stages.chain` by name. Fault injection for the
 tests: ``CCS_DIST_FAULT=<stage>:<marker file>`` makes a model worker's process die once, mid-stage;
-``CCS_DIST_SHARD_DELAY=<seconds>`` makes every shard take at least that long (a slow GPU's shard), so a
-test's shards outlast a helper's start-up on another node; ``CCS_DIST_SLOW_SHARD=<index>:<seconds>:<marker
+``CCS_DIST_SHARD_DELAY=<seconds>`` (or ``<stage>:<seconds>,...``) makes every shard (of that stage) take at
+least that long (a slow GPU's shard), so a test's shards outlast a helper's start-up on another node; ``CCS_DIST_SLOW_SHARD=<index>:<seconds>:<marker
 file>`` makes the first copy of shard ``index`` take that much longer (a straggler; a second copy runs at the
 normal pace).
 """
@@ -30,6 +30,14 @@ def _straggle_once(index: int) -> float:
     except FileExistsError:
         return 0.0
     return float(seconds)
+
+
+def _shard_delay(stage: str) -> float:
+    value = os.environ.get("CCS_DIST_SHARD_DELAY") or "0"
+    if ":" not in value:
+        return float(value)
+    delays = dict(part.split(":") for part in value.split(","))
+    return float(delays.get(stage, 0))
 
 
 def _maybe_die(stage: str) -> None:
@@ -99,7 +107,7 @@ class ModelWorker:
         _announce(self.board, config.key, shard_label(stage, index))
         held_back = _straggle_once(index)
         record, seconds = _timed(self.runner.run_shard, stage, index, inputs)
-        time.sleep(max(0.0, float(os.environ.get("CCS_DIST_SHARD_DELAY") or 0) - seconds) + held_back)
+        time.sleep(max(0.0, _shard_delay(stage) - seconds) + held_back)
         return record, seconds, ray.get_runtime_context().get_node_id()
 
 

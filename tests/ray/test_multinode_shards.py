@@ -62,7 +62,7 @@ def _job(spec: Path, cluster, out: Path, cache: Path, **env: str) -> subprocess.
     return subprocess.Popen([sys.executable, "-m", "ccs_dist.jobs.full_grid", "--address", cluster.address, "--spec", str(spec),
                              "--quiet", "--out", str(out), "--cache-dir", str(cache)],
                             cwd=REPO, env={**cluster.env, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
-                                 "CCS_DIST_SHARD_DELAY": "2", **env},  # shards outlast the helper's start-up
+                                 "CCS_DIST_SHARD_DELAY": "spans:2,evaluate:6", **env},  # shards outlast a helper's start-up
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
