@@ -135,6 +135,8 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
         for actor in actors:
             log.info("%s: a slower copy of a shard is stopped (another worker finished it first)", phase.plan.key)
             phase.stop(actor)
+            if actor is phase.main:  # restarted by Ray: it takes shards again once its model is loaded
+                shard_refs[actor.ready.remote()] = (phase, actor, None, time.time())
 
     def shard_done(ref):
         phase, actor, index, _ = shard_refs.pop(ref)
