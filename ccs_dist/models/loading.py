@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -174,23 +175,37 @@ _INIT_FILLS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "ze
 
 @contextlib.contextmanager
 def skipped_random_init():
-    """Build a model whose every parameter and buffer a strict checkpoint load then overwrites: nn.init's fills
-    leave the (uninitialised) tensors as they are instead of drawing values only to discard them.
-
-    Only for that case: the random-init path must draw exactly as before (its results are pinned by seed).
+    """Build a model whose every parameter and buffer a strict checkpoint load then replaces: nn.init's fills
+    leave the (uninitialised, untouched) tensors as they are instead of drawing values only to discard them,
+    and open_clip's checkpoint load takes the loaded tensors as they are (``assign``) instead of copying them
+    into those. Only for that case: the random-init path must draw exactly as before (its results are pinned
+    by seed).
     """
+    from open_clip import factory
+
     saved = {name: getattr(torch.nn.init, name) for name in _INIT_FILLS}
+    load_checkpoint = factory.load_checkpoint
 
     def keep(tensor, *args, **kwargs):
         return tensor
 
+    def load_assigning(model, *args, **kwargs):
+        model.load_state_dict = functools.partial(type(model).load_state_dict, model, assign=True)
+        try:
+            return load_checkpoint(model, *args, **kwargs)
+        finally:
+            del model.load_state_dict
+            model.float()  # what copying into the fp32 build gave: a half-precision checkpoint is widened
+
     for name in saved:
         setattr(torch.nn.init, name, keep)
+    factory.load_checkpoint = load_assigning
     try:
         yield
     finally:
         for name, fn in saved.items():
             setattr(torch.nn.init, name, fn)
+        factory.load_checkpoint = load_checkpoint
 
 
 def _drop_open_clip_random_init(record: logging.LogRecord) -> bool:

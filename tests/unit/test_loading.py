@@ -67,6 +67,11 @@ def test_checkpoint_load_skips_the_wasted_init_and_gives_the_saved_weights(tmp_p
     assert loaded.weights_hash == saved.weights_hash  # every parameter and buffer came from the file
     assert (torch.nn.init.normal_, torch.nn.init.kaiming_uniform_) == fills  # the build's no-op fills are undone
     assert load_model("ccs-tiny", device="cpu", seed=3).weights_hash == saved.weights_hash  # random init unchanged
+    half = tmp_path / "tiny-seed3-fp16.pt"
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in saved.model.state_dict().items()}, half)
+    widened = load_model("ccs-tiny", str(half), device="cpu").model.state_dict()
+    assert all(v.dtype == saved.model.state_dict()[k].dtype for k, v in widened.items())  # fp32, as copying gave
+    assert torch.equal(widened["visual.proj"], saved.model.state_dict()["visual.proj"].half().float())
 
 
 def test_checkpoint_missing_a_parameter_is_refused(tmp_path, tiny):
