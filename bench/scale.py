@@ -86,7 +86,7 @@ def main() -> None:
               "identical_to_local": identical, "tables_compared": len(a), "seconds": round(seconds, 2),
               "local_seconds": round(local.wall_s, 2)}
     for k, v in result.items():
-        print(f"{k:>18}: {v}")
+        print(f"{k:>21}: {v}")
     print(json.dumps(result))
 
 
