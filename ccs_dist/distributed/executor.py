@@ -107,7 +107,8 @@ def run_ray(state, plans, address: str | None = None, show_progress: bool = True
                 log.warning("%s: %s shard %d runs %.0f s, over %.0fx the median shard: a second copy starts",
                             phase.plan.key, phase.stage.name, index, time.time() - min(phase.running[index].values()),
                             STRAGGLER_FACTOR)
-            shard_refs[actor.run_shard.remote(phase.plan.config, phase.stage.name, index, phase.plan.inputs(phase.stage))] = (phase, actor, index, time.time())
+            ref = actor.run_shard.remote(phase.plan.config, phase.stage.name, index, phase.plan.inputs(phase.stage))
+            shard_refs[ref] = (phase, actor, index, time.time())
 
     def live_actors():
         return len(workers) + sum(len(phase.helpers) for phase in phases.values())
