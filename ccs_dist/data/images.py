@@ -19,6 +19,7 @@ from typing import Callable, Protocol
 from PIL import Image
 
 from ccs_dist.errors import UserError
+from ccs_dist.storage import local_dir
 from ccs_dist.store import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ def synthetic_image_set(spec: SyntheticSpec, cache_root: str | Path) -> FolderIm
     """
     from ccs_dist.data.synthetic_images import write_synthetic_images
 
-    folder = Path(cache_root) / "images" / f"synthetic-n{spec.n}-s{spec.seed}-px{spec.size}-v{spec.version}"
+    folder = local_dir(cache_root) / "images" / f"synthetic-n{spec.n}-s{spec.seed}-px{spec.size}-v{spec.version}"
     done = folder / "complete.json"
     if not done.is_file() or read_json(done).get("n") != spec.n:
         write_synthetic_images(folder, spec.n, spec.seed, spec.size)
@@ -180,7 +181,7 @@ def toy_image_set(n: int, seed: int, cache_root: str | Path) -> FolderImageSet:
     """``n`` held-out toy-world images (never seen in training) with their factors in ``labels.csv``."""
     from ccs_dist.toy.data import write_probe_folder
 
-    folder = write_probe_folder(Path(cache_root) / "images" / f"toy-n{n}-s{seed}-v{TOY_VERSION}", n, seed)
+    folder = write_probe_folder(local_dir(cache_root) / "images" / f"toy-n{n}-s{seed}-v{TOY_VERSION}", n, seed)
     image_set = FolderImageSet(folder)
     image_set.name = f"toy:{n}:{seed}"
     return image_set
