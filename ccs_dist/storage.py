@@ -148,17 +148,18 @@ class RemoteRoot:
         for name in sorted(names, key=is_marker):  # False (objects) before True (markers)
             self.put(local / name, _child(rel, name))
 
-    def fetch_dir(self, rel: str, local: Path, is_marker: Callable[[str], bool], *, replace: bool = True) -> bool:
-        """Download ``rel`` into ``local`` when a marker is there (else False). ``replace``: into a fresh
-        folder moved into place at the end (a complete artifact); else only the files ``local`` lacks,
-        markers last (shards of a work folder)."""
+    def fetch_dir(self, rel: str, local: Path, is_marker: Callable[[str], bool], *, replace: bool = True) -> list[str]:
+        """Download ``rel`` into ``local`` when a marker is there; -> the files fetched (none: no marker).
+        ``replace``: into a fresh folder moved into place at the end (a complete artifact); else only the
+        files ``local`` lacks, markers last (shards of a work folder)."""
         remote = self.files(rel)
         if not any(is_marker(n) for n in remote):
-            return False
+            return []
         if not replace:
-            for name in sorted((n for n in remote if not (local / n).is_file()), key=is_marker):
+            names = sorted((n for n in remote if not (local / n).is_file()), key=is_marker)
+            for name in names:
                 self.get(_child(rel, name), local / name)
-            return True
+            return names
         local.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=local.parent, prefix=f".{local.name}.fetch-"))
         try:
@@ -169,7 +170,7 @@ class RemoteRoot:
             os.replace(staging, local)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return True
+        return sorted(remote)
 
 
 def _child(rel: str, name: str) -> str:

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -26,6 +27,7 @@ import numpy as np
 from ccs_dist.storage import local_dir, remote_root
 
 MANIFEST = "manifest.json"
+log = logging.getLogger(__name__)
 
 
 def canonical_json(obj: Any) -> str:
@@ -142,14 +144,18 @@ class ArtifactStore:
     def publish_partial(self, kind: str, key: str, is_record: Callable[[str], bool]) -> None:
         """Publish the finished files of a work folder (parts done apart, each complete once its record
         exists), records last, so a worker on another node can take them up; no-op for a local root."""
-        if self.remote is not None:
+        if self.remote is not None and not self.remote.is_file(f"{kind}/{key}/{MANIFEST}"):  # else merged already
             self.remote.publish_dir(self.partial_dir(kind, key), f"{kind}/{key}.partial", is_record, skip_present=True,
                                     include=lambda name: not name.startswith("progress"))
 
     def fetch_partial(self, kind: str, key: str, is_record: Callable[[str], bool]) -> None:
         """The published parts of a work folder that this node lacks (see :meth:`publish_partial`)."""
-        if self.remote is not None:
-            self.remote.fetch_dir(f"{kind}/{key}.partial", self.begin(kind, key), is_record, replace=False)
+        if self.remote is None:
+            return
+        fetched = [n for n in self.remote.fetch_dir(f"{kind}/{key}.partial", self.begin(kind, key), is_record, replace=False)
+                   if is_record(n)]
+        if fetched:
+            log.info("%d part(s) of %s/%s done elsewhere fetched from %s", len(fetched), kind, key, self.remote.uri)
 
     def file_path(self, kind: str, key: str, suffix: str) -> Path:
         """A single-file artifact ``<root>/<kind>/<key><suffix>`` (e.g. text embeddings as .npy)."""

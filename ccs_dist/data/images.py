@@ -164,9 +164,7 @@ def synthetic_image_set(spec: SyntheticSpec, cache_root: str | Path) -> FolderIm
     if not done.is_file() or read_json(done).get("n") != spec.n:
         write_synthetic_images(folder, spec.n, spec.seed, spec.size)
         atomic_write_json(done, {"n": spec.n, "seed": spec.seed, "size": spec.size, "version": spec.version})
-    image_set = FolderImageSet(folder)
-    image_set.name = f"synthetic:{spec.n}:{spec.seed}"
-    return image_set
+    return _generated(folder, f"synthetic:{spec.n}:{spec.seed}:px{spec.size}:v{spec.version}", f"synthetic:{spec.n}:{spec.seed}")
 
 
 def read_synthetic_labels(folder: str | Path) -> list[dict[str, str]]:
@@ -182,8 +180,19 @@ def toy_image_set(n: int, seed: int, cache_root: str | Path) -> FolderImageSet:
     from ccs_dist.toy.data import write_probe_folder
 
     folder = write_probe_folder(local_dir(cache_root) / "images" / f"toy-n{n}-s{seed}-v{TOY_VERSION}", n, seed)
+    return _generated(folder, f"toy:{n}:{seed}:v{TOY_VERSION}", f"toy:{n}:{seed}")
+
+
+def _generated(folder: Path, generator: str, name: str) -> FolderImageSet:
+    """A generated set: the same parameters write the same files on every node, so its fingerprint is the
+    generator and each file's relative path and size, not its mtime (each node writes its own copy when the
+    cache root is remote, and their decompositions must share one key)."""
     image_set = FolderImageSet(folder)
-    image_set.name = f"toy:{n}:{seed}"
+    image_set.name = name
+    h = hashlib.sha256(f"generated|{generator}\n".encode())
+    for p in image_set.paths:
+        h.update(f"{p.relative_to(folder).as_posix()}|{p.stat().st_size}\n".encode())
+    image_set._fingerprint = h.hexdigest()
     return image_set
 
 
