@@ -232,9 +232,10 @@ def check_root(name: str, root: str | Path) -> None:
     from pyarrow.fs import FileType
 
     remote = remote_root(root)
-    top = remote.base.split("/", 1)[0]  # the bucket of an object store
+    bucketed = remote.fs.type_name in ("s3", "gcs")
+    top = remote.base.split("/", 1)[0] if bucketed else remote.base  # an object store's bucket must exist
     try:
-        found = remote.fs.get_file_info(top).type != FileType.NotFound
+        found = remote.fs.get_file_info(top).type != FileType.NotFound or not bucketed
     except Exception as e:  # noqa: BLE001
         raise UserError(f"{name} {remote.uri}: the store does not answer ({_first_line(e)}): check the URI, the endpoint "
                         "(AWS_ENDPOINT_URL) and the credentials in the environment") from None

@@ -209,3 +209,16 @@ def test_a_missing_bucket_and_an_unreachable_store_are_one_line_errors(s3, monke
     assert "\n" not in str(e.value) and s3.env["AWS_SECRET_ACCESS_KEY"] not in str(e.value)
     with pytest.raises(UserError, match="cannot open|does not know"):
         ArtifactStore("nosuchscheme://bucket/cache")
+
+
+def test_an_fsspec_protocol_pyarrow_lacks_works_through_fsspec(node):
+    pytest.importorskip("fsspec")
+    root = "memory://ccs-storage-test/cache"
+    check_root("--cache-dir", root)
+    node("a")
+    writer = ArtifactStore(root)
+    content = _write_artifact(writer, "k5", n_files=2)
+    writer.commit("decompose", "k5", {"n": 2})
+    node("b")
+    found = ArtifactStore(root).find("decompose", "k5")
+    assert found is not None and {p.name: p.read_bytes() for p in found.iterdir() if p.name != MANIFEST} == content
