@@ -411,12 +411,18 @@ def decompose_shard(
     layers = resolve_layers(config.layers, loaded.num_layers)
     config = config.for_images(len(image_set))
     key = content_key(decomposition_key(loaded, image_set, layers, config))
-    if store.find("decompose", key) is not None:
+    if store.exists("decompose", key):
         return {"index": index, "reused": "artifact"}
     if index * config.shard_size >= len(image_set):  # fewer images than shards: this one is empty
         return {"index": index, "n_images": 0, "reused": "empty"}
     work = store.begin("decompose", key)
-    return _shard(loaded, image_set, layers, config, work, index)
+    record = _shard(loaded, image_set, layers, config, work, index)
+    store.publish_partial("decompose", key, _is_shard_record)  # a remote root: the worker merging them takes it from there
+    return record
+
+
+def _is_shard_record(name: str) -> bool:
+    return name.startswith("shard-") and name.endswith(".json")
 
 
 def _shard(loaded, image_set, layers, config, work: Path, index: int, stats: LoaderStats | None = None) -> dict[str, Any]:
@@ -440,6 +446,7 @@ def _decompose_sharded(loaded, image_set, store, config, key, key_parts, work: P
     layers = tuple(key_parts["layers"])
     config = config.for_images(len(image_set))
     n_shards = -(-len(image_set) // config.shard_size)
+    store.fetch_partial("decompose", key, _is_shard_record)  # shards other nodes published to a remote root
     records = [_shard(loaded, image_set, layers, config, work, i, stats) for i in range(n_shards)]
     if config.on_bad_image == "error":
         _refuse_skipped([s for r in records for s in r["skipped"]])

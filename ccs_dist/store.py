@@ -3,6 +3,9 @@
 An artifact is a directory ``<root>/<kind>/<key>/`` holding its files and a ``manifest.json`` that is written
 last: a directory without a manifest is not complete. Work in progress lives in ``<key>.partial/`` (whose
 finished files may be reused by a resumed run) and is renamed into place atomically when complete.
+
+The root may be remote (:mod:`ccs_dist.storage`): the directories above are then a node-local mirror, a
+committed artifact is published to the root (manifest last) and one missing here is fetched from it.
 """
 
 from __future__ import annotations
@@ -11,15 +14,20 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ccs_dist.storage import local_dir, remote_root
+
 MANIFEST = "manifest.json"
+log = logging.getLogger(__name__)
 
 
 def canonical_json(obj: Any) -> str:
@@ -81,11 +89,16 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def _is_manifest(name: str) -> bool:
+    return name == MANIFEST
+
+
 class ArtifactStore:
-    """Artifacts under ``root`` addressed by (kind, key)."""
+    """Artifacts under ``root`` (a local path or a remote root's URI) addressed by (kind, key)."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = local_dir(root)
+        self.remote = remote_root(root)
 
     def final_dir(self, kind: str, key: str) -> Path:
         return self.root / kind / key
@@ -94,9 +107,13 @@ class ArtifactStore:
         return self.root / kind / f"{key}.partial"
 
     def find(self, kind: str, key: str) -> Path | None:
-        """The artifact's directory if it is complete, else None."""
+        """The artifact's directory if it is complete (fetched from a remote root on a miss here), else None."""
         d = self.final_dir(kind, key)
-        return d if (d / MANIFEST).is_file() else None
+        if (d / MANIFEST).is_file():
+            return d
+        if self.remote is not None and self.remote.fetch_dir(f"{kind}/{key}", d, _is_manifest):
+            return d
+        return None
 
     def begin(self, kind: str, key: str) -> Path:
         """The work-in-progress directory (created; kept from an interrupted run so it can resume)."""
@@ -105,7 +122,7 @@ class ArtifactStore:
         return d
 
     def commit(self, kind: str, key: str, manifest: dict[str, Any]) -> Path:
-        """Write the manifest into the partial directory and move it into place atomically."""
+        """Write the manifest into the partial directory and move it into place atomically (and publish it)."""
         partial, final = self.partial_dir(kind, key), self.final_dir(kind, key)
         atomic_write_json(partial / MANIFEST, {**manifest, "kind": kind, "key": key})
         if final.exists():  # an incomplete leftover (no manifest) or a concurrent writer's identical result
@@ -114,8 +131,48 @@ class ArtifactStore:
                 return final
             shutil.rmtree(final)
         os.replace(partial, final)
+        if self.remote is not None:
+            self.remote.publish_dir(final, f"{kind}/{key}", _is_manifest)
+            self.remote.delete_dir(f"{kind}/{key}.partial")  # parts published by other workers, merged now
         return final
+
+    def exists(self, kind: str, key: str) -> bool:
+        """Whether the artifact is complete here or at the remote root (without fetching it)."""
+        return (self.final_dir(kind, key) / MANIFEST).is_file() or \
+            (self.remote is not None and self.remote.is_file(f"{kind}/{key}/{MANIFEST}"))
+
+    def publish_partial(self, kind: str, key: str, is_record: Callable[[str], bool]) -> None:
+        """Publish the finished files of a work folder (parts done apart, each complete once its record
+        exists), records last, so a worker on another node can take them up; no-op for a local root."""
+        if self.remote is not None and not self.remote.is_file(f"{kind}/{key}/{MANIFEST}"):  # else merged already
+            self.remote.publish_dir(self.partial_dir(kind, key), f"{kind}/{key}.partial", is_record, skip_present=True,
+                                    include=lambda name: not name.startswith("progress"))
+
+    def fetch_partial(self, kind: str, key: str, is_record: Callable[[str], bool]) -> None:
+        """The published parts of a work folder that this node lacks (see :meth:`publish_partial`)."""
+        if self.remote is None:
+            return
+        fetched = [n for n in self.remote.fetch_dir(f"{kind}/{key}.partial", self.begin(kind, key), is_record, replace=False)
+                   if is_record(n)]
+        if fetched:
+            log.info("%d part(s) of %s/%s done elsewhere fetched from %s", len(fetched), kind, key, self.remote.uri)
 
     def file_path(self, kind: str, key: str, suffix: str) -> Path:
         """A single-file artifact ``<root>/<kind>/<key><suffix>`` (e.g. text embeddings as .npy)."""
         return self.root / kind / f"{key}{suffix}"
+
+    def find_file(self, kind: str, key: str, suffix: str) -> Path | None:
+        """The single-file artifact if it exists (fetched from a remote root on a miss here), else None."""
+        path = self.file_path(kind, key, suffix)
+        if path.is_file():
+            return path
+        if self.remote is not None and self.remote.is_file(f"{kind}/{path.name}"):
+            self.remote.get(f"{kind}/{path.name}", path)
+            return path
+        return None
+
+    def publish_file(self, kind: str, key: str, suffix: str) -> None:
+        """After writing :meth:`file_path`: publish it to a remote root (no-op for a local one)."""
+        if self.remote is not None:
+            path = self.file_path(kind, key, suffix)
+            self.remote.put(path, f"{kind}/{path.name}")

@@ -10,7 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ccs_dist.errors import UserError, check_dir_arg, check_int
+from ccs_dist.errors import UserError, check_int
+from ccs_dist.storage import check_root
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_IMAGES = "synthetic:256"
@@ -118,7 +119,7 @@ def probe_run(*, model, pretrained, images, layers, batch_size, device, precisio
         raise UserError(f"batch_size={batch_size!r}: give a positive integer")
     if workers is not None:
         check_int("--workers", workers, 0)
-    check_dir_arg("--cache-dir", cache_dir)
+    check_root("--cache-dir", str(cache_dir))  # a directory or a remote root (ccs_dist.storage)
     return ProbeRun(
         model=ModelSpec(str(model), pretrained_arg(pretrained), device=device, precision=precision),
         probe=ProbeConfig.build(images=str(images), batch_size=batch_size, on_bad_image=on_bad_image, workers=workers,

@@ -170,15 +170,17 @@ def score(
     """
     from ccs_dist.errors import check_dir_arg
     from ccs_dist.llm.score import read_spans
+    from ccs_dist.stages.chain import llm_cache_dir
     from ccs_dist.stages.score import score_stage
+    from ccs_dist.storage import check_root
 
     if not spans or not out:
         raise UserError("score needs --spans SPANS.parquet (or a run directory) and --out DIR")
     check_dir_arg("--out", out)  # before any request is paid for
-    check_dir_arg("--cache-dir", cache_dir)
+    check_root("--cache-dir", str(cache_dir))
     config = build_score_config(
         backend=backend, base_url=base_url, llm_model=llm_model, judges=judges, judge_mode=judge_mode,
-        cache_dir=str(Path(cache_dir) / "llm"), no_cache=no_cache, refresh_cache=refresh_cache, api_key_env=api_key_env,
+        cache_dir=str(llm_cache_dir(str(cache_dir))), no_cache=no_cache, refresh_cache=refresh_cache, api_key_env=api_key_env,
         rpm=rpm, tpm=tpm, concurrency=concurrency, timeout=timeout, max_attempts=max_attempts, price_in=price_in,
         price_out=price_out, embedder=embedder, threshold=threshold, progress=bool(progress) and terminal(),
         max_description_chars=max_description_chars,

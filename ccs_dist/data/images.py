@@ -19,6 +19,7 @@ from typing import Callable, Protocol
 from PIL import Image
 
 from ccs_dist.errors import UserError
+from ccs_dist.storage import local_dir
 from ccs_dist.store import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -158,14 +159,12 @@ def synthetic_image_set(spec: SyntheticSpec, cache_root: str | Path) -> FolderIm
     """
     from ccs_dist.data.synthetic_images import write_synthetic_images
 
-    folder = Path(cache_root) / "images" / f"synthetic-n{spec.n}-s{spec.seed}-px{spec.size}-v{spec.version}"
+    folder = local_dir(cache_root) / "images" / f"synthetic-n{spec.n}-s{spec.seed}-px{spec.size}-v{spec.version}"
     done = folder / "complete.json"
     if not done.is_file() or read_json(done).get("n") != spec.n:
         write_synthetic_images(folder, spec.n, spec.seed, spec.size)
         atomic_write_json(done, {"n": spec.n, "seed": spec.seed, "size": spec.size, "version": spec.version})
-    image_set = FolderImageSet(folder)
-    image_set.name = f"synthetic:{spec.n}:{spec.seed}"
-    return image_set
+    return _generated(folder, f"synthetic:{spec.n}:{spec.seed}:px{spec.size}:v{spec.version}", f"synthetic:{spec.n}:{spec.seed}")
 
 
 def read_synthetic_labels(folder: str | Path) -> list[dict[str, str]]:
@@ -180,9 +179,20 @@ def toy_image_set(n: int, seed: int, cache_root: str | Path) -> FolderImageSet:
     """``n`` held-out toy-world images (never seen in training) with their factors in ``labels.csv``."""
     from ccs_dist.toy.data import write_probe_folder
 
-    folder = write_probe_folder(Path(cache_root) / "images" / f"toy-n{n}-s{seed}-v{TOY_VERSION}", n, seed)
+    folder = write_probe_folder(local_dir(cache_root) / "images" / f"toy-n{n}-s{seed}-v{TOY_VERSION}", n, seed)
+    return _generated(folder, f"toy:{n}:{seed}:v{TOY_VERSION}", f"toy:{n}:{seed}")
+
+
+def _generated(folder: Path, generator: str, name: str) -> FolderImageSet:
+    """A generated set: the same parameters write the same files on every node, so its fingerprint is the
+    generator and each file's relative path and size, not its mtime (each node writes its own copy when the
+    cache root is remote, and their decompositions must share one key)."""
     image_set = FolderImageSet(folder)
-    image_set.name = f"toy:{n}:{seed}"
+    image_set.name = name
+    h = hashlib.sha256(f"generated|{generator}\n".encode())
+    for p in image_set.paths:
+        h.update(f"{p.relative_to(folder).as_posix()}|{p.stat().st_size}\n".encode())
+    image_set._fingerprint = h.hexdigest()
     return image_set
 
 

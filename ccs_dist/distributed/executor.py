@@ -58,7 +58,8 @@ def _connect(address: str | None) -> None:
 
     # Settings only: an API key never travels in a runtime env (Ray stores and logs those). The LLM worker
     # reads it from its node's environment: inherited when this driver starts Ray, else the cluster's.
-    env = {k: v for k, v in os.environ.items() if k.startswith("CCS_") or k == "HF_HUB_OFFLINE"}
+    # CCS_DIST_LOCAL_CACHE is each node's own (its mirror of a remote storage root): never the driver's.
+    env = {k: v for k, v in os.environ.items() if (k.startswith("CCS_") and k != "CCS_DIST_LOCAL_CACHE") or k == "HF_HUB_OFFLINE"}
     if RAY_JOB_CONFIG_JSON_ENV_VAR in os.environ:
         env = {}  # a submitted job: its runtime env already reaches every worker, and Ray refuses to merge two
     if not (sys.stdout.isatty() and sys.stderr.isatty()):  # a log file: no ANSI colour codes

@@ -22,6 +22,7 @@ from ccs_dist.jobs.spec import JobSpec, ModelEntry
 from ccs_dist.stages.chain import STAGES, ChainConfig, ModelRunner, Stage, StageContext, StageOutput, downstream, enabled_stages, \
     inputs_of, next_stage, run_stage
 from ccs_dist.stages.evaluate import prepare_synthetic_data
+from ccs_dist.storage import check_root, display, join, remote_root
 from ccs_dist.store import atomic_write_json
 from ccs_dist.schemas import write_table
 
@@ -70,7 +71,7 @@ class JobState:
 
     def __init__(self, spec: JobSpec, force: tuple[str, ...] = ()):
         self.spec = spec
-        self.store = StageStore(spec.run_dir)
+        self.store = StageStore(spec.run_root)
         self.force = set()
         for stage in force:
             if stage not in STAGES:
@@ -92,7 +93,7 @@ class JobState:
         self.timings.append({"model": plan.key, "stage": stage.name, "seconds": 0.0, "reused": True})
         if "llm" in found.facts:
             self.llm_stats.append({**found.facts["llm"], "reused_stage": True})
-        log.info("%s: stage %s reused from %s", plan.key, stage.name, self.store.root)
+        log.info("%s: stage %s reused from %s", plan.key, stage.name, display(join(self.spec.run_root, "stages")))
         return True
 
     def finish(self, plan: ModelPlan, stage: Stage, inputs, output: StageOutput, seconds: float) -> None:
@@ -228,11 +229,20 @@ def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) ->
         "failures": {"failed_verdicts": failed, "skipped_files": skipped, "flagged_heads": flagged},
         "tables": {name: str(p.relative_to(run_dir)) for name, p in paths.items()},
         "wall_s": round(wall_s, 3),
-        "run_dir": str(run_dir),
+        "run_dir": display(spec.run_root),
     }
     atomic_write_json(run_dir / "manifest.json", manifest)
     report = _write_report(run_dir)
+    _publish_run(spec)
     return JobOutcome(run_dir, paths, report, summarize(manifest, report), wall_s)
+
+
+def _publish_run(spec: JobSpec) -> None:
+    """With a remote ``out``: the run's tables, report and manifest (last) to it; its stages are there already."""
+    remote = remote_root(spec.run_root)
+    if remote is not None:
+        remote.publish_dir(spec.run_dir, "", lambda name: name == "manifest.json", include=lambda name: not name.startswith("stages/"))
+        log.info("run published to %s", remote.uri)
 
 
 def _flagged(tables: dict[str, list[pl.DataFrame]]) -> list[dict[str, str]]:
@@ -315,10 +325,8 @@ def check_inputs(spec: JobSpec) -> None:
 
 
 def run_job(spec: JobSpec, mode: str = "local", force: tuple[str, ...] = (), show_progress: bool = True, address: str | None = None) -> JobOutcome:
-    from ccs_dist.errors import check_dir_arg
-
-    check_dir_arg("out (--out)", spec.run_dir)  # up front: not after the spans stage ran
-    check_dir_arg("cache_dir (--cache-dir)", spec.cache_dir)
+    check_root("out (--out)", spec.run_root)  # up front: not after the spans stage ran
+    check_root("cache_dir (--cache-dir)", spec.cache_dir)
     t0 = time.perf_counter()
     state = JobState(spec, force)
     check_inputs(spec)

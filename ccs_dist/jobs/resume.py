@@ -2,7 +2,9 @@
 
 ``RUN_DIR/stages/<model-slug>/<stage>/`` holds ``<table>.parquet`` files and ``manifest.json`` with the
 spec section hash, the hashes of the inputs, the versions and the timing. A stage is reused when its
-manifest exists and its key (what produced it) is the same.
+manifest exists and its key (what produced it) is the same. With a remote run root the stage is written
+to the local mirror and published (the old manifest removed first, the new one last); one missing here is
+fetched from the root.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from ccs_dist.stages.chain import StageOutput
+from ccs_dist.storage import local_dir, remote_root
 from ccs_dist.store import MANIFEST, atomic_write_json, read_json
 from ccs_dist.schemas import write_table
 
@@ -23,20 +26,30 @@ def slug(model_key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", model_key)
 
 
+def _is_manifest(name: str) -> bool:
+    return name == MANIFEST
+
+
 class StageStore:
-    def __init__(self, run_dir: str | Path):
-        self.root = Path(run_dir) / "stages"
+    def __init__(self, run_root: str | Path):
+        """``run_root``: the run's directory or a remote root's URI (``JobSpec.run_root``)."""
+        self.root = local_dir(run_root) / "stages"
+        self.remote = remote_root(run_root)
 
     def _dir(self, model_key: str, stage: str) -> Path:
         return self.root / slug(model_key) / stage
 
+    def _rel(self, model_key: str, stage: str) -> str:
+        return f"stages/{slug(model_key)}/{stage}"
+
     def load(self, model_key: str, stage: str, key: str) -> StageOutput | None:
         """The stage's tables and its manifest (as facts), when it finished under ``key``."""
         d = self._dir(model_key, stage)
-        if not (d / MANIFEST).is_file():
-            return None
-        manifest = read_json(d / MANIFEST)
-        if manifest.get("key") != key:
+        manifest = read_json(d / MANIFEST) if (d / MANIFEST).is_file() else None
+        if (manifest is None or manifest.get("key") != key) and self.remote is not None \
+                and self.remote.fetch_dir(self._rel(model_key, stage), d, _is_manifest):
+            manifest = read_json(d / MANIFEST)
+        if manifest is None or manifest.get("key") != key:
             return None
         return StageOutput({name: pl.read_parquet(d / f"{name}.parquet") for name in manifest["tables"]}, manifest)
 
@@ -49,8 +62,14 @@ class StageStore:
             write_table(df, d / f"{name}.parquet")
         manifest = {"model": model_key, "stage": stage, "key": key, "tables": sorted(tables), **facts}
         atomic_write_json(d / MANIFEST, manifest)
+        if self.remote is not None:
+            rel = self._rel(model_key, stage)
+            self.remote.delete(f"{rel}/{MANIFEST}")  # first: the old manifest must not vouch for new tables
+            self.remote.publish_dir(d, rel, _is_manifest)
         return manifest
 
     def invalidate(self, model_key: str, stage: str) -> None:
         manifest = self._dir(model_key, stage) / MANIFEST
         manifest.unlink(missing_ok=True)
+        if self.remote is not None:
+            self.remote.delete(f"{self._rel(model_key, stage)}/{MANIFEST}")

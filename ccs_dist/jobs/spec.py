@@ -11,8 +11,10 @@ Where paths point (the same wherever the job is started and however ccs_dist is 
 anything else a YAML file. Input paths written in a spec (``pool``, ``probe.images``,
 ``evaluation.data_root``, ``evaluation.occupations``, ``evaluation.concept_map``, ``TASK@PATH``, checkpoint files) are relative to the
 spec file's folder; outputs (``out``, ``cache_dir``) to the directory the job is started in, and are made
-absolute there so every worker on this machine writes to the same place. Synthetic evaluation sets go
-under ``cache_dir`` unless ``evaluation.data_root`` says otherwise.
+absolute there so every worker on this machine writes to the same place. ``out`` and ``cache_dir`` may
+also be remote roots (``s3://BUCKET/PREFIX``, see :mod:`ccs_dist.storage`): work is then done in a
+node-local mirror and published there. Synthetic evaluation sets go under (the local mirror of)
+``cache_dir`` unless ``evaluation.data_root`` says otherwise.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from ccs_dist.errors import UserError
 from ccs_dist.weights import CHECKPOINT_SUFFIXES, has_no_weights
 from ccs_dist.stages.attribution import AttributionStageConfig
-from ccs_dist.stages.chain import ChainConfig
+from ccs_dist.stages.chain import ChainConfig, llm_cache_dir
+from ccs_dist.storage import absolute, join, local_dir, refuse_credentials
 from ccs_dist.stages.config import StageConfig as _Strict
 from ccs_dist.stages.decompose import ProbeConfig
 from ccs_dist.stages.evaluate import EvaluateConfig
@@ -107,17 +110,23 @@ class JobSpec(_Strict):
         """Where the evaluation datasets are (or, with ``evaluation.synthetic``, are written)."""
         if self.evaluation.data_root is not None:
             return Path(self.evaluation.data_root)
-        return Path(self.cache_dir) / "synthetic-data"
+        return local_dir(self.cache_dir) / "synthetic-data"
 
     def spec_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
 
     @property
+    def run_root(self) -> str:
+        """The run's root: ``OUT/RUN``, a local path or a remote root's URI."""
+        return join(self.out, self.run)
+
+    @property
     def run_dir(self) -> Path:
-        return Path(self.out) / self.run
+        """Where this process writes the run (``OUT/RUN``, or its node-local mirror for a remote ``out``)."""
+        return local_dir(self.run_root)
 
     def score_config(self, show_progress: bool = True):
-        return self.llm.score_config(cache_dir=Path(self.cache_dir) / "llm", show_progress=show_progress)
+        return self.llm.score_config(cache_dir=llm_cache_dir(self.cache_dir), show_progress=show_progress)
 
     def chain_config(self, entry: ModelEntry) -> ChainConfig:
         """One model's stage configs: the entry's layers and rank override the spec's."""
@@ -243,6 +252,9 @@ def _anchor_paths(spec: JobSpec, base: Path) -> JobSpec:
     """Input paths relative to the spec's folder, outputs relative to the current directory (module docstring)."""
     from ccs_dist.text.pool import named_pools
 
+    refuse_credentials("out (--out)", spec.out)  # before the spec is logged or written anywhere
+    refuse_credentials("cache_dir (--cache-dir)", spec.cache_dir)
+
     ev = spec.evaluation
     tasks = tuple(f"{t.partition('@')[0]}@{_anchored(t.partition('@')[2], base)}" if "@" in t else t for t in ev.tasks)
     evaluation = ev.model_copy(update={
@@ -260,8 +272,8 @@ def _anchor_paths(spec: JobSpec, base: Path) -> JobSpec:
         for m in spec.models
     )
     return spec.model_copy(update={
-        "out": str(Path(spec.out).expanduser().absolute()),
-        "cache_dir": str(Path(spec.cache_dir).expanduser().absolute()),
+        "out": absolute(spec.out),
+        "cache_dir": absolute(spec.cache_dir),
         "pool": spec.pool if spec.pool in named_pools() else _anchored(spec.pool, base),
         "probe": spec.probe.model_copy(update={"images": _anchor_images(spec.probe.images, base)}),
         "models": models,

@@ -27,6 +27,7 @@ from ccs_dist.stages.model import ModelSpec
 from ccs_dist.stages.score import SCORE_TABLES, LLMConfig, score_stage
 from ccs_dist.stages.spans import SpansConfig, ground_truth_table, head_image_tables_of, spans_probe_shard, spans_stage
 from ccs_dist.store import content_key
+from ccs_dist.storage import local_dir
 
 STAGE_VERSION = 1  # bump to recompute every stage of older runs
 
@@ -43,7 +44,7 @@ class ChainConfig:
     llm: LLMConfig
     evaluation: EvaluateConfig
     attribution: AttributionStageConfig
-    cache_dir: str
+    cache_dir: str  # a local path or a remote root's URI (ccs_dist.storage)
     data_root: str
 
     @property
@@ -131,9 +132,15 @@ def _run_spans_shard(ctx: StageContext, index: int, inputs) -> dict[str, Any]:
     return spans_probe_shard(ctx.loaded, index, probe=c.probe, layers=c.layers, spans=c.spans, cache_dir=c.cache_dir)
 
 
+def llm_cache_dir(cache_dir: str) -> Path:
+    """The LLM answer cache (SQLite: never on object storage): ``CACHE/llm``, or with a remote cache root its
+    node-local mirror's ``llm`` folder on the node that runs the score stage (the driver's, in Ray mode)."""
+    return local_dir(cache_dir) / "llm"
+
+
 def _run_score(ctx: StageContext, inputs) -> StageOutput:
     c = ctx.config
-    config = c.llm.score_config(cache_dir=Path(c.cache_dir) / "llm", show_progress=ctx.progress)
+    config = c.llm.score_config(cache_dir=llm_cache_dir(c.cache_dir), show_progress=ctx.progress)
     result = score_stage(inputs[SPANS], config)
     return StageOutput({name: getattr(result, name) for name in SCORE_TABLES}, {"llm": dict(result.stats)})
 

@@ -14,7 +14,7 @@ import secrets
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from ray.cluster_utils import Cluster
@@ -61,10 +61,13 @@ def _ports(head: bool) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def simulated_cluster(nodes: int = 2, gpus_per_node: float = 1, cpus_per_node: float = 1) -> Iterator[SimulatedCluster]:
-    """``nodes`` Ray nodes on this machine (the first is the head); shut down and removed afterwards."""
+def simulated_cluster(nodes: int = 2, gpus_per_node: float = 1, cpus_per_node: float = 1,
+                      node_env: Sequence[Mapping[str, str]] = ()) -> Iterator[SimulatedCluster]:
+    """``nodes`` Ray nodes on this machine (the first is the head); shut down and removed afterwards.
+    ``node_env[i]``: environment variables of node i's processes only (e.g. its own CCS_DIST_LOCAL_CACHE)."""
     temp = tempfile.mkdtemp(prefix="ccsray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_USAGE_STATS_ENABLED")}
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_USAGE_STATS_ENABLED",
+                                            *(k for e in node_env for k in e))}
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": _process_token(), "RAY_USAGE_STATS_ENABLED": "0"}
     os.environ.update(auth)  # the node processes inherit it
     from ray._raylet import Config
@@ -75,10 +78,17 @@ def simulated_cluster(nodes: int = 2, gpus_per_node: float = 1, cpus_per_node: f
     try:
         common = dict(node_ip_address="127.0.0.1", num_cpus=cpus_per_node, num_gpus=gpus_per_node, temp_dir=temp,
                       include_dashboard=False, object_store_memory=80 * 1024 * 1024)
+        os.environ.update(node_env[0] if node_env else {})  # a node's processes inherit the environment it starts in
         cluster = Cluster(initialize_head=True, head_node_args={**common, **_ports(head=True)})
-        for _ in range(nodes - 1):
+        for i in range(1, nodes):
+            os.environ.update(node_env[i] if i < len(node_env) else {})
             cluster.add_node(**common, **_ports(head=False))
         cluster.wait_for_nodes()
+        for k in {k for e in node_env for k in e}:  # the nodes have theirs; a driver started from here gets none
+            if saved[k] is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = saved[k]
         env = {**os.environ, **auth, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_enable_metrics_collection": "0"}
         yield SimulatedCluster(cluster, env)
     finally:

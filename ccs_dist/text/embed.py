@@ -79,13 +79,14 @@ def embed_pool(
         {"version": EMBED_VERSION, "model": loaded.key, "weights": loaded.weights_hash, "pool": pool.content_hash,
          "precision": loaded.precision}
     )
-    path = store.file_path("text_embeddings", key, ".npy")
-    if path.is_file():
+    path = store.find_file("text_embeddings", key, ".npy")
+    if path is not None:
         emb = np.load(path)
         if emb.shape == (len(pool), loaded.embed_dim):
             log.info("text embeddings of %s reused from %s", pool.source, path)
             return emb
     emb = embed_texts(loaded, pool.texts, batch_size=batch_size, progress=progress)
-    atomic_save_npy(path, emb)
+    atomic_save_npy(store.file_path("text_embeddings", key, ".npy"), emb)
+    store.publish_file("text_embeddings", key, ".npy")
     log.info("embedded %d descriptions of %s with %s", len(pool), pool.source, loaded.key)
     return emb

@@ -81,9 +81,10 @@ def load_or_build_index(emb_TE: np.ndarray, store: ArtifactStore, config: IndexC
 
     digest = hashlib.sha256(np.ascontiguousarray(emb_TE, dtype=np.float32).tobytes()).hexdigest()
     key = content_key({"emb": digest, "ivf_threshold": config.ivf_threshold, "nlist": config.nlist, "seed": config.seed})
-    path = store.file_path("faiss", key, ".index")
-    if path.is_file():
+    path = store.find_file("faiss", key, ".index")
+    if path is not None:
         return TextIndex.load(path, config)
     index = TextIndex.build(emb_TE, config)
-    index.save(path)
+    index.save(store.file_path("faiss", key, ".index"))
+    store.publish_file("faiss", key, ".index")
     return index

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ccs_dist.errors import UserError
+from ccs_dist.storage import local_dir
 from ccs_dist.store import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def _sha256(data: bytes) -> str:
 
 
 def cached_path(pool: RemotePool, cache_dir: str | Path) -> Path:
-    return Path(cache_dir) / "pools" / f"{pool.name}-{pool.sha256[:16]}.txt"
+    return local_dir(cache_dir) / "pools" / f"{pool.name}-{pool.sha256[:16]}.txt"
 
 
 def _download(url: str, timeout_s: float) -> bytes:

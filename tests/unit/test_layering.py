@@ -2,7 +2,7 @@
 
 Layers, lowest first (a module may import its own layer and any lower one, never a higher one):
 
-0. foundation: errors, log, store, schemas, heads, weights, axes, protocol: contracts with no science
+0. foundation: errors, log, store, storage, schemas, heads, weights, axes, protocol: contracts with no science
 1. inputs: models (the image tower), text (description pools, text embeddings), data (probe sets, task
    loaders, synthetic writers, metadata), the probe-image loader and device decoder, the toy world's
    definitions and writers
@@ -35,7 +35,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "ccs_dist"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("ccs_dist.errors", "ccs_dist.log", "ccs_dist.store", "ccs_dist.schemas", "ccs_dist.heads", "ccs_dist.weights",
+    ("ccs_dist.errors", "ccs_dist.log", "ccs_dist.store", "ccs_dist.storage", "ccs_dist.schemas", "ccs_dist.heads", "ccs_dist.weights",
      "ccs_dist.axes", "ccs_dist.protocol"),
     ("ccs_dist.models", "ccs_dist.text", "ccs_dist.data", "ccs_dist.toy.world", "ccs_dist.toy.data", "ccs_dist.toy.pool",
      "ccs_dist.loader", "ccs_dist.device_decode"),
