@@ -157,6 +157,12 @@ class ArtifactStore:
         if fetched:
             log.info("%d part(s) of %s/%s done elsewhere fetched from %s", len(fetched), kind, key, self.remote.uri)
 
+    def discard_partial(self, kind: str, key: str) -> None:
+        """Remove a work folder here and at a remote root (its parts were merged into something else)."""
+        shutil.rmtree(self.partial_dir(kind, key), ignore_errors=True)
+        if self.remote is not None:
+            self.remote.delete_dir(f"{kind}/{key}.partial")
+
     def file_path(self, kind: str, key: str, suffix: str) -> Path:
         """A single-file artifact ``<root>/<kind>/<key><suffix>`` (e.g. text embeddings as .npy)."""
         return self.root / kind / f"{key}{suffix}"

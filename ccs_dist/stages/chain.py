@@ -22,11 +22,11 @@ import polars as pl
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.stages.attribution import AttributionStageConfig, attribution_stage
 from ccs_dist.stages.decompose import Layers, ProbeConfig
-from ccs_dist.stages.evaluate import EvaluateConfig, evaluate_shard, evaluate_stage, evaluation_shards
+from ccs_dist.stages.evaluate import EvaluateConfig, ShardFolder, evaluate_shard, evaluate_stage, evaluation_shards
 from ccs_dist.stages.model import ModelSpec
 from ccs_dist.stages.score import SCORE_TABLES, LLMConfig, score_stage
 from ccs_dist.stages.spans import SpansConfig, ground_truth_table, head_image_tables_of, spans_probe_shard, spans_stage
-from ccs_dist.store import content_key
+from ccs_dist.store import ArtifactStore, content_key
 from ccs_dist.storage import local_dir
 
 STAGE_VERSION = 1  # bump to recompute every stage of older runs
@@ -149,9 +149,9 @@ def _evaluate_key(c: ChainConfig) -> dict[str, Any]:  # shards change where rows
     return {"model": _model_facts(c), "evaluation": c.evaluation.model_dump(mode="json", exclude={"shards"})}
 
 
-def _evaluation_shard_dir(c: ChainConfig, inputs) -> Path:
+def _evaluation_shard_dir(c: ChainConfig, inputs) -> ShardFolder:
     """Where the shards of this evaluation wait for the merge: keyed like the stage, so any worker finds them."""
-    return Path(c.cache_dir) / "evaluate-shards" / BY_NAME["evaluate"].key(c, inputs)
+    return ShardFolder(ArtifactStore(c.cache_dir), BY_NAME["evaluate"].key(c, inputs))
 
 
 def _run_evaluate(ctx: StageContext, inputs) -> StageOutput:

@@ -3,15 +3,14 @@
 :class:`EvaluateConfig`.
 
 ``shards > 1`` splits the tasks into that many contiguous groups (at most one per task): a shard is one
-group's rows, evaluated by whichever worker holds the model and kept under ``shard_dir`` until the stage
-merges them in order. Each task is evaluated by the same call either way, so the table is the unsharded one.
+group's rows, evaluated by whichever worker holds the model and kept in a :class:`ShardFolder` (a work
+folder of the artifact store, so a remote root carries them between nodes) until the stage merges them in order. Each task is evaluated by the same call either way, so the table is the unsharded one.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from ccs_dist.evaluate.run import EvalConfig, evaluate, evaluate_rows, random_su
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.head_sets import ALL_CONDITIONS, HeadSet, HeadSetConfig, build_head_sets, load_concept_map
 from ccs_dist.stages.config import StageConfig
-from ccs_dist.store import atomic_write_bytes, atomic_write_json, read_json
+from ccs_dist.store import ArtifactStore, atomic_write_bytes, atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +85,41 @@ class EvaluateResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class ShardFolder:
+    """Where the shards of one evaluation wait for the merge: the work folder ``evaluate-shards/<key>`` of an
+    artifact store; each shard's parquet file is complete once there, and published to a remote root."""
+
+    store: ArtifactStore
+    key: str
+    KIND = "evaluate-shards"
+
+    def _path(self, index: int) -> Path:
+        return self.store.partial_dir(self.KIND, self.key) / f"shard-{index:05d}.parquet"
+
+    def read(self, index: int) -> pl.DataFrame | None:
+        path = self._path(index)
+        if not path.is_file():
+            self.store.fetch_partial(self.KIND, self.key, _is_shard_file)
+        return pl.read_parquet(path) if path.is_file() else None
+
+    def write(self, index: int, table: pl.DataFrame) -> None:
+        self.store.begin(self.KIND, self.key)
+        buffer = io.BytesIO()
+        table.write_parquet(buffer)
+        atomic_write_bytes(self._path(index), buffer.getvalue())
+        self.store.publish_partial(self.KIND, self.key, _is_shard_file)
+
+    def clear(self) -> None:
+        self.store.discard_partial(self.KIND, self.key)
+
+
+def _is_shard_file(name: str) -> bool:
+    return name.startswith("shard-") and name.endswith(".parquet")
+
+
 def evaluate_stage(loaded: LoadedModel, ccs: pl.DataFrame | None, config: EvaluateConfig, *, data_root: str | Path,
-                   progress: bool, shard_dir: Path | None = None) -> EvaluateResult:
+                   progress: bool, shard_dir: ShardFolder | None = None) -> EvaluateResult:
     """Every head set on every task; no tasks: an empty table. With ``shard_dir`` and ``shards > 1``: the task
     groups' rows found there (done ahead by :func:`evaluate_shard`) or evaluated here, merged in order."""
     if not config.tasks:
@@ -103,7 +135,7 @@ def evaluate_stage(loaded: LoadedModel, ccs: pl.DataFrame | None, config: Evalua
         for index in range(evaluation_shards(config)):
             rows += _shard_rows(loaded, head_sets, config, eval_config, shard_dir, index).to_dicts()
         table = pl.DataFrame(rows + random_summary(rows), schema=EVALUATION_SCHEMA)
-        shutil.rmtree(shard_dir, ignore_errors=True)
+        shard_dir.clear()
     return EvaluateResult(table, tuple(head_sets), time.perf_counter() - t0)
 
 
@@ -118,7 +150,7 @@ def shard_tasks(config: EvaluateConfig, index: int) -> tuple[str, ...]:
 
 
 def evaluate_shard(loaded: LoadedModel, ccs: pl.DataFrame | None, config: EvaluateConfig, index: int, *,
-                   data_root: str | Path, shard_dir: Path) -> dict:
+                   data_root: str | Path, shard_dir: ShardFolder) -> dict:
     """Shard ``index`` of a sharded evaluation into ``shard_dir`` (unless there already). -> its record."""
     n = evaluation_shards(config)
     if not 0 <= index < n:
@@ -135,16 +167,15 @@ def _head_sets(loaded: LoadedModel, ccs: pl.DataFrame | None, config: EvaluateCo
     return head_sets
 
 
-def _shard_rows(loaded, head_sets, config: EvaluateConfig, eval_config: EvalConfig, shard_dir: Path, index: int) -> pl.DataFrame:
+def _shard_rows(loaded, head_sets, config: EvaluateConfig, eval_config: EvalConfig, shard_dir: ShardFolder,
+                index: int) -> pl.DataFrame:
     """Shard ``index``'s rows (less the random summary), read from ``shard_dir`` or evaluated and written there."""
-    path = Path(shard_dir) / f"shard-{index:05d}.parquet"
-    if path.is_file():
-        return pl.read_parquet(path)
+    table = shard_dir.read(index)
+    if table is not None:
+        return table
     table = pl.DataFrame(evaluate_rows(loaded, list(shard_tasks(config, index)), head_sets, eval_config),
                          schema=EVALUATION_SCHEMA)
-    buffer = io.BytesIO()
-    table.write_parquet(buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    shard_dir.write(index, table)
     return table
 
 

@@ -337,7 +337,8 @@ def test_evaluation_shards_leave_the_key_and_give_the_unsharded_table(tmp_path, 
     """``evaluation.shards`` splits the tasks into groups any worker may evaluate ahead of the stage; the stage
     key and the merged table are the unsharded ones (a shard done ahead is read, not evaluated again)."""
     from ccs_dist.stages import evaluate as evaluate_module
-    from ccs_dist.stages.evaluate import evaluate_shard, evaluate_stage, prepare_synthetic_data, shard_tasks
+    from ccs_dist.stages.evaluate import ShardFolder, evaluate_shard, evaluate_stage, prepare_synthetic_data, shard_tasks
+    from ccs_dist.store import ArtifactStore
 
     tasks = ["toy-colour", "toy-shape", "toy-size"]
     one = _spec(tmp_path / "a", evaluation={"synthetic": True, "tasks": tasks})
@@ -351,11 +352,11 @@ def test_evaluation_shards_leave_the_key_and_give_the_unsharded_table(tmp_path, 
     data = tmp_path / "data"
     prepare_synthetic_data(tasks, data)
     whole = evaluate_stage(tiny, None, config.model_copy(update={"shards": 1}), data_root=data, progress=False).table
-    shard_dir = tmp_path / "shards"
+    shard_dir = ShardFolder(ArtifactStore(tmp_path / "cache"), "k")
     assert evaluate_shard(tiny, None, config, 1, data_root=data, shard_dir=shard_dir)["tasks"] == ["toy-shape"]
     evaluated, rows_of = [], evaluate_module.evaluate_rows
     monkeypatch.setattr(evaluate_module, "evaluate_rows", lambda loaded, t, *a: evaluated.extend(t) or rows_of(loaded, t, *a))
     merged = evaluate_stage(tiny, None, config, data_root=data, progress=False, shard_dir=shard_dir).table
     assert merged.equals(whole) and set(merged["task"]) == set(tasks)
     assert evaluated == ["toy-colour", "toy-size"]  # shard 1, done ahead, was read
-    assert not shard_dir.exists()  # merged, then removed
+    assert not (tmp_path / "cache" / "evaluate-shards" / "k.partial").exists()  # merged, then removed

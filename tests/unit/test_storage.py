@@ -167,6 +167,21 @@ def test_shards_of_a_work_folder_travel_with_their_records(s3, node):
     assert "cache-shards/decompose/k4/manifest.json" in s3.keys("cache-shards/")
 
 
+def test_evaluation_shards_reach_the_merging_node_through_the_root_and_are_cleared(s3, node):
+    from ccs_dist.stages.evaluate import ShardFolder
+
+    root = s3.uri("cache-eval")
+    node("a")
+    rows = pl.DataFrame({"task": ["toy-shape"], "top1": [0.5]})
+    ShardFolder(ArtifactStore(root), "e1").write(1, rows)
+    assert s3.keys("cache-eval/") == ["cache-eval/evaluate-shards/e1.partial/shard-00001.parquet"]
+    node("b")
+    on_b = ShardFolder(ArtifactStore(root), "e1")
+    assert on_b.read(0) is None and on_b.read(1).equals(rows)
+    on_b.clear()
+    assert s3.keys("cache-eval/evaluate-shards/e1.partial/") == [] and not on_b.store.partial_dir("evaluate-shards", "e1").exists()
+
+
 def test_single_file_artifacts(s3, node):
     root = s3.uri("cache-files")
     node("a")
