@@ -53,6 +53,8 @@ class TrainConfig:
     null_captions: int = 256  # phase 2: captions per batch of words from outside the toy world, true of no image
     null_lr: float = 5e-4
     null_warmup: int = 10
+    planted_carry: float = 1.0  # weight of the planted heads' carry loss (ccs_dist.toy.planted); 0: none
+    planted_invariance: float = 1.0  # weight of their invariance loss
     seed: int = 0
     threads: int = 2
     arch: str = ARCH
@@ -89,14 +91,23 @@ class _Tokens:
         return torch.stack([self.memo[t] for t in texts])
 
 
-def make_batch(rng: np.random.Generator, config: TrainConfig) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-    """(images [B,3,S,S], captions [B], consistency [B captions, B images] bool)."""
+@dataclass(frozen=True)
+class Batch:
+    images: torch.Tensor  # [B, 3, S, S]
+    captions: list[str]  # [B]
+    positives: torch.Tensor  # [B captions, B images] bool: caption t is true of image n
+    values_BF: torch.Tensor  # each image's factor values
+    varied_B: torch.Tensor  # the factor its contrast group varies
+
+
+def make_batch(rng: np.random.Generator, config: TrainConfig) -> Batch:
     scenes, varied_B = world.sample_contrast_groups(rng, config.batch_size // config.group_size, config.group_size)
     always_BF = np.eye(len(world.FACTOR_NAMES), dtype=bool)[varied_B]
     mention_BF = world.sample_mentions(rng, len(scenes), always_BF, config.mention_p)
     captions = world.captions_for(scenes, mention_BF)
     positives = world.consistency(scenes.values_NF, mention_BF, scenes.values_NF)
-    return _image_tensor(world.render(scenes, rng)), captions, torch.from_numpy(positives)
+    return Batch(_image_tensor(world.render(scenes, rng)), captions, torch.from_numpy(positives),
+                 torch.from_numpy(scenes.values_NF), torch.from_numpy(varied_B))
 
 
 def _rephrase_single_factor(rng: np.random.Generator, captions: list[str]) -> list[str]:
@@ -162,9 +173,12 @@ def build_model(arch: str, seed: int):
 
     from ccs_dist.models.loading import _register_project_configs
 
+    from ccs_dist.models.head_attention import install_head_attention
+
     _register_project_configs()
     torch.manual_seed(seed)
     model = open_clip.create_model(arch, pretrained=None)
+    install_head_attention(model.visual)  # per-head CLS writes for the planted loss; state_dict keys unchanged
     return model, open_clip.get_tokenizer(arch)
 
 
@@ -192,21 +206,38 @@ def train(config: TrainConfig, log_every: int = 25, on_log: Callable[[int, float
 
 def contrastive_phase(model, tokenizer, config: TrainConfig, log_every: int = 25,
                       on_log: Callable[[int, float, float], None] | None = None) -> list[float]:
-    """Phase 1, ``config.steps`` steps: both towers on toy images and their captions only."""
+    """Phase 1, ``config.steps`` steps: both towers on toy images and their captions only, plus the planted loss.
+
+    The planted heads of :data:`ccs_dist.toy.planted.PLANTED` (those the architecture has) get its carry and
+    invariance losses, weighted by ``config.planted_carry`` and ``config.planted_invariance``.
+    """
+    from ccs_dist.toy.planted import PLANTED, capture_head_terms, factor_text_embeddings, planted_loss
+
     model.train()
     tokens = _Tokens(tokenizer)
     optimizer = _adamw(model, config.lr, config.weight_decay)
     rng = np.random.default_rng(config.seed)
+    blocks = model.visual.transformer.resblocks
+    planted = {k: f for k, f in PLANTED.items() if k[0] < len(blocks) and k[1] < blocks[k[0]].attn.num_heads}
+    plant = bool(planted) and (config.planted_carry > 0 or config.planted_invariance > 0)
+    layers = tuple(sorted({l for l, _ in planted})) if plant else ()
     losses: list[float] = []
     start = time.perf_counter()
     for step in range(config.steps):
         for group in optimizer.param_groups:
             group["lr"] = _cosine_lr(step, config.steps, config.warmup, config.lr)
-        images, captions, positives = make_batch(rng, config)
-        image_BE = F.normalize(model.encode_image(images), dim=-1)
-        text_TE = F.normalize(model.encode_text(tokens(captions)), dim=-1)
+        batch = make_batch(rng, config)
+        with capture_head_terms(model.visual, layers) as head_terms:
+            raw_BE = model.encode_image(batch.images)
+            terms = head_terms() if plant else {}
+        image_BE = F.normalize(raw_BE, dim=-1)
+        text_TE = F.normalize(model.encode_text(tokens(batch.captions)), dim=-1)
         logits = model.logit_scale.exp() * text_TE @ image_BE.T
-        loss = multi_positive_clip_loss(logits, positives)
+        loss = multi_positive_clip_loss(logits, batch.positives)
+        if plant:
+            targets = factor_text_embeddings(model, tokens)
+            aux = planted_loss(terms, raw_BE, batch.values_BF, batch.varied_B, targets.__getitem__, planted, config.group_size)
+            loss = loss + config.planted_carry * aux.carry + config.planted_invariance * aux.invariance
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -239,10 +270,10 @@ def null_caption_phase(model, tokenizer, config: TrainConfig, log_every: int = 2
     for step in range(config.null_steps):
         for group in optimizer.param_groups:
             group["lr"] = _cosine_lr(step, config.null_steps, config.null_warmup, config.null_lr)
-        images, captions, positives = make_batch(rng, config)
-        captions = _rephrase_single_factor(rng, captions)
+        batch = make_batch(rng, config)
+        captions, positives = _rephrase_single_factor(rng, batch.captions), batch.positives
         with torch.no_grad():
-            image_BE = F.normalize(model.encode_image(images), dim=-1)
+            image_BE = F.normalize(model.encode_image(batch.images), dim=-1)
         text_tokens = torch.cat([tokens(captions), tokenizer(null_captions(rng, config.null_captions, vocabulary))])
         positives = torch.cat([positives, torch.zeros(config.null_captions, positives.shape[1], dtype=torch.bool)])
         text_TE = F.normalize(model.encode_text(text_tokens), dim=-1)
