@@ -55,6 +55,7 @@ class TrainConfig:
     null_warmup: int = 10
     planted_carry: float = 1.0  # weight of the planted heads' carry loss (ccs_dist.toy.planted); 0: none
     planted_invariance: float = 1.0  # weight of their invariance loss
+    planted_span: float = 1.0  # weight of their span loss (both phases)
     seed: int = 0
     threads: int = 2
     arch: str = ARCH
@@ -204,6 +205,22 @@ def train(config: TrainConfig, log_every: int = 25, on_log: Callable[[int, float
         torch.use_deterministic_algorithms(deterministic)
 
 
+def _planted_heads(model) -> dict[tuple[int, int], str]:
+    """The heads of :data:`ccs_dist.toy.planted.PLANTED` this architecture has."""
+    from ccs_dist.toy.planted import PLANTED
+
+    blocks = model.visual.transformer.resblocks
+    return {k: f for k, f in PLANTED.items() if k[0] < len(blocks) and k[1] < blocks[k[0]].attn.num_heads}
+
+
+def _span_lines(model, tokens: _Tokens, rng: np.random.Generator):
+    """The span loss's candidates, embedded with gradients (text tower): toy phrasings + distractors from ``rng``."""
+    from ccs_dist.toy.planted import SpanLines, span_line_texts
+
+    texts, factors = span_line_texts(rng)
+    return SpanLines(F.normalize(model.encode_text(tokens(texts)), dim=-1), factors)
+
+
 def contrastive_phase(model, tokenizer, config: TrainConfig, log_every: int = 25,
                       on_log: Callable[[int, float, float], None] | None = None) -> list[float]:
     """Phase 1, ``config.steps`` steps: both towers on toy images and their captions only, plus the planted loss.
@@ -211,15 +228,14 @@ def contrastive_phase(model, tokenizer, config: TrainConfig, log_every: int = 25
     The planted heads of :data:`ccs_dist.toy.planted.PLANTED` (those the architecture has) get its carry and
     invariance losses, weighted by ``config.planted_carry`` and ``config.planted_invariance``.
     """
-    from ccs_dist.toy.planted import PLANTED, capture_head_terms, factor_text_embeddings, planted_loss
+    from ccs_dist.toy.planted import capture_head_terms, factor_text_embeddings, planted_loss
 
     model.train()
     tokens = _Tokens(tokenizer)
     optimizer = _adamw(model, config.lr, config.weight_decay)
     rng = np.random.default_rng(config.seed)
-    blocks = model.visual.transformer.resblocks
-    planted = {k: f for k, f in PLANTED.items() if k[0] < len(blocks) and k[1] < blocks[k[0]].attn.num_heads}
-    plant = bool(planted) and (config.planted_carry > 0 or config.planted_invariance > 0)
+    planted = _planted_heads(model)
+    plant = bool(planted) and (config.planted_carry > 0 or config.planted_invariance > 0 or config.planted_span > 0)
     layers = tuple(sorted({l for l, _ in planted})) if plant else ()
     losses: list[float] = []
     start = time.perf_counter()
@@ -236,8 +252,11 @@ def contrastive_phase(model, tokenizer, config: TrainConfig, log_every: int = 25
         loss = multi_positive_clip_loss(logits, batch.positives)
         if plant:
             targets = factor_text_embeddings(model, tokens)
-            aux = planted_loss(terms, raw_BE, batch.values_BF, batch.varied_B, targets.__getitem__, planted, config.group_size)
-            loss = loss + config.planted_carry * aux.carry + config.planted_invariance * aux.invariance
+            lines = _span_lines(model, tokens, rng) if config.planted_span > 0 else None
+            aux = planted_loss(terms, raw_BE, batch.values_BF, batch.varied_B, targets.__getitem__, lines, planted,
+                               config.group_size)
+            loss = loss + (config.planted_carry * aux.carry + config.planted_invariance * aux.invariance
+                           + config.planted_span * aux.span)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -258,9 +277,14 @@ def null_caption_phase(model, tokenizer, config: TrainConfig, log_every: int = 2
     """
     if not config.null_steps:
         return []
+    from ccs_dist.toy.planted import capture_head_terms, planted_loss
+
     model.train()
     for name, p in model.named_parameters():
         p.requires_grad_(not (name.startswith("visual.") or name == "logit_scale"))
+    planted = _planted_heads(model)
+    span = bool(planted) and config.planted_span > 0
+    layers = tuple(sorted({l for l, _ in planted})) if span else ()
     tokens = _Tokens(tokenizer)
     optimizer = _adamw(model, config.null_lr, config.weight_decay)
     rng = np.random.default_rng([config.seed, 1])
@@ -272,13 +296,19 @@ def null_caption_phase(model, tokenizer, config: TrainConfig, log_every: int = 2
             group["lr"] = _cosine_lr(step, config.null_steps, config.null_warmup, config.null_lr)
         batch = make_batch(rng, config)
         captions, positives = _rephrase_single_factor(rng, batch.captions), batch.positives
-        with torch.no_grad():
-            image_BE = F.normalize(model.encode_image(batch.images), dim=-1)
+        with torch.no_grad(), capture_head_terms(model.visual, layers) as head_terms:
+            raw_BE = model.encode_image(batch.images)
+            terms = head_terms() if span else {}
+        image_BE = F.normalize(raw_BE, dim=-1)
         text_tokens = torch.cat([tokens(captions), tokenizer(null_captions(rng, config.null_captions, vocabulary))])
         positives = torch.cat([positives, torch.zeros(config.null_captions, positives.shape[1], dtype=torch.bool)])
         text_TE = F.normalize(model.encode_text(text_tokens), dim=-1)
         logits = model.logit_scale.exp() * text_TE @ image_BE.T
         loss = multi_positive_clip_loss(logits, positives) + null_caption_loss(logits[-config.null_captions:])
+        if span:
+            lines = _span_lines(model, tokens, rng)
+            aux = planted_loss(terms, raw_BE, batch.values_BF, batch.varied_B, None, lines, planted, config.group_size)
+            loss = loss + config.planted_span * aux.span
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
