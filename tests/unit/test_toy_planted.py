@@ -42,25 +42,33 @@ def test_the_differentiable_head_terms_equal_the_decomposition(toy):
         torch.testing.assert_close(got[layer], expected.heads[:, layer], rtol=1e-4, atol=1e-6)
 
 
-def _loss_and_grads(toy, batch):
+def _text_params(toy):
+    return [p for n, p in toy.model.named_parameters() if not n.startswith("visual.") and n != "logit_scale"]
+
+
+def _loss_and_grads(toy, batch, span: bool):
     model = toy.model
     model.zero_grad(set_to_none=True)
     tokens = _Tokens(__import__("open_clip").get_tokenizer("ccs-toy"))
     from ccs_dist.toy.planted import factor_text_embeddings
+    from ccs_dist.toy.train import _span_lines
 
     targets = factor_text_embeddings(model, tokens)
+    lines = _span_lines(model, tokens, np.random.default_rng(0)) if span else None
     with capture_head_terms(toy.visual, (0, 1, 2, 3)) as terms:
         raw = toy.visual(batch.images)
-        aux = planted_loss(terms(), raw, batch.values_BF, batch.varied_B, targets.__getitem__)
-    (aux.carry + aux.invariance).backward()
+        aux = planted_loss(terms(), raw, batch.values_BF, batch.varied_B, targets.__getitem__, lines)
+    (aux.carry + aux.invariance + aux.span).backward()
     return aux
 
 
-def test_the_gradient_reaches_the_planted_heads_only_where_no_later_head_reads(toy):
+@pytest.mark.parametrize("span", [False, True])
+def test_the_gradient_reaches_the_planted_heads_only_where_no_later_head_reads(toy, span):
     """In the last layer nothing reads a head's output but the embedding, so the loss (linearisation point
-    and text targets held constant) must leave the free head's weights and the text tower untouched."""
-    aux = _loss_and_grads(toy, _batch(64))
-    assert 0 < aux.invariance.item() < 1 and aux.carry.item() > 0
+    and the carry's text targets held constant) must leave the free head's weights untouched; the text
+    tower gets a gradient from the span loss alone."""
+    aux = _loss_and_grads(toy, _batch(64), span)
+    assert 0 < aux.invariance.item() < 1 and aux.carry.item() > 0 and (aux.span.item() > 0) == span
     last = toy.visual.transformer.resblocks[3].attn
     K, D = last.head_dim, last.embed_dim
     w_out = last.out_proj.weight.grad.view(D, last.num_heads, K)
@@ -72,9 +80,20 @@ def test_the_gradient_reaches_the_planted_heads_only_where_no_later_head_reads(t
     # earlier free heads feed later planted heads, so they do get gradient; the text tower never does
     first = toy.visual.transformer.resblocks[0].attn
     assert first.in_proj_weight.grad.view(3, first.num_heads, -1)[:, FREE_HEAD].abs().sum() > 0
-    assert all(p.grad is None or torch.count_nonzero(p.grad) == 0
-               for n, p in toy.model.named_parameters() if not n.startswith("visual.") and n != "logit_scale")
+    text_moved = any(p.grad is not None and torch.count_nonzero(p.grad) > 0 for p in _text_params(toy))
+    assert text_moved == span
     toy.model.zero_grad(set_to_none=True)
+
+
+def test_the_span_loss_prefers_a_head_along_its_own_factor_lines():
+    from ccs_dist.toy.planted import SpanLines, span_loss
+
+    rng = torch.Generator().manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(4, 16, generator=rng), dim=-1)
+    lines = SpanLines(text, ("size", "size", "shape", ""))
+    coeff = torch.randn(200, 1, generator=rng)
+    along_own, along_shape = coeff * text[0], coeff * text[2]
+    assert span_loss(along_own, lines, "size") < 0.7 < span_loss(along_shape, lines, "size")
 
 
 def test_the_invariance_loss_is_zero_for_a_head_that_sees_its_factor_only():
@@ -86,7 +105,7 @@ def test_the_invariance_loss_is_zero_for_a_head_that_sees_its_factor_only():
     mixed = pure + torch.randn(64, 8, generator=rng)
     terms = {0: torch.stack([pure, mixed], 1)}
     text = {"colour": torch.nn.functional.normalize(codes, dim=-1)}
-    one = planted_loss(terms, torch.ones(64, 8), batch.values_BF, batch.varied_B, text.__getitem__, {(0, 0): "colour"})
-    two = planted_loss(terms, torch.ones(64, 8), batch.values_BF, batch.varied_B, text.__getitem__, {(0, 1): "colour"})
+    one = planted_loss(terms, torch.ones(64, 8), batch.values_BF, batch.varied_B, text.__getitem__, planted={(0, 0): "colour"})
+    two = planted_loss(terms, torch.ones(64, 8), batch.values_BF, batch.varied_B, text.__getitem__, planted={(0, 1): "colour"})
     assert abs(float(one.invariance)) < 1e-6 and float(two.invariance) > 0.1
     assert float(one.carry) < float(two.carry)
