@@ -30,7 +30,7 @@ def _spec(out: Path, cache: Path, nodes: int, shards: int, images: int):
 
     return load_spec("demo", {
         "run": "scale", "out": str(out), "cache_dir": str(cache),
-        "models": [{"arch": "ccs-toy", "pretrained": "planted_v1"}],
+        "models": [{"arch": "ccs-toy", "pretrained": "planted_v2"}],
         "probe": {"images": f"toy:{images}", "batch_size": 16, "shards": shards},
         "evaluation": {"synthetic": True, "tasks": ["toy-colour"], "conditions": ["original", "high", "random"],
                        "seeds": [0], "batch_size": 32, "templates_per_class": 2},

@@ -1,6 +1,6 @@
 """Planted concepts: which heads of ``ccs-toy`` are trained to carry one toy factor, and the loss that plants them.
 
-A contrastive loss alone lets every head carry a mix of factors (in ``planted_v1`` half the heads had a probe
+A contrastive loss alone lets every head carry a mix of factors (in ``planted_v1``, trained without it, half the heads had a probe
 factor explaining only 24-42 % of their variance), so nothing in the model said which head should encode
 what, and a head's TextSpan lines named two factors. Phase 1 of training therefore adds, for each head of
 :data:`PLANTED` (every factor on >= 2 heads, spread over the layers), a loss on the head's *direct

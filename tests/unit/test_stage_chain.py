@@ -155,7 +155,7 @@ def test_ray_mode_runs_the_same_chain_and_caps_model_actors(tmp_path, fake_chain
     monkeypatch.setattr(actors, "_announce", lambda *a: None)
     monkeypatch.setattr(actors, "_quiet_setup", lambda progress: None)
     models = [{"arch": "ccs-tiny", "pretrained": "none"}, {"arch": "ccs-toy", "pretrained": "none"},
-              {"arch": "ccs-toy", "pretrained": "planted_v1"}]
+              {"arch": "ccs-toy", "pretrained": "planted_v2"}]
     for cap, expected_most in ((None, 3), (1, 1), (2, 2)):
         fake_chain.clear()
         spec = _spec(tmp_path / str(cap), models=models, attribution={"enabled": True, "task": "toy-colour@x"},
