@@ -3,13 +3,15 @@
 Each batch is made of contrast groups (scenes that differ in one factor only, the caption always naming
 it), so no factor can be ignored. A caption that names few factors is true of many images in the batch:
 the loss puts the probability mass of each caption on every image it is true of (and of each image on
-every caption true of it) instead of on the diagonal only.
+every caption true of it) instead of on the diagonal only. The heads of :data:`ccs_dist.toy.planted.PLANTED`
+also get the planted-concept loss (:mod:`ccs_dist.toy.planted`) on their direct contributions, so each
+carries one known factor; the other heads are left to the contrastive loss.
 A second phase trains the text tower alone on the same batches, single-factor captions also written as the
 description pool phrases them ("red colour", "striped background"), plus ``null_captions`` captions true of no
 image: 1-8 words drawn from the default pool's words that no toy caption uses
 (:func:`ccs_dist.toy.pool.null_vocabulary`). They compete for the images' probability mass, and their own
 softmax over the images is pulled to uniform (:func:`null_caption_loss`): such text tells no toy image
-from another. Without them, text the tower never saw keeps random token embeddings and
+from another. The planted heads' span loss stays on, for the text tower alone. Without them, text the tower never saw keeps random token embeddings and
 lands in arbitrary directions of the joint space, where it outspans the toy descriptions in TextSpan.
 Deterministic on CPU in ``seed`` for a given thread count: training fixes torch's thread count and turns on
 its deterministic algorithms, every image and caption comes from numpy generators seeded from ``seed``,
