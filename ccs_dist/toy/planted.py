@@ -1,8 +1,8 @@
 """Planted concepts: which heads of ``ccs-toy`` are trained to carry one toy factor, and the loss that plants them.
 
-A contrastive loss alone lets every head carry a mix of factors (in ``planted_v1``, trained without it, half the heads had a probe
-factor explaining only 24-42 % of their variance), so nothing in the model said which head should encode
-what, and a head's TextSpan lines named two factors. Phase 1 of training therefore adds, for each head of
+A contrastive loss alone lets every head carry a mix of factors (in ``planted_v1``, trained without this
+module, half the heads had a probe factor explaining only 24-42 % of their variance), so nothing in the
+model said which head should encode what, and a head's TextSpan lines named two factors. Phase 1 of training therefore adds, for each head of
 :data:`PLANTED` (every factor on >= 2 heads, spread over the layers), a loss on the head's *direct
 contribution* exactly as the decomposition defines it (:func:`ccs_dist.decompose.head_term`: the CLS
 write through the linearised ``ln_post`` and ``proj``, divided by the embedding's norm as TextSpan and the
@@ -45,8 +45,8 @@ import torch.nn.functional as F
 from ccs_dist.toy import world
 
 FREE_HEAD = 3
-# (layer, head) -> factor. Colour and texture are read from single patches, so both sit in layer 0;
-# shape and size need several patches combined, so they sit in later layers; every factor has >= 2 heads.
+# (layer, head) -> factor. Layer 0 takes what one patch and its position show (colour, texture, position);
+# shape and size, which need patches combined, start in layer 1; every factor has 2 or 3 heads.
 PLANTED: Mapping[tuple[int, int], str] = {
     (0, 0): "colour", (0, 1): "texture", (0, 2): "position",
     (1, 0): "shape", (1, 1): "size", (1, 2): "colour",

@@ -11,8 +11,9 @@ description pool phrases them ("red colour", "striped background"), plus ``null_
 image: 1-8 words drawn from the default pool's words that no toy caption uses
 (:func:`ccs_dist.toy.pool.null_vocabulary`). They compete for the images' probability mass, and their own
 softmax over the images is pulled to uniform (:func:`null_caption_loss`): such text tells no toy image
-from another. The planted heads' span loss stays on, for the text tower alone. Without them, text the tower never saw keeps random token embeddings and
+from another. Without them, text the tower never saw keeps random token embeddings and
 lands in arbitrary directions of the joint space, where it outspans the toy descriptions in TextSpan.
+The planted heads' span loss stays on in phase 2, for the text tower alone.
 Deterministic on CPU in ``seed`` for a given thread count: training fixes torch's thread count and turns on
 its deterministic algorithms, every image and caption comes from numpy generators seeded from ``seed``,
 and the initialisation from ``torch.manual_seed(seed)``; ``ccs-dist train-toy`` with its defaults writes the
@@ -174,9 +175,8 @@ def _adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.opti
 def build_model(arch: str, seed: int):
     import open_clip
 
-    from ccs_dist.models.loading import _register_project_configs
-
     from ccs_dist.models.head_attention import install_head_attention
+    from ccs_dist.models.loading import _register_project_configs
 
     _register_project_configs()
     torch.manual_seed(seed)
@@ -227,8 +227,8 @@ def contrastive_phase(model, tokenizer, config: TrainConfig, log_every: int = 25
                       on_log: Callable[[int, float, float], None] | None = None) -> list[float]:
     """Phase 1, ``config.steps`` steps: both towers on toy images and their captions only, plus the planted loss.
 
-    The planted heads of :data:`ccs_dist.toy.planted.PLANTED` (those the architecture has) get its carry and
-    invariance losses, weighted by ``config.planted_carry`` and ``config.planted_invariance``.
+    The planted heads of :data:`ccs_dist.toy.planted.PLANTED` (those the architecture has) get its carry,
+    invariance and span losses, weighted by ``config.planted_carry``, ``planted_invariance`` and ``planted_span``.
     """
     from ccs_dist.toy.planted import capture_head_terms, factor_text_embeddings, planted_loss
 
