@@ -9,8 +9,8 @@ def train_toy(self, out: str = "ccs-toy.safetensors", steps: int = 1000, seed: i
               threads: int = 2, null_steps: int = 150):
     """Train ccs-toy (the planted-concept CLIP of the demo) on the toy world; write its weights and print their sha256.
 
-    Its defaults write the bundled weights (load_model("ccs-toy", "planted_v2")) bit for bit: 6-9 minutes on 2 quiet
-    CPU cores (0.33-0.47 s a phase-1 step), longer on a loaded machine. The same seed, steps and threads give the same file.
+    Its defaults write the bundled weights (load_model("ccs-toy", "planted_v2")) bit for bit: about 8 minutes on 2 quiet
+    CPU cores, longer on a loaded machine. The same seed, steps and threads give the same file.
 
     Args:
         out: the safetensors file to write (load it with --model ccs-toy --pretrained OUT).
