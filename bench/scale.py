@@ -34,7 +34,7 @@ def _spec(out: Path, cache: Path, nodes: int, shards: int, images: int, tasks: i
 
     return load_spec("demo", {
         "run": "scale", "out": str(out), "cache_dir": str(cache),
-        "models": [{"arch": "ccs-toy", "pretrained": "planted_v1"}],
+        "models": [{"arch": "ccs-toy", "pretrained": "planted_v2"}],
         "probe": {"images": f"toy:{images}", "batch_size": 16, "shards": shards},
         "evaluation": {"synthetic": True, "tasks": list(TOY_TASKS[:tasks]), "shards": tasks,
                        "conditions": ["original", "high", "random"],

@@ -136,6 +136,28 @@ def _layer_scale(block: torch.nn.Module) -> torch.Tensor | None:
     return None if gamma is None else gamma.float()
 
 
+def ln_post_affine(visual: torch.nn.Module, resid_BD: torch.Tensor) -> _LnPostAffine:
+    """``ln_post`` linearised at the CLS residual ``resid_BD`` (its input), then ``proj``: maps writes to the joint space."""
+    return _LnPostAffine(visual, resid_BD)
+
+
+def head_term(visual: torch.nn.Module, layer: int, cls_BHD: torch.Tensor, to_joint: _LnPostAffine) -> torch.Tensor:
+    """Direct contribution [B, H, E] of each head of ``layer`` from its CLS write (``HeadCapture.cls_BHD``).
+
+    A head's term is its CLS write plus ``bias / H``, times the layer scale, mapped with share ``1 / ((2L+1) H)``.
+    Plain torch on its inputs: differentiable when they carry gradients (``ccs_dist.toy.planted`` trains on it).
+    """
+    blocks = visual.transformer.resblocks
+    module, n_terms = blocks[layer].attn, 2 * len(blocks) + 1
+    H = module.num_heads
+    bias = module.out_proj.bias
+    c_BHD = cls_BHD.float() + (bias.float() / H if bias is not None else 0.0)
+    gamma = _layer_scale(blocks[layer])
+    if gamma is not None:
+        c_BHD = c_BHD * gamma
+    return to_joint(c_BHD, 1.0 / (n_terms * H))
+
+
 @torch.no_grad()
 def decompose(
     loaded: LoadedModel,
@@ -162,7 +184,7 @@ def decompose(
 
     L, H = loaded.num_layers, loaded.num_heads
     n_terms = 2 * L + 1
-    to_joint = _LnPostAffine(visual, rec.writes["visual.ln_post"])
+    to_joint = ln_post_affine(visual, rec.writes["visual.ln_post"])
 
     # Everything that is not a head of a chosen layer, summed in the residual space first (the map is affine).
     rest_BD = rec.writes["visual.ln_pre"].float().clone()
@@ -183,10 +205,7 @@ def decompose(
         bias_D = module.out_proj.bias.float() if module.out_proj.bias is not None else torch.zeros(loaded.width, device=images.device)
         gamma = _layer_scale(block)
         capture = rec.captures[layer]
-        c_BHD = capture.cls_BHD.float() + bias_D / H
-        if gamma is not None:
-            c_BHD = c_BHD * gamma
-        head_terms.append(to_joint(c_BHD, 1.0 / (n_terms * H)))
+        head_terms.append(head_term(visual, layer, capture.cls_BHD, to_joint))
         if capture.spatial_BAPD is not None:
             P = capture.spatial_BAPD.shape[2]
             s_BAPD = capture.spatial_BAPD.float() + bias_D / (H * P)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from ccs_dist.errors import UserError
 
 
-def train_toy(self, out: str = "ccs-toy.safetensors", steps: int = 1200, seed: int = 0, batch_size: int = 256,
+def train_toy(self, out: str = "ccs-toy.safetensors", steps: int = 1000, seed: int = 0, batch_size: int = 256,
               threads: int = 2, null_steps: int = 150):
     """Train ccs-toy (the planted-concept CLIP of the demo) on the toy world; write its weights and print their sha256.
 
-    Its defaults write the bundled weights (load_model("ccs-toy", "planted_v1")) bit for bit: about 7.5 minutes on 2 idle
-    CPU cores. The same seed, steps and threads give the same file.
+    Its defaults write the bundled weights (load_model("ccs-toy", "planted_v2")) bit for bit: about 8 minutes on 2 quiet
+    CPU cores, longer on a loaded machine. The same seed, steps and threads give the same file.
 
     Args:
         out: the safetensors file to write (load it with --model ccs-toy --pretrained OUT).

@@ -129,10 +129,10 @@ class BundledWeights:
 
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-# ccs-toy/planted_v1: what `ccs-dist train-toy` writes with its defaults (seed 0, 1,200 + 150 steps, 2 CPU threads), bit for bit
+# ccs-toy/planted_v2: what `ccs-dist train-toy` writes with its defaults (seed 0, 1,000 + 150 steps, 2 CPU threads), bit for bit
 BUNDLED = (
-    BundledWeights("ccs-toy", "planted_v1", "ccs-toy-planted_v1.safetensors",
-                   "54be9bdb72d8cbcf2ff939d65e09cd6c6a5668ec317edf4e2fd4de015f54c7da"),
+    BundledWeights("ccs-toy", "planted_v2", "ccs-toy-planted_v2.safetensors",
+                   "1174ad5f186e5d064a6f2ffbe84da43d6a1337c193a8bf19256c1a54608c6b38"),
 )
 
 

@@ -57,16 +57,16 @@ def _heads(data: RunData, models: list[str]) -> Markup:
     names = sorted({(r["layer"], r["head"]) for r in heads.to_dicts()})
     header = ["head"]
     for m in models:
-        header += [f"{m}: probe factor (η², selectivity)", "label", "CCS", "weighted CCS", "agrees"]
+        header += [f"{m}: planted factor", "probe factor (η², selectivity)", "label", "CCS", "weighted CCS", "agrees"]
     body = []
     for layer, head in names:
         row: list[Any] = [head_name(layer, head)]
         for m in models:
             r = per.get((m, layer, head))
             if r is None:
-                row += ["–"] * 5
+                row += ["–"] * 6
                 continue
-            row += [f"{r['probe_factor']} ({fmt(r['variance_share'], 2)}, {fmt(r['selectivity'], 2)})", r["label"] or "–",
+            row += [r.get("planted_factor") or "–", f"{r['probe_factor']} ({fmt(r['variance_share'], 2)}, {fmt(r['selectivity'], 2)})", r["label"] or "–",
                     r["ccs"], fmt(r["ccs_weighted"], 2), _verdict(r["agrees"])]
         body.append(row)
     return table(header, body, caption="Per head: the factor the ground truth says it encodes, its label and its CCS")
@@ -82,7 +82,8 @@ def ground_truth_section(data: RunData) -> Markup:
         "variance of its direct contribution (η², between-class over total variance); selectivity is that share "
         "over the sum of all factors' shares. The weighted CCS counts each aligned span by the variance it explains "
         "(× 5), so a head spanned by two descriptions of a binary factor is not undercounted. A label names a factor "
-        "through the concept map used for concept pruning. These are the four outcomes of the run, "
-        "whatever their values; random-init models are the contrast.",
+        "through the concept map used for concept pruning. The planted factor is the one training aimed the head at "
+        "(the bundled ccs-toy weights only; – for a head left free): the probe factor is measured, never read from it. "
+        "These are the four outcomes of the run, whatever their values; random-init models are the contrast.",
     )
     return Markup(intro + _outcomes(data, models) + _heads(data, models))

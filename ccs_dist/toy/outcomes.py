@@ -1,7 +1,9 @@
 """The method against the toy world's ground truth: per-head comparison and the four outcomes of a run.
 
 ``toy_heads``: per head, the probe factor (highest variance share, :mod:`ccs_dist.toy.ground_truth`), the
-label, the factors the label names (through the concept map), CCS and the variance-weighted CCS.
+label, the factors the label names (through the concept map), CCS and the variance-weighted CCS, and the
+factor training planted in the head (:mod:`ccs_dist.toy.planted`; for the bundled ``ccs-toy`` weights only,
+empty elsewhere): shown beside the measured probe factor, never used in place of it.
 ``toy_outcomes``: one row per check, whatever the numbers are:
 
 1. the model learned: zero-shot top-1 on every ``toy-<factor>`` task (target >= 0.9);
@@ -63,8 +65,21 @@ def toy_heads(ground_truth: pl.DataFrame, ccs: pl.DataFrame, spans: pl.DataFrame
     return out.with_columns(
         pl.struct("probe_factor", "label_factors").map_elements(
             lambda r: r["probe_factor"] in r["label_factors"].split(","), return_dtype=pl.Boolean
-        ).alias("agrees")
-    ).select(HEAD + ["probe_factor", "variance_share", "selectivity", "label", "label_factors", "agrees", "ccs", "ccs_weighted"]).sort(HEAD)
+        ).alias("agrees"),
+        pl.struct(HEAD).map_elements(lambda r: _planted(r["model"], r["layer"], r["head"]), return_dtype=pl.Utf8)
+        .alias("planted_factor"),
+    ).select(HEAD + ["planted_factor", "probe_factor", "variance_share", "selectivity", "label", "label_factors", "agrees",
+                     "ccs", "ccs_weighted"]).sort(HEAD)
+
+
+def _planted(model: str, layer: int, head: int) -> str | None:
+    """The planted factor of a head of the bundled ``ccs-toy`` weights (trained with :mod:`ccs_dist.toy.planted`)."""
+    from ccs_dist.models.loading import BUNDLED
+    from ccs_dist.toy.planted import planted_factor
+    from ccs_dist.toy.train import ARCH
+
+    trained = {f"{b.arch}/{b.tag}" for b in BUNDLED if b.arch == ARCH}
+    return planted_factor(layer, head) if model in trained else None
 
 
 def _top1(evaluation: pl.DataFrame, model: str) -> dict[tuple[str, str, int | None], float]:

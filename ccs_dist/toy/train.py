@@ -3,7 +3,9 @@
 Each batch is made of contrast groups (scenes that differ in one factor only, the caption always naming
 it), so no factor can be ignored. A caption that names few factors is true of many images in the batch:
 the loss puts the probability mass of each caption on every image it is true of (and of each image on
-every caption true of it) instead of on the diagonal only.
+every caption true of it) instead of on the diagonal only. The heads of :data:`ccs_dist.toy.planted.PLANTED`
+also get the planted-concept loss (:mod:`ccs_dist.toy.planted`) on their direct contributions, so each
+carries one known factor; the other heads are left to the contrastive loss.
 A second phase trains the text tower alone on the same batches, single-factor captions also written as the
 description pool phrases them ("red colour", "striped background"), plus ``null_captions`` captions true of no
 image: 1-8 words drawn from the default pool's words that no toy caption uses
@@ -11,10 +13,11 @@ image: 1-8 words drawn from the default pool's words that no toy caption uses
 softmax over the images is pulled to uniform (:func:`null_caption_loss`): such text tells no toy image
 from another. Without them, text the tower never saw keeps random token embeddings and
 lands in arbitrary directions of the joint space, where it outspans the toy descriptions in TextSpan.
+The planted heads' span loss stays on in phase 2, for the text tower alone.
 Deterministic on CPU in ``seed`` for a given thread count: training fixes torch's thread count and turns on
 its deterministic algorithms, every image and caption comes from numpy generators seeded from ``seed``,
 and the initialisation from ``torch.manual_seed(seed)``; ``ccs-dist train-toy`` with its defaults writes the
-bundled ``planted_v1`` file byte for byte.
+bundled ``planted_v2`` file byte for byte.
 
 Axis letters: :mod:`ccs_dist.axes`.
 """
@@ -42,7 +45,7 @@ ARCH = "ccs-toy"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 1200  # the CLI's default too: the bundled weights are this config's output
+    steps: int = 1000  # the CLI's default too: the bundled weights are this config's output
     batch_size: int = 256
     group_size: int = 4
     lr: float = 1e-3
@@ -53,6 +56,9 @@ class TrainConfig:
     null_captions: int = 256  # phase 2: captions per batch of words from outside the toy world, true of no image
     null_lr: float = 5e-4
     null_warmup: int = 10
+    planted_carry: float = 1.0  # weight of the planted heads' carry loss (ccs_dist.toy.planted); 0: none
+    planted_invariance: float = 1.0  # weight of their invariance loss
+    planted_span: float = 1.0  # weight of their span loss (both phases)
     seed: int = 0
     threads: int = 2
     arch: str = ARCH
@@ -89,14 +95,23 @@ class _Tokens:
         return torch.stack([self.memo[t] for t in texts])
 
 
-def make_batch(rng: np.random.Generator, config: TrainConfig) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-    """(images [B,3,S,S], captions [B], consistency [B captions, B images] bool)."""
+@dataclass(frozen=True)
+class Batch:
+    images: torch.Tensor  # [B, 3, S, S]
+    captions: list[str]  # [B]
+    positives: torch.Tensor  # [B captions, B images] bool: caption t is true of image n
+    values_BF: torch.Tensor  # each image's factor values
+    varied_B: torch.Tensor  # the factor its contrast group varies
+
+
+def make_batch(rng: np.random.Generator, config: TrainConfig) -> Batch:
     scenes, varied_B = world.sample_contrast_groups(rng, config.batch_size // config.group_size, config.group_size)
     always_BF = np.eye(len(world.FACTOR_NAMES), dtype=bool)[varied_B]
     mention_BF = world.sample_mentions(rng, len(scenes), always_BF, config.mention_p)
     captions = world.captions_for(scenes, mention_BF)
     positives = world.consistency(scenes.values_NF, mention_BF, scenes.values_NF)
-    return _image_tensor(world.render(scenes, rng)), captions, torch.from_numpy(positives)
+    return Batch(_image_tensor(world.render(scenes, rng)), captions, torch.from_numpy(positives),
+                 torch.from_numpy(scenes.values_NF), torch.from_numpy(varied_B))
 
 
 def _rephrase_single_factor(rng: np.random.Generator, captions: list[str]) -> list[str]:
@@ -160,11 +175,13 @@ def _adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.opti
 def build_model(arch: str, seed: int):
     import open_clip
 
+    from ccs_dist.models.head_attention import install_head_attention
     from ccs_dist.models.loading import _register_project_configs
 
     _register_project_configs()
     torch.manual_seed(seed)
     model = open_clip.create_model(arch, pretrained=None)
+    install_head_attention(model.visual)  # per-head CLS writes for the planted loss; state_dict keys unchanged
     return model, open_clip.get_tokenizer(arch)
 
 
@@ -190,23 +207,58 @@ def train(config: TrainConfig, log_every: int = 25, on_log: Callable[[int, float
         torch.use_deterministic_algorithms(deterministic)
 
 
+def _planted_heads(model) -> dict[tuple[int, int], str]:
+    """The heads of :data:`ccs_dist.toy.planted.PLANTED` this architecture has."""
+    from ccs_dist.toy.planted import PLANTED
+
+    blocks = model.visual.transformer.resblocks
+    return {k: f for k, f in PLANTED.items() if k[0] < len(blocks) and k[1] < blocks[k[0]].attn.num_heads}
+
+
+def _span_lines(model, tokens: _Tokens, rng: np.random.Generator):
+    """The span loss's candidates, embedded with gradients (text tower): toy phrasings + distractors from ``rng``."""
+    from ccs_dist.toy.planted import SpanLines, span_line_texts
+
+    texts, factors = span_line_texts(rng)
+    return SpanLines(F.normalize(model.encode_text(tokens(texts)), dim=-1), factors)
+
+
 def contrastive_phase(model, tokenizer, config: TrainConfig, log_every: int = 25,
                       on_log: Callable[[int, float, float], None] | None = None) -> list[float]:
-    """Phase 1, ``config.steps`` steps: both towers on toy images and their captions only."""
+    """Phase 1, ``config.steps`` steps: both towers on toy images and their captions only, plus the planted loss.
+
+    The planted heads of :data:`ccs_dist.toy.planted.PLANTED` (those the architecture has) get its carry,
+    invariance and span losses, weighted by ``config.planted_carry``, ``planted_invariance`` and ``planted_span``.
+    """
+    from ccs_dist.toy.planted import capture_head_terms, factor_text_embeddings, planted_loss
+
     model.train()
     tokens = _Tokens(tokenizer)
     optimizer = _adamw(model, config.lr, config.weight_decay)
     rng = np.random.default_rng(config.seed)
+    planted = _planted_heads(model)
+    plant = bool(planted) and (config.planted_carry > 0 or config.planted_invariance > 0 or config.planted_span > 0)
+    layers = tuple(sorted({l for l, _ in planted})) if plant else ()
     losses: list[float] = []
     start = time.perf_counter()
     for step in range(config.steps):
         for group in optimizer.param_groups:
             group["lr"] = _cosine_lr(step, config.steps, config.warmup, config.lr)
-        images, captions, positives = make_batch(rng, config)
-        image_BE = F.normalize(model.encode_image(images), dim=-1)
-        text_TE = F.normalize(model.encode_text(tokens(captions)), dim=-1)
+        batch = make_batch(rng, config)
+        with capture_head_terms(model.visual, layers) as head_terms:
+            raw_BE = model.encode_image(batch.images)
+            terms = head_terms() if plant else {}
+        image_BE = F.normalize(raw_BE, dim=-1)
+        text_TE = F.normalize(model.encode_text(tokens(batch.captions)), dim=-1)
         logits = model.logit_scale.exp() * text_TE @ image_BE.T
-        loss = multi_positive_clip_loss(logits, positives)
+        loss = multi_positive_clip_loss(logits, batch.positives)
+        if plant:
+            targets = factor_text_embeddings(model, tokens)
+            lines = _span_lines(model, tokens, rng) if config.planted_span > 0 else None
+            aux = planted_loss(terms, raw_BE, batch.values_BF, batch.varied_B, targets.__getitem__, lines, planted,
+                               config.group_size)
+            loss = loss + (config.planted_carry * aux.carry + config.planted_invariance * aux.invariance
+                           + config.planted_span * aux.span)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -227,9 +279,14 @@ def null_caption_phase(model, tokenizer, config: TrainConfig, log_every: int = 2
     """
     if not config.null_steps:
         return []
+    from ccs_dist.toy.planted import capture_head_terms, planted_loss
+
     model.train()
     for name, p in model.named_parameters():
         p.requires_grad_(not (name.startswith("visual.") or name == "logit_scale"))
+    planted = _planted_heads(model)
+    span = bool(planted) and config.planted_span > 0
+    layers = tuple(sorted({l for l, _ in planted})) if span else ()
     tokens = _Tokens(tokenizer)
     optimizer = _adamw(model, config.null_lr, config.weight_decay)
     rng = np.random.default_rng([config.seed, 1])
@@ -239,15 +296,21 @@ def null_caption_phase(model, tokenizer, config: TrainConfig, log_every: int = 2
     for step in range(config.null_steps):
         for group in optimizer.param_groups:
             group["lr"] = _cosine_lr(step, config.null_steps, config.null_warmup, config.null_lr)
-        images, captions, positives = make_batch(rng, config)
-        captions = _rephrase_single_factor(rng, captions)
-        with torch.no_grad():
-            image_BE = F.normalize(model.encode_image(images), dim=-1)
+        batch = make_batch(rng, config)
+        captions, positives = _rephrase_single_factor(rng, batch.captions), batch.positives
+        with torch.no_grad(), capture_head_terms(model.visual, layers) as head_terms:
+            raw_BE = model.encode_image(batch.images)
+            terms = head_terms() if span else {}
+        image_BE = F.normalize(raw_BE, dim=-1)
         text_tokens = torch.cat([tokens(captions), tokenizer(null_captions(rng, config.null_captions, vocabulary))])
         positives = torch.cat([positives, torch.zeros(config.null_captions, positives.shape[1], dtype=torch.bool)])
         text_TE = F.normalize(model.encode_text(text_tokens), dim=-1)
         logits = model.logit_scale.exp() * text_TE @ image_BE.T
         loss = multi_positive_clip_loss(logits, positives) + null_caption_loss(logits[-config.null_captions:])
+        if span:
+            lines = _span_lines(model, tokens, rng)
+            aux = planted_loss(terms, raw_BE, batch.values_BF, batch.varied_B, None, lines, planted, config.group_size)
+            loss = loss + config.planted_span * aux.span
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

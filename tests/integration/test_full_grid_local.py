@@ -28,8 +28,8 @@ def test_demo_end_to_end(demo_run):
     run_dir = root / "reports" / "demo"
     tables = read_tables(run_dir)
     ccs = tables["ccs"]
-    assert set(ccs["model"]) == {"ccs-toy/planted_v1", "ccs-toy/random-init"}
-    assert ccs.filter(pl.col("model") == "ccs-toy/planted_v1").height == 16
+    assert set(ccs["model"]) == {"ccs-toy/planted_v2", "ccs-toy/random-init"}
+    assert ccs.filter(pl.col("model") == "ccs-toy/planted_v2").height == 16
     assert ccs.filter(pl.col("model") == "ccs-toy/random-init").height == 16
     at_k = tables["ccs_at_k"].group_by("model").agg(pl.col("fraction").sum())
     assert all(abs(f - 1) < 1e-9 for f in at_k["fraction"])
@@ -39,7 +39,7 @@ def test_demo_end_to_end(demo_run):
     assert {"original", "high", "low", "random", "random:mean", "random:std", "concept:colour"} <= set(ev["condition"])
     assert tables["ground_truth"].height == 2 * 16 * 5
     outcomes = tables["toy_outcomes"]
-    learned = outcomes.filter((pl.col("outcome") == 1) & (pl.col("model") == "ccs-toy/planted_v1"))
+    learned = outcomes.filter((pl.col("outcome") == 1) & (pl.col("model") == "ccs-toy/planted_v2"))
     assert learned.height == 5 and learned["passed"].all()  # the bundled model learned its world
     untrained = outcomes.filter((pl.col("outcome") == 1) & (pl.col("model") == "ccs-toy/random-init"))
     assert untrained.height == 5 and not untrained["passed"].any()

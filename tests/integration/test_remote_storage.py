@@ -14,7 +14,7 @@ from tests.jobs_helpers import assert_same_tables, job_env, run_full_grid
 SPEC = """
 run: small
 models:
-  - {arch: ccs-toy, pretrained: planted_v1}
+  - {arch: ccs-toy, pretrained: planted_v2}
 probe: {images: "toy:128", batch_size: 64, shards: 2}
 layers: 2
 pool: toy
@@ -59,7 +59,7 @@ def test_job_on_object_storage_matches_local_paths_and_resumes_from_the_bucket(t
     assert {f"reports/small/tables/{t}.parquet" for t in TABLES} <= set(keys)
     assert any(k.startswith("cache/decompose/") and k.endswith("/manifest.json") for k in keys)
     assert not any(".partial/" in k for k in keys)  # the shards were merged and their parts cleared
-    assert "reports/small/stages/ccs-toy_planted_v1/spans/manifest.json" in keys
+    assert "reports/small/stages/ccs-toy_planted_v2/spans/manifest.json" in keys
 
     fetched = tmp_path / "fetched"  # what a reader gets from the bucket
     fetched.mkdir()

@@ -33,11 +33,11 @@ def test_a_damaged_bundled_file_is_refused(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def trained():
-    return load_model("ccs-toy", "planted_v1", device="cpu")
+    return load_model("ccs-toy", "planted_v2", device="cpu")
 
 
 def test_bundled_tag_loads_the_trained_model(trained):
-    assert trained.key == "ccs-toy/planted_v1" and not trained.random_init
+    assert trained.key == "ccs-toy/planted_v2" and not trained.random_init
     assert (trained.num_layers, trained.num_heads, trained.embed_dim) == (4, 4, 64)
 
 

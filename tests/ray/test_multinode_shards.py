@@ -22,7 +22,7 @@ TASKS = ["toy-colour", "toy-shape", "toy-size", "toy-position"]  # one evaluatio
 SPEC = f"""
 run: shards
 models:
-  - {{arch: ccs-toy, pretrained: planted_v1}}
+  - {{arch: ccs-toy, pretrained: planted_v2}}
 probe: {{images: "toy:256", batch_size: 16, shards: {SHARDS}}}
 layers: 4
 pool: toy

@@ -41,7 +41,7 @@ LAYERS: list[tuple[str, ...]] = [
      "ccs_dist.loader", "ccs_dist.device_decode"),
     ("ccs_dist.decompose", "ccs_dist.decompose_stream", "ccs_dist.shard_writer", "ccs_dist.moments",
      "ccs_dist.textspan", "ccs_dist.span_stability", "ccs_dist.spans", "ccs_dist.ccs", "ccs_dist.head_images",
-     "ccs_dist.toy.train"),
+     "ccs_dist.toy.planted", "ccs_dist.toy.train"),
     ("ccs_dist.llm", "ccs_dist.head_sets", "ccs_dist.toy.ground_truth", "ccs_dist.toy.outcomes", "ccs_dist.toy"),
     ("ccs_dist.evaluate",),
     ("ccs_dist.attribution",),

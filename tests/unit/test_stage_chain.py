@@ -165,7 +165,7 @@ def _fake_ray(monkeypatch):
 
 
 MODELS = [{"arch": "ccs-tiny", "pretrained": "none"}, {"arch": "ccs-toy", "pretrained": "none"},
-          {"arch": "ccs-toy", "pretrained": "planted_v1"}]
+          {"arch": "ccs-toy", "pretrained": "planted_v2"}]
 
 
 def test_ray_mode_runs_the_same_chain_and_caps_model_actors(tmp_path, fake_chain, monkeypatch):
