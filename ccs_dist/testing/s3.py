@@ -34,12 +34,18 @@ class S3Server:
 
 @contextlib.contextmanager
 def s3_server(bucket: str = "ccs-test") -> Iterator[S3Server]:
-    """A moto S3 server with one empty bucket; this process's environment points at it while it runs."""
+    """A moto S3 server with one empty bucket; this process's environment points at it while it runs.
+
+    moto keeps its buckets in this process's memory, shared by every server it starts: each new server begins
+    by clearing them (``/moto-api/reset``), so no test sees another's objects."""
+    import urllib.request
+
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"), timeout=30).close()
     env = {"AWS_ACCESS_KEY_ID": "moto-" + secrets.token_hex(4), "AWS_SECRET_ACCESS_KEY": "moto-secret-" + secrets.token_hex(8),
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}",
            "AWS_EC2_METADATA_DISABLED": "true"}
