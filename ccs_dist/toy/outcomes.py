@@ -148,8 +148,10 @@ def outcomes_for_model(model: str, heads: pl.DataFrame, evaluation: pl.DataFrame
         rows.append(_row(model, 4, label, drop, None, n))
     if "high" in means and means["high"][1] > 0 and {"low", "random"} <= set(means):
         reference = max(means["low"][0], means["random"][0])
+        # no head scored low-CCS: nothing was pruned for "low", so the headline cannot be assessed (not a pass)
+        passed = means["high"][0] > reference if means["low"][1] > 0 else None
         rows.append(_row(model, 4, "high-CCS drop exceeds both low-CCS and random drops (reference: the larger of those)",
-                         means["high"][0], reference, means["high"][1], means["high"][0] > reference))
+                         means["high"][0], reference, means["high"][1], passed))
     return rows
 
 

@@ -171,6 +171,16 @@ def test_outcome_tables():
     assert headline["value"] == pytest.approx(0.1) and headline["reference"] == pytest.approx(0.05) and headline["passed"]
 
 
+def test_the_headline_is_not_assessed_when_no_head_is_low_ccs():
+    t = _tables()
+    t["evaluation"] = t["evaluation"].with_columns(
+        pl.when(pl.col("condition") == "low").then(0).otherwise(pl.col("n_pruned")).alias("n_pruned"),
+        pl.when(pl.col("condition") == "low").then(100.0).otherwise(pl.col("value")).alias("value"))
+    rows = {r["check"]: r for r in toy_tables(t)["toy_outcomes"].iter_rows(named=True)}
+    headline = next(r for c, r in rows.items() if c.startswith("high-CCS drop exceeds"))
+    assert headline["value"] == pytest.approx(0.1) and headline["passed"] is None  # high > random, but no low set
+
+
 def test_train_toy_rejects_bad_flags_in_one_line(tmp_path):
     proc = run_cli("train-toy", "--batch_size", "6", "--out", str(tmp_path / "w.safetensors"))
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
