@@ -4,7 +4,8 @@
 
 ``shards > 1`` splits the tasks into that many contiguous groups (at most one per task): a shard is one
 group's rows, evaluated by whichever worker holds the model and kept in a :class:`ShardFolder` (a work
-folder of the artifact store, so a remote root carries them between nodes) until the stage merges them in order. Each task is evaluated by the same call either way, so the table is the unsharded one.
+folder of the artifact store, so a remote root carries them between nodes) until the stage merges them in
+order. Each task is evaluated by the same call either way, so the table is the unsharded one.
 """
 
 from __future__ import annotations
