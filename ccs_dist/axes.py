@@ -10,7 +10,7 @@ C     classes of a classification task
 D     model width (the image tower's residual stream)
 E     joint image-text embedding
 F     factors of the toy world
-O     concept families (tags of the description pool)
+O     concepts: family tags of the description pool, the offline labeler's vocabulary
 G     heads flattened over layers, layer-major (index ``layer * H + head``)
 H     heads of one layer
 I     sampled images (the subset that gets exact ablation effects and deletion curves)
@@ -35,7 +35,7 @@ Z     several axes folded into one batch (e.g. curve points x images)
 
 LEGEND = {
     "A": "chosen heads of one layer", "B": "batch", "C": "classes", "D": "model width", "E": "joint embedding",
-    "F": "toy factors", "O": "concept families", "G": "heads flattened over layers (layer-major)", "H": "heads of one layer",
+    "F": "toy factors", "O": "concepts", "G": "heads flattened over layers (layer-major)", "H": "heads of one layer",
     "I": "sampled images", "J": "deletion-curve points", "K": "head dimension", "L": "layers", "M": "video frames",
     "N": "images of a whole set", "P": "token positions", "Q": "queries", "R": "rank", "S": "head sets",
     "T": "texts", "U": "distinct head sets", "V": "videos", "W": "pixels per side", "X": "basis directions",

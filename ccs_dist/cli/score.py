@@ -70,12 +70,14 @@ def parse_judges(value, default_model: str, default_base_url: str, backend: str,
 def build_score_config(
     *, backend, base_url, llm_model, judges, judge_mode, cache_dir, no_cache, refresh_cache, api_key_env, rpm, tpm,
     concurrency, timeout, max_attempts, price_in, price_out, embedder, threshold, progress,
-    max_description_chars=ScoreConfig.max_description_chars,
+    max_description_chars=ScoreConfig.max_description_chars, scoring="normalised",
 ) -> ScoreConfig:
     if backend not in ("openai", "offline"):
         raise UserError(f"unknown --backend {backend!r}: use openai or offline")
     if judge_mode not in ("pair", "head"):
         raise UserError(f"unknown --judge-mode {judge_mode!r}: use pair (one request per description) or head")
+    if scoring not in ("normalised", "cosine"):
+        raise UserError(f"unknown --scoring {scoring!r}: use normalised or cosine")
     if no_cache and refresh_cache:
         raise UserError("--no-cache and --refresh-cache exclude each other: pass one")
     for name, v in (("--rpm", rpm), ("--tpm", tpm), ("--concurrency", concurrency), ("--timeout", timeout),
@@ -106,7 +108,7 @@ def build_score_config(
         judges=tuple(endpoint(m, u, k) for m, u, k in judge_list) if backend != "offline" else (),
         judge_mode=judge_mode,
         cache=CacheConfig(directory=str(cache_dir), mode="bypass" if no_cache else "refresh" if refresh_cache else "use"),
-        offline=OfflineConfig(embedder=embedder, threshold=None if threshold is None else float(threshold)),
+        offline=OfflineConfig(embedder=embedder, threshold=None if threshold is None else float(threshold), scoring=scoring),
         offline_judges=offline_judges,
         max_description_chars=int(max_description_chars),
         show_progress=bool(progress),
@@ -135,6 +137,7 @@ def score(
     price_out: float = _ENDPOINT.price_out_per_mtok,
     embedder: str = "minilm",
     threshold: float | None = None,
+    scoring: str = "normalised",
     progress: bool = True,
     max_description_chars: int = ScoreConfig.max_description_chars,
 ):
@@ -164,7 +167,9 @@ def score(
         price_in: USD per million prompt tokens, for the cost estimate.
         price_out: USD per million completion tokens, for the cost estimate.
         embedder: offline labeler embedder: minilm or clip:ARCH[/PRETRAINED].
-        threshold: offline judge cosine threshold (default: calibrated on the default pool's family tags).
+        threshold: offline judge threshold in --scoring's units (default: calibrated on the default pool's family tags).
+        scoring: offline score of a description for a concept: normalised (cosine less the description's mean over the
+            concept vocabulary, over its spread, less the concept's mean pull on the default pool) or cosine (earlier releases).
         progress: show a progress bar (--progress=False or --noprogress to hide it).
         max_description_chars: descriptions longer than this are cut to it (with a warning) before they are sent.
     """
@@ -183,7 +188,7 @@ def score(
         cache_dir=str(llm_cache_dir(str(cache_dir))), no_cache=no_cache, refresh_cache=refresh_cache, api_key_env=api_key_env,
         rpm=rpm, tpm=tpm, concurrency=concurrency, timeout=timeout, max_attempts=max_attempts, price_in=price_in,
         price_out=price_out, embedder=embedder, threshold=threshold, progress=bool(progress) and terminal(),
-        max_description_chars=max_description_chars,
+        max_description_chars=max_description_chars, scoring=scoring,
     )
     result = score_stage(read_spans(table_in(spans, "spans")), config)
     paths = result.write(str(Path(out) / "tables"))

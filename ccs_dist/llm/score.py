@@ -153,6 +153,7 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
                     + (f"; and {len(stats['flagged']) - 10} more (see score_meta.json)" if len(stats["flagged"]) > 10 else ""))
     if config.backend == "offline":
         stats["offline_thresholds"] = {j.name: j.threshold for j in judges}
+        stats["offline_scoring"] = config.offline.scoring
     log.info(
         "scored %d heads in %.1f s: cache hits %d, misses %d, requests %d, tokens in/out %d/%d, est. cost $%.4f "
         "(avoided by the cache $%.4f), flagged heads %d",
@@ -189,13 +190,13 @@ def _chat_backends(config: ScoreConfig):
 
 
 def _offline_backends(config: ScoreConfig, heads: Sequence[HeadSpans]):
-    from ccs_dist.llm.offline import EmbeddingLabeler, get_embedder, offline_judge
+    from ccs_dist.llm.offline import offline_judge, offline_labeler
 
     specs = config.offline_judges or (config.offline.embedder,)
     if len(set(specs)) != len(specs):
         raise UserError(f"judge list {list(specs)} names one judge twice: give each embedder once")
-    labeler = EmbeddingLabeler(get_embedder(config.offline.embedder))
-    judges = [offline_judge(s, config.offline.threshold) for s in specs]
+    labeler = offline_labeler(config.offline.embedder, config.offline.scoring)
+    judges = [offline_judge(s, config.offline.threshold, config.offline.scoring) for s in specs]
     texts = [t for h in heads for t in capped(h.texts, config.max_description_chars)]
     for b in (labeler, *judges):
         b.prepare(texts)  # one batched embedding pass instead of one per head

@@ -43,7 +43,8 @@ class LLMConfig(StageConfig):
     judges: tuple[EndpointSection, ...] = (EndpointSection(),)
     judge_mode: Literal["pair", "head"] = ScoreConfig.judge_mode
     offline_embedder: str = OfflineConfig.embedder
-    offline_threshold: float | None = None
+    offline_threshold: float | None = None  # in offline_scoring's units; null: calibrated on the default pool
+    offline_scoring: Literal["normalised", "cosine"] = OfflineConfig.scoring
     offline_judges: tuple[str, ...] = ()  # offline backend: judges minilm or clip:ARCH[/PRETRAINED] (majority vote)
     cache: Literal["use", "refresh", "bypass"] = "use"
     max_description_chars: int = Field(ScoreConfig.max_description_chars, ge=1)  # longer ones are cut before sending
@@ -65,7 +66,7 @@ class LLMConfig(StageConfig):
             judges=tuple(j.endpoint() for j in self.judges),
             judge_mode=self.judge_mode,
             cache=CacheConfig(directory=str(cache_dir), mode=self.cache),
-            offline=OfflineConfig(embedder=self.offline_embedder, threshold=self.offline_threshold),
+            offline=OfflineConfig(embedder=self.offline_embedder, threshold=self.offline_threshold, scoring=self.offline_scoring),
             offline_judges=self.offline_judges,
             max_description_chars=self.max_description_chars,
             show_progress=show_progress,

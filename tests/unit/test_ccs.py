@@ -152,3 +152,22 @@ def test_report_and_head_sets_categorise_like_the_score_stage():
 
     assert {c: PAPER_THRESHOLDS.category(c) for c in range(6)} == PAPER_CATEGORIES
     assert PAPER_THRESHOLDS.category(5, flagged=True) == "other" and PAPER_THRESHOLDS.category(None) == "other"
+
+
+def test_the_offline_scoring_reaches_the_score_config_from_the_cli_and_the_spec(tmp_path):
+    """``--scoring`` and ``llm.offline_scoring``: normalised by default, cosine on request, anything else refused."""
+    from ccs_dist.cli.score import build_score_config
+    from ccs_dist.errors import UserError
+    from ccs_dist.jobs.spec import load_spec
+
+    args = dict(backend="offline", base_url=None, llm_model="gpt-4o-mini", judges=None, judge_mode="pair", cache_dir="c",
+                no_cache=False, refresh_cache=False, api_key_env="OPENAI_API_KEY", rpm=500, tpm=200000, concurrency=4,
+                timeout=60, max_attempts=3, price_in=0.15, price_out=0.6, embedder="minilm", threshold=None, progress=False)
+    assert build_score_config(**args).offline.scoring == "normalised"
+    assert build_score_config(**args, scoring="cosine").offline.scoring == "cosine"
+    with pytest.raises(UserError, match="unknown --scoring 'dot'"):
+        build_score_config(**args, scoring="dot")
+    assert load_spec("demo").score_config(show_progress=False).offline.scoring == "normalised"
+    spec = tmp_path / "s.yaml"
+    spec.write_text("run: s\nmodels: [{arch: ccs-tiny, pretrained: none}]\nllm: {backend: offline, offline_scoring: cosine}\n")
+    assert load_spec(str(spec)).score_config(show_progress=False).offline.scoring == "cosine"
