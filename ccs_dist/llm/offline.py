@@ -4,11 +4,14 @@ Both read one score of how much a description is about a concept. ``normalised``
 
     score(d, c) = (cos(d, c) - mean_v cos(d, v)) / std_v cos(d, v)  -  hub(c)
 
-with v over the shipped concept vocabulary (``data/concepts_v1.txt``, >= 100 concepts) and hub(c) the mean of
+with v over the shipped concept vocabulary (``data/concepts_v2.txt``, >= 100 concepts) and hub(c) the mean of
 the first term over the reference descriptions (the default pool). The first term removes each description's
 own offset and spread (a two-word phrase sits close to every short concept), the second each concept's pull
 on every description ('photo style' is near any "Photo of ..." line). ``cosine`` is the plain cosine, the
 scoring of earlier releases.
+
+Vocabulary v2 names the geographic family "geographic location": v1's bare "location" was the label the
+labeler gave spatial-position lines ("bottom left corner"), which the concept map reads as geography.
 
 label = the vocabulary concept with the highest mean score over the head's descriptions; verdict = score >=
 a threshold calibrated on the family tags of the default description pool (each description against every
@@ -37,7 +40,7 @@ from ccs_dist.llm.backends import LabelResult, Verdict
 
 log = logging.getLogger(__name__)
 
-VOCAB_PATH = Path(__file__).parent / "data" / "concepts_v1.txt"
+VOCAB_PATH = Path(__file__).parent / "data" / "concepts_v2.txt"
 
 
 class Embedder(Protocol):
@@ -87,6 +90,13 @@ def get_embedder(spec: str) -> Embedder:
         arch, _, pretrained = spec[5:].partition("/")
         return ClipTextEmbedder(arch, pretrained or None)
     raise UserError(f"unknown offline embedder {spec!r}: use 'minilm' or 'clip:ARCH[/PRETRAINED]' (e.g. clip:ViT-B-16/openai)")
+
+
+def vocabulary_fingerprint(path: Path | None = None) -> str:
+    """Content hash of the vocabulary (default: the shipped one; part of the offline score stage's key)."""
+    import hashlib
+
+    return hashlib.sha256((path or VOCAB_PATH).read_bytes()).hexdigest()[:16]
 
 
 def load_vocabulary(path: Path = VOCAB_PATH) -> tuple[str, ...]:

@@ -116,6 +116,15 @@ def _spans_key(c: ChainConfig) -> dict[str, Any]:
             "precision": c.model.precision}
 
 
+def _score_key(c: ChainConfig) -> dict[str, Any]:
+    key: dict[str, Any] = {"llm": c.llm.model_dump(mode="json")}
+    if c.llm.backend == "offline":
+        from ccs_dist.llm.offline import vocabulary_fingerprint
+
+        key["offline_vocabulary"] = vocabulary_fingerprint()
+    return key
+
+
 def _run_spans(ctx: StageContext, inputs) -> StageOutput:
     c = ctx.config
     result = spans_stage(ctx.loaded, probe=c.probe, layers=c.layers, pool=c.pool, spans=c.spans, cache_dir=c.cache_dir,
@@ -176,7 +185,7 @@ def _run_attribution(ctx: StageContext, inputs) -> StageOutput:
 
 CHAIN: tuple[Stage, ...] = (
     Stage("spans", (), True, _spans_key, _run_spans, shards=lambda c: c.probe.shards, run_shard=_run_spans_shard),
-    Stage("score", (SPANS,), False, lambda c: {"llm": c.llm.model_dump(mode="json")}, _run_score),
+    Stage("score", (SPANS,), False, _score_key, _run_score),
     Stage("evaluate", (CCS,), True, _evaluate_key, _run_evaluate,
           shards=lambda c: evaluation_shards(c.evaluation), run_shard=_run_evaluate_shard),
     Stage("attribution", (CCS,), True, lambda c: {"model": _model_facts(c), "attribution": c.attribution.model_dump(mode="json")},

@@ -360,3 +360,20 @@ def test_evaluation_shards_leave_the_key_and_give_the_unsharded_table(tmp_path, 
     assert merged.equals(whole) and set(merged["task"]) == set(tasks)
     assert evaluated == ["toy-colour", "toy-size"]  # shard 1, done ahead, was read
     assert not (tmp_path / "cache" / "evaluate-shards" / "k.partial").exists()  # merged, then removed
+
+
+def test_the_offline_vocabulary_and_scoring_key_the_score_stage(tmp_path, monkeypatch):
+    """A new vocabulary file or another scoring is another score stage; the openai backend's key ignores the file."""
+    from ccs_dist.llm import offline
+
+    offline_spec, openai_spec = _spec(tmp_path / "a", llm={"backend": "offline"}), _spec(tmp_path / "b", llm={"backend": "openai"})
+    c_off, c_api = offline_spec.chain_config(offline_spec.models[0]), openai_spec.chain_config(openai_spec.models[0])
+    cosine = _spec(tmp_path / "c", llm={"backend": "offline", "offline_scoring": "cosine"})
+    c_cos = cosine.chain_config(cosine.models[0])
+    before = chain._score_key(c_off), chain._score_key(c_api)
+    assert before[0]["offline_vocabulary"] == offline.vocabulary_fingerprint() and "offline_vocabulary" not in before[1]
+    assert chain._score_key(c_cos) != before[0]
+    other = tmp_path / "concepts.txt"
+    other.write_text(offline.VOCAB_PATH.read_text(encoding="utf-8") + "extra concept\n", encoding="utf-8")
+    monkeypatch.setattr(offline, "VOCAB_PATH", other)
+    assert chain._score_key(c_off) != before[0] and chain._score_key(c_api) == before[1]
