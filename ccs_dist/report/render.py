@@ -473,7 +473,9 @@ def _llm_usage(llm: dict[str, Any], man: dict[str, Any]) -> Markup:
     req, hits, miss = llm.get("requests"), llm.get("cache_hits"), llm.get("cache_misses")
     offline = backend == "offline"
     if offline or (not _num(req) and not _num(hits) and not _num(miss) and not _num(llm.get("tokens_in"))):
-        why = ("the offline judge" + (f" ({spec_llm.get('offline_embedder')} embeddings)" if spec_llm.get("offline_embedder") else "")
+        how = ", ".join(x for x in (f"{spec_llm['offline_embedder']} embeddings" if spec_llm.get("offline_embedder") else "",
+                                    f"{spec_llm['offline_scoring']} scores" if spec_llm.get("offline_scoring") else "") if x)
+        why = ("the offline judge" + (f" ({how})" if how else "")
                + " labelled and judged every head on this machine") if offline else             ("every score stage was reused from an earlier invocation" if _num(llm.get("score_stages_reused")) else "no request was made")
         return Markup(tag("h3", "LLM usage") + tag("p", tag("strong", "No LLM was used: "), why,
                                                      ", so there were no requests, tokens or cost.", class_="note", id="llm-none"))
