@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from ccs_dist.head_sets import label_families, load_concept_map  # noqa: E402
 from ccs_dist.llm.offline import (SCORINGS, ConceptScorer, EmbeddingLabeler, balanced_accuracy, best_threshold,  # noqa: E402
-                                  family_scores, get_embedder)
+                                  calibrate, family_scores, get_embedder)
 from ccs_dist.text.pool import default_pool  # noqa: E402
 from ccs_dist.toy.pool import toy_lines  # noqa: E402
 
@@ -87,9 +87,8 @@ def main() -> None:
                  "toy_lines": len(toy_texts), "pool_heads": len(pool_heads), "toy_heads": len(toy_heads)}
     for scoring in SCORINGS:
         scorer = ConceptScorer(embedder, scoring, reference=texts)
-        score_TO, own_TO = family_scores(scorer, texts, families)
-        thr, bal, _ = best_threshold(score_TO, own_TO)
-        nearest = float(own_TO[np.arange(len(texts)), score_TO.argmax(axis=1)].mean())
+        cal = calibrate(scorer, texts, families)
+        thr = cal.threshold
         folds = []
         for fit, held in ((fold_a, fold_b), (fold_b, fold_a)):
             half = ConceptScorer(embedder, scoring, reference=[texts[i] for i in fit])
@@ -101,9 +100,9 @@ def main() -> None:
         labeler = EmbeddingLabeler(scorer)
         out[scoring] = {
             "threshold": round(thr, 4),
-            "judge_balanced_accuracy": round(bal, 3),
+            "judge_balanced_accuracy": round(cal.balanced_accuracy, 3),
             "judge_balanced_accuracy_2fold": round(float(np.mean(folds)), 3),
-            "nearest_family_accuracy": round(nearest, 3),
+            "nearest_family_accuracy": round(cal.nearest_family_accuracy, 3),
             "toy_judge_balanced_accuracy": round(balanced_accuracy(toy_TO, toy_own_TO, thr), 3),
             "toy_true_positive_rate": round(float(toy_fit_TO[toy_own_TO].mean()), 3),
             "toy_true_negative_rate": round(float((~toy_fit_TO[~toy_own_TO]).mean()), 3),

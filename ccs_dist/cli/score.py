@@ -10,7 +10,7 @@ import polars as pl
 
 from ccs_dist.cli.options import table_in, terminal
 from ccs_dist.errors import UserError
-from ccs_dist.llm.config import DEFAULT_KEY_ENV, CacheConfig, EndpointConfig, OfflineConfig, ScoreConfig
+from ccs_dist.llm.config import DEFAULT_KEY_ENV, SCORINGS, CacheConfig, EndpointConfig, OfflineConfig, ScoreConfig
 from ccs_dist.schemas import csv_safe, csv_unescape
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,8 @@ def build_score_config(
         raise UserError(f"unknown --backend {backend!r}: use openai or offline")
     if judge_mode not in ("pair", "head"):
         raise UserError(f"unknown --judge-mode {judge_mode!r}: use pair (one request per description) or head")
-    if scoring not in ("normalised", "cosine"):
-        raise UserError(f"unknown --scoring {scoring!r}: use normalised or cosine")
+    if scoring not in SCORINGS:
+        raise UserError(f"unknown --scoring {scoring!r}: use {' or '.join(SCORINGS)}")
     if no_cache and refresh_cache:
         raise UserError("--no-cache and --refresh-cache exclude each other: pass one")
     for name, v in (("--rpm", rpm), ("--tpm", tpm), ("--concurrency", concurrency), ("--timeout", timeout),

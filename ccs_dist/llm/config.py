@@ -7,7 +7,7 @@ is read at the moment a client is built (see :mod:`ccs_dist.llm.client`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from ccs_dist.ccs import CategoryThresholds
 
@@ -17,6 +17,8 @@ DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
 CacheMode = Literal["use", "refresh", "bypass"]
 JudgeMode = Literal["pair", "head"]
+Scoring = Literal["normalised", "cosine"]  # the offline backend's scores (ccs_dist.llm.offline)
+SCORINGS: tuple[str, ...] = get_args(Scoring)
 JsonMode = Literal["auto", "on", "off"]
 
 
@@ -73,7 +75,7 @@ class OfflineConfig:
 
     embedder: str = "minilm"
     threshold: float | None = None
-    scoring: Literal["normalised", "cosine"] = "normalised"
+    scoring: Scoring = "normalised"
 
 
 @dataclass(frozen=True)

@@ -31,12 +31,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from ccs_dist.errors import UserError
 from ccs_dist.llm.backends import LabelResult, Verdict
+from ccs_dist.llm.config import SCORINGS, Scoring
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +110,6 @@ def load_vocabulary(path: Path = VOCAB_PATH) -> tuple[str, ...]:
 def family_phrase(family: str) -> str:
     """``'time_of_day'`` -> ``'time of day'`` (how a family reads as a label)."""
     return family.replace("_", " ").strip()
-
-
-Scoring = Literal["normalised", "cosine"]
-SCORINGS: tuple[str, ...] = ("normalised", "cosine")
 
 
 class _Embeddings:

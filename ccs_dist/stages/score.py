@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 import polars as pl
 from pydantic import Field, field_validator
 
-from ccs_dist.llm.config import CacheConfig, EndpointConfig, OfflineConfig, ScoreConfig
+from ccs_dist.llm.config import CacheConfig, EndpointConfig, OfflineConfig, ScoreConfig, Scoring
 from ccs_dist.stages.config import StageConfig
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class LLMConfig(StageConfig):
     judge_mode: Literal["pair", "head"] = ScoreConfig.judge_mode
     offline_embedder: str = OfflineConfig.embedder
     offline_threshold: float | None = None  # in offline_scoring's units; null: calibrated on the default pool
-    offline_scoring: Literal["normalised", "cosine"] = OfflineConfig.scoring
+    offline_scoring: Scoring = OfflineConfig.scoring
     offline_judges: tuple[str, ...] = ()  # offline backend: judges minilm or clip:ARCH[/PRETRAINED] (majority vote)
     cache: Literal["use", "refresh", "bypass"] = "use"
     max_description_chars: int = Field(ScoreConfig.max_description_chars, ge=1)  # longer ones are cut before sending
