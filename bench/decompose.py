@@ -43,7 +43,7 @@ def _sync(device: torch.device) -> None:
 def throughput(arch: str, batch: int, device: str, precision: str | None, reps: int) -> dict:
     import open_clip
 
-    from ccs_dist.decompose import decompose
+    from ccs_dist.decomposition.kernel import decompose
     from ccs_dist.models import load_model
 
     ours = load_model(arch, None, device=device, precision=precision)
@@ -90,10 +90,11 @@ def peak_rss_child(n: int, arch: str, device: str, batch: int, cache: str) -> di
     """Decompose synthetic:N in a fresh process; return its peak RSS and wall time."""
     code = f"""
 import json, resource, time
-from ccs_dist.decompose import DecomposeConfig, decompose_image_set
+from ccs_dist.decomposition.config import DecomposeConfig
+from ccs_dist.decomposition.image_set import decompose_image_set
 from ccs_dist.data.images import resolve_image_set
 from ccs_dist.models import load_model
-from ccs_dist.store import ArtifactStore
+from ccs_dist.artifacts.store import ArtifactStore
 loaded = load_model({arch!r}, None, device={device!r})
 images = resolve_image_set("synthetic:{n}", {cache!r})
 t0 = time.perf_counter()
@@ -129,7 +130,7 @@ def write_jpegs(folder, n: int, seed: int = 0) -> None:
 def loader_only(folder: str, arch: str, batch: int, workers: int, device: str, decode: str) -> float:
     """img/s of decode + preprocess alone (the persistent loader, no model), batches delivered to ``device``."""
     from ccs_dist.data.images import FolderImageSet
-    from ccs_dist.loader import model_batches
+    from ccs_dist.decomposition.loader import model_batches
     from ccs_dist.models import load_model
 
     loaded = load_model(arch, None, device=device)
@@ -151,11 +152,12 @@ def end_to_end_child(folder: str, arch: str, weights: str | None, device: str, b
     code = f"""
 import json, resource, sys, time
 t_process = float(sys.argv[1])
-from ccs_dist.decompose import DecomposeConfig, decompose_image_set
+from ccs_dist.decomposition.config import DecomposeConfig
+from ccs_dist.decomposition.image_set import decompose_image_set
 from ccs_dist.data.images import resolve_image_set
-from ccs_dist.loader import LoaderStats
+from ccs_dist.decomposition.loader import LoaderStats
 from ccs_dist.models import load_model
-from ccs_dist.store import ArtifactStore
+from ccs_dist.artifacts.store import ArtifactStore
 t_imported = time.time()
 loaded = load_model({arch!r}, {weights!r}, device={device!r})
 t_model = time.time()

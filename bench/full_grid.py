@@ -80,7 +80,7 @@ def gpu_scale_run() -> dict:
 
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA device"}
-    from ccs_dist.decompose import decompose
+    from ccs_dist.decomposition.kernel import decompose
     from ccs_dist.models import load_model
     from ccs_dist.models.masked import encode_image_head_sets
 

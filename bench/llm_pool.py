@@ -48,7 +48,7 @@ def main() -> int:
     logging.basicConfig(level=os.environ.get("BENCH_LOG", "WARNING"))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "ccs_dist.testing.loopback", "--latency", str(LATENCY_S), "--rpm", str(RPM)],
+        [sys.executable, "-m", "tests.support.loopback", "--latency", str(LATENCY_S), "--rpm", str(RPM)],
         stdout=subprocess.PIPE, text=True, env=env,
     )
     try:

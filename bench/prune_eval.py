@@ -1,7 +1,7 @@
 """Masked evaluation of many head sets vs the naive way, side by side in one run.
 
 Random-init ViT-B-16 on synthetic images; 10 conditions (original, high, low, 3 random, 4 concept) whose
-head sets lie in the last 4 layers, built by ``ccs_dist.head_sets.build_head_sets`` from a synthetic ``ccs`` table.
+head sets lie in the last 4 layers, built by ``ccs_dist.ccs.head_sets.build_head_sets`` from a synthetic ``ccs`` table.
 
 * naive: for each condition, zero the out-projection input columns of its heads and run a full forward;
 * ours: ``ccs_dist.encode_image_head_sets`` on all conditions at once (the first 8 layers run once).
@@ -24,7 +24,7 @@ import polars as pl
 import torch
 
 import ccs_dist
-from ccs_dist.head_sets import HeadSetConfig, build_head_sets, encode_image_head_sets_naive
+from ccs_dist.ccs.head_sets import HeadSetConfig, build_head_sets, encode_image_head_sets_naive
 
 LABELS = ["geographic locations", "animals", "colors", "objects", "textures", "numbers", "people", "art styles"]
 

@@ -1,7 +1,7 @@
 """Report size and load time for a 6-model run in headless chromium (targets: < 5 MB, < 2 s to load,
 thumbnails <= 12 KB per head).
 
-A synthetic run in the real table formats (``ccs_dist.testing.report_fixtures``): the paper's six models (48 or 64
+A synthetic run in the real table formats (``tests.support.report_fixtures``): the paper's six models (48 or 64
 scored heads each, 5 descriptions, 3 judges), 10 tasks (7 zero-shot, 3 video retrieval) plus 2 bias tasks,
 3 random seeds, agreement and attribution tables, and each head's top and bottom 5 images (real 48 px WebP
 thumbnails of synthetic images drawn from 100,000, so heads almost never share one: the worst case for size).
@@ -24,8 +24,8 @@ from pathlib import Path
 import polars as pl
 
 from ccs_dist.report import write_report
-from ccs_dist.testing.browser import Chromium
-from ccs_dist.testing.report_fixtures import BIAS, TEN_TASKS, FixtureSpec, make_run, paper_models
+from tests.support.browser import Chromium
+from tests.support.report_fixtures import BIAS, TEN_TASKS, FixtureSpec, make_run, paper_models
 
 SIZE_TARGET_MB = 5.0
 LOAD_TARGET_S = 2.0

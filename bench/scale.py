@@ -1,6 +1,6 @@
 """One model's probe set and evaluation split into shards over a simulated Ray cluster, against local mode.
 
-A cluster of ``--nodes`` raylets on this machine (``ccs_dist.testing.ray_cluster``), each declaring one
+A cluster of ``--nodes`` raylets on this machine (``tests.support.ray_cluster``), each declaring one
 fake GPU (models run on the CPU); the demo's trained ccs-toy model alone, its ``toy:N`` probe set split into
 ``--shards`` shards, one worker per node (``resources.shard_workers``), a small evaluation of ``--tasks``
 toy tasks split into one shard per task. The same spec runs in local mode (shards in turn, one process) and
@@ -59,7 +59,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from ccs_dist.jobs.pipeline import run_job
-    from ccs_dist.log import setup_logging
+    from ccs_dist.core.log import setup_logging
 
     setup_logging()
     root = Path(tempfile.mkdtemp(prefix="ccs-scale-"))
@@ -67,7 +67,7 @@ def main() -> None:
                     show_progress=False)
     import ray
 
-    from ccs_dist.testing.ray_cluster import simulated_cluster
+    from tests.support.ray_cluster import simulated_cluster
 
     with simulated_cluster(nodes=args.nodes, gpus_per_node=1, cpus_per_node=1) as cluster:
         t0 = time.perf_counter()

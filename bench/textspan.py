@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ccs_dist.text.index import IndexConfig, TextIndex  # noqa: E402
-from ccs_dist.textspan import HeadMoments, PrefilterConfig, textspan_heads, textspan_heads_prefiltered  # noqa: E402
+from ccs_dist.decomposition.moments import HeadMoments
+from ccs_dist.spans.textspan import PrefilterConfig, textspan_heads, textspan_heads_prefiltered  # noqa: E402
 from tests.reference_textspan import reference_textspan  # noqa: E402
 
 ANCHOR_CPU_S_PER_HEAD_N2000 = 4.65

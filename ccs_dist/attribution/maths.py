@@ -8,7 +8,7 @@ The target is the zero-shot score ``y(x, t) = cos(image embedding of x, text emb
   layer); ``R_h = dy/dalpha_h`` for every head of every layer comes from one backward pass. It is the
   first-order estimate of ``y(alpha_h = 1) - y(alpha_h = 0)``, i.e. of the exact zero-ablation effect.
 * **Direct effect** (logit lens): a head's direct contribution ``c_h`` to the embedding (Gandelsman's
-  decomposition, :func:`ccs_dist.decompose.decompose`), dotted with the unit text embedding and divided by
+  decomposition, :func:`ccs_dist.decomposition.kernel.decompose`), dotted with the unit text embedding and divided by
   the norm of the image embedding: ``c_h . t / ||e||``. Over all terms of the decomposition these sum
   exactly to ``y``; the direct effect ignores everything that flows through later layers.
 * **Exact ablation effect**: ``y(x) - y(x with h zeroed)`` from the masked engine (one pass per head).
@@ -17,7 +17,7 @@ The target is the zero-shot score ``y(x, t) = cos(image embedding of x, text emb
 Faithfulness: deletion curves remove each image's top-1..k heads of a ranking (highest score first) and
 track ``y``; the area under the curve (x = k / k_max in [0, 1]) is lower for a more faithful ranking.
 
-Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
+Axis letters: :mod:`ccs_dist.core.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def direct_effects(loaded: LoadedModel, images: torch.Tensor, text: torch.Tensor
     ``c_h`` is the head's term of the decomposition (summing with the rest to the embedding ``e``), ``t_hat``
     the unit text embedding. Since ``y = e . t_hat / ||e||``, the direct effects of all terms sum to ``y``.
     """
-    from ccs_dist.decompose import decompose
+    from ccs_dist.decomposition.kernel import decompose
 
     images = images.to(loaded.device)
     text_BE = F.normalize(_as_text_BE(loaded, text, images.shape[0]), dim=-1)

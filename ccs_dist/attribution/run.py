@@ -18,7 +18,7 @@ Tables (long format, polars):
   all layers pooled) between each score and the exact ablation effect over the sampled (image, head) pairs.
 * ``reliance``: see :mod:`ccs_dist.attribution.reliance`.
 
-Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
+Axis letters: :mod:`ccs_dist.core.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ccs_dist.attribution.reliance import ccs_for_model, reliance_table
-from ccs_dist.errors import UserError, check_at_least
-from ccs_dist.schemas import ATTRIBUTION_SCHEMA, CURVES_SCHEMA, FAITHFULNESS_SCHEMA
+from ccs_dist.core.errors import UserError, check_at_least
+from ccs_dist.artifacts.schemas import ATTRIBUTION_SCHEMA, CURVES_SCHEMA, FAITHFULNESS_SCHEMA
 from ccs_dist.attribution import maths as A
 
 log = logging.getLogger(__name__)

@@ -55,8 +55,8 @@ def overview() -> str:
 def main(argv: list[str] | None = None) -> int:
     import fire
 
-    from ccs_dist.errors import run_at_edge
-    from ccs_dist.log import setup_logging
+    from ccs_dist.core.errors import run_at_edge
+    from ccs_dist.core.log import setup_logging
 
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] in ("-h", "--help", "help"):

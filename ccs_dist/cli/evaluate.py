@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ccs_dist.cli.options import (DEFAULT_MODEL, as_list, data_root_arg, device_arg, int_arg, optional_int, optional_table,
                                   pretrained_arg, seeds_arg, terminal)
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,10 @@ def evaluate(
         templates_per_class: use only the first N prompt templates of each ensemble (quick runs; default all).
         workers: data-loading worker processes.
     """
-    from ccs_dist.ccs import read_ccs_table
+    from ccs_dist.ccs.scores import read_ccs_table
     from ccs_dist.models import load_model
     from ccs_dist.stages.evaluate import EvaluateConfig, evaluate_stage
-    from ccs_dist.schemas import write_table
+    from ccs_dist.artifacts.schemas import write_table
 
     task_list = as_list(tasks)
     root = data_root_arg(data_root, task_list)
@@ -162,7 +162,7 @@ def attribute(
         download: let torchvision download the datasets it can.
         progress: show a progress bar (--noprogress to hide it).
     """
-    from ccs_dist.ccs import read_ccs_table
+    from ccs_dist.ccs.scores import read_ccs_table
     from ccs_dist.models import load_model
     from ccs_dist.stages.attribution import AttributionStageConfig, attribution_stage, write_attribution_tables
 
@@ -189,7 +189,7 @@ def attribute(
 
 def _explicit_lists(heads) -> tuple[tuple[str, str], ...]:
     """``"locs=L10.H8,L11.H9;L11.H5"`` (lists separated by ';', or a list of strings) -> (name, heads) pairs."""
-    from ccs_dist.head_sets import parse_explicit
+    from ccs_dist.ccs.head_sets import parse_explicit
 
     if heads is None or heads == "":
         return ()

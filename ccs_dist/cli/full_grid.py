@@ -33,8 +33,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ccs_dist.errors import run_at_edge
-    from ccs_dist.log import setup_logging
+    from ccs_dist.core.errors import run_at_edge
+    from ccs_dist.core.log import setup_logging
 
     args = parse_args(argv)
     setup_logging()

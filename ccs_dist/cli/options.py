@@ -10,8 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ccs_dist.errors import UserError, check_int
-from ccs_dist.storage import check_root
+from ccs_dist.core.errors import UserError, check_int
+from ccs_dist.artifacts.storage import check_root
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_IMAGES = "synthetic:256"
@@ -66,7 +66,7 @@ def data_root_arg(data_root: str | None, tasks: list[str]) -> str:
 
 
 def pretrained_arg(pretrained) -> str | None:
-    from ccs_dist.weights import has_no_weights
+    from ccs_dist.core.weights import has_no_weights
 
     return None if has_no_weights(pretrained) else str(pretrained)
 
@@ -119,7 +119,7 @@ def probe_run(*, model, pretrained, images, layers, batch_size, device, precisio
         raise UserError(f"batch_size={batch_size!r}: give a positive integer")
     if workers is not None:
         check_int("--workers", workers, 0)
-    check_root("--cache-dir", str(cache_dir))  # a directory or a remote root (ccs_dist.storage)
+    check_root("--cache-dir", str(cache_dir))  # a directory or a remote root (ccs_dist.artifacts.storage)
     return ProbeRun(
         model=ModelSpec(str(model), pretrained_arg(pretrained), device=device, precision=precision),
         probe=ProbeConfig.build(images=str(images), batch_size=batch_size, on_bad_image=on_bad_image, workers=workers,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ccs_dist.cli.options import DEFAULT_IMAGES, DEFAULT_MODEL, probe_run, terminal
-from ccs_dist.errors import UserError, check_dir_arg, check_int
+from ccs_dist.core.errors import UserError, check_dir_arg, check_int
 
 
 def decompose(

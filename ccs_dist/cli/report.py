@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 
 
 def report(self, run_dir: str = "", out: str | None = None, paper: str | None = None):

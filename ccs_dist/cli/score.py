@@ -9,9 +9,9 @@ from pathlib import Path
 import polars as pl
 
 from ccs_dist.cli.options import table_in, terminal
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.llm.config import DEFAULT_KEY_ENV, SCORINGS, CacheConfig, EndpointConfig, OfflineConfig, ScoreConfig
-from ccs_dist.schemas import csv_safe, csv_unescape
+from ccs_dist.artifacts.schemas import csv_safe, csv_unescape
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +173,11 @@ def score(
         progress: show a progress bar (--progress=False or --noprogress to hide it).
         max_description_chars: descriptions longer than this are cut to it (with a warning) before they are sent.
     """
-    from ccs_dist.errors import check_dir_arg
+    from ccs_dist.core.errors import check_dir_arg
     from ccs_dist.llm.score import read_spans
     from ccs_dist.stages.chain import llm_cache_dir
     from ccs_dist.stages.score import score_stage
-    from ccs_dist.storage import check_root
+    from ccs_dist.artifacts.storage import check_root
 
     if not spans or not out:
         raise UserError("score needs --spans SPANS.parquet (or a run directory) and --out DIR")
@@ -257,7 +257,7 @@ def _read_human(path: str) -> pl.DataFrame:
 
 
 def _verdicts_of(judgments: pl.DataFrame, judge: str | None) -> pl.DataFrame:
-    from ccs_dist.ccs import majority_verdicts
+    from ccs_dist.ccs.scores import majority_verdicts
 
     if judge is None:
         return majority_verdicts(judgments).select(_KEY + ["aligned"])
@@ -271,7 +271,7 @@ def _agreement(
     judgments: str, human: str | None = None, judge_a: str | None = None, judge_b: str | None = None,
     export: str | None = None, n: int = 100, seed: int = 0, out: str | None = None,
 ) -> str:
-    from ccs_dist.ccs import agreement_report
+    from ccs_dist.ccs.scores import agreement_report
 
     if not judgments:
         raise UserError("agreement needs --judgments PATH (the judgments.parquet written by `ccs-dist score`)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 
 
 def train_toy(self, out: str = "ccs-toy.safetensors", steps: int = 1000, seed: int = 0, batch_size: int = 256,

@@ -20,9 +20,9 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.data import metadata
-from ccs_dist.toy.world import FACTOR_NAMES
+from ccs_dist.data.toy.world import FACTOR_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ def load_folder(root: Path, transform: Callable | None, download: bool = False) 
 
 def load_toy(task: str, root: Path, transform: Callable | None, download: bool = False) -> ClassificationTask:
     """A held-out ``toy-<factor>`` set: ROOT/toy-<factor>/ in the folder layout, prompts = the toy captions."""
-    from ccs_dist.toy.world import FACTORS, caption
+    from ccs_dist.data.toy.world import FACTORS, caption
 
     factor = task.removeprefix("toy-")
     folder = Path(root) / task
@@ -305,7 +305,7 @@ def load_toy(task: str, root: Path, transform: Callable | None, download: bool =
 
 
 def _toy_loaders() -> dict[str, Callable[..., ClassificationTask]]:
-    from ccs_dist.toy.data import TASKS
+    from ccs_dist.data.toy.scenes import TASKS
 
     return {task: (lambda root, transform, download=False, task=task: load_toy(task, root, transform, download)) for task in TASKS}
 

@@ -18,9 +18,9 @@ from typing import Callable, Protocol
 
 from PIL import Image
 
-from ccs_dist.errors import UserError
-from ccs_dist.storage import local_dir
-from ccs_dist.store import atomic_write_json, read_json
+from ccs_dist.core.errors import UserError
+from ccs_dist.artifacts.storage import local_dir
+from ccs_dist.artifacts.store import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ TOY_VERSION = 1  # bump when the toy world's generator changes
 
 def toy_image_set(n: int, seed: int, cache_root: str | Path) -> FolderImageSet:
     """``n`` held-out toy-world images (never seen in training) with their factors in ``labels.csv``."""
-    from ccs_dist.toy.data import write_probe_folder
+    from ccs_dist.data.toy.scenes import write_probe_folder
 
     folder = write_probe_folder(local_dir(cache_root) / "images" / f"toy-n{n}-s{seed}-v{TOY_VERSION}", n, seed)
     return _generated(folder, f"toy:{n}:{seed}:v{TOY_VERSION}", f"toy:{n}:{seed}")

@@ -11,7 +11,7 @@ import json
 from functools import lru_cache
 from importlib import resources
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 
 
 def _text(name: str) -> str:

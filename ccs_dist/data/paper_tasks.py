@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from torch.utils.data import Dataset
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.data import metadata
 
 CIFAR10_SUBSETS = {

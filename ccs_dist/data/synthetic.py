@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 
 from ccs_dist.data import metadata
-from ccs_dist.toy.data import TASKS as TOY_TASKS
-from ccs_dist.toy.data import write_task as write_toy_task
+from ccs_dist.data.toy.scenes import TASKS as TOY_TASKS
+from ccs_dist.data.toy.scenes import write_task as write_toy_task
 
 log = logging.getLogger(__name__)
 SYNTHETIC_MARKER = "ccs_dist_synthetic.json"  # in a folder written here: its loader knows the copy is ours

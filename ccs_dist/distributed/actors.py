@@ -75,7 +75,7 @@ def _announce(board: str | None, model: str, stage: str) -> None:
 
 
 def _quiet_setup(progress: bool) -> None:
-    from ccs_dist.log import setup_logging
+    from ccs_dist.core.log import setup_logging
 
     setup_logging()
     if not progress:

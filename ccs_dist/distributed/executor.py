@@ -26,7 +26,7 @@ from collections import deque
 
 from ccs_dist.distributed.actors import LLMWorker, ModelWorker, StageBoard, pinned_to_this_node, shard_label
 from ccs_dist.distributed.shards import STRAGGLER_FACTOR, ShardPhase
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 10.0

@@ -4,7 +4,7 @@ Each of the 104 occupations is a query: the mean of its prompt-template embeddin
 renormalised. Images are ranked by cosine similarity under each head set; MaxSkew@k and NDKL@k are computed
 per query and per attribute (race, gender, ...), and reported summed over queries (as the paper) and averaged.
 
-Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
+Axis letters: :mod:`ccs_dist.core.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.evaluate.biasmetrics import max_skew_at_k, ndkl_at_k
 from ccs_dist.data.datasets import ImageListDataset
 from ccs_dist.evaluate.encode import HeadSetEncoder, embed_images, prompt_ensemble

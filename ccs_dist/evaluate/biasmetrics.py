@@ -8,7 +8,7 @@ images and ``p_top`` its share of the top k.
 * NDKL@k = sum_{i=1..k} KL(D_i || p_data) / log2(i + 1), divided by sum_{i=1..k} 1 / log2(i + 1), where
   D_i is the group distribution of the top i (0 ln 0 = 0).
 
-Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
+Axis letters: :mod:`ccs_dist.core.axes` (one legend for the package).
 """
 
 from __future__ import annotations

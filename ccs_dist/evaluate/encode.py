@@ -3,9 +3,9 @@
 The text side is never pruned: text embeddings come from ``model.encode_text`` once per model. Image
 embeddings for S head sets come from ``ccs_dist.encode_image_head_sets`` (one pass per batch, the residual
 stream below the first pruned layer shared), or from any function with the same signature (``encoder``),
-e.g. the naive reference :func:`ccs_dist.head_sets.encode_image_head_sets_naive`.
+e.g. the naive reference :func:`ccs_dist.ccs.head_sets.encode_image_head_sets_naive`.
 
-Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
+Axis letters: :mod:`ccs_dist.core.axes` (one legend for the package).
 """
 
 from __future__ import annotations

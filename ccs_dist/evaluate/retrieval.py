@@ -4,7 +4,7 @@ Ranks are 1-based; a candidate outranks the ground truth only with a strictly la
 ground truth). Recall@K is in percent. With several captions per video, video->text uses the best-ranked
 caption of each video.
 
-Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
+Axis letters: :mod:`ccs_dist.core.axes` (one legend for the package).
 """
 
 from __future__ import annotations

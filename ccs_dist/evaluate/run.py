@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader, Subset
 
-from ccs_dist.errors import UserError, check_at_least
+from ccs_dist.core.errors import UserError, check_at_least
 from ccs_dist.data import datasets
 from ccs_dist.data.datasets import evenly_spaced_subset
 from ccs_dist.evaluate import bias, video
@@ -26,8 +26,8 @@ from ccs_dist.data.paper_tasks import with_class_names
 from ccs_dist.evaluate.encode import HeadSetEncoder
 from ccs_dist.data.metadata import templates
 from ccs_dist.evaluate.zeroshot import evaluate_zeroshot
-from ccs_dist.head_sets import HeadSet
-from ccs_dist.schemas import EVALUATION_SCHEMA
+from ccs_dist.ccs.head_sets import HeadSet
+from ccs_dist.artifacts.schemas import EVALUATION_SCHEMA
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ disagree then has a shorter vector and ranks lower for every caption); captions 
 unpruned text tower; text->video and video->text R@1/5/10/50, MedR, MeanR. Videos that cannot be decoded
 are skipped, counted and listed (their captions are dropped too).
 
-Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
+Axis letters: :mod:`ccs_dist.core.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.evaluate.encode import HeadSetEncoder, embed_images, embed_texts
 from ccs_dist.evaluate.retrieval import retrieval_metrics
 

@@ -1,6 +1,6 @@
 """Zero-shot classification with prompt ensembles, every head set scored from one pass over the data.
 
-Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
+Axis letters: :mod:`ccs_dist.core.axes` (one legend for the package).
 """
 
 from __future__ import annotations

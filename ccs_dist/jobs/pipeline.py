@@ -16,15 +16,15 @@ from typing import Any
 
 import polars as pl
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.jobs.resume import StageStore
 from ccs_dist.jobs.spec import JobSpec, ModelEntry
 from ccs_dist.stages.chain import STAGES, ChainConfig, ModelRunner, Stage, StageContext, StageOutput, downstream, enabled_stages, \
     inputs_of, next_stage, run_stage
 from ccs_dist.stages.evaluate import prepare_synthetic_data
-from ccs_dist.storage import check_root, display, join, remote_root
-from ccs_dist.store import atomic_write_json
-from ccs_dist.schemas import write_table
+from ccs_dist.artifacts.storage import check_root, display, join, remote_root
+from ccs_dist.artifacts.store import atomic_write_json
+from ccs_dist.artifacts.schemas import write_table
 
 log = logging.getLogger(__name__)
 

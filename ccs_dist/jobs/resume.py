@@ -17,9 +17,9 @@ from typing import Any
 import polars as pl
 
 from ccs_dist.stages.chain import StageOutput
-from ccs_dist.storage import local_dir, remote_root
-from ccs_dist.store import MANIFEST, atomic_write_json, read_json
-from ccs_dist.schemas import write_table
+from ccs_dist.artifacts.storage import local_dir, remote_root
+from ccs_dist.artifacts.store import MANIFEST, atomic_write_json, read_json
+from ccs_dist.artifacts.schemas import write_table
 
 
 def slug(model_key: str) -> str:

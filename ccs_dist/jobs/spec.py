@@ -7,12 +7,12 @@ twice and a true/false where a number belongs are errors. The stage sections (``
 option is settable here and its default lives in one place; :meth:`JobSpec.chain_config` gives one model's.
 
 Where paths point (the same wherever the job is started and however ccs_dist is installed):
-``--spec NAME`` is a spec shipped in ``ccs_dist/jobs/specs/`` (``demo``, ``paper_grid``, ``local_gpu``),
+``--spec NAME`` is a spec shipped from the repository's top-level ``jobs/`` (installed as ``ccs_dist/job_specs``) (``demo``, ``paper_grid``, ``local_gpu``),
 anything else a YAML file. Input paths written in a spec (``pool``, ``probe.images``,
 ``evaluation.data_root``, ``evaluation.occupations``, ``evaluation.concept_map``, ``TASK@PATH``, checkpoint files) are relative to the
 spec file's folder; outputs (``out``, ``cache_dir``) to the directory the job is started in, and are made
 absolute there so every worker on this machine writes to the same place. ``out`` and ``cache_dir`` may
-also be remote roots (``s3://BUCKET/PREFIX``, see :mod:`ccs_dist.storage`): work is then done in a
+also be remote roots (``s3://BUCKET/PREFIX``, see :mod:`ccs_dist.artifacts.storage`): work is then done in a
 node-local mirror and published there. Synthetic evaluation sets go under (the local mirror of)
 ``cache_dir`` unless ``evaluation.data_root`` says otherwise.
 """
@@ -29,11 +29,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ccs_dist.errors import UserError
-from ccs_dist.weights import CHECKPOINT_SUFFIXES, has_no_weights
+from ccs_dist.core.errors import UserError
+from ccs_dist.core.weights import CHECKPOINT_SUFFIXES, has_no_weights
 from ccs_dist.stages.attribution import AttributionStageConfig
 from ccs_dist.stages.chain import ChainConfig, llm_cache_dir
-from ccs_dist.storage import absolute, join, local_dir, refuse_credentials
+from ccs_dist.artifacts.storage import absolute, join, local_dir, refuse_credentials
 from ccs_dist.stages.config import StageConfig as _Strict
 from ccs_dist.stages.decompose import ProbeConfig
 from ccs_dist.stages.evaluate import EvaluateConfig
@@ -42,7 +42,9 @@ from ccs_dist.stages.score import LLMConfig
 from ccs_dist.stages.spans import SpansConfig
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-SHIPPED_SPECS = Path(__file__).resolve().parent / "specs"
+# The top-level jobs/ (one copy): a wheel installs it as ccs_dist/job_specs (setup.py); a clone reads it in place.
+_INSTALLED_SPECS = Path(__file__).resolve().parents[1] / "job_specs"
+SHIPPED_SPECS = _INSTALLED_SPECS if _INSTALLED_SPECS.is_dir() else Path(__file__).resolve().parents[2] / "jobs"
 DEFAULT_SPEC = "demo"
 
 
@@ -69,7 +71,7 @@ class ResourcesSection(_Strict):
 
 class JobSpec(_Strict):
     run: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    protocol: Literal["default", "paper"] = "default"  # fills the options it governs (ccs_dist.protocol)
+    protocol: Literal["default", "paper"] = "default"  # fills the options it governs (ccs_dist.core.protocol)
     out: str = "reports"
     cache_dir: str = "cache"
     models: tuple[ModelEntry, ...] = Field(min_length=1)
@@ -85,7 +87,7 @@ class JobSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _protocol(cls, data):
-        from ccs_dist.protocol import apply_protocol
+        from ccs_dist.core.protocol import apply_protocol
 
         return apply_protocol(data) if isinstance(data, dict) else data
 
@@ -250,7 +252,7 @@ def _anchor_images(images: str, base: Path) -> str:
 
 def _anchor_paths(spec: JobSpec, base: Path) -> JobSpec:
     """Input paths relative to the spec's folder, outputs relative to the current directory (module docstring)."""
-    from ccs_dist.text.pool import named_pools
+    from ccs_dist.stages.sources import named_pools
 
     refuse_credentials("out (--out)", spec.out)  # before the spec is logged or written anywhere
     refuse_credentials("cache_dir (--cache-dir)", spec.cache_dir)

@@ -29,7 +29,7 @@ from typing import Any
 
 import diskcache
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

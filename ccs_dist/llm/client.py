@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.llm.cache import AnswerCache, request_key
 from ccs_dist.llm.config import CacheMode, EndpointConfig
 from ccs_dist.llm.ratelimit import RateLimiter, parse_duration

@@ -35,7 +35,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.llm.backends import LabelResult, Verdict
 from ccs_dist.llm.config import SCORINGS, Scoring
 

@@ -17,12 +17,12 @@ from typing import Any
 import polars as pl
 from tqdm.auto import tqdm
 
-from ccs_dist.ccs import HEAD, ccs_at_k, ccs_table
-from ccs_dist.errors import UserError
-from ccs_dist.heads import head_name
+from ccs_dist.ccs.scores import HEAD, ccs_at_k, ccs_table
+from ccs_dist.core.errors import UserError
+from ccs_dist.core.heads import head_name
 from ccs_dist.llm.backends import Judge, Labeler, LabelResult, Verdict
 from ccs_dist.llm.config import ScoreConfig
-from ccs_dist.schemas import JUDGMENTS_SCHEMA, LABELS_SCHEMA, SPANS_REQUIRED
+from ccs_dist.artifacts.schemas import JUDGMENTS_SCHEMA, LABELS_SCHEMA, SPANS_REQUIRED
 from ccs_dist.llm.urls import redact_url
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
     A fatal problem (bad key, unknown model, endpoint down after bounded retries) raises UserError;
     every answer obtained before it is already in the cache.
     """
-    from ccs_dist.spans import span_facts
+    from ccs_dist.spans.table import span_facts
 
     thresholds = config.thresholds
     facts = span_facts(spans)  # effective rank and stability per head, carried into the ccs table

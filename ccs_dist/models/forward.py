@@ -4,7 +4,7 @@ The pooled embedding of a class-token ViT depends on the last block only through
 block's query, out-projection, MLP and ``ln_post`` are row-wise, so computing them for CLS alone (keys and
 values still from every token) gives the same embedding for ~1/L less work.
 
-Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
+Axis letters: :mod:`ccs_dist.core.axes` (one legend for the package).
 """
 
 from __future__ import annotations

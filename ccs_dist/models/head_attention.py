@@ -17,7 +17,7 @@ control on exit. Within it the module can
   output at every token, or replaces it with the reference mean ``mean_HPK``; the out-projection bias kept,
 * accumulate each head's mean output (``record_mean``; read with ``capture.mean_HPK()``).
 
-Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
+Axis letters: :mod:`ccs_dist.core.axes` (one legend for the package).
 """
 
 from __future__ import annotations

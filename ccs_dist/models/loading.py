@@ -19,9 +19,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.models.head_attention import HeadAttention, install_head_attention
-from ccs_dist.weights import CHECKPOINT_SUFFIXES, SCHEMA_PREFIXES, has_no_weights, model_key
+from ccs_dist.core.weights import CHECKPOINT_SUFFIXES, SCHEMA_PREFIXES, has_no_weights, model_key
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 layer is computed once per image and shared, then the batch is repeated per distinct set with per-sample
 head masks (identical sets are computed once).
 
-Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
+Axis letters: :mod:`ccs_dist.core.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 
 from ccs_dist.models import forward
 from ccs_dist.models.forward import Ablation
-from ccs_dist.heads import parse_heads
+from ccs_dist.core.heads import parse_heads
 from ccs_dist.models.loading import LoadedModel
 
 HeadSet = Sequence[str] | Sequence[tuple[int, int]] | str

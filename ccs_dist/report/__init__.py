@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ccs_dist.store import atomic_write_bytes
+from ccs_dist.artifacts.store import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, paper_r
     paper_reference: the paper's figures (default: the copy shipped in ``ccs_dist/report/data``).
     head_images: first add the ``head_images`` / ``head_thumbnails`` tables of a full-grid run whose
     decompositions are still in the cache (see :mod:`ccs_dist.report.head_images`); kept when already there.
-    Raises :class:`ccs_dist.errors.UserError` for a missing directory, no tables or a table with wrong columns.
+    Raises :class:`ccs_dist.core.errors.UserError` for a missing directory, no tables or a table with wrong columns.
     """
     from ccs_dist.report.load import load_run, write_csvs
     from ccs_dist.report.render import render
@@ -46,7 +46,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, paper_r
 
 
 def _head_images(run_dir: Path) -> list[str]:
-    from ccs_dist.errors import UserError
+    from ccs_dist.core.errors import UserError
     from ccs_dist.report.head_images import add_head_images
 
     if not run_dir.is_dir():

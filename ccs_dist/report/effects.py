@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from ccs_dist.core.heads import head_name
 from ccs_dist.report import charts
 from ccs_dist.report.html import Markup, tag
 from ccs_dist.report.load import RunData
@@ -54,7 +55,7 @@ def _effects(at: pl.DataFrame, model: str) -> list[tuple[str, str, pl.DataFrame]
 
 def head_set_membership(data: RunData, model: str) -> dict[tuple[int, int], list[str]] | None:
     """(layer, head) -> names of the random / concept head sets it was pruned in; None when the manifest cannot say."""
-    from ccs_dist.head_sets import HeadSetConfig, build_head_sets
+    from ccs_dist.ccs.head_sets import HeadSetConfig, build_head_sets
 
     spec = data.manifest.get("spec") if isinstance(data.manifest.get("spec"), dict) else {}
     ev = spec.get("evaluation") if isinstance(spec.get("evaluation"), dict) else None
@@ -88,8 +89,6 @@ def head_set_membership(data: RunData, model: str) -> dict[tuple[int, int], list
 
 
 def ccs_effect_section(data: RunData, models: list[Any]) -> Markup:
-    from ccs_dist.report.render import head_key
-
     at = data.get("attribution")
     if at is None:
         return tag("p", tag("strong", "No attribution table in this run, so no head's effect to plot. "),
@@ -112,7 +111,7 @@ def ccs_effect_section(data: RunData, models: list[Any]) -> Markup:
             continue
         members = head_set_membership(data, m.key)
         for dataset, method, per_head in effects:
-            by_head = {head_key(r["layer"], r["head"]): r for r in per_head.iter_rows(named=True)}
+            by_head = {head_name(r["layer"], r["head"]): r for r in per_head.iter_rows(named=True)}
             points = [{"hk": k, "m": m.index, "ccs": h["ccs"], "effect": float(by_head[k]["value"]), "cat": h["cat"],
                        "label": h["label"], "sets": (members or {}).get(tuple(int(x) for x in k[1:].split(".H")), [])}
                       for k, h in scored.items() if k in by_head and by_head[k]["value"] is not None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ccs_dist.heads import head_name
+from ccs_dist.core.heads import head_name
 from ccs_dist.report.html import Markup, fmt, table, tag
 from ccs_dist.report.load import RunData
 

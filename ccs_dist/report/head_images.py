@@ -6,7 +6,7 @@ characters (re-encoded at a lower quality when a busy image is larger), and a he
 costs at most 10 * THUMB_MAX_CHARS (~12 KB) and less when heads share images (each image is embedded once).
 
 Two tables go into ``RUN_DIR/tables``: ``head_images`` (model, layer, head, direction, rank, sign, image_id,
-projection; see :mod:`ccs_dist.head_images`) and ``head_thumbnails`` (image_id, data_uri).
+projection; see :mod:`ccs_dist.spans.head_images`) and ``head_thumbnails`` (image_id, data_uri).
 
 ``head_image_tables(model_key, artifact, image_set)`` is the per-model call a stage that holds the
 decomposition makes; ``add_head_images(run_dir)`` does it for a finished run from its stage manifests,
@@ -25,8 +25,8 @@ from typing import Any, Iterable
 import polars as pl
 from PIL import Image, ImageOps
 
-from ccs_dist.head_images import HeadImagesConfig, head_images_table
-from ccs_dist.schemas import read_metadata, write_table
+from ccs_dist.spans.head_images import HeadImagesConfig, head_images_table
+from ccs_dist.artifacts.schemas import read_metadata, write_table
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,9 @@ def add_head_images(run_dir: str | Path, config: HeadImagesConfig = HeadImagesCo
     Tables already there are kept when a stage wrote them (no ``head_images`` key in their parquet metadata)
     or when this function wrote them from the same decompositions. Returns what a reader should be told
     (empty when every model got its images)."""
-    from ccs_dist.decompose import DecompositionArtifact
+    from ccs_dist.decomposition.image_set import DecompositionArtifact
     from ccs_dist.data.images import resolve_image_set
-    from ccs_dist.store import read_json
+    from ccs_dist.artifacts.store import read_json
 
     run_dir = Path(run_dir)
     folder = run_dir / "tables"

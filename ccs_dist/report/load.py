@@ -14,8 +14,8 @@ from typing import Any
 
 import polars as pl
 
-from ccs_dist.errors import UserError
-from ccs_dist.schemas import csv_safe
+from ccs_dist.core.errors import UserError
+from ccs_dist.artifacts.schemas import csv_safe
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from typing import Any, Iterable
 
 import polars as pl
 
-from ccs_dist.ccs import PAPER_THRESHOLDS
-from ccs_dist.heads import head_name
-from ccs_dist.weights import is_random_init_key, is_random_init_tag
+from ccs_dist.ccs.scores import PAPER_THRESHOLDS
+from ccs_dist.core.heads import head_name
+from ccs_dist.core.weights import is_random_init_key, is_random_init_tag
 from ccs_dist.report import charts
 from ccs_dist.report.effects import ccs_effect_section
 from ccs_dist.report.html import Markup, esc, fmt, json_for_script, table, tag
@@ -36,9 +36,6 @@ COND_ORDER = ("original", "high", "low", "moderate", "random", "equal:high", "eq
 
 def _asset(name: str) -> str:
     return resources.files("ccs_dist.report").joinpath("assets", name).read_text(encoding="utf-8")
-
-
-head_key = head_name  # the report keys heads by their one name
 
 
 @dataclass
@@ -124,7 +121,7 @@ def _fill_heads(data: RunData, mv: ModelView) -> None:
     coords: dict[str, tuple[int, int]] = {}
 
     def get(layer: Any, head: Any) -> dict[str, Any]:
-        k = head_key(layer, head)
+        k = head_name(layer, head)
         if k not in heads:
             heads[k] = {"label": None, "ccs": None, "cat": None, "nf": 0, "n": 5, "backend": None, "d": [], "scored": False}
             coords[k] = (int(layer), int(head))
@@ -155,7 +152,7 @@ def _fill_heads(data: RunData, mv: ModelView) -> None:
     desc: dict[str, dict[int, dict[str, Any]]] = {}
     for r in _rows(data.get("spans"), mv.key):
         get(r["layer"], r["head"])
-        desc.setdefault(head_key(r["layer"], r["head"]), {})[int(r["rank"])] = {"r": int(r["rank"]), "t": r["text"], "v": r["variance"]}
+        desc.setdefault(head_name(r["layer"], r["head"]), {})[int(r["rank"])] = {"r": int(r["rank"]), "t": r["text"], "v": r["variance"]}
     judg = _rows(data.get("judgments"), mv.key)
     judges: list[str] = []
     for r in judg:
@@ -163,7 +160,7 @@ def _fill_heads(data: RunData, mv: ModelView) -> None:
             judges.append(str(r["judge"]))
     mv.judges = judges
     for r in judg:
-        k = head_key(r["layer"], r["head"])
+        k = head_name(r["layer"], r["head"])
         get(r["layer"], r["head"])
         d = desc.setdefault(k, {}).setdefault(int(r["rank"]), {"r": int(r["rank"]), "t": r.get("text"), "v": None})
         if d.get("t") is None:
@@ -243,7 +240,7 @@ def _fill_images(data: RunData, mv: ModelView, thumbs: ThumbIndex) -> None:
     mv.has_images = True
     by_head: dict[str, dict[int, dict[str, list]]] = {}
     for r in sorted(rows, key=lambda r: (r["direction"], r["sign"], r["rank"])):
-        k = head_key(r["layer"], r["head"])
+        k = head_name(r["layer"], r["head"])
         d = by_head.setdefault(k, {}).setdefault(int(r["direction"]), {"k": int(r["direction"]), "top": [], "bot": []})
         p = r["projection"]
         d["top" if int(r["sign"]) > 0 else "bot"].append([thumbs.ref(str(r["image_id"])), None if p is None else float(f"{p:.4g}")])
@@ -581,7 +578,7 @@ def _grid(m: ModelView) -> Markup:
     for layer in m.layers:
         cells.append(tag("span", f"L{layer}", class_="rowlab"))
         for h in range(cols):
-            k = head_key(layer, h)
+            k = head_name(layer, h)
             if k not in present:
                 cells.append(tag("span", "", class_="cell empty", title=f"{k}: not scored"))
                 continue
@@ -876,7 +873,7 @@ def _attribution(data: RunData, models: list[ModelView]) -> Markup:
         mv = by_key.get(mk)
         rows = []
         for r in g.head(10).to_dicts():
-            k = head_key(r["layer"], r["head"])
+            k = head_name(r["layer"], r["head"])
             h = mv.heads.get(k) if mv else None
             link = tag("button", k, type="button", class_="headlink", data_m=mv.index, data_h=k) if h else k
             rows.append([tag("td", link), fmt(r["mean_abs"], 3), fmt(r["mean"], 3),
@@ -906,7 +903,7 @@ def _failures(data: RunData, models: list[ModelView]) -> Markup:
             t = data.get(tname)
             if t is not None and "error" in t.columns:
                 for r in t.filter(pl.col("error").is_not_null()).select("model", "layer", "head", "error").iter_rows(named=True):
-                    first_error.setdefault((r["model"], head_key(r["layer"], r["head"])), str(r["error"]))
+                    first_error.setdefault((r["model"], head_name(r["layer"], r["head"])), str(r["error"]))
         rows = [[m.key, tag("td", tag("button", k, type="button", class_="headlink", data_m=m.index, data_h=k)),
                  h.get("label") or "(no label)", h["nf"], first_error.get((m.key, k), "–")[:300]] for m, k, h in flagged]
         more = f" (first {MAX_ROWS} of {len(rows)})" if len(rows) > MAX_ROWS else ""
@@ -916,7 +913,7 @@ def _failures(data: RunData, models: list[ModelView]) -> Markup:
         rows = []
         for r in failed.head(MAX_ROWS).to_dicts():
             mv = next((m for m in models if m.key == r["model"]), None)
-            k = head_key(r["layer"], r["head"])
+            k = head_name(r["layer"], r["head"])
             link = tag("button", k, type="button", class_="headlink", data_m=mv.index, data_h=k) if mv else k
             err = r.get("error")
             rows.append([r["model"], tag("td", link), int(r["rank"]) + 1, r["judge"], (str(err)[:300] if err is not None else "–")])

@@ -15,7 +15,7 @@ from pydantic import Field
 from ccs_dist.attribution.run import AttributionConfig, attribute_task
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.stages.config import StageConfig
-from ccs_dist.schemas import write_table
+from ccs_dist.artifacts.schemas import write_table
 
 # result field -> table name (OUT/tables/NAME.parquet)
 ATTRIBUTION_TABLES = {"attribution": "attribution", "curves": "attribution_curves",

@@ -26,8 +26,8 @@ from ccs_dist.stages.evaluate import EvaluateConfig, ShardFolder, evaluate_shard
 from ccs_dist.stages.model import ModelSpec
 from ccs_dist.stages.score import SCORE_TABLES, LLMConfig, score_stage
 from ccs_dist.stages.spans import SpansConfig, ground_truth_table, head_image_tables_of, spans_probe_shard, spans_stage
-from ccs_dist.store import ArtifactStore, content_key
-from ccs_dist.storage import local_dir
+from ccs_dist.artifacts.store import ArtifactStore, content_key
+from ccs_dist.artifacts.storage import local_dir
 
 STAGE_VERSION = 1  # bump to recompute every stage of older runs
 
@@ -44,7 +44,7 @@ class ChainConfig:
     llm: LLMConfig
     evaluation: EvaluateConfig
     attribution: AttributionStageConfig
-    cache_dir: str  # a local path or a remote root's URI (ccs_dist.storage)
+    cache_dir: str  # a local path or a remote root's URI (ccs_dist.artifacts.storage)
     data_root: str
 
     @property
@@ -108,7 +108,7 @@ def _model_facts(c: ChainConfig) -> dict[str, Any]:
 
 
 def _spans_key(c: ChainConfig) -> dict[str, Any]:
-    from ccs_dist.text.pool import resolve_pool
+    from ccs_dist.stages.sources import resolve_pool
 
     probe = c.probe.model_dump(mode="json", exclude={"shards"} if c.probe.shards == 1 else None)  # keys from before shards
     return {"model": _model_facts(c), "layers": c.layers, "probe": probe,

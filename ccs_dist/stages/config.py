@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 
 
 class StageConfig(BaseModel):

@@ -12,11 +12,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from ccs_dist.decompose import DecomposeConfig, DecompositionArtifact, decompose_image_set, decompose_shard
+from ccs_dist.decomposition.config import DecomposeConfig
+from ccs_dist.decomposition.image_set import DecompositionArtifact, decompose_image_set, decompose_shard
 from ccs_dist.data.images import resolve_image_set
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.stages.config import StageConfig
-from ccs_dist.store import ArtifactStore
+from ccs_dist.artifacts.store import ArtifactStore
 
 Layers = int | tuple[int, ...]  # the last n layers, or 0-based layer indices
 _DEFAULT = DecomposeConfig()

@@ -20,12 +20,12 @@ from typing import Literal
 import polars as pl
 from pydantic import Field
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.evaluate.run import EvalConfig, evaluate, evaluate_rows, random_summary
 from ccs_dist.models.loading import LoadedModel
-from ccs_dist.head_sets import ALL_CONDITIONS, HeadSet, HeadSetConfig, build_head_sets, load_concept_map
+from ccs_dist.ccs.head_sets import ALL_CONDITIONS, HeadSet, HeadSetConfig, build_head_sets, load_concept_map
 from ccs_dist.stages.config import StageConfig
-from ccs_dist.store import ArtifactStore, atomic_write_bytes, atomic_write_json, read_json
+from ccs_dist.artifacts.store import ArtifactStore, atomic_write_bytes, atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 

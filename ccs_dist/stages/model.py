@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.models.loading import LoadedModel, load_model
-from ccs_dist.weights import model_key
+from ccs_dist.core.weights import model_key
 
 
 @dataclass(frozen=True)

@@ -16,18 +16,18 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import Field
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.models.loading import LoadedModel
-from ccs_dist.span_stability import StabilityConfig
-from ccs_dist.spans import SpanConfig, spans_table
+from ccs_dist.spans.stability import StabilityConfig
+from ccs_dist.spans.table import SpanConfig, spans_table
 from ccs_dist.stages.config import StageConfig
 from ccs_dist.stages.decompose import DecomposeResult, Layers, ProbeConfig, decompose_shard_stage, decompose_stage
 from ccs_dist.stages.model import at_precision, stage_precisions
-from ccs_dist.store import ArtifactStore, atomic_write_json
-from ccs_dist.schemas import write_table
+from ccs_dist.artifacts.store import ArtifactStore, atomic_write_json
+from ccs_dist.artifacts.schemas import write_table
 from ccs_dist.text.embed import embed_pool
 from ccs_dist.text.index import load_or_build_index
-from ccs_dist.text.pool import resolve_pool
+from ccs_dist.stages.sources import resolve_pool
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +139,9 @@ def head_image_tables_of(loaded: LoadedModel, result: SpansResult, probe: ProbeC
     on the worker that holds it, so a Ray run's report needs no access to the workers' cache. A moments-only
     decomposition keeps no per-image heads: none (the report says so)."""
     from ccs_dist.data.images import resolve_image_set
-    from ccs_dist.decompose import DecompositionArtifact
+    from ccs_dist.decomposition.image_set import DecompositionArtifact
     from ccs_dist.report.head_images import head_image_tables
-    from ccs_dist.store import read_json
+    from ccs_dist.artifacts.store import read_json
 
     path = Path(result.metadata["decomposition"])
     artifact = DecompositionArtifact(path, read_json(path / "manifest.json"))
@@ -154,9 +154,9 @@ def ground_truth_table(loaded: LoadedModel, result: SpansResult, probe: ProbeCon
     """With a ``toy:N`` probe set (its factors are known): every head scored against them; else None."""
     if not str(probe.images).startswith("toy:"):
         return None
-    from ccs_dist.decompose import DecompositionArtifact
+    from ccs_dist.decomposition.image_set import DecompositionArtifact
     from ccs_dist.data.images import resolve_image_set
-    from ccs_dist.store import read_json
+    from ccs_dist.artifacts.store import read_json
     from ccs_dist.toy.ground_truth import ground_truth_from_decomposition
 
     path = Path(result.metadata["decomposition"])

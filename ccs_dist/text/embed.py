@@ -1,6 +1,6 @@
 """Text embeddings from the model's text tower, in batches, cached by content hash.
 
-Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
+Axis letters: :mod:`ccs_dist.core.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ccs_dist.models.loading import LoadedModel
-from ccs_dist.store import ArtifactStore, atomic_save_npy, content_key
+from ccs_dist.artifacts.store import ArtifactStore, atomic_save_npy, content_key
 from ccs_dist.text.pool import DescriptionPool
 
 log = logging.getLogger(__name__)

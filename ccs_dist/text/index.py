@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ccs_dist.store import ArtifactStore, atomic_write_bytes, content_key
+from ccs_dist.artifacts.store import ArtifactStore, atomic_write_bytes, content_key
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -99,26 +99,3 @@ def read_pool(path: str | Path, families_path: str | Path | None = None) -> Desc
 def default_pool() -> DescriptionPool:
     """The project's own pool (>= 1,000 descriptions, >= 20 families), with family tags."""
     return read_pool(DEFAULT_POOL_PATH, DEFAULT_FAMILIES_PATH)
-
-
-def resolve_pool(spec: str | Path, cache_dir: str | Path = "cache") -> DescriptionPool:
-    """``"default"`` for the shipped pool, a published pool's name (fetched once into ``cache_dir``, see
-    :mod:`ccs_dist.text.remote`), else a path to a description file."""
-    from ccs_dist.text.remote import REMOTE_POOLS, fetch_pool
-
-    if str(spec) == "default":
-        return default_pool()
-    if str(spec) in REMOTE_POOLS:
-        return read_pool(fetch_pool(REMOTE_POOLS[str(spec)], cache_dir))
-    if str(spec) == "toy":
-        from ccs_dist.toy.pool import toy_pool
-
-        return toy_pool()
-    return read_pool(spec)
-
-
-def named_pools() -> tuple[str, ...]:
-    """Pool names that are not paths: ``default`` and the published pools."""
-    from ccs_dist.text.remote import REMOTE_POOLS
-
-    return ("default", "toy", *REMOTE_POOLS)

@@ -14,9 +14,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ccs_dist.errors import UserError
-from ccs_dist.storage import local_dir
-from ccs_dist.store import atomic_write_bytes
+from ccs_dist.core.errors import UserError
+from ccs_dist.artifacts.storage import local_dir
+from ccs_dist.artifacts.store import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

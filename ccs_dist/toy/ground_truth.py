@@ -9,7 +9,7 @@ eta^2_f / sum_g eta^2_g (1 / F when the head treats every factor alike). A head'
 highest-share factor. Linear probes are not used: a 64-d head output decodes easy factors from almost any
 head, even at random init.
 
-Axis letters: :mod:`ccs_dist.axes`.
+Axis letters: :mod:`ccs_dist.core.axes`.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def probe_factors(ground_truth: pl.DataFrame) -> pl.DataFrame:
 
 def ground_truth_from_decomposition(model: str, artifact, probe_folder) -> pl.DataFrame:
     """The ``ground_truth`` rows from a decomposed toy probe set (its factors read from ``labels.csv``)."""
-    from ccs_dist.toy.data import read_probe_labels
+    from ccs_dist.data.toy.scenes import read_probe_labels
 
     labels = read_probe_labels(probe_folder)
     ids = artifact.ids()

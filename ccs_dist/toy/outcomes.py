@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from ccs_dist.ccs import majority_verdicts, spearman_rho
-from ccs_dist.toy.data import TASK_PREFIX
+from ccs_dist.ccs.scores import majority_verdicts, spearman_rho
+from ccs_dist.data.toy.scenes import TASK_PREFIX
 from ccs_dist.toy.ground_truth import probe_factors
 
 HEAD = ["model", "layer", "head"]
@@ -52,7 +52,7 @@ def weighted_ccs(spans: pl.DataFrame, judgments: pl.DataFrame) -> pl.DataFrame:
 def toy_heads(ground_truth: pl.DataFrame, ccs: pl.DataFrame, spans: pl.DataFrame, judgments: pl.DataFrame,
               concept_map: Mapping[str, Sequence[str]], factors: Sequence[str]) -> pl.DataFrame:
     """Per head: probe_factor, variance_share, selectivity, label, label_factors, agrees, ccs, ccs_weighted."""
-    from ccs_dist.head_sets import label_families
+    from ccs_dist.ccs.head_sets import label_families
 
     wanted = set(factors)
     probe = probe_factors(ground_truth)
@@ -157,8 +157,8 @@ def outcomes_for_model(model: str, heads: pl.DataFrame, evaluation: pl.DataFrame
 
 def toy_tables(tables: Mapping[str, pl.DataFrame], concept_map: Mapping[str, Sequence[str]] | None = None) -> dict[str, pl.DataFrame]:
     """``toy_heads`` and ``toy_outcomes`` from a run's tables (needs ground_truth, spans, judgments, ccs, evaluation)."""
-    from ccs_dist.head_sets import load_concept_map
-    from ccs_dist.toy.world import FACTOR_NAMES
+    from ccs_dist.ccs.head_sets import load_concept_map
+    from ccs_dist.data.toy.world import FACTOR_NAMES
 
     cmap = dict(concept_map) if concept_map is not None else load_concept_map()
     gt = tables["ground_truth"]

@@ -4,7 +4,7 @@ A contrastive loss alone lets every head carry a mix of factors (in ``planted_v1
 module, half the heads had a probe factor explaining only 24-42 % of their variance), so nothing in the
 model said which head should encode what, and a head's TextSpan lines named two factors. Phase 1 of training therefore adds, for each head of
 :data:`PLANTED` (every factor on >= 2 heads, spread over the layers), a loss on the head's *direct
-contribution* exactly as the decomposition defines it (:func:`ccs_dist.decompose.head_term`: the CLS
+contribution* exactly as the decomposition defines it (:func:`ccs_dist.decomposition.kernel.head_term`: the CLS
 write through the linearised ``ln_post`` and ``proj``, divided by the embedding's norm as TextSpan and the
 ground truth see it), computed on the training forward pass with gradients:
 
@@ -29,7 +29,7 @@ loss makes of it, so heads the method should find uninterpretable can exist. The
 training aimed at, never the ground truth: the run measures each head's factors on held-out images
 (:mod:`ccs_dist.toy.ground_truth`) and shows the planted factor beside the measured one.
 
-Axis letters: :mod:`ccs_dist.axes`.
+Axis letters: :mod:`ccs_dist.core.axes`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ccs_dist.toy import world
+from ccs_dist.data.toy import world
 
 FREE_HEAD = 3
 # (layer, head) -> factor. Layer 0 takes what one patch and its position show (colour, texture, position);
@@ -77,7 +77,7 @@ def capture_head_terms(visual: torch.nn.Module, layers: tuple[int, ...]):
     Yields a callable: after the forward pass it returns {layer: contributions [B, H, E]}. The tower must
     have :class:`ccs_dist.models.head_attention.HeadAttention` installed.
     """
-    from ccs_dist.decompose import head_term, ln_post_affine
+    from ccs_dist.decomposition.kernel import head_term, ln_post_affine
 
     resid: dict[str, torch.Tensor] = {}
 
@@ -108,7 +108,7 @@ class SpanLines:
 def span_line_texts(rng: np.random.Generator, distractors: int = SPAN_DISTRACTORS) -> tuple[list[str], tuple[str, ...]]:
     """The pool's phrasings of every toy value (tagged with their factor) and ``distractors`` default-pool lines."""
     from ccs_dist.text.pool import default_pool
-    from ccs_dist.toy.pool import toy_lines
+    from ccs_dist.data.toy.pool import toy_lines
 
     toy = toy_lines()
     known = {t for t, _ in toy}

@@ -9,7 +9,7 @@ carries one known factor; the other heads are left to the contrastive loss.
 A second phase trains the text tower alone on the same batches, single-factor captions also written as the
 description pool phrases them ("red colour", "striped background"), plus ``null_captions`` captions true of no
 image: 1-8 words drawn from the default pool's words that no toy caption uses
-(:func:`ccs_dist.toy.pool.null_vocabulary`). They compete for the images' probability mass, and their own
+(:func:`ccs_dist.data.toy.pool.null_vocabulary`). They compete for the images' probability mass, and their own
 softmax over the images is pulled to uniform (:func:`null_caption_loss`): such text tells no toy image
 from another. Without them, text the tower never saw keeps random token embeddings and
 lands in arbitrary directions of the joint space, where it outspans the toy descriptions in TextSpan.
@@ -19,7 +19,7 @@ its deterministic algorithms, every image and caption comes from numpy generator
 and the initialisation from ``torch.manual_seed(seed)``; ``ccs-dist train-toy`` with its defaults writes the
 bundled ``planted_v2`` file byte for byte.
 
-Axis letters: :mod:`ccs_dist.axes`.
+Axis letters: :mod:`ccs_dist.core.axes`.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ccs_dist.toy import world
-from ccs_dist.toy.pool import null_vocabulary
+from ccs_dist.data.toy import world
+from ccs_dist.data.toy.pool import null_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def make_batch(rng: np.random.Generator, config: TrainConfig) -> Batch:
 
 def _rephrase_single_factor(rng: np.random.Generator, captions: list[str]) -> list[str]:
     """Each single-factor caption becomes, uniformly, itself or one of the pool's phrasings of its value."""
-    from ccs_dist.toy.pool import phrasings
+    from ccs_dist.data.toy.pool import phrasings
 
     single = {world.caption({f: v}): (f, v) for f, values in world.FACTORS.items() for v in values}
     out = []
@@ -328,7 +328,7 @@ def save_weights(state_dict: dict[str, torch.Tensor], path: Path) -> str:
 
     from safetensors.torch import save as st_save
 
-    from ccs_dist.store import atomic_write_bytes
+    from ccs_dist.artifacts.store import atomic_write_bytes
 
     data = st_save(state_dict, metadata={"arch": ARCH})
     atomic_write_bytes(path, data)
@@ -339,7 +339,7 @@ def train_to_file(config: TrainConfig, path: Path) -> tuple[Path, str, float]:
     """Train and write the weights; logs progress. Returns (path, sha256, mean loss of the last 25 steps)."""
     path = Path(path)
     if path.suffix != ".safetensors":
-        from ccs_dist.errors import UserError
+        from ccs_dist.core.errors import UserError
 
         raise UserError(f"--out {path}: give a .safetensors file name")
 

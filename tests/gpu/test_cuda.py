@@ -10,7 +10,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 @pytest.mark.parametrize("precision, tol", [("fp32", 1e-4), ("bf16", 3e-2)])
 def test_decomposition_identity_on_cuda(precision, tol):
-    from ccs_dist.decompose import decompose
+    from ccs_dist.decomposition.kernel import decompose
     from ccs_dist.models import load_model
 
     loaded = load_model("ViT-B-16", None, device="cuda", precision=precision)
@@ -35,7 +35,8 @@ def test_masked_engine_on_cuda_matches_cpu():
 def test_textspan_on_cuda_equals_cpu():
     import numpy as np
 
-    from ccs_dist.textspan import HeadMoments, textspan_heads
+    from ccs_dist.decomposition.moments import HeadMoments
+    from ccs_dist.spans.textspan import textspan_heads
 
     rng = np.random.default_rng(0)
     text = rng.normal(size=(500, 64))

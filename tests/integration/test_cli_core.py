@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from ccs_dist.schemas import read_metadata
+from ccs_dist.artifacts.schemas import read_metadata
 from tests.conftest import run_cli
 
 

@@ -7,7 +7,7 @@ import json
 
 import polars as pl
 
-from ccs_dist.schemas import read_metadata
+from ccs_dist.artifacts.schemas import read_metadata
 from tests.jobs_helpers import read_tables
 
 

@@ -9,7 +9,7 @@ from ccs_dist.cli import main
 from ccs_dist.data import synthetic
 from ccs_dist.evaluate import EvalConfig, evaluate
 from ccs_dist.evaluate.run import ALL_TASKS
-from ccs_dist.head_sets import HeadSet, encode_image_head_sets_naive
+from ccs_dist.ccs.head_sets import HeadSet, encode_image_head_sets_naive
 
 
 
@@ -127,7 +127,7 @@ def test_mean_ablation_runs_on_image_tasks_only(tiny, root, occupations):
     mean = evaluate(tiny, ["cifar100"], HEAD_SETS[:2], _config(root, occupations, ablation="mean"))
     pick = lambda df, c: df.filter((pl.col("condition") == c) & (pl.col("metric") == "top1"))["value"].item()  # noqa: E731
     assert pick(zero, "original") == pick(mean, "original")
-    from ccs_dist.errors import UserError
+    from ccs_dist.core.errors import UserError
 
     with pytest.raises(UserError, match="image tasks only"):
         evaluate(tiny, ["msvd"], HEAD_SETS[:2], _config(root, occupations, ablation="mean"))

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from ccs_dist.llm.cache import AnswerCache
-from ccs_dist.testing.loopback import LoopbackConfig, LoopbackServer
+from tests.support.loopback import LoopbackConfig, LoopbackServer
 from tests.conftest import REPO
 from tests.jobs_helpers import job_env, read_tables, run_full_grid
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ccs_dist.testing.loopback import LoopbackConfig, LoopbackServer
+from tests.support.loopback import LoopbackConfig, LoopbackServer
 from tests.jobs_helpers import job_env, run_full_grid
 
 SPEC = """

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from ccs_dist.llm.cache import AnswerCache
-from ccs_dist.testing.loopback import LoopbackConfig, LoopbackServer
+from tests.support.loopback import LoopbackConfig, LoopbackServer
 from tests.integration.test_llm_pool import KEY, make_spans
 from tests.integration.test_score_cli import cli, one_line_error
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.llm import CacheConfig, EndpointConfig, ScoreConfig, score_spans
 from ccs_dist.llm.cache import AnswerCache
-from ccs_dist.testing.loopback import LoopbackConfig, LoopbackServer, reference_label, reference_verdict
+from tests.support.loopback import LoopbackConfig, LoopbackServer, reference_label, reference_verdict
 
 KEY = "sk-loopback-SECRET-7f3a9c"
 REPO = Path(__file__).resolve().parents[2]

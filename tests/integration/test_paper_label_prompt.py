@@ -6,7 +6,7 @@ import dataclasses
 
 import polars as pl
 
-from ccs_dist.testing.loopback import LoopbackServer
+from tests.support.loopback import LoopbackServer
 from ccs_dist.llm.prompts import label_request, load_template
 from ccs_dist.llm.score import score_spans
 from tests.integration.test_llm_pool import config, key_env, make_spans  # noqa: F401  (fixture)

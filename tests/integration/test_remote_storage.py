@@ -34,7 +34,7 @@ TABLES = ("spans", "labels", "judgments", "ccs", "ccs_at_k", "evaluation")
 
 @pytest.fixture(scope="module")
 def s3():
-    from ccs_dist.testing.s3 import s3_server
+    from tests.support.s3 import s3_server
 
     with s3_server() as server:
         yield server

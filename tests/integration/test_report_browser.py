@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from ccs_dist.report import write_report
-from ccs_dist.testing.report_fixtures import HOSTILE_LABEL, HOSTILE_TEXT, FixtureModel, FixtureSpec, make_run
+from tests.support.report_fixtures import HOSTILE_LABEL, HOSTILE_TEXT, FixtureModel, FixtureSpec, make_run
 
 REPO = Path(__file__).resolve().parents[2]
 # images that are not the report's own thumbnails (data:image/... URIs): any would be injected markup
@@ -25,7 +25,7 @@ ARTIFACTS = REPO / "test-artifacts"
 @pytest.fixture(scope="module")
 def browser():
     pytest.importorskip("websocket", reason="websocket-client (the test extra) drives chromium")
-    from ccs_dist.testing.browser import Chromium, find_chromium
+    from tests.support.browser import Chromium, find_chromium
 
     if find_chromium() is None:
         if os.environ.get("CCS_REQUIRE_BROWSER") == "1":
@@ -143,7 +143,7 @@ def test_head_card_shows_its_top_and_bottom_images(browser, tmp_path):
 
 def test_ccs_vs_effect_has_one_point_per_scored_head(browser, tmp_path):
     from ccs_dist.attribution.run import ATTRIBUTION_SCHEMA
-    from ccs_dist.schemas import write_table
+    from ccs_dist.artifacts.schemas import write_table
 
     spec = FixtureSpec(models=(FixtureModel("ViT-B-32", "openai"), FixtureModel("ViT-B-16", "openai")))
     run = make_run(tmp_path / "effects", spec)

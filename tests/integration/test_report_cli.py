@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ccs_dist.testing.report_fixtures import FixtureSpec, make_run
+from tests.support.report_fixtures import FixtureSpec, make_run
 from tests.conftest import run_cli
 
 

@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 
 from ccs_dist.report import write_report
-from ccs_dist.testing.report_fixtures import FixtureSpec, make_run
-from ccs_dist.schemas import csv_safe, csv_unescape
+from tests.support.report_fixtures import FixtureSpec, make_run
+from ccs_dist.artifacts.schemas import csv_safe, csv_unescape
 from tests.integration.test_report_browser import browser  # noqa: F401  (the headless chromium fixture)
 
 

@@ -8,7 +8,7 @@ import json
 import polars as pl
 
 from ccs_dist.report import write_report
-from ccs_dist.testing.report_fixtures import FixtureSpec, make_run
+from tests.support.report_fixtures import FixtureSpec, make_run
 from tests.integration.test_report_browser import _q, browser  # noqa: F401  (the chromium fixture)
 
 

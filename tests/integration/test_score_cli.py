@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ccs_dist.testing.loopback import LoopbackConfig, LoopbackServer
+from tests.support.loopback import LoopbackConfig, LoopbackServer
 from tests.integration.test_llm_pool import KEY, make_spans
 
 REPO = Path(__file__).resolve().parents[2]

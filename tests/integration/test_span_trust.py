@@ -10,11 +10,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ccs_dist.decompose import DecomposeConfig, DecompositionArtifact, decompose_image_set
+from ccs_dist.decomposition.config import DecomposeConfig
+from ccs_dist.decomposition.image_set import DecompositionArtifact, decompose_image_set
 from ccs_dist.data.images import resolve_image_set
-from ccs_dist.span_stability import StabilityConfig
-from ccs_dist.spans import SpanConfig, spans_table
-from ccs_dist.store import ArtifactStore
+from ccs_dist.spans.stability import StabilityConfig
+from ccs_dist.spans.table import SpanConfig, spans_table
+from ccs_dist.artifacts.store import ArtifactStore
 from ccs_dist.text.embed import embed_texts
 from ccs_dist.text.pool import read_pool
 from tests.conftest import SHARED_DATA

@@ -7,10 +7,10 @@ import shutil
 import polars as pl
 import pytest
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.models import loading
 from ccs_dist.models.loading import BUNDLED, load_model
-from ccs_dist.toy.world import FACTOR_NAMES
+from ccs_dist.data.toy.world import FACTOR_NAMES
 
 
 def test_bundled_weights_are_small_and_match_their_sha256():
@@ -44,8 +44,8 @@ def test_bundled_tag_loads_the_trained_model(trained):
 def test_outcome_1_zero_shot_on_held_out_toy_images(trained, tmp_path):
     """Zero-shot top-1 >= 0.9 on every toy task, read from real ImageFolder files by the evaluation loader."""
     from ccs_dist.evaluate.run import EvalConfig, evaluate
-    from ccs_dist.head_sets import HeadSet
-    from ccs_dist.toy.data import TASKS, write_task
+    from ccs_dist.ccs.head_sets import HeadSet
+    from ccs_dist.data.toy.scenes import TASKS, write_task
 
     for task in TASKS:
         write_task(tmp_path, task, per_class=30, seed=7)  # 540 images, none of them seen in training
@@ -59,8 +59,8 @@ def test_outcome_1_zero_shot_on_held_out_toy_images(trained, tmp_path):
 
 def test_random_init_is_at_chance_on_the_same_tasks(tmp_path):
     from ccs_dist.evaluate.run import EvalConfig, evaluate
-    from ccs_dist.head_sets import HeadSet
-    from ccs_dist.toy.data import write_task
+    from ccs_dist.ccs.head_sets import HeadSet
+    from ccs_dist.data.toy.scenes import write_task
 
     write_task(tmp_path, "toy-colour", per_class=30, seed=7)
     table = evaluate(load_model("ccs-toy", None, device="cpu"), ["toy-colour"], [HeadSet("original", ())],

@@ -52,7 +52,7 @@ def spec_and_local(tmp_path_factory):
 
 @pytest.fixture()
 def cluster():
-    from ccs_dist.testing.ray_cluster import simulated_cluster
+    from tests.support.ray_cluster import simulated_cluster
 
     with simulated_cluster(nodes=2, gpus_per_node=1, cpus_per_node=1) as c:
         yield c

@@ -17,8 +17,8 @@ ray = pytest.importorskip("ray")
 
 
 def test_shards_on_two_nodes_meet_through_the_bucket(tmp_path):
-    from ccs_dist.testing.ray_cluster import simulated_cluster
-    from ccs_dist.testing.s3 import s3_server
+    from tests.support.ray_cluster import simulated_cluster
+    from tests.support.s3 import s3_server
 
     spec = tmp_path / "shards.yaml"
     spec.write_text(SPEC)

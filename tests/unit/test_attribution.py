@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ccs_dist.attribution.reliance import alignment_scores, reliance_table
-from ccs_dist.decompose import decompose
+from ccs_dist.decomposition.kernel import decompose
 from ccs_dist.attribution import maths as A
 from ccs_dist.models import forward
 from ccs_dist.models.head_attention import STOCK

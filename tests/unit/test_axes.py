@@ -1,4 +1,4 @@
-"""One axis legend: every shape-suffixed name in the package uses letters of ``ccs_dist.axes``, no module has its own."""
+"""One axis legend: every shape-suffixed name in the package uses letters of ``ccs_dist.core.axes``, no module has its own."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ast
 import re
 from pathlib import Path
 
-from ccs_dist.axes import LEGEND
+from ccs_dist.core.axes import LEGEND
 
 PACKAGE = Path(__file__).resolve().parents[2] / "ccs_dist"
 SHAPED = re.compile(r"^[a-z][a-z0-9_]*_(?=[A-Z0-9]*[A-Z])([A-Z0-9]+)$")  # keep_BH11, heads_BLHE, images_B3WW
@@ -41,7 +41,7 @@ def test_every_shape_letter_is_in_the_one_legend():
 def test_no_module_keeps_its_own_legend():
     own = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
            if "Axis legend:" in p.read_text(encoding="utf-8") and p.name != "axes.py"}
-    assert not own, f"point these modules at ccs_dist.axes: {sorted(own)}"
+    assert not own, f"point these modules at ccs_dist.core.axes: {sorted(own)}"
 
 
 def test_the_legend_has_one_meaning_per_letter_and_the_checker_sees_names():

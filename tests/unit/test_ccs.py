@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ccs_dist.ccs import (
+from ccs_dist.ccs.scores import (
     CategoryThresholds,
     agreement,
     agreement_report,
@@ -148,7 +148,7 @@ def test_the_cli_and_job_score_configs_use_the_paper_categories():
 
 def test_report_and_head_sets_categorise_like_the_score_stage():
     """The report (tables without a category column) and the head sets derive categories from the one home."""
-    from ccs_dist.ccs import PAPER_THRESHOLDS
+    from ccs_dist.ccs.scores import PAPER_THRESHOLDS
 
     assert {c: PAPER_THRESHOLDS.category(c) for c in range(6)} == PAPER_CATEGORIES
     assert PAPER_THRESHOLDS.category(5, flagged=True) == "other" and PAPER_THRESHOLDS.category(None) == "other"
@@ -157,7 +157,7 @@ def test_report_and_head_sets_categorise_like_the_score_stage():
 def test_the_offline_scoring_reaches_the_score_config_from_the_cli_and_the_spec(tmp_path):
     """``--scoring`` and ``llm.offline_scoring``: normalised by default, cosine on request, anything else refused."""
     from ccs_dist.cli.score import build_score_config
-    from ccs_dist.errors import UserError
+    from ccs_dist.core.errors import UserError
     from ccs_dist.jobs.spec import load_spec
 
     args = dict(backend="offline", base_url=None, llm_model="gpt-4o-mini", judges=None, judge_mode="pair", cache_dir="c",

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from ccs_dist.decompose import DecomposeConfig, decompose, decompose_image_set
-from ccs_dist.errors import UserError
+from ccs_dist.decomposition.config import DecomposeConfig
+from ccs_dist.decomposition.kernel import decompose
+from ccs_dist.decomposition.image_set import decompose_image_set
+from ccs_dist.core.errors import UserError
 from ccs_dist.data.images import resolve_image_set
 from ccs_dist.models import load_model
 from ccs_dist.models.head_attention import STOCK
-from ccs_dist.store import ArtifactStore
+from ccs_dist.artifacts.store import ArtifactStore
 
 
 def _images(loaded, n, seed=0):
@@ -84,9 +86,7 @@ def test_streaming_artifact_matches_batch_decomposition_and_is_reused(tiny, cach
 
 
 def test_interrupted_run_resumes_from_finished_shards(tiny, cache_dir, monkeypatch):
-    import importlib
-
-    dec = importlib.import_module("ccs_dist.decompose")  # the module: ccs_dist.decompose is the flat-API function
+    from ccs_dist.decomposition import stream as dec  # where each batch is decomposed
 
     images = resolve_image_set("synthetic:12", cache_dir)
     store = ArtifactStore(cache_dir)
@@ -220,7 +220,7 @@ def test_one_head_term_by_hand_with_the_reference_share_convention(tiny):
 
 def test_recorder_hook_names_are_the_module_paths(tiny):
     """Pinned: the residual writes are keyed by module path (a rename of a module path must show up here)."""
-    from ccs_dist.decompose import _Recorder
+    from ccs_dist.decomposition.kernel import _Recorder
 
     with _Recorder(tiny, (2,), {}) as rec, torch.no_grad():
         tiny.model.encode_image(_images(tiny, 1))

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.data import datasets, metadata, synthetic
 from ccs_dist.evaluate import bias, video
 

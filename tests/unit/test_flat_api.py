@@ -1,4 +1,4 @@
-"""The documented flat API (``ccs_dist.textspan(...)`` and friends) keeps its names whatever was imported first."""
+"""The documented flat API (``ccs_dist.spans.textspan(...)`` and friends) keeps its names whatever was imported first."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 import ccs_dist
-from ccs_dist.store import ArtifactStore
+from ccs_dist.artifacts.store import ArtifactStore
 from tests.conftest import REPO
 
 FUNCTIONS = ("load_model", "decompose", "decompose_image_set", "textspan", "textspan_heads",
@@ -46,7 +46,7 @@ def _call_each(tmp_path, round_: int) -> None:
     span = ccs_dist.textspan(d.heads[:, 0, 0].numpy(), text_emb_TE, texts, m=2, rank=2)
     assert isinstance(span, ccs_dist.SpanResult) and len(span.texts) == 2
 
-    from ccs_dist.textspan import HeadMoments
+    from ccs_dist.decomposition.moments import HeadMoments
 
     moments = HeadMoments.from_data(d.heads[:, 0, :2].permute(1, 0, 2))
     assert len(ccs_dist.textspan_heads(moments, text_emb_TE, texts, m=2, rank=2)) == 2
@@ -61,19 +61,19 @@ def _call_each(tmp_path, round_: int) -> None:
 
 def test_flat_api_survives_importing_every_submodule(tmp_path):
     imported = _import_every_submodule()
-    assert "ccs_dist.textspan" in imported and "ccs_dist.decompose" in imported
+    assert "ccs_dist.spans.textspan" in imported and "ccs_dist.decomposition.image_set" in imported
     for name in FUNCTIONS:
         assert callable(getattr(ccs_dist, name)) and not isinstance(getattr(ccs_dist, name), types.ModuleType), name
     _call_each(tmp_path, 0)
     _call_each(tmp_path, 1)  # the second call used to hit "'module' object is not callable"
-    assert isinstance(sys.modules["ccs_dist.textspan"], types.ModuleType)  # the submodules stay importable
+    assert isinstance(sys.modules["ccs_dist.spans.textspan"], types.ModuleType)  # the submodules stay importable
 
 
 def test_flat_api_in_a_fresh_interpreter_after_submodule_imports():
-    code = ("import ccs_dist.textspan, ccs_dist.decompose\nimport ccs_dist\n"
-            "from ccs_dist.textspan import SpanResult\nfrom ccs_dist import textspan, decompose\n"
+    code = ("import ccs_dist.spans.textspan, ccs_dist.decomposition.image_set\nimport ccs_dist\n"
+            "from ccs_dist.spans.textspan import SpanResult\nfrom ccs_dist import textspan, decompose\n"
             "assert callable(ccs_dist.textspan) and callable(ccs_dist.decompose), (ccs_dist.textspan, ccs_dist.decompose)\n"
             "assert textspan is ccs_dist.textspan and decompose is ccs_dist.decompose\n"
-            "import ccs_dist.textspan as again\nassert again is ccs_dist.textspan\nprint('ok')")
+            "import ccs_dist.spans.textspan as again\nassert again is ccs_dist.spans.textspan\nprint('ok')")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -10,11 +10,11 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
-from ccs_dist.decompose import DecompositionArtifact
-from ccs_dist.head_images import HeadImagesConfig, head_images_table
+from ccs_dist.decomposition.image_set import DecompositionArtifact
+from ccs_dist.spans.head_images import HeadImagesConfig, head_images_table
 from ccs_dist.data.images import FolderImageSet
 from ccs_dist.report.head_images import THUMB_MAX_CHARS, THUMB_PX, add_head_images, thumbnail_uri
-from ccs_dist.store import atomic_save_npy
+from ccs_dist.artifacts.store import atomic_save_npy
 
 LAYERS, H, E = (2, 3), 2, 8
 
@@ -120,7 +120,7 @@ def test_run_directory_gets_head_image_tables_from_its_stage_manifests(tmp_path)
     mtime = (run / "tables" / "head_images.parquet").stat().st_mtime_ns
     assert add_head_images(run) == [] and (run / "tables" / "head_images.parquet").stat().st_mtime_ns == mtime
     # tables a stage wrote (no head_images key in their metadata) are the stage's: kept as they are
-    from ccs_dist.schemas import write_table
+    from ccs_dist.artifacts.schemas import write_table
 
     write_table(table.head(2), run / "tables" / "head_images.parquet")
     assert add_head_images(run) == [] and pl.read_parquet(run / "tables" / "head_images.parquet").height == 2

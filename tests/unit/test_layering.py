@@ -1,26 +1,9 @@
-"""The package reads top-down: every module's imports (lazy ones inside functions included) stay in its layer or below.
+"""The package reads top-down, and the folders are the layers: every module's imports stay in its layer or below.
 
-Layers, lowest first (a module may import its own layer and any lower one, never a higher one):
-
-0. foundation: errors, log, store, storage, schemas, heads, weights, axes, protocol: contracts with no science
-1. inputs: models (the image tower), text (description pools, text embeddings), data (probe sets, task
-   loaders, synthetic writers, metadata), the probe-image loader and device decoder, the toy world's
-   definitions and writers
-2. per-head science: decompose (and its stream, shard writer, moments), textspan, span_stability, spans,
-   ccs, head_images, toy training
-3. labelling and head sets: llm, head_sets, toy ground truth and outcomes
-4. evaluate (soft-pruned task metrics)
-5. attribution (maths and driver; uses evaluate's task parsing)
-6. report (reads every table)
-7. the flat API (``ccs_dist/__init__``)
-8. stages (one config + function per stage, and the chain written once)
-9. distributed (Ray actors that run the stages)
-10. jobs (job specs, local mode, the Ray driver)
-11. cli (commands; ``python -m ccs_dist.jobs.full_grid`` is the one entry point that hands over to it)
-
-``ccs_dist.testing`` (test and bench helpers) sits outside the order: it may import anything, and no
-other module may import it. The library (layers 0-7) never imports stages, cli, jobs, distributed or
-testing.
+``LAYERS`` names the packages of ``ccs_dist/``, one line per layer, lowest first; packages on one line are
+peers and may import each other. The root of ``ccs_dist/`` holds only ``__init__.py`` (the flat API, its own
+layer) and ``__main__.py``. The one allowed upward import: ``python -m ccs_dist.jobs.full_grid`` hands over
+to its command. Test and bench helpers live in ``tests/support``, outside the shipped package.
 """
 
 from __future__ import annotations
@@ -34,27 +17,29 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "ccs_dist"
 
+LAYER_LINES = """
+core
+artifacts
+models text data
+decomposition
+spans
+ccs
+llm
+toy
+evaluate
+attribution
+report
+__init__
+stages
+distributed
+jobs
+cli
+"""
 LAYERS: list[tuple[str, ...]] = [
-    ("ccs_dist.errors", "ccs_dist.log", "ccs_dist.store", "ccs_dist.storage", "ccs_dist.schemas", "ccs_dist.heads", "ccs_dist.weights",
-     "ccs_dist.axes", "ccs_dist.protocol"),
-    ("ccs_dist.models", "ccs_dist.text", "ccs_dist.data", "ccs_dist.toy.world", "ccs_dist.toy.data", "ccs_dist.toy.pool",
-     "ccs_dist.loader", "ccs_dist.device_decode"),
-    ("ccs_dist.decompose", "ccs_dist.decompose_stream", "ccs_dist.shard_writer", "ccs_dist.moments",
-     "ccs_dist.textspan", "ccs_dist.span_stability", "ccs_dist.spans", "ccs_dist.ccs", "ccs_dist.head_images",
-     "ccs_dist.toy.planted", "ccs_dist.toy.train"),
-    ("ccs_dist.llm", "ccs_dist.head_sets", "ccs_dist.toy.ground_truth", "ccs_dist.toy.outcomes", "ccs_dist.toy"),
-    ("ccs_dist.evaluate",),
-    ("ccs_dist.attribution",),
-    ("ccs_dist.report",),
-    ("ccs_dist",),
-    ("ccs_dist.stages",),
-    ("ccs_dist.distributed",),
-    ("ccs_dist.jobs",),
-    ("ccs_dist.cli",),
+    tuple("ccs_dist" if p == "__init__" else f"ccs_dist.{p}" for p in line.split()) for line in LAYER_LINES.split("\n") if line.strip()
 ]
-TOP_LAYERS = ("ccs_dist.stages", "ccs_dist.cli", "ccs_dist.jobs", "ccs_dist.distributed", "ccs_dist.testing")
-LIBRARY_TOP = 7  # the flat API: layers 0..7 are the library
-TESTING = "ccs_dist.testing"
+TOP_LAYERS = ("ccs_dist.stages", "ccs_dist.cli", "ccs_dist.jobs", "ccs_dist.distributed")
+LIBRARY_TOP = next(i for i, line in enumerate(LAYERS) if line == ("ccs_dist",))  # the flat API: layers up to it are the library
 
 # Third-party imports owned by one layer each: Ray by distributed (and the job driver that starts it), the CLI
 # parser by the cli layer.
@@ -98,13 +83,14 @@ def _imports(name: str, path: Path, known: dict[str, Path] | None = None) -> set
 
 
 def _layer(module: str) -> int | None:
-    """Rank of the longest layer prefix naming ``module`` (None: testing, or not ours)."""
-    best, rank = -1, None
-    for i, prefixes in enumerate(LAYERS):
-        for p in prefixes:
-            if (module == p or module.startswith(p + ".")) and len(p) > best:
-                best, rank = len(p), i
-    return rank
+    """Rank of the layer whose package holds ``module`` (None: not ours). The flat API's line holds only the
+    root's own modules (``ccs_dist`` and ``ccs_dist.__main__``)."""
+    if module in ("ccs_dist", "ccs_dist.__main__"):
+        return LIBRARY_TOP
+    for i, packages in enumerate(LAYERS):
+        if any(p != "ccs_dist" and (module == p or module.startswith(p + ".")) for p in packages):
+            return i
+    return None
 
 
 def _ours(imported: str, known: dict[str, Path]) -> str | None:
@@ -130,25 +116,77 @@ def _edges() -> list[tuple[str, str]]:
     return edges
 
 
+def test_the_root_holds_only_the_flat_api_and_every_folder_is_a_layer():
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    assert not loose, f"move these into the package of their pipeline step: {loose}"
+    folders = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    listed = {p.split(".")[1] for line in LAYERS for p in line if p != "ccs_dist"}
+    assert folders == listed, f"folders without a layer: {sorted(folders - listed)}; layers without a folder: {sorted(listed - folders)}"
+
+
 def test_every_module_has_a_layer():
-    unplaced = [m for m in _modules() if _layer(m) is None and not m.startswith(TESTING)]
-    assert not unplaced, f"give these modules a layer in LAYERS: {unplaced}"
+    unplaced = [m for m in _modules() if _layer(m) is None]
+    assert not unplaced, f"give these modules a layer in LAYER_LINES: {unplaced}"
 
 
 def test_no_import_runs_up_a_layer():
-    upward = sorted({(a, b) for a, b in _edges() if not a.startswith(TESTING) and not b.startswith(TESTING)
-                     and _layer(b) is not None and _layer(b) > _layer(a)})
+    upward = sorted({(a, b) for a, b in _edges() if _layer(b) is not None and _layer(b) > _layer(a)})
     assert set(upward) == ENTRY_POINTS, "upward imports (module -> higher layer): " + ", ".join(f"{a} -> {b}" for a, b in upward)
 
 
-def test_library_never_imports_stages_cli_jobs_distributed_or_testing():
-    bad = sorted({(a, b) for a, b in _edges() if not a.startswith(TESTING) and _layer(a) is not None and _layer(a) <= LIBRARY_TOP
+def _cycles(edges: list[tuple[str, str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    graph: dict[str, set[str]] = {}
+    for a, b in edges:
+        graph.setdefault(a, set()).add(b)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in list(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles():
+    assert _cycles(_edges()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    """Negative control for the test above."""
+    assert _cycles([("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")]) == [["a", "b", "c"]]
+
+
+def test_library_never_imports_stages_cli_jobs_or_distributed():
+    bad = sorted({(a, b) for a, b in _edges() if _layer(a) is not None and _layer(a) <= LIBRARY_TOP
                   and any(b == t or b.startswith(t + ".") for t in TOP_LAYERS)})
     assert not bad, bad
 
 
-def test_product_never_imports_testing():
-    bad = sorted({(a, b) for a, b in _edges() if not a.startswith(TESTING) and b.startswith(TESTING)})
+def test_product_never_imports_test_support():
+    bad = sorted((name, imported) for name, path in _modules().items() for imported in _imports(name, path)
+                 if imported.split(".")[0] == "tests")
     assert not bad, bad
 
 
@@ -157,7 +195,7 @@ def test_third_party_owners():
     for name, path in _modules().items():
         for imported in _imports(name, path):
             owners = OWNED_THIRD_PARTY.get(imported.split(".")[0])
-            if owners is not None and not name.startswith((*owners, TESTING)):
+            if owners is not None and not name.startswith(owners):
                 bad.append((name, imported))
     assert not bad, bad
 
@@ -171,14 +209,14 @@ def test_the_checker_sees_lazy_relative_and_from_imports(tmp_path):
     found = _imports("ccs_dist.llm.x", src)
     assert {"ccs_dist.jobs.spec", "ccs_dist.llm.score", "ccs_dist.cli"} <= found
     assert _layer("ccs_dist.llm.x") < _layer("ccs_dist.jobs.spec")
-    assert _layer("ccs_dist.cli.score") > _layer("ccs_dist.llm.score") > _layer("ccs_dist.spans")
+    assert _layer("ccs_dist.cli.score") > _layer("ccs_dist.llm.score") > _layer("ccs_dist.spans.table")
     assert _layer("ccs_dist.stages.spans") > _layer("ccs_dist.report") and _layer("ccs_dist.cli.main") > _layer("ccs_dist.stages")
 
 
 @pytest.mark.parametrize("modules", [
-    ["ccs_dist", "ccs_dist.models", "ccs_dist.models.masked", "ccs_dist.decompose", "ccs_dist.textspan",
-     "ccs_dist.text.embed", "ccs_dist.text.index", "ccs_dist.data.images", "ccs_dist.spans", "ccs_dist.attribution",
-     "ccs_dist.attribution.maths", "ccs_dist.attribution.run", "ccs_dist.attribution.reliance", "ccs_dist.head_sets",
+    ["ccs_dist", "ccs_dist.models", "ccs_dist.models.masked", "ccs_dist.decomposition.image_set", "ccs_dist.spans.textspan",
+     "ccs_dist.text.embed", "ccs_dist.text.index", "ccs_dist.data.images", "ccs_dist.spans.table", "ccs_dist.attribution",
+     "ccs_dist.attribution.maths", "ccs_dist.attribution.run", "ccs_dist.attribution.reliance", "ccs_dist.ccs.head_sets",
      "ccs_dist.evaluate", "ccs_dist.report"],
 ])
 def test_compute_modules_import_with_ray_http_and_cli_blocked(modules):
@@ -186,7 +224,7 @@ def test_compute_modules_import_with_ray_http_and_cli_blocked(modules):
     code = (
         "import sys\n"
         "for name in ('ray', 'openai', 'httpx', 'aiohttp', 'requests', 'fire', 'ccs_dist.cli', 'ccs_dist.jobs',\n"
-        "             'ccs_dist.distributed', 'ccs_dist.stages', 'ccs_dist.testing'):\n"
+        "             'ccs_dist.distributed', 'ccs_dist.stages', 'tests.support'):\n"
         "    sys.modules[name] = None\n"
         f"import importlib\nfor m in {modules!r}:\n    importlib.import_module(m)\n"
         "import ccs_dist\nccs_dist.load_model, ccs_dist.decompose, ccs_dist.textspan, ccs_dist.encode_image_pruned\n"

@@ -11,7 +11,7 @@ import pytest
 
 from ccs_dist.llm.answers import InvalidAnswer, normalise_label, parse_head_verdicts, parse_pair_verdict
 from ccs_dist.llm.cache import AnswerCache, CacheCorrupt, request_key
-from ccs_dist.testing.loopback import reference_answer, reference_label, reference_verdict
+from tests.support.loopback import reference_answer, reference_label, reference_verdict
 from ccs_dist.llm.prompts import judge_head_request, judge_pair_request, label_request, load_template
 from ccs_dist.llm.ratelimit import RateLimiter, TokenBucket, parse_duration
 

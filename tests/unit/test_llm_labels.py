@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ccs_dist.llm.answers import InvalidAnswer, normalise_label
-from ccs_dist.testing.loopback import reference_answer
+from tests.support.loopback import reference_answer
 from ccs_dist.llm.prompts import judge_head_request, judge_pair_request
 
 

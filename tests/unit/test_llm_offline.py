@@ -97,7 +97,7 @@ def test_best_threshold_maximises_balanced_accuracy():
 
 
 def test_unknown_scoring_is_a_user_error():
-    from ccs_dist.errors import UserError
+    from ccs_dist.core.errors import UserError
 
     with pytest.raises(UserError, match="unknown offline scoring"):
         ConceptScorer(TableEmbedder(VECTORS), "dot", vocabulary=VOCAB)
@@ -167,7 +167,7 @@ def test_labeler_and_judge(calibration):
 
 
 def test_unknown_embedder_is_a_user_error():
-    from ccs_dist.errors import UserError
+    from ccs_dist.core.errors import UserError
 
     with pytest.raises(UserError, match="unknown offline embedder"):
         get_embedder("word2vec")

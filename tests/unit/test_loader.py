@@ -6,10 +6,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ccs_dist.decompose import DecomposeConfig, decompose_image_set
+from ccs_dist.decomposition.config import DecomposeConfig
+from ccs_dist.decomposition.image_set import decompose_image_set
 from ccs_dist.data.images import resolve_image_set
-from ccs_dist.loader import LoaderStats, micro_batch_size, model_batches
-from ccs_dist.store import ArtifactStore
+from ccs_dist.decomposition.loader import LoaderStats, micro_batch_size, model_batches
+from ccs_dist.artifacts.store import ArtifactStore
 
 
 def test_batches_follow_shards_and_report_bad_files(tmp_path):
@@ -75,8 +76,8 @@ def test_jpegs_decoded_on_the_device_match_the_cpu_path(tiny, tmp_path):
 def test_shard_writer_writes_in_order_and_surfaces_its_errors(tmp_path):
     import pytest
 
-    from ccs_dist.shard_writer import ShardWriter, shard_shapes
-    from ccs_dist.store import read_json
+    from ccs_dist.decomposition.shard_writer import ShardWriter, shard_shapes
+    from ccs_dist.artifacts.store import read_json
 
     writer = ShardWriter(shard_shapes(4, 1, 2, 3, "heads"), torch.device("cpu"))
     for name, value in (("00000", 1.0), ("00001", 2.0)):

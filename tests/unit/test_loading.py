@@ -6,7 +6,7 @@ import pytest
 import torch
 from open_clip.transformer import QuickGELU
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.models import load_model
 from ccs_dist.models.loading import quick_gelu_needed
 

@@ -6,7 +6,7 @@ import open_clip
 import pytest
 import torch
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.models.masked import encode_image_head_sets, encode_image_masked, encode_image_pruned, keep_masks
 
 HEAD_SETS = [

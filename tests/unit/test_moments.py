@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from ccs_dist.decompose import DecomposeConfig, decompose_image_set
-from ccs_dist.errors import UserError
+from ccs_dist.decomposition.config import DecomposeConfig
+from ccs_dist.decomposition.image_set import decompose_image_set
+from ccs_dist.core.errors import UserError
 from ccs_dist.data.images import resolve_image_set
-from ccs_dist.moments import merge_moments
-from ccs_dist.span_stability import bucket_of_images
-from ccs_dist.store import ArtifactStore
-from ccs_dist.textspan import HeadMoments, stream_moments, textspan_heads
+from ccs_dist.decomposition.moments import merge_moments
+from ccs_dist.decomposition.moments import bucket_of_images
+from ccs_dist.artifacts.store import ArtifactStore
+from ccs_dist.decomposition.moments import HeadMoments
+from ccs_dist.spans.textspan import stream_moments, textspan_heads
 
 
 def _heads(seed: int, n: int = 300, g: int = 3, e: int = 24) -> np.ndarray:
@@ -76,7 +78,7 @@ def test_moments_only_decomposition_gives_the_spans_of_the_full_heads(tiny, cach
     assert [s.rank for s in spans_m] == [s.rank for s in spans_h]
     np.testing.assert_allclose([s.variances for s in spans_m], [s.variances for s in spans_h], rtol=1e-9)
     # The spans stage itself (stability included) reads both kinds of artifact to the same table.
-    from ccs_dist.spans import SpanConfig, spans_table
+    from ccs_dist.spans.table import SpanConfig, spans_table
     from ccs_dist.text.pool import DescriptionPool
 
     pool = DescriptionPool(tuple(texts), source="test")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.data import datasets, metadata, synthetic
 from ccs_dist.evaluate import video
 from ccs_dist.data.paper_tasks import CIFAR10_SUBSETS, with_class_names

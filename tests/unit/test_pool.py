@@ -6,8 +6,9 @@ from collections import Counter
 
 import pytest
 
-from ccs_dist.errors import UserError
-from ccs_dist.text.pool import default_pool, read_pool, resolve_pool
+from ccs_dist.core.errors import UserError
+from ccs_dist.text.pool import default_pool, read_pool
+from ccs_dist.stages.sources import resolve_pool
 from tests.conftest import SHARED_DATA
 
 

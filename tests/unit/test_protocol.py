@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.jobs.spec import load_spec
-from ccs_dist.protocol import OPTIONS, option_values
+from ccs_dist.core.protocol import OPTIONS, option_values
 from tests.conftest import REPO
 
 

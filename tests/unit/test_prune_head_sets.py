@@ -4,8 +4,8 @@ import polars as pl
 import pytest
 import torch
 
-from ccs_dist.errors import UserError
-from ccs_dist.head_sets import (
+from ccs_dist.core.errors import UserError
+from ccs_dist.ccs.head_sets import (
     HeadSetConfig,
     build_head_sets,
     encode_image_head_sets_naive,

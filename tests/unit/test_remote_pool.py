@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ccs_dist.errors import UserError
-from ccs_dist.text.pool import resolve_pool
+from ccs_dist.core.errors import UserError
+from ccs_dist.stages.sources import resolve_pool
 from ccs_dist.text.remote import REMOTE_POOLS, RemotePool, cached_path, fetch_pool
 from tests.conftest import SHARED_DATA
 

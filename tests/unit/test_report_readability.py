@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from ccs_dist.report import charts, write_report
-from ccs_dist.testing.report_fixtures import FixtureSpec, make_run
+from tests.support.report_fixtures import FixtureSpec, make_run
 
 
 @pytest.mark.parametrize("lo, hi, want", [

@@ -12,9 +12,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.report import write_report
-from ccs_dist.testing.report_fixtures import HOSTILE_LABEL, HOSTILE_TEXT, FixtureModel, FixtureSpec, make_run
+from tests.support.report_fixtures import HOSTILE_LABEL, HOSTILE_TEXT, FixtureModel, FixtureSpec, make_run
 from ccs_dist.report.html import esc, json_for_script
 from ccs_dist.report.load import default_paper_reference
 

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from ccs_dist.decompose import DecomposeConfig, decompose_image_set, decompose_shard
+from ccs_dist.decomposition.config import DecomposeConfig
+from ccs_dist.decomposition.image_set import decompose_image_set, decompose_shard
 from ccs_dist.data.images import resolve_image_set
-from ccs_dist.errors import UserError
-from ccs_dist.span_stability import bucket_of_images
-from ccs_dist.store import ArtifactStore
-from ccs_dist.textspan import stream_moments
+from ccs_dist.core.errors import UserError
+from ccs_dist.decomposition.moments import bucket_of_images
+from ccs_dist.artifacts.store import ArtifactStore
+from ccs_dist.spans.textspan import stream_moments
 
 COMMON = dict(layers=2, batch_size=8, num_workers=0, progress=False)
 

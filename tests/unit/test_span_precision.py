@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from ccs_dist.decompose import decomposition_key
-from ccs_dist.errors import UserError
+from ccs_dist.decomposition.image_set import decomposition_key
+from ccs_dist.core.errors import UserError
 from ccs_dist.data.images import resolve_image_set
 from ccs_dist.stages.model import at_precision, stage_precisions
 

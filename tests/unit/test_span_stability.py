@@ -8,12 +8,14 @@ import polars as pl
 import pytest
 import torch
 
-from ccs_dist.decompose import DecompositionArtifact
-from ccs_dist.span_stability import StabilityConfig, bucket_of_images, sum_moments
-from ccs_dist.spans import SpanConfig, span_facts, spans_table
-from ccs_dist.store import atomic_save_npy
+from ccs_dist.decomposition.image_set import DecompositionArtifact
+from ccs_dist.spans.stability import StabilityConfig, sum_moments
+from ccs_dist.decomposition.moments import bucket_of_images
+from ccs_dist.spans.table import SpanConfig, span_facts, spans_table
+from ccs_dist.artifacts.store import atomic_save_npy
 from ccs_dist.text.pool import DescriptionPool
-from ccs_dist.textspan import HeadMoments, stream_moments
+from ccs_dist.decomposition.moments import HeadMoments
+from ccs_dist.spans.textspan import stream_moments
 
 
 def _write_artifact(path, heads_NLHE: np.ndarray, shard: int) -> DecompositionArtifact:
@@ -80,8 +82,8 @@ def test_stability_separates_a_clear_head_from_noise_and_reaches_the_ccs_table(p
 
 
 def test_resamples_in_the_numerical_basis_match_the_full_space(tmp_path):
-    from ccs_dist.span_stability import span_stability
-    from ccs_dist.textspan import numerical_basis, textspan_heads
+    from ccs_dist.spans.stability import span_stability
+    from ccs_dist.spans.textspan import numerical_basis, textspan_heads
 
     rng = np.random.default_rng(5)
     n, e, t = 300, 48, 200

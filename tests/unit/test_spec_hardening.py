@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.jobs.spec import load_spec
 
 

@@ -311,7 +311,7 @@ def test_new_options_reach_the_library_configs(tmp_path):
 
 
 def test_bad_stage_options_are_one_line_spec_errors(tmp_path):
-    from ccs_dist.errors import UserError
+    from ccs_dist.core.errors import UserError
 
     with pytest.raises(UserError, match="offline judges .*gpt-4o.*: use minilm"):
         _spec(tmp_path, llm={"offline_judges": ["gpt-4o"]})
@@ -338,7 +338,7 @@ def test_evaluation_shards_leave_the_key_and_give_the_unsharded_table(tmp_path, 
     key and the merged table are the unsharded ones (a shard done ahead is read, not evaluated again)."""
     from ccs_dist.stages import evaluate as evaluate_module
     from ccs_dist.stages.evaluate import ShardFolder, evaluate_shard, evaluate_stage, prepare_synthetic_data, shard_tasks
-    from ccs_dist.store import ArtifactStore
+    from ccs_dist.artifacts.store import ArtifactStore
 
     tasks = ["toy-colour", "toy-shape", "toy-size"]
     one = _spec(tmp_path / "a", evaluation={"synthetic": True, "tasks": tasks})

@@ -10,14 +10,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ccs_dist.errors import UserError
-from ccs_dist.storage import LOCAL_CACHE_ENV, RemoteRoot, absolute, check_root, is_remote, join, local_dir, refuse_credentials
-from ccs_dist.store import MANIFEST, ArtifactStore, atomic_save_npy, atomic_write_json
+from ccs_dist.core.errors import UserError
+from ccs_dist.artifacts.storage import LOCAL_CACHE_ENV, RemoteRoot, absolute, check_root, is_remote, join, local_dir, refuse_credentials
+from ccs_dist.artifacts.store import MANIFEST, ArtifactStore, atomic_save_npy, atomic_write_json
 
 
 @pytest.fixture(scope="module")
 def s3():
-    from ccs_dist.testing.s3 import s3_server
+    from tests.support.s3 import s3_server
 
     with s3_server() as server:
         yield server
@@ -145,7 +145,7 @@ def test_a_failed_fetch_leaves_no_artifact_behind(s3, node, monkeypatch):
 
 
 def test_shards_of_a_work_folder_travel_with_their_records(s3, node):
-    from ccs_dist.decompose import _is_shard_record
+    from ccs_dist.decomposition.image_set import _is_shard_record
 
     root = s3.uri("cache-shards")
     node("a")

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.text.index import IndexConfig, TextIndex
-from ccs_dist.textspan import HeadMoments, textspan, textspan_heads, textspan_heads_prefiltered
+from ccs_dist.decomposition.moments import HeadMoments
+from ccs_dist.spans.textspan import textspan, textspan_heads, textspan_heads_prefiltered
 from tests.reference_textspan import reference_textspan
 
 
@@ -109,7 +110,7 @@ def _low_rank(seed=0, n=300, e=64, k=12):
 
 
 def test_numerical_rank_finds_the_affine_dimension_and_caps_the_requested_rank():
-    from ccs_dist.textspan import numerical_rank
+    from ccs_dist.spans.textspan import numerical_rank
 
     data, text = _low_rank()
     moments = HeadMoments.from_data(data[None])
@@ -138,7 +139,7 @@ def test_reference_policy_matches_the_loop_oracle(seed):
 
 def test_streamed_moments_are_those_of_heads_over_the_embedding_norm():
     """TextSpan sees each head term divided by its image's embedding norm, as the reference does."""
-    from ccs_dist.textspan import stream_moments
+    from ccs_dist.spans.textspan import stream_moments
 
     rng = np.random.default_rng(3)
     n_layers, n_heads, e = 2, 3, 8

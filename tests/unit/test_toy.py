@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ccs_dist.toy import world
+from ccs_dist.data.toy import world
 from ccs_dist.toy.ground_truth import ground_truth_table, probe_factors, variance_share
 from ccs_dist.toy.outcomes import toy_tables, weighted_ccs
 from ccs_dist.toy.train import TrainConfig, multi_positive_clip_loss, train
@@ -85,7 +85,7 @@ def test_loss_rewards_every_consistent_pair():
 def test_null_captions_must_tell_no_image_from_another():
     import torch
 
-    from ccs_dist.toy.pool import null_vocabulary, toy_words
+    from ccs_dist.data.toy.pool import null_vocabulary, toy_words
     from ccs_dist.toy.train import null_caption_loss, null_captions
 
     assert abs(float(null_caption_loss(torch.full((3, 8), 2.0)))) < 1e-6

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from ccs_dist.decompose import decompose
+from ccs_dist.decomposition.kernel import decompose
 from ccs_dist.models.loading import load_model
-from ccs_dist.toy import world
+from ccs_dist.data.toy import world
 from ccs_dist.toy.planted import FREE_HEAD, PLANTED, capture_head_terms, planted_factor, planted_loss, planted_table
 from ccs_dist.toy.train import TrainConfig, _Tokens, make_batch
 

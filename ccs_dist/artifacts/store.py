@@ -4,7 +4,7 @@ An artifact is a directory ``<root>/<kind>/<key>/`` holding its files and a ``ma
 last: a directory without a manifest is not complete. Work in progress lives in ``<key>.partial/`` (whose
 finished files may be reused by a resumed run) and is renamed into place atomically when complete.
 
-The root may be remote (:mod:`ccs_dist.storage`): the directories above are then a node-local mirror, a
+The root may be remote (:mod:`ccs_dist.artifacts.storage`): the directories above are then a node-local mirror, a
 committed artifact is published to the root (manifest last) and one missing here is fetched from it.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ccs_dist.storage import local_dir, remote_root
+from ccs_dist.artifacts.storage import local_dir, remote_root
 
 MANIFEST = "manifest.json"
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ resized, cropped and normalised there with the same torchvision transforms as op
 not JPEG, or that the device decoder refuses (e.g. CMYK), go through the CPU path unchanged; the pixel
 limit is checked from the header either way. Results agree with the PIL path to within resampling rounding.
 
-Axis letters: :mod:`ccs_dist.axes`.
+Axis letters: :mod:`ccs_dist.core.axes`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 from ccs_dist.data.images import ImageSet, check_pixels
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")

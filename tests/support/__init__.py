@@ -1,4 +1,4 @@
 """Helpers for tests and benchmarks: a loopback LLM server, report fixtures and a headless-browser driver.
 
-Not part of the product: no module outside ``ccs_dist.testing`` imports this package (a test enforces it).
+Not part of the product: no module outside ``tests.support`` imports this package (a test enforces it).
 """

@@ -5,10 +5,10 @@ them instead of every image's heads (``DecomposeConfig(keep="moments")``), and m
 separate parts of an image set merge into those of the whole: counts, sums and Gram matrices add.
 
 A moments-only artifact stores one set of moments per stability bucket (images dealt into buckets by
-:func:`ccs_dist.span_stability.bucket_of_images` over the image set's indices), so span stability needs no
+:func:`ccs_dist.decomposition.moments.bucket_of_images` over the image set's indices), so span stability needs no
 second pass either; the full-data moments are the merge of the buckets.
 
-Axis letters: :mod:`ccs_dist.axes`.
+Axis letters: :mod:`ccs_dist.core.axes`.
 """
 
 from __future__ import annotations
@@ -20,13 +20,90 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ccs_dist.errors import UserError
-from ccs_dist.store import atomic_save_npy
-from ccs_dist.textspan import HeadMoments
+from ccs_dist.core.errors import UserError
+from ccs_dist.artifacts.store import atomic_save_npy
 
 log = logging.getLogger(__name__)
 
 SUM_FILE, GRAM_FILE, DEAL_FILE = "moments-sum.npy", "moments-gram.npy", "moments-bucket-of-image.npy"
+
+
+class HeadMoments:
+    """Streaming count, sum [G, E] and Gram XᵀX [G, E, E] (float64) of G heads' contributions."""
+
+    def __init__(self, num_heads: int, dim: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64):
+        self.count = 0
+        self.sum_GE = torch.zeros(num_heads, dim, dtype=dtype, device=device)
+        self.gram_GEE = torch.zeros(num_heads, dim, dim, dtype=dtype, device=device)
+        self._eigh: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def num_heads(self) -> int:
+        return self.sum_GE.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.sum_GE.shape[1]
+
+    def update(self, x_GNE: torch.Tensor | np.ndarray) -> None:
+        # Move in the source dtype, widen on the device: the host neither converts nor sends twice the bytes.
+        x = torch.as_tensor(x_GNE).to(self.sum_GE.device).to(self.sum_GE.dtype)
+        if x.dim() != 3 or x.shape[0] != self.num_heads or x.shape[2] != self.dim:
+            raise ValueError(f"expected [G={self.num_heads}, N, E={self.dim}], got {tuple(x.shape)}")
+        self.count += x.shape[1]
+        self.sum_GE += x.sum(1)
+        self.gram_GEE += x.transpose(1, 2) @ x
+        self._eigh = None
+
+    def eigh(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eigenvalues [G, E] (ascending) and eigenvectors [G, E, E] of the Gram matrices, computed once: the
+        spans and the stability basis both need them, and they dominate TextSpan's time."""
+        if getattr(self, "_eigh", None) is None:
+            self._eigh = torch.linalg.eigh(self.gram_GEE)
+        return self._eigh
+
+    @classmethod
+    def from_data(cls, x_GNE: torch.Tensor | np.ndarray, device: torch.device | str = "cpu") -> HeadMoments:
+        x = torch.as_tensor(x_GNE)
+        moments = cls(x.shape[0], x.shape[2], device=device)
+        moments.update(x)
+        return moments
+
+    def select(self, index: Sequence[int] | slice, device: torch.device | str | None = None) -> HeadMoments:
+        """The statistics of some heads (on ``device`` if given)."""
+        out = HeadMoments.__new__(HeadMoments)
+        out.count, out.sum_GE, out.gram_GEE = self.count, self.sum_GE[index], self.gram_GEE[index]
+        cached = getattr(self, "_eigh", None)
+        out._eigh = None if cached is None else (cached[0][index], cached[1][index])
+        if device is not None:
+            out.sum_GE, out.gram_GEE = out.sum_GE.to(device), out.gram_GEE.to(device)
+            out._eigh = None if cached is None else (out._eigh[0].to(device), out._eigh[1].to(device))
+        return out
+
+    def project(self, basis_GEX: torch.Tensor) -> HeadMoments:
+        """The statistics of X W for per-head orthonormal bases W [G, E, X] (the coordinates of X in span(W))."""
+        out = HeadMoments.__new__(HeadMoments)
+        w = basis_GEX.to(self.gram_GEE.device, self.gram_GEE.dtype)
+        out.count = self.count
+        out.sum_GE = (self.sum_GE[:, None, :] @ w)[:, 0]
+        out.gram_GEE = w.transpose(1, 2) @ self.gram_GEE @ w
+        return out
+
+    def covariance(self) -> torch.Tensor:
+        """Centred covariance [G, E, E] with the n - 1 denominator."""
+        n = self.count
+        mean = self.sum_GE / n
+        return (self.gram_GEE - n * mean[:, :, None] * mean[:, None, :]) / max(n - 1, 1)
+
+
+def bucket_of_images(n_images: int, n_buckets: int, seed: int) -> np.ndarray:
+    """Bucket [N] of every image: a seeded permutation dealt round-robin, so buckets differ in size by <= 1."""
+    return np.random.default_rng(seed).permutation(n_images) % n_buckets
+
+
+def usable_buckets(n_images: int, buckets: int) -> int:
+    """Buckets actually used: at most one per 4 images, so that a half-sample has >= 2 images per bucket pair."""
+    return min(buckets, n_images // 4)
 
 
 def merge_moments(parts: Sequence[HeadMoments]) -> HeadMoments:
@@ -131,7 +208,7 @@ def load_bucket_moments(artifact, heads: slice, device: torch.device | str) -> l
 def stored_moments(
     artifact, heads: slice, bucket_N: np.ndarray | None, device: torch.device | str, normalise: bool
 ) -> tuple[HeadMoments, list[HeadMoments]]:
-    """:func:`ccs_dist.textspan.stream_moments` for a moments-only artifact: (all images, per bucket)."""
+    """:func:`ccs_dist.spans.textspan.stream_moments` for a moments-only artifact: (all images, per bucket)."""
     if not normalise:
         raise UserError(f"{artifact.path} keeps only norm-divided moments: decompose again with keep='heads' for raw head terms")
     buckets = load_bucket_moments(artifact, heads, device)

@@ -20,7 +20,7 @@ that are rounding noise, yet the reference projects texts onto them and deflates
 spans after the first can flip under a 1e-7 perturbation of the data. ``rank_policy="numerical"`` (the
 default) therefore uses ``min(rank, numerical rank)`` per head (see :func:`numerical_rank`);
 ``rank_policy="reference"`` keeps the reference algorithm exactly (``min(rank, N)``).
-Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
+Axis letters: :mod:`ccs_dist.core.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
+from ccs_dist.decomposition.moments import HeadMoments, normalised_heads_GNE
 
 log = logging.getLogger(__name__)
 
@@ -51,74 +52,6 @@ class SpanResult:
     indices: tuple[int, ...]
     variances: tuple[float, ...]  # fraction of the head's total variance explained by each text
     rank: int = 0  # effective rank: the number of right singular directions the texts were projected onto
-
-
-class HeadMoments:
-    """Streaming count, sum [G, E] and Gram XᵀX [G, E, E] (float64) of G heads' contributions."""
-
-    def __init__(self, num_heads: int, dim: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64):
-        self.count = 0
-        self.sum_GE = torch.zeros(num_heads, dim, dtype=dtype, device=device)
-        self.gram_GEE = torch.zeros(num_heads, dim, dim, dtype=dtype, device=device)
-        self._eigh: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    @property
-    def num_heads(self) -> int:
-        return self.sum_GE.shape[0]
-
-    @property
-    def dim(self) -> int:
-        return self.sum_GE.shape[1]
-
-    def update(self, x_GNE: torch.Tensor | np.ndarray) -> None:
-        # Move in the source dtype, widen on the device: the host neither converts nor sends twice the bytes.
-        x = torch.as_tensor(x_GNE).to(self.sum_GE.device).to(self.sum_GE.dtype)
-        if x.dim() != 3 or x.shape[0] != self.num_heads or x.shape[2] != self.dim:
-            raise ValueError(f"expected [G={self.num_heads}, N, E={self.dim}], got {tuple(x.shape)}")
-        self.count += x.shape[1]
-        self.sum_GE += x.sum(1)
-        self.gram_GEE += x.transpose(1, 2) @ x
-        self._eigh = None
-
-    def eigh(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eigenvalues [G, E] (ascending) and eigenvectors [G, E, E] of the Gram matrices, computed once: the
-        spans and the stability basis both need them, and they dominate TextSpan's time."""
-        if getattr(self, "_eigh", None) is None:
-            self._eigh = torch.linalg.eigh(self.gram_GEE)
-        return self._eigh
-
-    @classmethod
-    def from_data(cls, x_GNE: torch.Tensor | np.ndarray, device: torch.device | str = "cpu") -> HeadMoments:
-        x = torch.as_tensor(x_GNE)
-        moments = cls(x.shape[0], x.shape[2], device=device)
-        moments.update(x)
-        return moments
-
-    def select(self, index: Sequence[int] | slice, device: torch.device | str | None = None) -> HeadMoments:
-        """The statistics of some heads (on ``device`` if given)."""
-        out = HeadMoments.__new__(HeadMoments)
-        out.count, out.sum_GE, out.gram_GEE = self.count, self.sum_GE[index], self.gram_GEE[index]
-        cached = getattr(self, "_eigh", None)
-        out._eigh = None if cached is None else (cached[0][index], cached[1][index])
-        if device is not None:
-            out.sum_GE, out.gram_GEE = out.sum_GE.to(device), out.gram_GEE.to(device)
-            out._eigh = None if cached is None else (out._eigh[0].to(device), out._eigh[1].to(device))
-        return out
-
-    def project(self, basis_GEX: torch.Tensor) -> HeadMoments:
-        """The statistics of X W for per-head orthonormal bases W [G, E, X] (the coordinates of X in span(W))."""
-        out = HeadMoments.__new__(HeadMoments)
-        w = basis_GEX.to(self.gram_GEE.device, self.gram_GEE.dtype)
-        out.count = self.count
-        out.sum_GE = (self.sum_GE[:, None, :] @ w)[:, 0]
-        out.gram_GEE = w.transpose(1, 2) @ self.gram_GEE @ w
-        return out
-
-    def covariance(self) -> torch.Tensor:
-        """Centred covariance [G, E, E] with the n - 1 denominator."""
-        n = self.count
-        mean = self.sum_GE / n
-        return (self.gram_GEE - n * mean[:, :, None] * mean[:, None, :]) / max(n - 1, 1)
 
 
 def numerical_rank(moments: HeadMoments, precision: str = "fp32") -> torch.Tensor:
@@ -306,13 +239,11 @@ def stream_moments(
 
     ``bucket_N`` gives each image (in artifact order) a bucket 0..B-1; without it the bucket list is empty.
     The full-data moments are accumulated directly, not as a sum of the buckets, so they do not depend on B.
-    A moments-only artifact (``keep="moments"``) returns its stored moments instead (:mod:`ccs_dist.moments`).
+    A moments-only artifact (``keep="moments"``) returns its stored moments instead (:mod:`ccs_dist.decomposition.moments`).
     """
-    from ccs_dist.moments import normalised_heads_GNE
-
     manifest = artifact.manifest
     if manifest.get("keep") == "moments":
-        from ccs_dist.moments import stored_moments
+        from ccs_dist.decomposition.moments import stored_moments
 
         return stored_moments(artifact, heads, bucket_N, device, normalise)
     n_layers, n_heads, dim = len(manifest["layers"]), int(manifest["num_heads"]), int(manifest["embed_dim"])

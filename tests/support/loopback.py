@@ -7,7 +7,7 @@ bodies) and off-vocabulary answers at a given rate, require a key (401 otherwise
 ``response_format`` (400), refuse prompts over a context length (400 ``context_length_exceeded``),
 send ``x-ratelimit-*`` headers, and go down for good after N answers.
 
-Run standalone: ``python -m ccs_dist.testing.loopback --port 0 --latency 0.1 --rpm 600``; the first line
+Run standalone: ``python -m tests.support.loopback --port 0 --latency 0.1 --rpm 600``; the first line
 on stdout is ``LISTENING <base_url>``.
 """
 

@@ -1,16 +1,15 @@
 """The decomposition of an image set as one pipeline: loader -> model -> host buffers -> writer thread.
 
-The loader (:mod:`ccs_dist.loader`) runs once over every remaining shard; each batch is decomposed and its
+The loader (:mod:`ccs_dist.decomposition.loader`) runs once over every remaining shard; each batch is decomposed and its
 outputs copied into the shard's host buffer (non-blocking on CUDA); finished shards are written by the
-writer thread (:mod:`ccs_dist.shard_writer`) while the model goes on. With ``keep="moments"`` the heads
-never leave the device: their moments are accumulated there (:mod:`ccs_dist.moments`).
+writer thread (:mod:`ccs_dist.decomposition.shard_writer`) while the model goes on. With ``keep="moments"`` the heads
+never leave the device: their moments are accumulated there (:mod:`ccs_dist.decomposition.moments`).
 
-Axis letters: :mod:`ccs_dist.axes`.
+Axis letters: :mod:`ccs_dist.core.axes`.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Sequence
@@ -19,15 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from ccs_dist.decompose import DecomposeConfig
-from ccs_dist.errors import UserError
+from ccs_dist.decomposition.config import DecomposeConfig
+from ccs_dist.decomposition.kernel import decompose
+from ccs_dist.decomposition.moments import BucketMoments, bucket_of_images, usable_buckets
+from ccs_dist.core.errors import UserError
 from ccs_dist.data.images import ImageSet
-from ccs_dist.loader import LoaderStats, model_batches
+from ccs_dist.decomposition.loader import LoaderStats, model_batches
 from ccs_dist.models.loading import LoadedModel
-from ccs_dist.shard_writer import ShardWriter, shard_shapes
+from ccs_dist.decomposition.shard_writer import ShardWriter, shard_shapes
 
 log = logging.getLogger(__name__)
-_decompose_module = importlib.import_module("ccs_dist.decompose")  # the module (the package attribute is the function)
 
 
 def default_workers() -> int:
@@ -36,9 +36,7 @@ def default_workers() -> int:
 
 def _moment_deal(n_images: int, config: DecomposeConfig) -> np.ndarray:
     """Stability bucket of every image-set index (one bucket when none are kept), as the spans stage deals them."""
-    from ccs_dist.span_stability import StabilityConfig, bucket_of_images, usable_buckets
-
-    n_buckets = usable_buckets(n_images, StabilityConfig(buckets=config.moment_buckets)) if config.moment_buckets >= 2 else 0
+    n_buckets = usable_buckets(n_images, config.moment_buckets) if config.moment_buckets >= 2 else 0
     if n_buckets < 2:
         return np.zeros(n_images, dtype=np.int64)
     return bucket_of_images(n_images, n_buckets, config.moment_seed)
@@ -59,10 +57,8 @@ def stream_decomposition(
     shards are written. -> the manifest entries of the kept moments (empty unless ``keep="moments"``).
 
     ``only_shard``: decompose that one shard alone (one task of a sharded decomposition, see
-    :func:`ccs_dist.decompose.decompose_shard`): its progress and moments files carry the shard's name."""
+    :func:`ccs_dist.decomposition.image_set.decompose_shard`): its progress and moments files carry the shard's name."""
     from tqdm.auto import tqdm
-
-    from ccs_dist.moments import BucketMoments
 
     n_total, size = len(image_set), config.shard_size
     n_shards = -(-n_total // size)
@@ -99,7 +95,7 @@ def stream_decomposition(
                 log.warning("skipping unreadable image %s (%s)", image_set.image_id(index), err)
                 progress["skipped"].append({"id": image_set.image_id(index), "error": err})
             if batch.images_B3WW is not None:
-                d = _decompose_module.decompose(loaded, batch.images_B3WW, layers)
+                d = decompose(loaded, batch.images_B3WW, layers)
                 outputs = {"rest": d.rest, "embedding": d.embedding}
                 if moments is None:
                     outputs["heads"] = d.heads

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from ccs_dist.errors import UserError
+from ccs_dist.core.errors import UserError
 
 _HEAD_RE = re.compile(r"^L(\d+)\.H(\d+)$")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ccs_dist.schemas import CCS_AT_K_SCHEMA
+from ccs_dist.artifacts.schemas import CCS_AT_K_SCHEMA
 
 HEAD = ["model", "layer", "head"]
 DESC = HEAD + ["rank"]
@@ -55,7 +55,7 @@ def read_ccs_table(path) -> pl.DataFrame | None:
     """The ``ccs`` table at ``path`` (None when no path is given); a missing file is a user error."""
     from pathlib import Path
 
-    from ccs_dist.errors import UserError
+    from ccs_dist.core.errors import UserError
 
     if not path:
         return None

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ccs_dist.store import atomic_write_bytes, atomic_write_json, read_json
-from ccs_dist.toy import world
+from ccs_dist.artifacts.store import atomic_write_bytes, atomic_write_json, read_json
+from ccs_dist.data.toy import world
 
 HELD_OUT_SEED = 1_000_003
 TASK_PREFIX = "toy-"

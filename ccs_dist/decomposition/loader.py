@@ -5,7 +5,7 @@ a model batch is spread over all workers instead of one worker assembling it alo
 once for the whole run (no drain at shard boundaries) and keeps ``prefetch`` model batches in flight.
 On CUDA the micro-batches arrive pinned and are copied to the device without blocking, then joined there.
 
-Axis letters: :mod:`ccs_dist.axes`.
+Axis letters: :mod:`ccs_dist.core.axes`.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def model_batches(
 ) -> Iterator[ModelBatch]:
     """Model batches of the images of ``shards`` ((shard number, image indices) in order); a batch never
     spans two shards, and the last batch of each shard says so (also when all its images were unreadable).
-    ``decode="device"``: workers read JPEG bytes, decoded and preprocessed on ``device`` (:mod:`ccs_dist.device_decode`)."""
+    ``decode="device"``: workers read JPEG bytes, decoded and preprocessed on ``device`` (:mod:`ccs_dist.decomposition.device_decode`)."""
     micro = micro_batch_size(batch_size, workers)
     plan = _MicroBatchPlan(shards, batch_size, micro)
     if not any(len(indices) for _, indices in shards):
@@ -118,7 +118,7 @@ def model_batches(
         extra = {"prefetch_factor": in_flight, "persistent_workers": True, "worker_init_fn": _one_thread_per_worker}
     dataset, collate_fn, finish = ProbeDataset(image_set, transform), collate, None
     if decode == "device":
-        from ccs_dist.device_decode import EncodedDataset, TensorPreprocess, collate_encoded, decode_on_device
+        from ccs_dist.decomposition.device_decode import EncodedDataset, TensorPreprocess, collate_encoded, decode_on_device
 
         prep = TensorPreprocess.from_transform(transform)
         dataset, collate_fn = EncodedDataset(image_set, transform), collate_encoded

@@ -13,7 +13,7 @@ With the numerical rank policy every bucket's moments are first projected onto t
 basis (D ~ 65 of E = 512 dimensions): a subset of the images spans no direction the full data lacks, so the
 resample spans are the same up to rounding, at a D^3 instead of E^3 eigen-decomposition each.
 
-Axis letters: :mod:`ccs_dist.axes` (one legend for the package).
+Axis letters: :mod:`ccs_dist.core.axes` (one legend for the package).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ccs_dist.textspan import HeadMoments, SpanResult
+from ccs_dist.decomposition.moments import HeadMoments
+from ccs_dist.spans.textspan import SpanResult
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +50,6 @@ class StabilityConfig:
 class HeadStability:
     stability: float | None  # mean Jaccard of the span sets, resample vs full data
     span1_stability: float | None  # fraction of resamples keeping span 1
-
-
-def bucket_of_images(n_images: int, n_buckets: int, seed: int) -> np.ndarray:
-    """Bucket [N] of every image: a seeded permutation dealt round-robin, so buckets differ in size by <= 1."""
-    return np.random.default_rng(seed).permutation(n_images) % n_buckets
-
-
-def usable_buckets(n_images: int, config: StabilityConfig) -> int:
-    """Buckets actually used: at most one per 4 images, so that a half-sample has >= 2 images per bucket pair."""
-    return min(config.buckets, n_images // 4)
 
 
 def sum_moments(parts: Sequence[HeadMoments]) -> HeadMoments:

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ccs_dist.ccs import PAPER_THRESHOLDS
-from ccs_dist.errors import UserError
+from ccs_dist.ccs.scores import PAPER_THRESHOLDS
+from ccs_dist.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def parse_explicit(spec: str) -> tuple[str, str]:
 
 
 def _names(pairs: Sequence[tuple[int, int]]) -> tuple[str, ...]:
-    from ccs_dist.heads import head_name
+    from ccs_dist.core.heads import head_name
 
     return tuple(head_name(layer, head) for layer, head in sorted(pairs))
 
@@ -201,7 +201,7 @@ def _stable_only(scored: list[_ScoredHead], min_stability: float | None, model_k
 def _model_rows(ccs_table, model_key: str, num_layers: int, num_heads: int) -> list[_ScoredHead]:
     import polars as pl
 
-    from ccs_dist.heads import parse_heads
+    from ccs_dist.core.heads import parse_heads
 
     required = {"model", "layer", "head", "label", "ccs"}
     missing = required - set(ccs_table.columns)
@@ -264,7 +264,7 @@ def build_head_sets(
     ``ccs_table`` is a polars DataFrame of the ``ccs`` table (or ``None`` when only ``original`` and explicit
     lists are asked for).
     """
-    from ccs_dist.heads import parse_heads
+    from ccs_dist.core.heads import parse_heads
 
     sets: list[HeadSet] = []
     if "original" in config.conditions:
@@ -334,7 +334,7 @@ def zeroed_heads(model, heads: Sequence[str]) -> Iterator[None]:
     The naive way to soft-prune: head ``h`` of layer ``l`` writes through columns ``h*K:(h+1)*K`` of that
     layer's ``out_proj.weight`` [D, H*K]; zeroing them removes its output at every token, bias kept.
     """
-    from ccs_dist.heads import parse_heads
+    from ccs_dist.core.heads import parse_heads
 
     blocks = model.visual.transformer.resblocks
     saved = []

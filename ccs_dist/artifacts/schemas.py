@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from ccs_dist.store import atomic_write_bytes
+from ccs_dist.artifacts.store import atomic_write_bytes
 
 METADATA_KEY = b"ccs_dist"
 

@@ -2,7 +2,7 @@
 
 A head's *direction* ``k`` is the k-th principal component of its centred direct contribution over the probe
 images, each image's term divided by the norm of its embedding (as TextSpan normalises it, see
-:mod:`ccs_dist.textspan`). The first component is the direction of largest variance: the one TextSpan's first
+:mod:`ccs_dist.spans.textspan`). The first component is the direction of largest variance: the one TextSpan's first
 span is chosen to explain. An image's *projection* is ``(x_i - mean) . u_k``; the ``n_images`` largest are the
 head's top images (``sign = +1``), the ``n_images`` most negative its bottom images (``sign = -1``). A principal
 component has no sign of its own: ``u_k`` is oriented so that the image of largest ``|projection|`` lies on the
@@ -11,7 +11,7 @@ component has no sign of its own: ``u_k`` is oriented so that the image of large
 Two streaming reads of the shards (moments, then projections); memory is ``G x E x E`` float64 per chunk of
 heads plus ``N x G x K`` projections.
 
-Axis letters: :mod:`ccs_dist.axes`.
+Axis letters: :mod:`ccs_dist.core.axes`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from ccs_dist.decompose import DecompositionArtifact
-from ccs_dist.textspan import stream_moments
+from ccs_dist.decomposition.image_set import DecompositionArtifact
+from ccs_dist.spans.textspan import stream_moments
 
 HEAD_IMAGES_SCHEMA = {"model": pl.String, "layer": pl.Int64, "head": pl.Int64, "direction": pl.Int64, "rank": pl.Int64,
                       "sign": pl.Int64, "image_id": pl.String, "projection": pl.Float64}

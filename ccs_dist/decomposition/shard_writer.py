@@ -5,7 +5,7 @@ copies do not block the next batch); when the shard is complete the buffer goes 
 which waits for the copies, writes the files atomically and hands the buffer back. Two buffers: the model
 fills one while the other is written, and waits (bounded memory) only when the disk falls behind.
 
-Axis letters: :mod:`ccs_dist.axes`.
+Axis letters: :mod:`ccs_dist.core.axes`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ccs_dist.store import atomic_save_npy, atomic_write_bytes, atomic_write_json
+from ccs_dist.artifacts.store import atomic_save_npy, atomic_write_bytes, atomic_write_json
 
 
 @dataclass

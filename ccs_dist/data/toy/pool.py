@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 
-from ccs_dist.toy.world import FACTORS, caption
+from ccs_dist.data.toy.world import FACTORS, caption
+from ccs_dist.text.pool import DescriptionPool, default_pool
 
 # phrasings per factor, "{v}" = the value
 _PHRASES: dict[str, tuple[str, ...]] = {
@@ -42,10 +43,8 @@ def toy_lines() -> list[tuple[str, str]]:
     return [(t, f) for t, f in lines if not (t in seen or seen.add(t))]
 
 
-def toy_pool():
+def toy_pool() -> DescriptionPool:
     """The default pool followed by the toy lines (families tagged throughout)."""
-    from ccs_dist.text.pool import DescriptionPool, default_pool
-
     base = default_pool()
     known = set(base.texts)
     extra = [(t, f) for t, f in toy_lines() if t not in known]

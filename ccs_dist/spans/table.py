@@ -1,7 +1,7 @@
 """The spans stage: decomposition artifact + description pool -> the ``spans`` table (5 texts per head).
 
 Besides the texts, each row carries its head's requested and effective TextSpan rank and its span
-stability (see :mod:`ccs_dist.span_stability`), so a reader can tell a head's spans from float noise.
+stability (see :mod:`ccs_dist.spans.stability`), so a reader can tell a head's spans from float noise.
 """
 
 from __future__ import annotations
@@ -14,20 +14,13 @@ import numpy as np
 import polars as pl
 import torch
 
-from ccs_dist.decompose import DecompositionArtifact
-from ccs_dist.span_stability import StabilityConfig, bucket_of_images, span_stability, usable_buckets
+from ccs_dist.decomposition.image_set import DecompositionArtifact
+from ccs_dist.spans.stability import StabilityConfig, span_stability
+from ccs_dist.decomposition.moments import bucket_of_images, usable_buckets
 from ccs_dist.text.pool import DescriptionPool
-from ccs_dist.textspan import (
-    HeadMoments,
-    PrefilterConfig,
-    RankPolicy,
-    SpanResult,
-    numerical_basis,
-    stream_moments,
-    textspan_heads,
-    textspan_heads_prefiltered,
-)
-from ccs_dist.schemas import SPANS_SCHEMA
+from ccs_dist.decomposition.moments import HeadMoments
+from ccs_dist.spans.textspan import PrefilterConfig, RankPolicy, SpanResult, numerical_basis, stream_moments, textspan_heads, textspan_heads_prefiltered
+from ccs_dist.artifacts.schemas import SPANS_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +67,7 @@ def spans_table(
                               rank_policy=config.rank_policy, precision=config.precision, basis_GEX=basis_GEX)
 
     stab = config.stability
-    n_buckets = usable_buckets(artifact.n_images, stab) if stab.enabled else 0
+    n_buckets = usable_buckets(artifact.n_images, stab.buckets) if stab.enabled else 0
     if stab.enabled and n_buckets < 2:
         log.warning("span stability needs at least 8 probe images (%d given): stability columns left empty", artifact.n_images)
     bucket_N = bucket_of_images(artifact.n_images, n_buckets, stab.seed) if n_buckets >= 2 else None

@@ -6,7 +6,7 @@ A caption mentions a subset of the factors ("a small red triangle at the top lef
 background", "a red object", "an object at the bottom right"); a caption is *consistent* with an image
 when every factor it mentions has the image's value.
 
-Axis letters: :mod:`ccs_dist.axes`.
+Axis letters: :mod:`ccs_dist.core.axes`.
 """
 
 from __future__ import annotations

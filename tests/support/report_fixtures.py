@@ -2,7 +2,7 @@
 
 ``make_run(path, models=..., tasks=...)`` writes ``tables/*.parquet`` (spans, labels, judgments, ccs,
 ccs_at_k, evaluation, agreement, attribution) and ``manifest.json`` with the columns of DESIGN.md and
-the producers (:mod:`ccs_dist.spans`, :mod:`ccs_dist.ccs`, :mod:`ccs_dist.evaluate.run`). Values are
+the producers (:mod:`ccs_dist.spans.table`, :mod:`ccs_dist.ccs.scores`, :mod:`ccs_dist.evaluate.run`). Values are
 random but plausible (seeded): CCS drawn per head, variance explained decreasing with rank, pruning
 high-CCS heads hurting more than low-CCS heads, random sets with a spread over seeds.
 """
@@ -17,8 +17,8 @@ from typing import Sequence
 
 import polars as pl
 
-from ccs_dist.ccs import PAPER_THRESHOLDS
-from ccs_dist.schemas import write_table
+from ccs_dist.ccs.scores import PAPER_THRESHOLDS
+from ccs_dist.artifacts.schemas import write_table
 
 HOSTILE_LABEL = '<img src=x onerror="document.title=\'pwned\'">'
 HOSTILE_TEXT = "<script>window.__pwned=1</script>"
@@ -278,7 +278,7 @@ def _eval_rows(rng: random.Random, m: FixtureModel, task: str, n_high: int, n_lo
 def _head_image_frames(rng: random.Random, spec: FixtureSpec, hostile: str | None) -> dict[str, pl.DataFrame]:
     """Top and bottom 5 probe images per scored head (direction 0), drawn from ``spec.probe_images`` synthetic
     images, and their real thumbnails (:func:`ccs_dist.report.head_images.thumbnail_uri`)."""
-    from ccs_dist.head_images import HEAD_IMAGES_SCHEMA
+    from ccs_dist.spans.head_images import HEAD_IMAGES_SCHEMA
     from ccs_dist.report.head_images import THUMBNAILS_SCHEMA, thumbnail_uri
     from ccs_dist.data.synthetic_images import image_rng, render_synthetic_image
 

@@ -1,0 +1,1 @@
+"""Artifacts: the content-addressed store, storage roots (local or object store), table schemas, the run layout."""

@@ -1,0 +1,1 @@
+"""Step 2: TextSpan's five descriptions per head, the spans table, their stability, each head's top images."""
