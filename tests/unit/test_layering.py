@@ -24,6 +24,7 @@ models text data
 decomposition
 spans
 ccs
+sae
 llm
 toy
 evaluate
