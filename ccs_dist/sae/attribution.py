@@ -23,12 +23,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ccs_dist.attribution.maths import target_score
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.sae.model import TopKSAE
 from ccs_dist.sae.prune import pruned_edit
 from ccs_dist.sae.sites import parse_site, run_site
 from ccs_dist.sae.units import carry, joint_directions
+
+def target_score(embedding_BE: torch.Tensor, text_BE: torch.Tensor) -> torch.Tensor:
+    """``y = cos(image embedding, text embedding)`` per sample: [B] (as :mod:`ccs_dist.attribution.maths`, a layer up)."""
+    return (F.normalize(embedding_BE.float(), dim=-1) * F.normalize(text_BE.float(), dim=-1)).sum(-1)
+
 
 RANKINGS = ("act_x_grad", "logit_lens", "act_x_logit_lens", "energy", "random")
 
