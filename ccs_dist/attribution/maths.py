@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from ccs_dist.models import forward
 from ccs_dist.models.loading import LoadedModel
+from ccs_dist.models.similarity import target_score, text_rows_BE
 
 __all__ = [
     "HeadScores",
@@ -46,20 +47,6 @@ __all__ = [
     "spearman",
     "target_score",
 ]
-
-
-def target_score(embedding_BE: torch.Tensor, text_BE: torch.Tensor) -> torch.Tensor:
-    """``y = cos(image embedding, text embedding)`` per sample: [B] (text rows need not be unit norm)."""
-    return (F.normalize(embedding_BE.float(), dim=-1) * F.normalize(text_BE.float(), dim=-1)).sum(-1)
-
-
-def _as_text_BE(loaded: LoadedModel, text: torch.Tensor | np.ndarray, batch: int) -> torch.Tensor:
-    t = torch.as_tensor(text, dtype=torch.float32, device=loaded.device)
-    if t.dim() == 1:
-        t = t[None].expand(batch, -1)
-    if t.shape != (batch, loaded.embed_dim):
-        raise ValueError(f"text embeddings have shape {tuple(t.shape)}, expected [{batch}, {loaded.embed_dim}] or [E]")
-    return t
 
 
 class Gates(list):
@@ -110,7 +97,7 @@ def attribute_heads(loaded: LoadedModel, images: torch.Tensor, text: torch.Tenso
     """
     images = images.to(loaded.device)
     B = images.shape[0]
-    text_BE = _as_text_BE(loaded, text, B)
+    text_BE = text_rows_BE(loaded, text, B)
     with torch.enable_grad(), head_gates(loaded, B, record_cls=True) as gates:
         emb_BE = forward.encode_image(loaded, images)
         y_B = target_score(emb_BE, text_BE)
@@ -135,7 +122,7 @@ def direct_effects(loaded: LoadedModel, images: torch.Tensor, text: torch.Tensor
     from ccs_dist.decomposition.kernel import decompose
 
     images = images.to(loaded.device)
-    text_BE = F.normalize(_as_text_BE(loaded, text, images.shape[0]), dim=-1)
+    text_BE = F.normalize(text_rows_BE(loaded, text, images.shape[0]), dim=-1)
     dec = decompose(loaded, images, layers=loaded.num_layers)
     norm_B = dec.embedding.float().norm(dim=-1)
     return torch.einsum("blhe,be->blh", dec.heads.float(), text_BE) / norm_B[:, None, None]
@@ -158,7 +145,7 @@ def exact_ablation_effects(
 
     images = images.to(loaded.device)
     B, L, H = images.shape[0], loaded.num_layers, loaded.num_heads
-    text_BE = _as_text_BE(loaded, text, B)
+    text_BE = text_rows_BE(loaded, text, B)
     pairs = [(l, h) for l in range(L) for h in range(H)] if heads is None else [(int(l), int(h)) for l, h in heads]
     with loaded.autocast():
         y0_B = target_score(forward.encode_image(loaded, images), text_BE)
@@ -207,7 +194,7 @@ def deletion_curves(
     images = images.to(loaded.device)
     B, L, H = images.shape[0], loaded.num_layers, loaded.num_heads
     G = L * H
-    text_BE = _as_text_BE(loaded, text, B)
+    text_BE = text_rows_BE(loaded, text, B)
     order_BG = torch.as_tensor(order_BG, dtype=torch.long)
     if order_BG.shape[0] != B or order_BG.shape[1] > G:
         raise ValueError(f"order has shape {tuple(order_BG.shape)}, expected [{B}, <= {G}]")

@@ -24,25 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from ccs_dist.models.loading import LoadedModel
+from ccs_dist.models.similarity import target_score, text_rows_BE
 from ccs_dist.sae.model import TopKSAE
 from ccs_dist.sae.prune import pruned_edit
 from ccs_dist.sae.sites import parse_site, run_site
 from ccs_dist.sae.units import carry, joint_directions
 
-def target_score(embedding_BE: torch.Tensor, text_BE: torch.Tensor) -> torch.Tensor:
-    """``y = cos(image embedding, text embedding)`` per sample: [B] (as :mod:`ccs_dist.attribution.maths`, a layer up)."""
-    return (F.normalize(embedding_BE.float(), dim=-1) * F.normalize(text_BE.float(), dim=-1)).sum(-1)
-
-
 RANKINGS = ("act_x_grad", "logit_lens", "act_x_logit_lens", "energy", "random")
-
-
-def _text_BE(loaded: LoadedModel, text, batch: int) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(text) if not torch.is_tensor(text) else text, dtype=torch.float32, device=loaded.device)
-    t = t[None].expand(batch, -1) if t.dim() == 1 else t
-    if t.shape != (batch, loaded.embed_dim):
-        raise ValueError(f"text embeddings have shape {tuple(t.shape)}, expected [{batch}, {loaded.embed_dim}] or [E]")
-    return t
 
 
 @dataclass(frozen=True)
@@ -57,7 +45,7 @@ class LatentScores:
 def act_x_grad(loaded: LoadedModel, sae: TopKSAE, images: torch.Tensor, text) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> (y [B], codes [B, n_latents], R = a * dy/da [B, n_latents]) from one forward and one backward pass."""
     images = images.to(loaded.device)
-    text_BE = _text_BE(loaded, text, images.shape[0])
+    text_BE = text_rows_BE(loaded, text, images.shape[0])
     site = parse_site(sae.site, loaded.num_layers)
     leaf = {}
 
@@ -78,7 +66,7 @@ def score_latents(loaded: LoadedModel, sae: TopKSAE, images: torch.Tensor, text,
     """Every ranking's scores of one batch (see the module docstring); ``offset`` numbers the images for ``random``."""
     y_B, codes, R = act_x_grad(loaded, sae, images, text)
     B = codes.shape[0]
-    text_BE = F.normalize(_text_BE(loaded, text, B), dim=-1)
+    text_BE = F.normalize(text_rows_BE(loaded, text, B), dim=-1)
     c = carry(loaded, sae, images)
     direct = torch.zeros_like(codes).scatter(1, c.indices, torch.einsum("bke,be->bk", c.contributions, text_BE)
                                              / c.embedding_BE.norm(dim=-1, keepdim=True))
@@ -105,7 +93,7 @@ def deletion_curves(
     """``y`` after pruning each image's first ``k`` latents of ``order`` ([B, >= max(ks)], -1 = none), per k: [B, J]."""
     images = images.to(loaded.device)
     B, ks = images.shape[0], [int(k) for k in ks]
-    text_BE = _text_BE(loaded, text, B)
+    text_BE = text_rows_BE(loaded, text, B)
     order = torch.as_tensor(order, dtype=torch.long, device=loaded.device)
     drops = []
     for k in ks:

@@ -13,7 +13,7 @@ from ccs_dist.sae import attribution as SA
 from ccs_dist.sae.prune import encode_image_pruned_latents
 from ccs_dist.sae.sites import parse_site, run_site
 from ccs_dist.sae.units import carry
-from tests.unit.test_sae_units import make_sae
+from tests.support.sae import make_sae
 
 
 @pytest.fixture(scope="module")

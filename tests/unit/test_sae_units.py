@@ -4,22 +4,16 @@ unpruned model, pruning a latent moves the embedding by exactly its carried term
 from __future__ import annotations
 
 import pytest
+
+from tests.support.sae import make_sae
 import torch
 import torch.nn.functional as F
 
 from ccs_dist.data.images import resolve_image_set
 from ccs_dist.models import forward
-from ccs_dist.sae.model import SAEConfig, TopKSAE
 from ccs_dist.sae.prune import encode_image_pruned_latents
 from ccs_dist.sae.sites import parse_site, site_activations
 from ccs_dist.sae.units import UnitsConfig, carry, describe_latents, joint_directions, top_images
-
-
-def make_sae(loaded, site, n=48, k=6, seed=0):
-    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(9))
-    s = parse_site(site, loaded.num_layers)
-    acts = site_activations(loaded, x, s)
-    return TopKSAE(acts.shape[1], SAEConfig(n, k), s.name).init_(seed, acts.mean(0))
 
 
 @pytest.fixture(scope="module")
