@@ -22,11 +22,13 @@ from ccs_dist.core.errors import UserError
 from ccs_dist.core.heads import head_name
 from ccs_dist.llm.backends import Judge, Labeler, LabelResult, Verdict
 from ccs_dist.llm.config import ScoreConfig
-from ccs_dist.artifacts.schemas import JUDGMENTS_SCHEMA, LABELS_SCHEMA, SPANS_REQUIRED
+from ccs_dist.artifacts.schemas import JUDGMENTS_SCHEMA, LABELS_SCHEMA, SPANS_REQUIRED, SPANS_SCHEMA
 from ccs_dist.llm.urls import redact_url
 
 log = logging.getLogger(__name__)
 
+# per-head facts the spans stage repeats on each of a head's rows (rank, stability): copied into the ccs table
+HEAD_FACTS = tuple(c for c in SPANS_SCHEMA if c not in SPANS_REQUIRED)
 
 
 @dataclass(frozen=True)
@@ -116,10 +118,8 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
     A fatal problem (bad key, unknown model, endpoint down after bounded retries) raises UserError;
     every answer obtained before it is already in the cache.
     """
-    from ccs_dist.spans.table import span_facts
-
     thresholds = config.thresholds
-    facts = span_facts(spans)  # effective rank and stability per head, carried into the ccs table
+    facts = _span_facts(spans)  # effective rank and stability per head, carried into the ccs table
     spans = validate_spans(spans)
     heads = group_heads(spans)
     t0 = time.monotonic()
@@ -161,6 +161,15 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
         stats["tokens_out"], stats["cost_usd"], stats["cost_avoided_usd"], stats["flagged_heads"],
     )
     return ScoreResult(labels, judgments, ccs, at_k, stats)
+
+
+def _span_facts(spans: pl.DataFrame) -> pl.DataFrame | None:
+    """One row per head with the :data:`HEAD_FACTS` present in ``spans`` (None for an old table). Polars only:
+    importing the spans package would load torch and open_clip, seconds of start-up before the first request."""
+    present = [c for c in HEAD_FACTS if c in spans.columns]
+    if not present:
+        return None
+    return spans.group_by(HEAD).agg(pl.col(c).first() for c in present)
 
 
 def _chat_backends(config: ScoreConfig):
