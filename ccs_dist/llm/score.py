@@ -163,6 +163,23 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
     return ScoreResult(labels, judgments, ccs, at_k, stats)
 
 
+def require_scored(result: ScoreResult, min_share: float) -> None:
+    """A UserError when fewer than ``min_share`` of some model's heads got a CCS (were not flagged): an endpoint
+    whose every answer is unusable must fail the stage, not write tables of nulls. The answers stay cached."""
+    if not 0.0 <= min_share <= 1.0:
+        raise UserError(f"min_scored_share must be between 0 and 1, got {min_share}")
+    for (model,), g in result.ccs.group_by("model", maintain_order=True):
+        scored = int((~g["flagged"]).sum())
+        if scored >= min_share * g.height and scored > 0:
+            continue
+        reason = next((f["reason"] for f in result.stats.get("flagged", []) if f["head"].startswith(f"{model} ")), "no label")
+        raise UserError(
+            f"only {scored} of {g.height} heads of {model} got a CCS (min_scored_share {min_share:g}; first reason: "
+            f"{' '.join(reason.split())[:200]}): check that the labeler and judges are chat models that follow the prompts "
+            "(model name, base URL); every answer is cached, so a re-run asks only what changed (refresh the cache to "
+            "re-ask the same endpoint)")
+
+
 def _span_facts(spans: pl.DataFrame) -> pl.DataFrame | None:
     """One row per head with the :data:`HEAD_FACTS` present in ``spans`` (None for an old table). Polars only:
     importing the spans package would load torch and open_clip, seconds of start-up before the first request."""
