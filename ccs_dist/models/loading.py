@@ -315,7 +315,10 @@ def _download_source(arch: str, pretrained: str | None, kind: str) -> tuple[str,
         repo, filename = os.path.split(hub)
         filename = filename or "open_clip_pytorch_model.bin"
         filenames = (*_get_safe_alternatives(filename), filename)
-    if any(isinstance(try_to_load_from_cache(repo, f), str) for f in filenames):
+    try:
+        if any(isinstance(try_to_load_from_cache(repo, f), str) for f in filenames):
+            return None
+    except ValueError:  # not a valid repo id: open_clip's own error says so
         return None
     return constants.ENDPOINT, True
 
