@@ -1,8 +1,9 @@
 """The whole study as one job: ``python -m ccs_dist.jobs.full_grid [--spec NAME|FILE] [--local] [--out DIR]``.
 
-``--spec`` takes a shipped spec's name (demo, paper_grid, local_gpu; see ``ccs_dist/jobs/specs/``) or a
-YAML file. With no spec it runs ``demo`` (offline: random-init models, synthetic probe and evaluation sets,
-the offline judge). Without ``--local`` the stages run on Ray: the cluster of ``--address`` or
+``--spec`` takes a shipped spec's name (demo, paper_grid, local_gpu; see the top-level ``jobs/``) or a
+YAML file. With no spec it runs ``demo``, offline: ccs-toy, a small CLIP trained on a toy world whose
+factors are known (bundled weights), beside the same architecture at random init as the contrast; toy-world
+probe images and tasks, synthetic evaluation sets, the offline judge. Without ``--local`` the stages run on Ray: the cluster of ``--address`` or
 ``RAY_ADDRESS`` (``ray job submit`` sets it), else a Ray instance started on this machine. ``--local``
 runs the same stages in this process and never imports ray. Re-running the same command reuses every
 finished stage; ``--force STAGE`` recomputes that stage and the ones after it. (The module users run,

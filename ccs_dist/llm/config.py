@@ -100,3 +100,4 @@ class ScoreConfig:
     max_description_chars: int = 2000  # longer descriptions are cut (with a warning) before they are sent
     show_progress: bool = True
     label_prompt: str = "label"  # prompt template of the labeler: label (label_v1) or label_paper (one word)
+    min_scored_share: float = 0.5  # the score stage fails when fewer of a model's heads get a CCS (are unflagged), or none does

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_S = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_EPS_S = 1e-6
 
 
 def parse_duration(text: str) -> float | None:
@@ -47,18 +48,27 @@ class TokenBucket:
 
     def _refill(self) -> None:
         now = time.monotonic()
-        self._level = min(self.capacity, self._level + (now - self._t) * self.rate)
+        self._level = self._level_at(now)
         self._t = now
 
-    def wait_time(self, n: float) -> float:
-        """Seconds until ``n`` units are available (0 when they are now)."""
-        self._refill()
-        need = min(n, self.capacity) - self._level
+    def _level_at(self, t: float) -> float:
+        return min(self.capacity, self._level + max(0.0, t - self._t) * self.rate)
+
+    def wait_time(self, n: float, at: float | None = None) -> float:
+        """Seconds after ``at`` (default: now) until ``n`` units are available (0 when they are then)."""
+        need = min(n, self.capacity) - self._level_at(time.monotonic() if at is None else at)
         return max(0.0, need / self.rate)
 
-    def take(self, n: float) -> None:
-        self._refill()
-        self._level -= n
+    def take(self, n: float, due: float | None = None) -> None:
+        """Take ``n`` units. ``due``: when a waiter was scheduled to get them; a waiter woken later (timer
+        granularity, a busy event loop) keeps what came in since ``due``, which a full bucket would drop, so
+        late wake-ups do not lower the rate. That credit never leaves more than ``capacity`` after the take."""
+        now = time.monotonic()
+        if due is not None and self._t <= due < now:
+            level = min(self._level_at(due) + (now - due) * self.rate, self.capacity + n)
+        else:
+            level = self._level_at(now)
+        self._level, self._t = level - n, now
 
     def cap_level(self, level: float) -> None:
         """Never hold more than ``level`` units now (the server says that is all that remains)."""
@@ -88,14 +98,16 @@ class RateLimiter:
 
     async def acquire(self, tokens: float) -> None:
         async with self._lock:
-            while True:
-                pause = self._paused_until - time.monotonic()
-                wait = max(pause, self.requests.wait_time(1.0), self.tokens.wait_time(tokens))
-                if wait <= 0:
+            now = time.monotonic()
+            while True:  # after a sleep, check as of when it should have ended (``now``): it may end late
+                wait = max(self._paused_until - now, self.requests.wait_time(1.0, now), self.tokens.wait_time(tokens, now))
+                if wait <= _EPS_S:  # float residue: ``now += wait`` would not move ``now``
                     break
+                now += wait
                 await asyncio.sleep(wait)
-            self.requests.take(1.0)
-            self.tokens.take(tokens)
+                now = min(now, time.monotonic())
+            self.requests.take(1.0, due=now)
+            self.tokens.take(tokens, due=now)
 
     def settle(self, estimated: float, actual: float) -> None:
         """Correct the token bucket once the real usage of a request is known."""

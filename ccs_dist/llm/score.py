@@ -22,11 +22,13 @@ from ccs_dist.core.errors import UserError
 from ccs_dist.core.heads import head_name
 from ccs_dist.llm.backends import Judge, Labeler, LabelResult, Verdict
 from ccs_dist.llm.config import ScoreConfig
-from ccs_dist.artifacts.schemas import JUDGMENTS_SCHEMA, LABELS_SCHEMA, SPANS_REQUIRED
+from ccs_dist.artifacts.schemas import JUDGMENTS_SCHEMA, LABELS_SCHEMA, SPANS_REQUIRED, SPANS_SCHEMA
 from ccs_dist.llm.urls import redact_url
 
 log = logging.getLogger(__name__)
 
+# per-head facts the spans stage repeats on each of a head's rows (rank, stability): copied into the ccs table
+HEAD_FACTS = tuple(c for c in SPANS_SCHEMA if c not in SPANS_REQUIRED)
 
 
 @dataclass(frozen=True)
@@ -116,10 +118,8 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
     A fatal problem (bad key, unknown model, endpoint down after bounded retries) raises UserError;
     every answer obtained before it is already in the cache.
     """
-    from ccs_dist.spans.table import span_facts
-
     thresholds = config.thresholds
-    facts = span_facts(spans)  # effective rank and stability per head, carried into the ccs table
+    facts = _span_facts(spans)  # effective rank and stability per head, carried into the ccs table
     spans = validate_spans(spans)
     heads = group_heads(spans)
     t0 = time.monotonic()
@@ -161,6 +161,32 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
         stats["tokens_out"], stats["cost_usd"], stats["cost_avoided_usd"], stats["flagged_heads"],
     )
     return ScoreResult(labels, judgments, ccs, at_k, stats)
+
+
+def require_scored(result: ScoreResult, min_share: float) -> None:
+    """A UserError when fewer than ``min_share`` of some model's heads got a CCS (were not flagged): an endpoint
+    whose every answer is unusable must fail the stage, not write tables of nulls. The answers stay cached."""
+    if not 0.0 <= min_share <= 1.0:
+        raise UserError(f"min_scored_share must be between 0 and 1, got {min_share}")
+    for (model,), g in result.ccs.group_by("model", maintain_order=True):
+        scored = int((~g["flagged"]).sum())
+        if scored >= min_share * g.height and scored > 0:
+            continue
+        reason = next((f["reason"] for f in result.stats.get("flagged", []) if f["head"].startswith(f"{model} ")), "no label")
+        raise UserError(
+            f"only {scored} of {g.height} heads of {model} got a CCS (min_scored_share {min_share:g}; first reason: "
+            f"{' '.join(reason.split())[:200]}): check that the labeler and judges are chat models that follow the prompts "
+            "(model name, base URL); every answer is cached, so a re-run asks only what changed (refresh the cache to "
+            "re-ask the same endpoint)")
+
+
+def _span_facts(spans: pl.DataFrame) -> pl.DataFrame | None:
+    """One row per head with the :data:`HEAD_FACTS` present in ``spans`` (None for an old table). Polars only:
+    importing the spans package would load torch and open_clip, seconds of start-up before the first request."""
+    present = [c for c in HEAD_FACTS if c in spans.columns]
+    if not present:
+        return None
+    return spans.group_by(HEAD).agg(pl.col(c).first() for c in present)
 
 
 def _chat_backends(config: ScoreConfig):

@@ -12,9 +12,14 @@ import difflib
 import functools
 import hashlib
 import logging
+import os
+import socket
+import threading
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import torch
 from torch import nn
@@ -286,6 +291,81 @@ def _weights_error(e: Exception, kind: str, arch: str, pretrained: str | None, v
     return e
 
 
+_HUB_PROBE_S = 3.0  # a TCP connect to the download host; huggingface_hub itself retries ~25 s per candidate file
+
+
+def _download_source(arch: str, pretrained: str | None, kind: str) -> tuple[str, bool] | None:
+    """(URL open_clip downloads the weights of (arch, pretrained) from, whether it is the Hugging Face hub), or
+    None when they are already on this machine (a local file, the hub's or open_clip's download cache)."""
+    import open_clip  # with huggingface_hub: heavy, loaded on first use like everywhere in this module
+    from huggingface_hub import constants, try_to_load_from_cache
+    from open_clip.pretrained import _get_safe_alternatives
+
+    if kind == "schema":
+        if not arch.startswith("hf-hub:"):
+            return None
+        repo, filenames = arch[len("hf-hub:"):].split("@")[0], ("open_clip_config.json",)
+    else:
+        cfg = open_clip.get_pretrained_cfg(arch, pretrained)
+        hub, url = cfg.get("hf_hub", ""), cfg.get("url", "")
+        if cfg.get("file") or not (hub or url):
+            return None
+        if not hub:  # open_clip's own URL download, cached as ~/.cache/clip/<basename>
+            return None if (Path("~/.cache/clip").expanduser() / os.path.basename(url)).is_file() else (url, False)
+        repo, filename = os.path.split(hub)
+        filename = filename or "open_clip_pytorch_model.bin"
+        filenames = (*_get_safe_alternatives(filename), filename)
+    try:
+        if any(isinstance(try_to_load_from_cache(repo, f), str) for f in filenames):
+            return None
+    except ValueError:  # not a valid repo id: open_clip's own error says so
+        return None
+    return constants.ENDPOINT, True
+
+
+def _probe(url: str) -> str | None:
+    """None when ``url``'s host (or the proxy for it) accepts a TCP connection within :data:`_HUB_PROBE_S`, else why not."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        p = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = p.hostname or "", p.port or 80
+    why: list[str] = ["no answer"]
+
+    def connect() -> None:  # in a thread: name resolution has no timeout of its own
+        try:
+            socket.create_connection((host, port), timeout=_HUB_PROBE_S).close()
+            why.clear()
+        except OSError as e:
+            why[0] = type(e).__name__
+
+    t = threading.Thread(target=connect, daemon=True)
+    t.start()
+    t.join(_HUB_PROBE_S + 0.5)
+    return f"{host}:{port} ({why[0]} within {_HUB_PROBE_S:g} s)" if why else None
+
+
+def require_downloadable(arch: str, pretrained: str | None, kind: str) -> None:
+    """Fail fast, in one line, when the weights are not on this machine and cannot be downloaded (HF_HUB_OFFLINE
+    set, or the host unreachable): open_clip would only give up after a minute of retries."""
+    from huggingface_hub import constants
+
+    source = _download_source(arch, pretrained, kind)
+    if source is None:
+        return
+    url, from_hub = source
+    where = arch if kind == "schema" else f"{arch} / {pretrained}"
+    local = "or download them elsewhere and pass the checkpoint file (--pretrained PATH)"
+    if from_hub and constants.HF_HUB_OFFLINE:
+        raise UserError(f"the weights of {where} are not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
+                        f"unset it to download them, {local}")
+    why = _probe(url)
+    if why is not None:
+        raise UserError(f"cannot reach {why} to download the weights of {where}: connect this machine to the network "
+                        f"(or set {'HF_ENDPOINT' if from_hub else 'HTTPS_PROXY'} to a host it can reach), {local}")
+
+
 def quick_gelu_needed(arch: str, tag: str) -> bool:
     """Whether the weights of (arch, tag) were trained with QuickGELU (all ``openai`` tags are)."""
     import open_clip
@@ -323,6 +403,8 @@ def load_model(
     kwargs: dict[str, Any] = {}
     if kind == "tag" and _bundled(arch, value) is not None:
         verify_bundled(_bundled(arch, value))
+    if kind in ("tag", "schema") and _bundled(arch, value) is None:
+        require_downloadable(arch, value, kind)
     if kind == "tag" and quick_gelu_needed(arch, value):
         kwargs["force_quick_gelu"] = True  # open_clip 3.x builds plain GELU for e.g. ViT-B-32 + openai
     try:

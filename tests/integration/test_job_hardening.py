@@ -1,9 +1,9 @@
-"""A job whose judge fails every verdict, behind a base URL with credentials (issue 14): the flagged heads
-are listed in the run summary, the manifest and the report; the credentials appear in none of them."""
+"""A job whose judge fails every verdict, behind a base URL with credentials (issue 14): every head is flagged, so
+the score stage fails with one line naming the reason (it used to finish with tables of nulls); a re-run asks
+nothing again (every answer is cached); the credentials appear in no output and no file."""
 
 from __future__ import annotations
 
-import json
 import sys
 
 from tests.support.loopback import LoopbackConfig, LoopbackServer
@@ -26,22 +26,23 @@ resources: {{device: cpu}}
 """
 
 
-def test_flagged_heads_are_listed_and_credentials_never_written(tmp_path):
+def test_a_job_whose_every_head_is_flagged_fails_and_never_writes_credentials(tmp_path):
     with LoopbackServer() as good, LoopbackServer(LoopbackConfig(offvocab_rate=1.0)) as bad:
         url = good.base_url.replace("http://", "http://alice:PASSWD-k7q@")
         spec = tmp_path / "spec.yaml"
         spec.write_text(SPEC.replace("  answer_attempts: 2\n", "").format(
             out=tmp_path / "reports", cache=tmp_path / "cache", url=url, bad_url=bad.base_url.replace("http://", "http://bob:QSECRET9@")))
-        p = run_full_grid("--local", "--quiet", "--spec", str(spec), env=job_env(T_KEY="sk-t", CCS_LOG_LEVEL="DEBUG"),
-                          timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    run = tmp_path / "reports" / "flagged"
-    assert "FLAGGED: 8 head(s)" in p.stdout and "ccs-tiny/random-init L" in p.stdout
-    manifest = json.loads((run / "manifest.json").read_text())
-    flagged = manifest["failures"]["flagged_heads"]
-    assert len(flagged) == 8 and all("unusable verdict" in f["reason"] for f in flagged)
-    html = (run / "index.html").read_text()
-    assert "Flagged heads: scored with failed verdicts" in html
+        args = ("--local", "--quiet", "--spec", str(spec))
+        p = run_full_grid(*args, env=job_env(T_KEY="sk-t", CCS_LOG_LEVEL="DEBUG"), timeout=600)
+        sent = good.stats.requests + bad.stats.requests
+        again = run_full_grid(*args, env=job_env(T_KEY="sk-t"), timeout=600)
+        assert good.stats.requests + bad.stats.requests == sent  # every answer came from the cache
+    for run in (p, again):
+        assert run.returncode == 2, run.stderr[-3000:]
+        errs = [ln for ln in run.stderr.splitlines() if ln.startswith("error:")]
+        assert len(errs) == 1 and "only 0 of 8 heads of ccs-tiny/random-init got a CCS" in errs[0], run.stderr[-3000:]
+        assert "unusable verdict" in errs[0]
+    assert not (tmp_path / "reports" / "flagged" / "index.html").exists()
     for f in [f for f in tmp_path.rglob("*") if f.is_file() and f.name != "spec.yaml"]:
         text = f.read_bytes().decode("latin-1")
         assert "PASSWD" not in text and "QSECRET9" not in text, f
