@@ -87,6 +87,8 @@ class _LnPostAffine:
 
 
 def check_supported(loaded: LoadedModel) -> None:
+    if loaded.tower is not None:  # checked when its Tower was built (models.towers)
+        return
     visual = loaded.visual
     if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok":
         raise UserError(f"{loaded.key}: decomposition needs class-token pooling (pool_type=tok, no attention pooling)")

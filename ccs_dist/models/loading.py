@@ -21,6 +21,7 @@ from torch import nn
 
 from ccs_dist.core.errors import UserError
 from ccs_dist.models.head_attention import HeadAttention, install_head_attention
+from ccs_dist.models.hf_clip import HF_PREFIX, hf_folder, hf_preprocess, hf_tower, load_hf_clip, load_hf_tokenizer
 from ccs_dist.models.tiny_zoo import register_tiny_timm
 from ccs_dist.models.towers import Tower, timm_tower
 from ccs_dist.core.weights import CHECKPOINT_SUFFIXES, SCHEMA_PREFIXES, has_no_weights, model_key
@@ -304,6 +305,27 @@ def quick_gelu_needed(arch: str, tag: str) -> bool:
     return tag == "openai" or bool(open_clip.get_pretrained_cfg(arch, tag).get("quick_gelu", False))
 
 
+def _load_hf_model(arch: str, pretrained: str | None, device, precision: str | None) -> LoadedModel:
+    """``hf:/folder``: a transformers ``CLIPModel`` folder with its own tokenizer (see :mod:`ccs_dist.models.hf_clip`)."""
+    if not has_no_weights(pretrained):
+        raise UserError(f"{arch} names its weights itself (the folder): drop pretrained={pretrained!r}")
+    folder = hf_folder(arch)
+    dev = resolve_device(device)
+    prec = _resolve_precision(precision, dev)
+    model = load_hf_clip(folder)
+    cfg = model.hf.config
+    tokenizer = load_hf_tokenizer(folder, cfg.text_config.max_position_embeddings)
+    tower = hf_tower(model)
+    model = model.to(dev).eval()
+    loaded = LoadedModel(
+        model=model, preprocess=hf_preprocess(folder, cfg.vision_config.image_size), tokenizer=tokenizer, arch=arch,
+        pretrained=arch, key=arch, device=dev, precision=prec, seed=None, heads=tower.heads, tower=tower,
+    )
+    log.info("loaded %s on %s (%s): %d layers x %d heads, width %d, embed %d",
+             arch, dev, prec, loaded.num_layers, loaded.num_heads, loaded.width, loaded.embed_dim)
+    return loaded
+
+
 def _zoo_tower(visual: nn.Module) -> Tower | None:
     """The :class:`Tower` of an image tower open_clip does not build itself (timm trunks); None for its own ViT."""
     from open_clip.timm_model import TimmModel
@@ -363,6 +385,8 @@ def load_model(
     """
     import open_clip
 
+    if str(arch).startswith(HF_PREFIX):
+        return _load_hf_model(str(arch), pretrained, device, precision)
     _register_project_configs()
     arch = str(arch)
     _check_arch(arch)
