@@ -117,3 +117,60 @@ def hf_tower(model: HFCLIP) -> Tower:
         mlp_writes=[layer.mlp for layer in layers], mlp_scales=[None] * len(layers), final_norm=vision.post_layernorm,
         pool="token", embed_dim=model.hf.visual_projection.out_features, post=[model.hf.visual_projection],
     )
+
+
+def open_clip_to_hf(model: nn.Module, *, quick_gelu: bool, text_heads: int):
+    """A transformers ``CLIPModel`` with the weights of an open_clip ``CLIP`` (ViT image tower, plain residual blocks).
+
+    For checking the two loaders against each other (same weights, same embeddings and decomposition) and for
+    handing an open_clip checkpoint to tools that read Hugging Face folders. ``text_heads``: the text tower's heads.
+    """
+    from transformers import CLIPConfig, CLIPModel  # heavy optional dependency: imported only for hf: models
+
+    visual, sd = model.visual, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    vis_blocks = visual.transformer.resblocks
+    D, E = visual.conv1.out_channels, visual.proj.shape[1]
+    txt_w = model.token_embedding.weight.shape[1]
+    act = "quick_gelu" if quick_gelu else "gelu"
+    cfg = CLIPConfig(
+        text_config=dict(hidden_size=txt_w, intermediate_size=model.transformer.resblocks[0].mlp.c_fc.out_features,
+                         num_hidden_layers=len(model.transformer.resblocks), num_attention_heads=text_heads,
+                         max_position_embeddings=model.positional_embedding.shape[0],
+                         vocab_size=model.token_embedding.weight.shape[0], hidden_act=act),
+        vision_config=dict(hidden_size=D, intermediate_size=vis_blocks[0].mlp.c_fc.out_features,
+                           num_hidden_layers=len(vis_blocks), num_attention_heads=vis_blocks[0].attn.num_heads,
+                           image_size=visual.image_size[0], patch_size=visual.patch_size[0], hidden_act=act),
+        projection_dim=E,
+    )
+    out: dict[str, torch.Tensor] = {}
+
+    def blocks(src: str, dst: str, n: int) -> None:
+        for i in range(n):
+            s, d = f"{src}.{i}", f"{dst}.{i}"
+            for a, b in (("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"), ("mlp.c_fc", "mlp.fc1"),
+                         ("mlp.c_proj", "mlp.fc2"), ("attn.out_proj", "self_attn.out_proj")):
+                out[f"{d}.{b}.weight"], out[f"{d}.{b}.bias"] = sd[f"{s}.{a}.weight"], sd[f"{s}.{a}.bias"]
+            for part, w, b in zip("qkv", sd[f"{s}.attn.in_proj_weight"].chunk(3), sd[f"{s}.attn.in_proj_bias"].chunk(3)):
+                out[f"{d}.self_attn.{part}_proj.weight"], out[f"{d}.self_attn.{part}_proj.bias"] = w, b
+
+    v = "vision_model"
+    out[f"{v}.embeddings.patch_embedding.weight"] = sd["visual.conv1.weight"]
+    out[f"{v}.embeddings.class_embedding"] = sd["visual.class_embedding"]
+    out[f"{v}.embeddings.position_embedding.weight"] = sd["visual.positional_embedding"]
+    for a, b in (("ln_pre", "pre_layrnorm"), ("ln_post", "post_layernorm")):
+        out[f"{v}.{b}.weight"], out[f"{v}.{b}.bias"] = sd[f"visual.{a}.weight"], sd[f"visual.{a}.bias"]
+    blocks("visual.transformer.resblocks", f"{v}.encoder.layers", len(vis_blocks))
+    out["visual_projection.weight"] = sd["visual.proj"].T.contiguous()
+    t = "text_model"
+    out[f"{t}.embeddings.token_embedding.weight"] = sd["token_embedding.weight"]
+    out[f"{t}.embeddings.position_embedding.weight"] = sd["positional_embedding"]
+    out[f"{t}.final_layer_norm.weight"], out[f"{t}.final_layer_norm.bias"] = sd["ln_final.weight"], sd["ln_final.bias"]
+    blocks("transformer.resblocks", f"{t}.encoder.layers", len(model.transformer.resblocks))
+    out["text_projection.weight"] = sd["text_projection"].T.contiguous()
+    out["logit_scale"] = sd["logit_scale"]
+    hf = CLIPModel(cfg)
+    missing, unexpected = hf.load_state_dict(out, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]  # buffers HF derives itself
+    if missing or unexpected:
+        raise ValueError(f"open_clip -> HF conversion left keys: missing {missing[:4]}, unexpected {unexpected[:4]}")
+    return hf.eval()

@@ -180,3 +180,27 @@ def test_textspan_runs_on_the_hf_model(hf, tmp_path):
     table = spans_table(hf.key, art, pool, embed_texts(hf, texts), SpanConfig(rank=2, m=3))
     assert set(table["layer"]) == {1, 2} and table.height == 2 * 4 * 3  # m = 3 descriptions per head
     assert set(table["text"]) <= set(texts)
+
+
+def test_open_clip_weights_in_hf_form_give_the_same_embeddings_and_decomposition(tiny, tmp_path):
+    """ccs-tiny's weights converted to a transformers CLIPModel folder: the same image / text embeddings, the same
+    per-head decomposition and the same pruned embeddings through both loaders."""
+    from ccs_dist.models.hf_clip import open_clip_to_hf
+    from ccs_dist.models.masked import encode_image_pruned
+
+    folder = tmp_path / "converted"
+    open_clip_to_hf(tiny.model, quick_gelu=True, text_heads=4).save_pretrained(str(folder))
+    _write_tokenizer(folder)
+    hf = load_model(f"hf:{folder}", device="cpu")
+    x = _images(3, seed=4)
+    with torch.no_grad():
+        torch.testing.assert_close(hf.model.encode_image(x), tiny.model.encode_image(x), rtol=1e-5, atol=1e-5)
+        tokens = tiny.tokenizer(["a photo of a cat", "a diagram"])
+        torch.testing.assert_close(hf.model.encode_text(hf.tokenizer(["a photo of a cat", "a diagram"])),
+                                   tiny.model.encode_text(tokens), rtol=1e-4, atol=1e-5)
+    d_hf, d_oc = decompose(hf, x, layers=2), decompose(tiny, x, layers=2)
+    torch.testing.assert_close(d_hf.heads, d_oc.heads, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(d_hf.rest, d_oc.rest, rtol=1e-4, atol=1e-5)
+    assert d_oc.heads.abs().max() > 1e-3
+    torch.testing.assert_close(encode_image_pruned(hf, x, ["L2.H1", "L1.H0"]), encode_image_pruned(tiny, x, ["L2.H1", "L1.H0"]),
+                               rtol=1e-4, atol=1e-5)
