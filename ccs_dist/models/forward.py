@@ -98,9 +98,22 @@ def encode_image(
     loaded: LoadedModel, images: torch.Tensor, keep_BLH: torch.Tensor | None = None, ablation: Ablation = "zero"
 ) -> torch.Tensor:
     """``encode_image`` (unnormalised, [B, E]) with an optional per-sample head mask, CLS-only last block."""
+    if loaded.tower is not None:
+        return encode_image_tower(loaded, images, keep_BLH, ablation)
     check_tower(loaded)
     with loaded.autocast():
         x = embed(loaded, images)
         x = run_blocks(loaded, x, range(loaded.num_layers - 1), keep_BLH, ablation)
         x = run_last_block_cls(loaded, x, None if keep_BLH is None else keep_BLH[:, -1], ablation)
         return pool_project(loaded, x)
+
+
+def encode_image_tower(
+    loaded: LoadedModel, images: torch.Tensor, keep_BLH: torch.Tensor | None = None, ablation: Ablation = "zero"
+) -> torch.Tensor:
+    """``encode_image`` of a :class:`~ccs_dist.models.towers.Tower` model (timm, Hugging Face): the tower's own
+    forward, each masked layer's heads ablated at its out-projection input (= zeroing those weight columns)."""
+    with contextlib.ExitStack() as stack, loaded.autocast():
+        for layer in range(loaded.num_layers):
+            stack.enter_context(head_mask(loaded, layer, None if keep_BLH is None else keep_BLH[:, layer], ablation))
+        return loaded.model.encode_image(images.to(loaded.device)).float()

@@ -49,10 +49,11 @@ class HeadControl:
     ablation: Ablation = "zero"
     mean_HPK: torch.Tensor | None = field(default=None, compare=False)
     record_mean: bool = False
+    capture_inputs: bool = False  # HeadProj only: every head's output at every position (``capture.z_BHPK``)
 
 
 STOCK = HeadControl()
-_CAPTURE_FIELDS = {"capture_cls", "capture_spatial", "record_mean"}
+_CAPTURE_FIELDS = {"capture_cls", "capture_spatial", "record_mean", "capture_inputs"}
 
 
 @dataclass(eq=False)
@@ -61,6 +62,7 @@ class HeadCapture:
 
     cls_BHD: torch.Tensor | None = None
     spatial_BAPD: torch.Tensor | None = None
+    z_BHPK: torch.Tensor | None = None
     _mean_sum_HPK: torch.Tensor | None = None
     _mean_count: int = 0
 

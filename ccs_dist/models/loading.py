@@ -26,6 +26,9 @@ from torch import nn
 
 from ccs_dist.core.errors import UserError
 from ccs_dist.models.head_attention import HeadAttention, install_head_attention
+from ccs_dist.models.hf_clip import HF_PREFIX, hf_folder, hf_preprocess, hf_tower, load_hf_clip, load_hf_tokenizer
+from ccs_dist.models.tiny_zoo import register_tiny_timm
+from ccs_dist.models.towers import Tower, timm_tower
 from ccs_dist.core.weights import CHECKPOINT_SUFFIXES, SCHEMA_PREFIXES, has_no_weights, model_key
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,12 @@ class LoadedModel:
     precision: str
     seed: int | None
     heads: list[HeadAttention] = field(repr=False)
+    tower: Tower | None = field(default=None, repr=False)  # None: open_clip's own VisionTransformer
+
+    @property
+    def family(self) -> str:
+        """``open_clip-vit``, or the :class:`~ccs_dist.models.towers.Tower` family (``timm-vit``, ``timm-eva``, ``hf-clip``)."""
+        return "open_clip-vit" if self.tower is None else self.tower.family
 
     @property
     def visual(self) -> nn.Module:
@@ -78,6 +87,8 @@ class LoadedModel:
 
     @property
     def embed_dim(self) -> int:
+        if self.tower is not None:
+            return self.tower.embed_dim
         return int(self.visual.proj.shape[1])
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -145,7 +156,8 @@ def _register_project_configs() -> None:
     import open_clip
     from open_clip import pretrained as oc_pretrained
 
-    if "ccs-tiny" not in open_clip.list_models():
+    register_tiny_timm()  # before the configs that name them
+    if "ccs-tiny" not in open_clip.list_models() or "ccs-tiny-attnpool" not in open_clip.list_models():
         open_clip.add_model_config(CONFIG_DIR)
     for b in BUNDLED:  # open_clip reads a tag whose config names a local ``file`` without any download
         oc_pretrained._PRETRAINED.setdefault(b.arch, {}).setdefault(b.tag, oc_pretrained._pcfg(file=str(b.path)))
@@ -373,6 +385,67 @@ def quick_gelu_needed(arch: str, tag: str) -> bool:
     return tag == "openai" or bool(open_clip.get_pretrained_cfg(arch, tag).get("quick_gelu", False))
 
 
+def _load_hf_model(arch: str, pretrained: str | None, device, precision: str | None) -> LoadedModel:
+    """``hf:/folder``: a transformers ``CLIPModel`` folder with its own tokenizer (see :mod:`ccs_dist.models.hf_clip`)."""
+    if not has_no_weights(pretrained):
+        raise UserError(f"{arch} names its weights itself (the folder): drop pretrained={pretrained!r}")
+    folder = hf_folder(arch)
+    dev = resolve_device(device)
+    prec = _resolve_precision(precision, dev)
+    model = load_hf_clip(folder)
+    cfg = model.hf.config
+    tokenizer = load_hf_tokenizer(folder, cfg.text_config.max_position_embeddings)
+    tower = hf_tower(model)
+    model = model.to(dev).eval()
+    loaded = LoadedModel(
+        model=model, preprocess=hf_preprocess(folder, cfg.vision_config.image_size), tokenizer=tokenizer, arch=arch,
+        pretrained=arch, key=arch, device=dev, precision=prec, seed=None, heads=tower.heads, tower=tower,
+    )
+    log.info("loaded %s on %s (%s): %d layers x %d heads, width %d, embed %d",
+             arch, dev, prec, loaded.num_layers, loaded.num_heads, loaded.width, loaded.embed_dim)
+    return loaded
+
+
+def _zoo_tower(visual: nn.Module) -> Tower | None:
+    """The :class:`Tower` of an image tower open_clip does not build itself (timm trunks); None for its own ViT."""
+    from open_clip.timm_model import TimmModel
+
+    if not isinstance(visual, TimmModel):
+        return None
+    try:
+        return timm_tower(visual)
+    except TypeError as e:
+        raise UserError(f"unsupported timm image tower: {e}") from e
+
+
+def _get_tokenizer(arch: str) -> Callable:
+    """open_clip's tokenizer for ``arch``; a one-line UserError when its files would come from an unreachable hub."""
+    import open_clip
+
+    try:
+        return open_clip.get_tokenizer(arch)
+    except OSError as e:
+        repo = _hf_tokenizer_repo(arch)
+        if repo:
+            missing = f"tokenizer.json / tokenizer_config.json of the Hugging Face repo {repo}"
+            fix = f"fetch them elsewhere (huggingface-cli download {repo}) and copy the cache (HF_HOME)"
+        else:  # e.g. open_clip's SigLIP sentencepiece model, read from a URL
+            missing = f"its vocabulary file ({str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__})"
+            fix = "fetch it elsewhere into the local cache"
+        raise UserError(f"the tokenizer of {arch} is not reachable: {missing} is neither downloadable (offline?) "
+                        f"nor in the local cache; {fix}, or go online") from e
+
+
+def _hf_tokenizer_repo(arch: str) -> str | None:
+    import open_clip
+
+    try:
+        cfg = open_clip.get_model_config(arch) or {}
+    except Exception:  # an hf-hub: id whose config is itself remote
+        return arch.removeprefix("hf-hub:") if arch.startswith("hf-hub:") else None
+    return cfg.get("text_cfg", {}).get("hf_tokenizer_name") or (arch.removeprefix("hf-hub:") if arch.startswith("hf-hub:") else None)
+
+
 def load_model(
     arch: str,
     pretrained: str | None = None,
@@ -392,6 +465,8 @@ def load_model(
     """
     import open_clip
 
+    if str(arch).startswith(HF_PREFIX):
+        return _load_hf_model(str(arch), pretrained, device, precision)
     _register_project_configs()
     arch = str(arch)
     _check_arch(arch)
@@ -426,12 +501,16 @@ def load_model(
         raise
     except Exception as e:  # open_clip signals bad weights with RuntimeError, AssertionError, KeyError, OSError...
         raise _weights_error(e, kind, arch, pretrained, value) from e
-    tokenizer = open_clip.get_tokenizer(arch)
+    tokenizer = _get_tokenizer(arch)
 
     visual = model.visual
-    if not hasattr(visual, "transformer") or not hasattr(visual.transformer, "resblocks"):
+    tower = _zoo_tower(visual)
+    if tower is not None:
+        heads = tower.heads
+    elif not hasattr(visual, "transformer") or not hasattr(visual.transformer, "resblocks"):
         raise UserError(f"{arch} has no ViT image tower (e.g. a ResNet CLIP): ccs_dist decomposes ViT towers only")
-    heads = install_head_attention(visual)
+    else:
+        heads = install_head_attention(visual)
     model = model.to(dev).eval()
 
     key = model_key(arch, value, is_file=kind == "file")
@@ -455,6 +534,7 @@ def load_model(
         precision=prec,
         seed=seed if kind == "none" else None,
         heads=heads,
+        tower=tower,
     )
     log.info(
         "loaded %s on %s (%s): %d layers x %d heads, width %d, embed %d",

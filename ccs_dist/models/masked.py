@@ -52,10 +52,12 @@ def encode_image_head_sets(
     The layers below the first pruned layer run once on B images; above it, the batch is repeated per
     distinct head set (``max_batch`` caps the repeated batch, default 8 * B).
     """
-    forward.check_tower(loaded)
     masks_SLH = keep_masks(loaded, head_sets).to(loaded.device)
     unique_ULH, inverse_S = torch.unique(masks_SLH, dim=0, return_inverse=True)
     B, L = images.shape[0], loaded.num_layers
+    if loaded.tower is not None:  # the tower's own forward per distinct set (no shared prefix)
+        return _head_sets_tower(loaded, images.to(loaded.device), unique_ULH, inverse_S, ablation, max_batch)
+    forward.check_tower(loaded)
     pruned_layers = (unique_ULH < 1).any(dim=(0, 2)).nonzero()
     first = min(int(pruned_layers.min()) if len(pruned_layers) else L - 1, L - 1)
     U = unique_ULH.shape[0]
@@ -102,3 +104,15 @@ def reference_means(loaded: LoadedModel, batches: Iterable[torch.Tensor]) -> Ite
         for layer, mean_HPK in means.items():
             stack.enter_context(loaded.heads[layer].controlled(mean_HPK=mean_HPK))
         yield means
+
+
+def _head_sets_tower(loaded, images, unique_ULH, inverse_S, ablation, max_batch) -> torch.Tensor:
+    B, U = images.shape[0], unique_ULH.shape[0]
+    per_chunk = max(1, (max_batch or 8 * B) // B)
+    outs = []
+    for lo in range(0, U, per_chunk):
+        chunk_ULH = unique_ULH[lo : lo + per_chunk]
+        n = chunk_ULH.shape[0]
+        emb = forward.encode_image_tower(loaded, images.repeat(n, 1, 1, 1), chunk_ULH.repeat_interleave(B, dim=0), ablation)
+        outs.append(emb.view(n, B, -1))
+    return torch.cat(outs)[inverse_S]
