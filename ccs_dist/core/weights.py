@@ -14,7 +14,7 @@ from pathlib import Path
 RANDOM_INIT = "random-init"
 NO_WEIGHTS = frozenset({"", "none", "None", "random", RANDOM_INIT})  # what a user may write for "no weights"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
-SCHEMA_PREFIXES = ("hf-hub:", "local-dir:")
+SCHEMA_PREFIXES = ("hf-hub:", "local-dir:", "hf:")  # the arch names its own weights: the key is the arch
 
 
 def parse_pretrained(value: object) -> str | None:
