@@ -18,7 +18,7 @@ from ccs_dist.spans.table import SpanConfig, spans_table
 from ccs_dist.artifacts.store import ArtifactStore
 from ccs_dist.text.embed import embed_texts
 from ccs_dist.text.pool import read_pool
-from tests.conftest import SHARED_DATA
+from tests.support.paths import SHARED_DATA
 
 POOL = SHARED_DATA / "image_descriptions_general.txt"
 
