@@ -112,6 +112,7 @@ def test_user_errors(run):
     assert not (root / "bad").exists()
 
 
+@pytest.mark.slow
 def test_vit_b32_attribution_vs_finite_difference_and_exact(vit_b32):
     """Real architecture at random init: 12 heads in a 768-wide residual, so one head is a small share and the
     first-order estimate is tight for the last layer (observed ~1% of the largest effect; tolerance 5%)."""
