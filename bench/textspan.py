@@ -2,7 +2,7 @@
 heads in one batch vs one head at a time (with the share of the eigen-decompositions), and the FAISS-prefiltered variant vs exact on a 1,000,000-text pool (recall@5 and speed-up). Last line: JSON.
 
 Head data are synthetic but shaped like real heads: a mean offset plus a few pool-text directions with
-decaying variances plus isotropic noise. The loop algorithm is tests/reference_textspan.py (numpy float64,
+decaying variances plus isotropic noise. The loop algorithm is tests/support/reference_textspan.py (numpy float64,
 full N x T projections), the same algorithm the papers' code runs. The published anchor for that code on
 this 2-core CPU is 4.65 s per head at N = 2,000 (0.405 s per head on an H100 at N = 10,000).
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from ccs_dist.text.index import IndexConfig, TextIndex  # noqa: E402
 from ccs_dist.decomposition.moments import HeadMoments
 from ccs_dist.spans.textspan import PrefilterConfig, textspan_heads, textspan_heads_prefiltered  # noqa: E402
-from tests.reference_textspan import reference_textspan  # noqa: E402
+from tests.support.reference_textspan import reference_textspan  # noqa: E402
 
 ANCHOR_CPU_S_PER_HEAD_N2000 = 4.65
 ANCHOR_H100_S_PER_HEAD_N10000 = 0.405

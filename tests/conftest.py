@@ -1,16 +1,13 @@
-"""Shared fixtures: the tiny random CLIP, real architectures at random init, a throwaway cache."""
+"""Shared fixtures: the tiny random CLIP, real architectures at random init, a throwaway cache, the demo run,
+the loopback API key, a headless browser. Helpers the fixtures and tests call live in :mod:`tests.support`."""
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -34,27 +31,38 @@ def cache_dir(tmp_path):
     return d
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
-    """Run ``python -m ccs_dist.cli ARGS`` as a user would; returns the CompletedProcess."""
-    import subprocess
-
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "ccs_dist.cli", *args],
-        cwd=cwd or REPO,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.fixture(scope="session")
 def local_demo_run(tmp_path_factory):
     """The demo spec run once in local mode, shared by the local and Ray tests: (root, CompletedProcess)."""
-    from tests.jobs_helpers import run_full_grid
+    from tests.support.jobs import run_full_grid
 
     root = tmp_path_factory.mktemp("demo")
     proc = run_full_grid("--local", "--quiet", "--out", str(root / "reports"), "--cache-dir", str(root / "cache"))
     assert proc.returncode == 0, proc.stderr[-4000:]
     return root, proc
+
+
+@pytest.fixture
+def key_env(monkeypatch):
+    """The loopback server's key in an environment variable; returns the variable's name."""
+    from tests.support.llm_spans import KEY
+
+    monkeypatch.setenv("CCS_TEST_KEY", KEY)
+    return "CCS_TEST_KEY"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless chromium (network off), one per test module; skipped without one unless CCS_REQUIRE_BROWSER=1."""
+    pytest.importorskip("websocket", reason="websocket-client (the test extra) drives chromium")
+    from tests.support.browser import Chromium, find_chromium
+
+    if find_chromium() is None:
+        if os.environ.get("CCS_REQUIRE_BROWSER") == "1":
+            pytest.fail("CCS_REQUIRE_BROWSER=1 but no chromium binary (apt-get install chromium)")
+        pytest.skip("no chromium binary (apt-get install chromium)")
+    b = Chromium(timeout=60)
+    try:
+        yield b
+    finally:
+        b.close()

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ccs_dist.cli import main
 from ccs_dist.attribution import maths as A
 from ccs_dist.data import synthetic
+from tests.support.cli import run_cli
 
 MODEL = "ccs-tiny/random-init"
 LABELS = ["animals", "colors", "written text", "places"]
@@ -26,11 +26,11 @@ def run(tmp_path_factory):
                          "category": "high"} for l in range(3) for h in range(4)])
     ccs.write_parquet(root / "ccs.parquet")
     out = root / "out"
-    code = main(["attribute", "--model", "ccs-tiny", "--task", "cifar10", "--data-root", str(root / "data"),
+    proc = run_cli("attribute", "--model", "ccs-tiny", "--task", "cifar10", "--data-root", str(root / "data"),
                  "--ccs", str(root / "ccs.parquet"), "--out", str(out), "--samples", "5", "--deletions", "12",
                  "--seeds", "0,1,2", "--templates-per-class", "1", "--batch-size", "8", "--device", "cpu",
-                 "--noprogress"])
-    assert code == 0
+                 "--noprogress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
     tables = {p.stem: pl.read_parquet(p) for p in (out / "tables").glob("*.parquet")}
     return root, tables
 
@@ -101,17 +101,18 @@ def test_reliance(run):
     assert (first["layer"] == first["layer_right"]).all() and (first["head"] == first["head_right"]).all()
 
 
-def test_user_errors(run, capsys):
+def test_user_errors(run):
     root, _ = run
     base = ["attribute", "--model", "ccs-tiny", "--data-root", str(root / "data"), "--out", str(root / "bad"), "--device", "cpu"]
-    assert main(base + ["--task", "fairface"]) == 2
-    assert "classification task" in capsys.readouterr().err
-    assert main(base + ["--task", "cifar10", "--ccs", str(root / "missing.parquet")]) == 2
-    err = capsys.readouterr().err
-    assert "ccs table" in err and len(err.strip().splitlines()) == 1
+    proc = run_cli(*base, "--task", "fairface")
+    assert proc.returncode == 2 and "classification task" in proc.stderr
+    proc = run_cli(*base, "--task", "cifar10", "--ccs", str(root / "missing.parquet"))
+    err = proc.stderr
+    assert proc.returncode == 2 and "ccs table" in err and len(err.strip().splitlines()) == 1
     assert not (root / "bad").exists()
 
 
+@pytest.mark.slow
 def test_vit_b32_attribution_vs_finite_difference_and_exact(vit_b32):
     """Real architecture at random init: 12 heads in a 768-wide residual, so one head is a small share and the
     first-order estimate is tight for the last layer (observed ~1% of the largest effect; tolerance 5%)."""

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from ccs_dist.artifacts.schemas import read_metadata
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 
 def _error_line(proc):

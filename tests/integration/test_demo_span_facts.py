@@ -8,7 +8,7 @@ import json
 import polars as pl
 
 from ccs_dist.artifacts.schemas import read_metadata
-from tests.jobs_helpers import read_tables
+from tests.support.jobs import read_tables
 
 
 def test_demo_tables_carry_rank_stability_and_precision(local_demo_run):

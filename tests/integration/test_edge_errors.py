@@ -6,17 +6,18 @@ import os
 import subprocess
 import sys
 
-from tests.integration.test_score_cli import REPO, cli, one_line_error
+from tests.support.cli import one_line_error, run_cli
+from tests.support.paths import REPO
 
 
 def test_out_and_cache_dir_that_are_files(tmp_path):
     f = tmp_path / "f"
     f.write_text("keep me")
-    one_line_error(cli("decompose", "--cache-dir", str(f), "--images", "synthetic:4", "--pretrained", "none"),
+    one_line_error(run_cli("decompose", "--cache-dir", str(f), "--images", "synthetic:4", "--pretrained", "none"),
                    f"--cache-dir {f} is a file")
-    one_line_error(cli("textspan", "--out", str(f), "--images", "synthetic:4", "--pretrained", "none"), f"--out {f} is a file")
-    one_line_error(cli("score", "--spans", "x.parquet", "--out", str(f / "sub")), f"which is a file")
-    one_line_error(cli("score", "--spans", "x.parquet", "--out", str(tmp_path / "o"), "--cache-dir", str(f)), "is a file")
+    one_line_error(run_cli("textspan", "--out", str(f), "--images", "synthetic:4", "--pretrained", "none"), f"--out {f} is a file")
+    one_line_error(run_cli("score", "--spans", "x.parquet", "--out", str(f / "sub")), f"which is a file")
+    one_line_error(run_cli("score", "--spans", "x.parquet", "--out", str(tmp_path / "o"), "--cache-dir", str(f)), "is a file")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for flag in ("--out", "--cache-dir"):
         p = subprocess.run([sys.executable, "-m", "ccs_dist.jobs.full_grid", "--local", "--quiet", flag, str(f)],
@@ -27,8 +28,8 @@ def test_out_and_cache_dir_that_are_files(tmp_path):
 
 
 def test_non_integer_and_negative_counts(tmp_path):
-    one_line_error(cli("textspan", "--rank", "abc", "--out", str(tmp_path / "o")), "--rank must be an integer, got 'abc'")
-    one_line_error(cli("textspan", "--workers", "-2", "--out", str(tmp_path / "o"), "--images", "synthetic:4"),
+    one_line_error(run_cli("textspan", "--rank", "abc", "--out", str(tmp_path / "o")), "--rank must be an integer, got 'abc'")
+    one_line_error(run_cli("textspan", "--workers", "-2", "--out", str(tmp_path / "o"), "--images", "synthetic:4"),
                    "--workers must be >= 0, got -2")
-    one_line_error(cli("decompose", "--workers", "-2", "--images", "synthetic:4", "--cache-dir", str(tmp_path / "c")),
+    one_line_error(run_cli("decompose", "--workers", "-2", "--images", "synthetic:4", "--cache-dir", str(tmp_path / "c")),
                    "--workers must be >= 0")

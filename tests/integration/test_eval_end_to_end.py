@@ -5,7 +5,7 @@ import shutil
 import polars as pl
 import pytest
 
-from ccs_dist.cli import main
+from tests.support.cli import run_cli
 from ccs_dist.data import synthetic
 from ccs_dist.evaluate import EvalConfig, evaluate
 from ccs_dist.evaluate.run import ALL_TASKS
@@ -98,28 +98,28 @@ def test_limit_takes_an_even_subset(tiny, root, occupations):
     assert df.filter(pl.col("metric") == "n")["value"].item() == 7.0
 
 
-def test_cli_writes_the_table_and_reports_bad_input(root, occupations, tmp_path, capsys):
+def test_cli_writes_the_table_and_reports_bad_input(root, occupations, tmp_path):
     ccs = tmp_path / "ccs.parquet"
     rows = [{"model": "ccs-tiny/random-init", "layer": l, "head": h, "label": "cities" if h == 0 else "animals",
              "ccs": 5 if h < 2 else (0 if h == 3 else 3), "category": "high" if h < 2 else ("low" if h == 3 else "moderate")}
             for l in (1, 2) for h in range(4)]
     pl.DataFrame(rows).write_parquet(ccs)
     out = tmp_path / "run"
-    rc = main(["evaluate", "--model", "ccs-tiny", "--tasks", "cifar10,msvd", "--data_root", str(root), "--ccs", str(ccs),
-               "--heads", "mine=L0.H1,L1.H1", "--out", str(out), "--templates_per_class", "1", "--batch_size", "16"])
-    assert rc == 0
+    proc = run_cli("evaluate", "--model", "ccs-tiny", "--tasks", "cifar10,msvd", "--data_root", str(root), "--ccs", str(ccs),
+                   "--heads", "mine=L0.H1,L1.H1", "--out", str(out), "--templates_per_class", "1", "--batch_size", "16")
+    assert proc.returncode == 0, proc.stderr[-3000:]
     df = pl.read_parquet(out / "tables" / "evaluation.parquet")
     conds = set(df["condition"].unique())
     assert {"original", "high", "low", "moderate", "random", "random:mean", "random:std", "equal:high", "equal:low",
             "concept:location", "concept:animal", "mine"} == conds
     assert df.filter(pl.col("condition") == "high")["n_pruned"].unique().to_list() == [4]
     assert sorted(df.filter(pl.col("condition") == "random")["seed"].unique().to_list()) == [0, 1, 2]
-    capsys.readouterr()
-    assert main(["evaluate", "--model", "ccs-tiny", "--tasks", "cifar10", "--data_root", str(tmp_path / "none"), "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
+    proc = run_cli("evaluate", "--model", "ccs-tiny", "--tasks", "cifar10", "--data_root", str(tmp_path / "none"), "--out", str(out))
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()[-1]
     assert err.startswith("error: cifar10: dataset not found") and "expected layout" in err
-    assert main(["evaluate", "--model", "ccs-tiny", "--heads", "L9.H0", "--data_root", str(root), "--out", str(out)]) == 2
-    assert "out of range" in capsys.readouterr().err
+    proc = run_cli("evaluate", "--model", "ccs-tiny", "--heads", "L9.H0", "--data_root", str(root), "--out", str(out))
+    assert proc.returncode == 2 and "out of range" in proc.stderr
 
 
 def test_mean_ablation_runs_on_image_tasks_only(tiny, root, occupations):

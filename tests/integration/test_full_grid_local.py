@@ -14,8 +14,8 @@ import pytest
 
 from ccs_dist.llm.cache import AnswerCache
 from tests.support.loopback import LoopbackConfig, LoopbackServer
-from tests.conftest import REPO
-from tests.jobs_helpers import job_env, read_tables, run_full_grid
+from tests.support.paths import REPO
+from tests.support.jobs import job_env, read_tables, run_full_grid
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 from tests.support.loopback import LoopbackConfig, LoopbackServer
-from tests.jobs_helpers import job_env, run_full_grid
+from tests.support.jobs import job_env, run_full_grid
 
 SPEC = """
 run: flagged

@@ -17,9 +17,9 @@ import polars as pl
 import pytest
 
 from ccs_dist.llm.cache import AnswerCache
+from tests.support.cli import one_line_error, run_cli
+from tests.support.llm_spans import KEY, make_spans
 from tests.support.loopback import LoopbackConfig, LoopbackServer
-from tests.integration.test_llm_pool import KEY, make_spans
-from tests.integration.test_score_cli import cli, one_line_error
 
 KEY2 = "sk-second-endpoint-KEY-91b2"
 
@@ -32,9 +32,9 @@ def spans_path(tmp_path_factory):
 
 
 def score(spans, out, base_url, cache, *extra, env=None, timeout=120):
-    return cli("score", "--spans", str(spans), "--out", str(out), "--base-url", base_url, "--llm-model", "loopback-1",
+    return run_cli("score", "--spans", str(spans), "--out", str(out), "--base-url", base_url, "--llm-model", "loopback-1",
                "--cache-dir", str(cache), "--api-key-env", "T_KEY", "--progress=False", *extra,
-               env_extra={"T_KEY": KEY, **(env or {})}, timeout=timeout)
+               env={"T_KEY": KEY, **(env or {})}, timeout=timeout)
 
 
 class TricklingServer:
@@ -260,19 +260,15 @@ def test_a_read_only_cache_with_every_answer_still_serves(spans_path, tmp_path):
         sent = srv.stats.requests
         cache = tmp_path / "c"
         wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c", f'mount --bind -o ro {cache} {cache} && exec "$@"', "sh"]
-        import os
-        import sys
-
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "T_KEY": KEY}
-        base = [sys.executable, "-m", "ccs_dist.cli", "score", "--spans", str(spans_path), "--base-url", srv.base_url,
+        base = ["score", "--spans", str(spans_path), "--base-url", srv.base_url,
                 "--llm-model", "loopback-1", "--cache-dir", str(cache), "--api-key-env", "T_KEY", "--progress=False"]
-        p = subprocess.run(wrap + base + ["--out", str(tmp_path / "ro")], capture_output=True, text=True, env=env, timeout=120)
+        p = run_cli(*base, "--out", str(tmp_path / "ro"), env={"T_KEY": KEY}, wrap=wrap, timeout=120)
         assert p.returncode == 0, p.stderr[-2000:]
         assert srv.stats.requests == sent and "requests 0" in p.stdout and "read-only" in p.stderr
         # a question it lacks is asked and answered, just not kept
         make_spans(7).write_parquet(tmp_path / "more.parquet")
         base[base.index(str(spans_path))] = str(tmp_path / "more.parquet")
-        q = subprocess.run(wrap + base + ["--out", str(tmp_path / "ro2")], capture_output=True, text=True, env=env, timeout=120)
+        q = run_cli(*base, "--out", str(tmp_path / "ro2"), env={"T_KEY": KEY}, wrap=wrap, timeout=120)
         assert q.returncode == 0, q.stderr[-2000:]
         assert srv.stats.requests > sent and "new LLM answers are not kept" in q.stderr
     finally:

@@ -4,58 +4,25 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import subprocess
 import sys
 import textwrap
 from dataclasses import replace
-from pathlib import Path
 
 import polars as pl
 import pytest
 
 from ccs_dist.core.errors import UserError
-from ccs_dist.llm import CacheConfig, EndpointConfig, ScoreConfig, score_spans
+from ccs_dist.llm import CacheConfig, EndpointConfig, score_spans
 from ccs_dist.llm.cache import AnswerCache
+from tests.support.llm_spans import KEY, config, make_spans
 from tests.support.loopback import LoopbackConfig, LoopbackServer, reference_label, reference_verdict
-
-KEY = "sk-loopback-SECRET-7f3a9c"
-REPO = Path(__file__).resolve().parents[2]
-
-
-def make_spans(n_heads: int = 48, seed: int = 0) -> pl.DataFrame:
-    """n_heads heads of 5 default-pool descriptions each, most drawn from one family."""
-    from ccs_dist.text.pool import default_pool
-
-    pool = default_pool()
-    fams = sorted(set(pool.families))
-    by = {f: [t for t, g in zip(pool.texts, pool.families) if g == f] for f in fams}
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n_heads):
-        fam = fams[i % len(fams)]
-        texts = rng.sample(by[fam], 5 - i % 3) + rng.sample(pool.texts, i % 3)
-        for r, t in enumerate(texts):
-            rows.append({"model": "ViT-B-16/laion2b_s34b_b88k", "layer": 8 + i // 12, "head": i % 12, "rank": r, "text": t, "variance": 1.0 / (r + 1)})
-    return pl.DataFrame(rows)
+from tests.support.paths import REPO
 
 
 @pytest.fixture(scope="module")
 def spans():
     return make_spans()
-
-
-@pytest.fixture
-def key_env(monkeypatch):
-    monkeypatch.setenv("CCS_TEST_KEY", KEY)
-    return "CCS_TEST_KEY"
-
-
-def config(base_url: str, cache_dir, key_env: str, **endpoint) -> ScoreConfig:
-    kw = dict(model="loopback-1", base_url=base_url, api_key_env=key_env, rpm=60000, tpm=1e8,
-              timeout_s=0.5, max_attempts=8, backoff_base_s=0.01, backoff_max_s=0.1)
-    ep = EndpointConfig(**{**kw, **endpoint})
-    return ScoreConfig(labeler=ep, judges=(ep,), cache=CacheConfig(directory=str(cache_dir)), show_progress=False)
 
 
 def expected_ccs(spans: pl.DataFrame) -> dict[tuple[int, int], tuple[str, int]]:
@@ -263,7 +230,7 @@ _WORKER = textwrap.dedent(
     """
     import json, sys
     sys.path.insert(0, sys.argv[4])
-    from tests.integration.test_llm_pool import make_spans, config
+    from tests.support.llm_spans import make_spans, config
     from ccs_dist.llm import score_spans
     r = score_spans(make_spans(), config(sys.argv[1], sys.argv[2], "CCS_TEST_KEY"))
     r.write(sys.argv[3])

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import zipfile
 
-from tests.jobs_helpers import fresh_copy
+from tests.support.jobs import fresh_copy
 
 SHIPPED = ("ccs_dist/jobs/specs/demo.yaml", "ccs_dist/jobs/specs/paper_grid.yaml", "ccs_dist/jobs/specs/local_gpu.yaml",
            "ccs_dist/data/files/occupations_104.txt", "ccs_dist/report/data/paper_reference.json",

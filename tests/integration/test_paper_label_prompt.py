@@ -9,7 +9,7 @@ import polars as pl
 from tests.support.loopback import LoopbackServer
 from ccs_dist.llm.prompts import label_request, load_template
 from ccs_dist.llm.score import score_spans
-from tests.integration.test_llm_pool import config, key_env, make_spans  # noqa: F401  (fixture)
+from tests.support.llm_spans import config, make_spans
 
 
 def test_paper_prompt_asks_for_one_word_with_one_word_examples():
@@ -22,7 +22,7 @@ def test_paper_prompt_asks_for_one_word_with_one_word_examples():
     assert label_request(["x"] * 5).template.startswith("label@")
 
 
-def test_score_stage_sends_the_chosen_label_prompt(tmp_path, key_env):  # noqa: F811
+def test_score_stage_sends_the_chosen_label_prompt(tmp_path, key_env):
     spans = make_spans(n_heads=6)
     with LoopbackServer() as srv:
         base = config(srv.base_url, tmp_path / "cache", key_env)

@@ -9,7 +9,7 @@ import json
 import polars as pl
 import pytest
 
-from tests.jobs_helpers import assert_same_tables, job_env, run_full_grid
+from tests.support.jobs import assert_same_tables, job_env, run_full_grid
 
 SPEC = """
 run: small

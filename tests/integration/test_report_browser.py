@@ -7,39 +7,17 @@ Screenshots go to test-artifacts/ (git-ignored).
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import polars as pl
-import pytest
 
 from ccs_dist.report import write_report
+from tests.support.browser import query_all as _q
+from tests.support.paths import REPO
 from tests.support.report_fixtures import HOSTILE_LABEL, HOSTILE_TEXT, FixtureModel, FixtureSpec, make_run
 
-REPO = Path(__file__).resolve().parents[2]
 # images that are not the report's own thumbnails (data:image/... URIs): any would be injected markup
 INJECTED_IMAGES = "Array.from(document.images).filter(i => i.src.indexOf('data:image/') !== 0).length"
 ARTIFACTS = REPO / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    pytest.importorskip("websocket", reason="websocket-client (the test extra) drives chromium")
-    from tests.support.browser import Chromium, find_chromium
-
-    if find_chromium() is None:
-        if os.environ.get("CCS_REQUIRE_BROWSER") == "1":
-            pytest.fail("CCS_REQUIRE_BROWSER=1 but no chromium binary (apt-get install chromium)")
-        pytest.skip("no chromium binary (apt-get install chromium)")
-    b = Chromium(timeout=60)
-    try:
-        yield b
-    finally:
-        b.close()
-
-
-def _q(b, selector: str, expr: str = "length") -> object:
-    return b.eval(f"document.querySelectorAll({json.dumps(selector)}).{expr}")
 
 
 def test_demo_report_renders_with_cards_and_charts(browser, tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.support.report_fixtures import FixtureSpec, make_run
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 
 def test_report_command_writes_and_prints_the_page(tmp_path):

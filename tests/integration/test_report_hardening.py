@@ -13,7 +13,6 @@ import pytest
 from ccs_dist.report import write_report
 from tests.support.report_fixtures import FixtureSpec, make_run
 from ccs_dist.artifacts.schemas import csv_safe, csv_unescape
-from tests.integration.test_report_browser import browser  # noqa: F401  (the headless chromium fixture)
 
 
 def test_a_manifest_path_cannot_lead_the_report_outside_the_run(tmp_path):
@@ -44,7 +43,7 @@ def test_csv_cells_cannot_run_as_formulas(tmp_path):
     assert csv_safe(nums).equals(nums)  # numbers are not text
 
 
-def test_a_megabyte_description_shows_short_with_the_full_text_on_demand(browser, tmp_path):  # noqa: F811
+def test_a_megabyte_description_shows_short_with_the_full_text_on_demand(browser, tmp_path):
     run = make_run(tmp_path / "run", FixtureSpec(attribution=False))
     spans = pl.read_parquet(run / "tables" / "spans.parquet")
     first = spans.row(0, named=True)

@@ -9,7 +9,7 @@ import polars as pl
 
 from ccs_dist.report import write_report
 from tests.support.report_fixtures import FixtureSpec, make_run
-from tests.integration.test_report_browser import _q, browser  # noqa: F401  (the chromium fixture)
+from tests.support.browser import query_all as _q
 
 
 def _add_span_facts(run) -> pl.DataFrame:
@@ -27,7 +27,7 @@ def _add_span_facts(run) -> pl.DataFrame:
     return ccs
 
 
-def test_stability_beside_ccs_in_grid_card_and_table(browser, tmp_path):  # noqa: F811
+def test_stability_beside_ccs_in_grid_card_and_table(browser, tmp_path):
     run = make_run(tmp_path / "demo", FixtureSpec())
     ccs = _add_span_facts(run)
     page = write_report(run)

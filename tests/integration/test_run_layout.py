@@ -7,7 +7,7 @@ import stat
 
 import polars as pl
 
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 
 def _ok(proc):

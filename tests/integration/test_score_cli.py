@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import polars as pl
 import pytest
 
+from tests.support.cli import one_line_error, run_cli
+from tests.support.llm_spans import KEY, make_spans
 from tests.support.loopback import LoopbackConfig, LoopbackServer
-from tests.integration.test_llm_pool import KEY, make_spans
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def cli(*args: str, env_extra: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
-    env.pop("OPENAI_API_KEY", None)
-    return subprocess.run([sys.executable, "-m", "ccs_dist.cli", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
-
-
-def one_line_error(p: subprocess.CompletedProcess, pattern: str) -> None:
-    assert p.returncode == 2, p.stderr[-1500:]
-    errs = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errs) == 1 and pattern in errs[0], p.stderr[-1500:]
-    assert "Traceback" not in p.stderr
 
 
 @pytest.fixture(scope="module")
@@ -40,26 +22,26 @@ def spans_path(tmp_path_factory):
 def test_score_and_agreement_against_loopback(spans_path, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     with LoopbackServer(LoopbackConfig(models=("m1", "m2"))) as srv:
-        p = cli("score", "--spans", str(spans_path), "--out", str(out), "--base-url", srv.base_url, "--llm-model", "m1",
+        p = run_cli("score", "--spans", str(spans_path), "--out", str(out), "--base-url", srv.base_url, "--llm-model", "m1",
                 "--judges", "m1,m2", "--cache-dir", str(cache), "--api-key-env", "T_KEY", "--progress=False",
-                env_extra={"T_KEY": KEY})
+                env={"T_KEY": KEY})
         assert p.returncode == 0, p.stderr[-2000:]
         assert "cache hits" in p.stdout and "estimated cost" in p.stdout
         for name in ("labels", "judgments", "ccs", "ccs_at_k"):
             assert pl.read_parquet(out / "tables" / f"{name}.parquet").height > 0
         assert pl.read_parquet(out / "tables" / "ccs_at_k.parquet")["fraction"].sum() == pytest.approx(1.0)
         sent = srv.stats.requests
-        p2 = cli("score", "--spans", str(spans_path), "--out", str(out), "--base-url", srv.base_url, "--llm-model", "m1",
-                 "--judges", "m1,m2", "--cache-dir", str(cache), "--api-key-env", "T_KEY", env_extra={"T_KEY": KEY})
+        p2 = run_cli("score", "--spans", str(spans_path), "--out", str(out), "--base-url", srv.base_url, "--llm-model", "m1",
+                 "--judges", "m1,m2", "--cache-dir", str(cache), "--api-key-env", "T_KEY", env={"T_KEY": KEY})
         assert p2.returncode == 0 and srv.stats.requests == sent and "requests 0" in p2.stdout
     assert KEY not in p.stderr + p.stdout + (out / "tables" / "score_meta.json").read_text()
 
     judges = sorted(pl.read_parquet(out / "tables" / "judgments.parquet")["judge"].unique())
-    a = cli("agreement", "--judgments", str(out), "--judge-a", judges[0], "--judge-b", judges[1])
+    a = run_cli("agreement", "--judgments", str(out), "--judge-a", judges[0], "--judge-b", judges[1])
     assert a.returncode == 0 and "kappa=1.000" in a.stdout, a.stderr  # the loopback judges agree exactly
 
     sample = tmp_path / "sample.csv"
-    e = cli("agreement", "--judgments", str(out / "tables" / "judgments.parquet"), "--export", str(sample), "--n", "20", "--seed", "1")
+    e = run_cli("agreement", "--judgments", str(out / "tables" / "judgments.parquet"), "--export", str(sample), "--n", "20", "--seed", "1")
     assert e.returncode == 0, e.stderr
     rows = list(csv.DictReader(sample.open()))
     assert len(rows) == 20 and all(r["aligned"] == "" for r in rows)
@@ -72,7 +54,7 @@ def test_score_and_agreement_against_loopback(spans_path, tmp_path):
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    h = cli("agreement", "--judgments", str(out), "--human", str(sample), "--out", str(tmp_path / "agree.csv"))
+    h = run_cli("agreement", "--judgments", str(out), "--human", str(sample), "--out", str(tmp_path / "agree.csv"))
     assert h.returncode == 0, h.stderr
     assert "n=20" in h.stdout and "raw=0.800" in h.stdout
     assert pl.read_csv(tmp_path / "agree.csv")["level"].to_list() == ["verdict", "ccs"]
@@ -80,7 +62,7 @@ def test_score_and_agreement_against_loopback(spans_path, tmp_path):
 
 def test_offline_backend_cli(spans_path, tmp_path):
     out = tmp_path / "out"
-    p = cli("score", "--spans", str(spans_path), "--out", str(out), "--backend", "offline", "--threshold", "0.2424", "--progress=False")
+    p = run_cli("score", "--spans", str(spans_path), "--out", str(out), "--backend", "offline", "--threshold", "0.2424", "--progress=False")
     assert p.returncode == 0, p.stderr[-2000:]
     ccs = pl.read_parquet(out / "tables" / "ccs.parquet")
     labels = pl.read_parquet(out / "tables" / "labels.parquet")
@@ -91,15 +73,15 @@ def test_offline_backend_cli(spans_path, tmp_path):
 def test_bad_inputs_give_one_line_errors(spans_path, tmp_path):
     bad = tmp_path / "bad.parquet"
     pl.DataFrame({"model": ["m"], "layer": [0], "text": ["x"]}).write_parquet(bad)
-    one_line_error(cli("score", "--spans", str(bad), "--out", str(tmp_path / "o")), "lacks column(s) head, rank, variance")
-    one_line_error(cli("score", "--spans", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "o")), "does not exist")
-    one_line_error(cli("score", "--spans", str(spans_path), "--out", str(tmp_path / "o")), "set the environment variable OPENAI_API_KEY")
+    one_line_error(run_cli("score", "--spans", str(bad), "--out", str(tmp_path / "o")), "lacks column(s) head, rank, variance")
+    one_line_error(run_cli("score", "--spans", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "o")), "does not exist")
+    one_line_error(run_cli("score", "--spans", str(spans_path), "--out", str(tmp_path / "o")), "set the environment variable OPENAI_API_KEY")
     env = {"T_KEY": KEY}
-    one_line_error(cli("score", "--spans", str(spans_path), "--out", str(tmp_path / "o"), "--api-key-env", "T_KEY",
-                       "--judges", "m1,,m2", env_extra=env), "invalid judge list")
-    one_line_error(cli("score", "--spans", str(spans_path), "--out", str(tmp_path / "o"), "--api-key-env", "T_KEY",
-                       "--base-url", "ftp://x", env_extra=env), "not an http(s) URL")
+    one_line_error(run_cli("score", "--spans", str(spans_path), "--out", str(tmp_path / "o"), "--api-key-env", "T_KEY",
+                       "--judges", "m1,,m2", env=env), "invalid judge list")
+    one_line_error(run_cli("score", "--spans", str(spans_path), "--out", str(tmp_path / "o"), "--api-key-env", "T_KEY",
+                       "--base-url", "ftp://x", env=env), "not an http(s) URL")
     with LoopbackServer() as srv:
-        one_line_error(cli("score", "--spans", str(spans_path), "--out", str(tmp_path / "o"), "--api-key-env", "T_KEY",
-                           "--base-url", srv.base_url, "--llm-model", "nope", env_extra=env), "model 'nope' is unknown")
+        one_line_error(run_cli("score", "--spans", str(spans_path), "--out", str(tmp_path / "o"), "--api-key-env", "T_KEY",
+                           "--base-url", srv.base_url, "--llm-model", "nope", env=env), "model 'nope' is unknown")
     assert not (tmp_path / "o" / "tables" / "ccs.parquet").exists()  # nothing half-written

@@ -18,7 +18,7 @@ from ccs_dist.spans.table import SpanConfig, spans_table
 from ccs_dist.artifacts.store import ArtifactStore
 from ccs_dist.text.embed import embed_texts
 from ccs_dist.text.pool import read_pool
-from tests.conftest import SHARED_DATA
+from tests.support.paths import SHARED_DATA
 
 POOL = SHARED_DATA / "image_descriptions_general.txt"
 
@@ -39,6 +39,7 @@ def _spans_by_head(table: pl.DataFrame) -> dict[tuple[int, int], tuple[str, ...]
     return {(l, h): tuple(t) for l, h, t in g.iter_rows()}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not POOL.is_file(), reason="../shared/data not present")
 def test_default_spans_survive_a_1e7_perturbation_and_the_reference_policy_does_not(vit_b32, tmp_path):
     store = ArtifactStore(tmp_path / "cache")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.jobs_helpers import assert_same_tables, fresh_copy, job_env, read_tables, run_full_grid
+from tests.support.jobs import assert_same_tables, fresh_copy, job_env, read_tables, run_full_grid
 
 VENV_BIN = Path(sys.executable).parent
 

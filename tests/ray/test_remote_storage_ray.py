@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
-from tests.jobs_helpers import assert_same_tables, read_tables, run_full_grid
-from tests.ray.test_multinode_shards import SHARDS, SPEC
+from tests.support.paths import REPO
+from tests.support.jobs import assert_same_tables, read_tables, run_full_grid
+from tests.support.shard_spec import SHARDS, SPEC
 
 ray = pytest.importorskip("ray")
 

@@ -244,3 +244,8 @@ class Chromium:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def query_all(b: Chromium, selector: str, expr: str = "length") -> object:
+    """``document.querySelectorAll(selector).<expr>`` in the open page (default: how many match)."""
+    return b.eval(f"document.querySelectorAll({json.dumps(selector)}).{expr}")

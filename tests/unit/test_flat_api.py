@@ -13,7 +13,7 @@ import torch
 
 import ccs_dist
 from ccs_dist.artifacts.store import ArtifactStore
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 FUNCTIONS = ("load_model", "decompose", "decompose_image_set", "textspan", "textspan_heads",
              "encode_image_pruned", "encode_image_head_sets", "encode_image_masked")

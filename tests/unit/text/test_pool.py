@@ -9,7 +9,7 @@ import pytest
 from ccs_dist.core.errors import UserError
 from ccs_dist.text.pool import default_pool, read_pool
 from ccs_dist.stages.sources import resolve_pool
-from tests.conftest import SHARED_DATA
+from tests.support.paths import SHARED_DATA
 
 
 def test_default_pool_has_1000_lines_in_20_families():

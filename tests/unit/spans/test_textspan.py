@@ -10,7 +10,7 @@ from ccs_dist.core.errors import UserError
 from ccs_dist.text.index import IndexConfig, TextIndex
 from ccs_dist.decomposition.moments import HeadMoments
 from ccs_dist.spans.textspan import textspan, textspan_heads, textspan_heads_prefiltered
-from tests.reference_textspan import reference_textspan
+from tests.support.reference_textspan import reference_textspan
 
 
 def _unit(rng, n, e):

@@ -36,6 +36,7 @@ def images():
     return torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(0))
 
 
+@pytest.mark.slow
 def test_head_sets_equal_naive_weight_zeroing(vit_b32, images):
     out = encode_image_head_sets(vit_b32, images, HEAD_SETS)
     assert out.shape == (len(HEAD_SETS), 3, vit_b32.embed_dim)
@@ -46,6 +47,7 @@ def test_head_sets_equal_naive_weight_zeroing(vit_b32, images):
             assert (out[s] - out[0]).abs().max() > 1e-3  # pruning did something
 
 
+@pytest.mark.slow
 def test_empty_set_equals_the_unpruned_model(vit_b32, images):
     with torch.no_grad():
         plain = vit_b32.model.encode_image(images)

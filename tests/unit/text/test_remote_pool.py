@@ -13,7 +13,7 @@ import pytest
 from ccs_dist.core.errors import UserError
 from ccs_dist.stages.sources import resolve_pool
 from ccs_dist.text.remote import REMOTE_POOLS, RemotePool, cached_path, fetch_pool
-from tests.conftest import SHARED_DATA
+from tests.support.paths import SHARED_DATA
 
 PAPER_POOL = SHARED_DATA / "image_descriptions_general.txt"
 

@@ -10,7 +10,7 @@ from ccs_dist.data.toy import world
 from ccs_dist.toy.ground_truth import ground_truth_table, probe_factors, variance_share
 from ccs_dist.toy.outcomes import toy_tables, weighted_ccs
 from ccs_dist.toy.train import TrainConfig, multi_positive_clip_loss, train
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 
 def test_rendering_is_deterministic_and_factors_show():

@@ -27,7 +27,8 @@ def _max_rel_err(d):
     return float(((recon - d.embedding).norm(dim=-1) / d.embedding.norm(dim=-1)).max())
 
 
-@pytest.mark.parametrize("arch, layers", [("ccs-tiny", 2), ("ccs-tiny", [0, 2]), ("ViT-B-32-quickgelu", 4), ("ViT-B-16", 4)])
+@pytest.mark.parametrize("arch, layers", [("ccs-tiny", 2), ("ccs-tiny", [0, 2]), pytest.param("ViT-B-32-quickgelu", 4, marks=pytest.mark.slow),
+                                         pytest.param("ViT-B-16", 4, marks=pytest.mark.slow)])
 def test_heads_plus_rest_equal_the_embedding(arch, layers):
     loaded = load_model(arch, device="cpu")
     d = decompose(loaded, _images(loaded, 2), layers=layers)

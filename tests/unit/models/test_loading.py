@@ -23,6 +23,7 @@ def test_random_init_is_deterministic_per_seed():
     assert a.weights_hash == b.weights_hash != c.weights_hash
 
 
+@pytest.mark.slow
 def test_openai_tags_get_quick_gelu():
     assert quick_gelu_needed("ViT-B-32", "openai")
     assert quick_gelu_needed("ViT-L-14", "openai")

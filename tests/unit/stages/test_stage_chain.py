@@ -7,7 +7,6 @@ import ast
 import dataclasses
 import inspect
 import typing
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -22,10 +21,10 @@ from ccs_dist.stages.decompose import ProbeConfig
 from ccs_dist.stages.evaluate import EvaluateConfig
 from ccs_dist.stages.score import LLMConfig
 from ccs_dist.stages.spans import SpansConfig
+from tests.support.paths import REPO
 
 SECTIONS = {"probe": ProbeConfig, "spans": SpansConfig, "llm": LLMConfig, "evaluation": EvaluateConfig,
             "attribution": AttributionStageConfig}
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_spec_sections_are_the_stage_configs():

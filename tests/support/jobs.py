@@ -1,4 +1,4 @@
-"""Helpers for the full-grid tests: run the job as a user would and compare run tables."""
+"""Helpers for the full-grid tests: run the job (``python -m ccs_dist.jobs.full_grid``, its own entry point) as a user would and compare run tables."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 TABLES = ("spans", "labels", "judgments", "ccs", "ccs_at_k", "evaluation")
 

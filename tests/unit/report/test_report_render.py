@@ -7,7 +7,6 @@ import hashlib
 import json
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -17,8 +16,8 @@ from ccs_dist.report import write_report
 from tests.support.report_fixtures import HOSTILE_LABEL, HOSTILE_TEXT, FixtureModel, FixtureSpec, make_run
 from ccs_dist.report.html import esc, json_for_script
 from ccs_dist.report.load import default_paper_reference
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PAPER = default_paper_reference()  # shipped with the package
 
 

@@ -7,7 +7,7 @@ import pytest
 from ccs_dist.core.errors import UserError
 from ccs_dist.jobs.spec import load_spec
 from ccs_dist.core.protocol import OPTIONS, option_values
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 
 def _spec(tmp_path, extra: str = ""):

@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 
 def _load(name):

@@ -53,6 +53,7 @@ def test_state_dict_keys_and_values_round_trip(tiny, tmp_path):
     assert again.key == "ccs-tiny/file:tiny.pt" and not again.random_init
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["ccs-tiny", "ViT-B-32"])
 def test_unmasked_output_equals_stock_open_clip(arch, tiny, vit_b32):
     loaded = tiny if arch == "ccs-tiny" else vit_b32
