@@ -11,8 +11,8 @@ import pytest
 
 from ccs_dist.core.errors import UserError
 from ccs_dist.stages.score import EndpointSection, LLMConfig, score_stage
-from tests.integration.test_llm_pool import KEY, make_spans
-from tests.integration.test_score_cli import cli, one_line_error
+from tests.support.cli import one_line_error, run_cli
+from tests.support.llm_spans import KEY, make_spans
 from tests.support import loopback
 from tests.support.loopback import LoopbackConfig, LoopbackServer
 
@@ -38,13 +38,13 @@ def test_every_head_flagged_fails_the_command_and_keeps_the_answers(tmp_path, mo
     args = ("score", "--spans", str(spans), "--out", str(out), "--llm-model", "loopback-1", "--cache-dir", str(cache),
             "--api-key-env", "T_KEY", "--progress=False")
     with LoopbackServer(LoopbackConfig()) as srv:
-        p = cli(*args, "--base-url", srv.base_url, env_extra={"T_KEY": KEY})
+        p = run_cli(*args, "--base-url", srv.base_url, env={"T_KEY": KEY})
         one_line_error(p, "only 0 of 6 heads of")
         assert "has no letter" in p.stderr and "check that the labeler and judges" in p.stderr
         assert not (out / "tables" / "ccs.parquet").exists()  # no tables of nulls
         sent = srv.stats.requests
         assert sent == 6 * 3  # every head's label asked three times, then given up
-        again = cli(*args, "--base-url", srv.base_url, env_extra={"T_KEY": KEY})
+        again = run_cli(*args, "--base-url", srv.base_url, env={"T_KEY": KEY})
         one_line_error(again, "only 0 of 6 heads of")
         assert srv.stats.requests == sent  # every answer came from the cache
 

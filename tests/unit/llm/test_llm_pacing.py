@@ -10,7 +10,7 @@ import time
 
 from ccs_dist.llm import ratelimit
 from ccs_dist.llm.ratelimit import RateLimiter, TokenBucket
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 
 def test_late_wakeups_do_not_lower_the_rate(monkeypatch):
