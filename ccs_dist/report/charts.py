@@ -9,7 +9,8 @@ import hashlib
 import math
 from typing import Sequence
 
-from ccs_dist.report.html import Markup, esc, fmt
+from ccs_dist.report.formatting import fmt
+from ccs_dist.report.html import Markup, esc
 
 MODEL_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#7F7F7F", "#8C564B")
 # condition -> (colour, marker shape)
