@@ -17,6 +17,14 @@ def head_name(layer: int, head: int) -> str:
     return f"L{int(layer)}.H{int(head)}"
 
 
+def parse_head_name(name: str) -> tuple[int, int]:
+    """``"L11.H5"`` -> ``(11, 5)``; anything else is a :class:`UserError`."""
+    m = _HEAD_RE.match(name.strip())
+    if not m:
+        raise UserError(f"bad head name {name!r}: write heads as L<layer>.H<head>, e.g. L11.H5")
+    return int(m.group(1)), int(m.group(2))
+
+
 def parse_heads(
     heads: str | Iterable[str | tuple[int, int]],
     num_layers: int | None = None,
@@ -34,10 +42,7 @@ def parse_heads(
     pairs: set[tuple[int, int]] = set()
     for item in items:
         if isinstance(item, str):
-            m = _HEAD_RE.match(item.strip())
-            if not m:
-                raise UserError(f"bad head name {item!r}: write heads as L<layer>.H<head>, e.g. L11.H5")
-            layer, head = int(m.group(1)), int(m.group(2))
+            layer, head = parse_head_name(item)
         else:
             layer, head = int(item[0]), int(item[1])
         if num_layers is not None and not 0 <= layer < num_layers:

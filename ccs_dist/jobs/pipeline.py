@@ -22,6 +22,7 @@ from ccs_dist.jobs.spec import JobSpec, ModelEntry
 from ccs_dist.stages.chain import STAGES, ChainConfig, ModelRunner, Stage, StageContext, StageOutput, downstream, enabled_stages, \
     inputs_of, next_stage, run_stage
 from ccs_dist.stages.evaluate import prepare_synthetic_data
+from ccs_dist.artifacts.run_dir import STAGES as STAGES_FOLDER, RunDir
 from ccs_dist.artifacts.storage import check_root, display, join, remote_root
 from ccs_dist.artifacts.store import atomic_write_json
 from ccs_dist.artifacts.schemas import write_table
@@ -93,7 +94,7 @@ class JobState:
         self.timings.append({"model": plan.key, "stage": stage.name, "seconds": 0.0, "reused": True})
         if "llm" in found.facts:
             self.llm_stats.append({**found.facts["llm"], "reused_stage": True})
-        log.info("%s: stage %s reused from %s", plan.key, stage.name, display(join(self.spec.run_root, "stages")))
+        log.info("%s: stage %s reused from %s", plan.key, stage.name, display(join(self.spec.run_root, STAGES_FOLDER)))
         return True
 
     def finish(self, plan: ModelPlan, stage: Stage, inputs, output: StageOutput, seconds: float) -> None:
@@ -187,6 +188,7 @@ def _llm_totals(stats: list[dict[str, Any]]) -> dict[str, Any]:
 def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) -> JobOutcome:
     spec = state.spec
     run_dir = spec.run_dir
+    layout = RunDir(run_dir)
     tables: dict[str, list[pl.DataFrame]] = {}
     for plan in plans:
         for stage in plan.stages:
@@ -200,7 +202,7 @@ def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) ->
         merged.update(toy_tables(merged))
     paths = {}
     for name, df in merged.items():
-        paths[name] = write_table(df, run_dir / "tables" / f"{name}.parquet",
+        paths[name] = write_table(df, layout.table(name),
                                   {"run": spec.run, "spec_hash": spec.spec_hash(), "stage_precision": precision})
     models = []
     for plan in plans:
@@ -227,11 +229,11 @@ def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) ->
         "shards": state.shard_runs,
         "llm": _llm_totals(state.llm_stats),
         "failures": {"failed_verdicts": failed, "skipped_files": skipped, "flagged_heads": flagged},
-        "tables": {name: str(p.relative_to(run_dir)) for name, p in paths.items()},
+        "tables": {name: layout.rel(p) for name, p in paths.items()},
         "wall_s": round(wall_s, 3),
         "run_dir": display(spec.run_root),
     }
-    atomic_write_json(run_dir / "manifest.json", manifest)
+    atomic_write_json(layout.manifest, manifest)
     report = _write_report(run_dir)
     _publish_run(spec)
     return JobOutcome(run_dir, paths, report, summarize(manifest, report), wall_s)
@@ -241,7 +243,7 @@ def _publish_run(spec: JobSpec) -> None:
     """With a remote ``out``: the run's tables, report and manifest (last) to it; its stages are there already."""
     remote = remote_root(spec.run_root)
     if remote is not None:
-        remote.publish_dir(spec.run_dir, "", lambda name: name == "manifest.json", include=lambda name: not name.startswith("stages/"))
+        remote.publish_dir(spec.run_dir, "", RunDir.is_manifest, include=lambda name: not RunDir.is_stage_file(name))
         log.info("run published to %s", remote.uri)
 
 
@@ -272,11 +274,11 @@ def _stage_precision(plan: ModelPlan) -> dict[str, str]:
 
 def _write_report(run_dir: Path) -> Path | None:
     try:
-        from ccs_dist.report import write_report
+        from ccs_dist.stages.report import report_stage  # the door `ccs-dist report` uses; optional: an install may lack the report
     except ImportError:
-        log.info("no report module installed; tables are in %s", run_dir / "tables")
+        log.info("no report module installed; tables are in %s", RunDir(run_dir).tables_dir)
         return None
-    return write_report(run_dir)
+    return report_stage(run_dir)
 
 
 def summarize(manifest: dict[str, Any], report: Path | None) -> str:

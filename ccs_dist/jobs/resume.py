@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from ccs_dist.stages.chain import StageOutput
+from ccs_dist.artifacts.run_dir import RunDir, table_file
 from ccs_dist.artifacts.storage import local_dir, remote_root
 from ccs_dist.artifacts.store import MANIFEST, atomic_write_json, read_json
 from ccs_dist.artifacts.schemas import write_table
@@ -33,14 +34,14 @@ def _is_manifest(name: str) -> bool:
 class StageStore:
     def __init__(self, run_root: str | Path):
         """``run_root``: the run's directory or a remote root's URI (``JobSpec.run_root``)."""
-        self.root = local_dir(run_root) / "stages"
+        self.root = RunDir(local_dir(run_root)).stages_dir
         self.remote = remote_root(run_root)
 
     def _dir(self, model_key: str, stage: str) -> Path:
         return self.root / slug(model_key) / stage
 
     def _rel(self, model_key: str, stage: str) -> str:
-        return f"stages/{slug(model_key)}/{stage}"
+        return RunDir.stage_rel(slug(model_key), stage)
 
     def load(self, model_key: str, stage: str, key: str) -> StageOutput | None:
         """The stage's tables and its manifest (as facts), when it finished under ``key``."""
@@ -51,7 +52,7 @@ class StageStore:
             manifest = read_json(d / MANIFEST)
         if manifest is None or manifest.get("key") != key:
             return None
-        return StageOutput({name: pl.read_parquet(d / f"{name}.parquet") for name in manifest["tables"]}, manifest)
+        return StageOutput({name: pl.read_parquet(d / table_file(name)) for name in manifest["tables"]}, manifest)
 
     def save(self, model_key: str, stage: str, key: str, tables: dict[str, pl.DataFrame], facts: dict[str, Any]) -> dict[str, Any]:
         d = self._dir(model_key, stage)
@@ -59,7 +60,7 @@ class StageStore:
             shutil.rmtree(d)  # a stale or half-written stage: its manifest goes first, so it was never complete
         d.mkdir(parents=True)
         for name, df in tables.items():
-            write_table(df, d / f"{name}.parquet")
+            write_table(df, d / table_file(name))
         manifest = {"model": model_key, "stage": stage, "key": key, "tables": sorted(tables), **facts}
         atomic_write_json(d / MANIFEST, manifest)
         if self.remote is not None:

@@ -12,7 +12,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ccs_dist.artifacts.run_dir import RunDir
 from ccs_dist.artifacts.store import atomic_write_bytes
+from ccs_dist.core.errors import UserError
+from ccs_dist.report.load import load_run, write_csvs
+from ccs_dist.report.render import render
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +32,6 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, paper_r
     decompositions are still in the cache (see :mod:`ccs_dist.report.head_images`); kept when already there.
     Raises :class:`ccs_dist.core.errors.UserError` for a missing directory, no tables or a table with wrong columns.
     """
-    from ccs_dist.report.load import load_run, write_csvs
-    from ccs_dist.report.render import render
-
     image_notes = _head_images(Path(run_dir)) if head_images else []
     data = load_run(run_dir, paper_reference)
     data.notes.extend(image_notes)
@@ -38,7 +39,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, paper_r
     out.mkdir(parents=True, exist_ok=True)
     csvs = write_csvs(data)
     page = render(data, csvs, out)
-    path = out / "index.html"
+    path = RunDir(run_dir).report(out)
     atomic_write_bytes(path, page.encode("utf-8"))
     path.chmod(0o644)  # a page to share (the temporary file behind the atomic write is private)
     log.info("report written to %s (%.1f kB)", path, len(page) / 1024)
@@ -46,8 +47,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, paper_r
 
 
 def _head_images(run_dir: Path) -> list[str]:
-    from ccs_dist.core.errors import UserError
-    from ccs_dist.report.head_images import add_head_images
+    from ccs_dist.report.head_images import add_head_images  # here, not at the top: it imports torch
 
     if not run_dir.is_dir():
         return []  # load_run says what is wrong

@@ -25,8 +25,12 @@ from typing import Any, Iterable
 import polars as pl
 from PIL import Image, ImageOps
 
-from ccs_dist.spans.head_images import HeadImagesConfig, head_images_table
+from ccs_dist.artifacts.run_dir import RunDir
 from ccs_dist.artifacts.schemas import read_metadata, write_table
+from ccs_dist.artifacts.store import MANIFEST, read_json
+from ccs_dist.data.images import resolve_image_set
+from ccs_dist.decomposition.image_set import DecompositionArtifact
+from ccs_dist.spans.head_images import HeadImagesConfig, head_images_table
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +79,7 @@ def head_image_tables(model_key: str, artifact, image_set, config: HeadImagesCon
 
 def _spans_stage_manifests(run_dir: Path) -> list[dict[str, Any]]:
     out = []
-    for path in sorted((run_dir / "stages").glob("*/spans/manifest.json")):
+    for path in RunDir(run_dir).stage_manifests("spans"):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -87,7 +91,7 @@ def _spans_stage_manifests(run_dir: Path) -> list[dict[str, Any]]:
 
 def _cache_dir(run_dir: Path) -> str | None:
     try:
-        spec = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8")).get("spec") or {}
+        spec = json.loads(RunDir(run_dir).manifest.read_text(encoding="utf-8")).get("spec") or {}
     except (OSError, ValueError, AttributeError):
         return None
     return spec.get("cache_dir") if isinstance(spec, dict) else None
@@ -101,19 +105,15 @@ def add_head_images(run_dir: str | Path, config: HeadImagesConfig = HeadImagesCo
     Tables already there are kept when a stage wrote them (no ``head_images`` key in their parquet metadata)
     or when this function wrote them from the same decompositions. Returns what a reader should be told
     (empty when every model got its images)."""
-    from ccs_dist.decomposition.image_set import DecompositionArtifact
-    from ccs_dist.data.images import resolve_image_set
-    from ccs_dist.artifacts.store import read_json
-
     run_dir = Path(run_dir)
-    folder = run_dir / "tables"
+    run = RunDir(run_dir)
     stages = _spans_stage_manifests(run_dir)
     if not stages:
         return []  # not a full-grid run directory: nothing to go on, and nothing to say
     sources = {str(s.get("model") or s["metadata"].get("model")): str(s["metadata"].get("decomposition")) for s in stages}
     wanted = {"sources": sources, "n_images": config.n_images, "n_directions": config.n_directions}
-    existing = folder / "head_images.parquet"
-    if existing.is_file() and (folder / "head_thumbnails.parquet").is_file():
+    existing, thumbs_path = run.table("head_images"), run.table("head_thumbnails")
+    if existing.is_file() and thumbs_path.is_file():
         try:
             meta = read_metadata(existing)
             if "head_images" not in meta or meta["head_images"] == wanted:  # a stage wrote them, or they are current
@@ -126,10 +126,10 @@ def add_head_images(run_dir: str | Path, config: HeadImagesConfig = HeadImagesCo
     for model_key, path_text in sources.items():
         meta = next(s["metadata"] for s in stages if str(s.get("model") or s["metadata"].get("model")) == model_key)
         path = Path(path_text)
-        if not (path / "manifest.json").is_file():
+        if not (path / MANIFEST).is_file():
             notes.append(f"{model_key}: no head images: its decomposition ({path}) is no longer in the cache")
             continue
-        artifact = DecompositionArtifact(path, read_json(path / "manifest.json"))
+        artifact = DecompositionArtifact(path, read_json(path / MANIFEST))
         if artifact.keep == "moments":
             notes.append(f"{model_key}: no head images: its decomposition keeps only TextSpan's moments (keep: moments)")
             continue
@@ -146,5 +146,5 @@ def add_head_images(run_dir: str | Path, config: HeadImagesConfig = HeadImagesCo
     if frames["head_images"]:
         write_table(pl.concat(frames["head_images"]), existing, {"head_images": wanted, "notes": notes})
         thumbs = pl.concat(frames["head_thumbnails"]).unique("image_id", keep="first", maintain_order=True)
-        write_table(thumbs, folder / "head_thumbnails.parquet")
+        write_table(thumbs, thumbs_path)
     return notes

@@ -80,13 +80,6 @@ def json_for_script(value: Any) -> Markup:
     return Markup(text)
 
 
-def fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "–"
-        return f"{value:,.{digits}f}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
+def fact(value: Any, label: str) -> Markup:
+    """One figure of a row of facts (``<div class="facts">``): the value in bold over its label."""
+    return tag("div", tag("b", value), tag("span", label), class_="fact")

@@ -14,8 +14,9 @@ from typing import Any
 
 import polars as pl
 
-from ccs_dist.core.errors import UserError
+from ccs_dist.artifacts.run_dir import TABLE_SUFFIX, RunDir
 from ccs_dist.artifacts.schemas import csv_safe
+from ccs_dist.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class RunData:
 
 
 def _read_manifest(run_dir: Path, notes: list[str]) -> dict[str, Any]:
-    path = run_dir / "manifest.json"
+    path = RunDir(run_dir).manifest
     if not path.exists():
         return {}
     try:
@@ -84,12 +85,10 @@ def find_tables(run_dir: Path, manifest: dict[str, Any], notes: list[str] | None
                 if notes is not None:
                     notes.append(f"manifest table {name!r} points outside the run directory ({rel}); ignored")
                 continue
-            if p.suffix == ".parquet" and p.exists():
+            if p.suffix == TABLE_SUFFIX and p.exists():
                 found[str(name)] = p
-    for folder in (run_dir / "tables", run_dir):
-        if folder.is_dir():
-            for p in sorted(folder.glob("*.parquet")):
-                found.setdefault(p.stem, p)
+    for name, p in RunDir(run_dir).list_tables().items():
+        found.setdefault(name, p)
     return found
 
 
@@ -127,7 +126,7 @@ def read_stage_records(run_dir: Path) -> list[dict[str, Any]]:
     """Model, stage and compute seconds of each finished stage, from ``RUN_DIR/stages/<model>/<stage>/manifest.json``
     (what the artifacts cost when they were made, whatever the last invocation reused)."""
     out = []
-    for path in sorted(run_dir.glob("stages/*/*/manifest.json")):
+    for path in RunDir(run_dir).stage_manifests():
         try:
             m = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -11,14 +11,15 @@ categories are marked.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import polars as pl
 
-from ccs_dist.core.heads import head_name
+from ccs_dist.ccs.head_sets import HeadSetConfig, build_head_sets
+from ccs_dist.core.heads import head_name, parse_head_name
 from ccs_dist.report import charts
 from ccs_dist.report.html import Markup, tag
 from ccs_dist.report.load import RunData
+from ccs_dist.report.view import ReportView
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,6 @@ def _effects(at: pl.DataFrame, model: str) -> list[tuple[str, str, pl.DataFrame]
 
 def head_set_membership(data: RunData, model: str) -> dict[tuple[int, int], list[str]] | None:
     """(layer, head) -> names of the random / concept head sets it was pruned in; None when the manifest cannot say."""
-    from ccs_dist.ccs.head_sets import HeadSetConfig, build_head_sets
-
     spec = data.manifest.get("spec") if isinstance(data.manifest.get("spec"), dict) else {}
     ev = spec.get("evaluation") if isinstance(spec.get("evaluation"), dict) else None
     info = next((m for m in data.manifest.get("models") or [] if isinstance(m, dict) and m.get("model") == model), {})
@@ -83,12 +82,12 @@ def head_set_membership(data: RunData, model: str) -> dict[tuple[int, int], list
         if s.condition == "random" or s.condition.startswith("concept:"):
             name = f"random (seed {s.seed})" if s.condition == "random" else s.condition
             for h in s.heads:
-                layer, head = h[1:].split(".H")
-                out.setdefault((int(layer), int(head)), []).append(name)
+                out.setdefault(parse_head_name(h), []).append(name)
     return out
 
 
-def ccs_effect_section(data: RunData, models: list[Any]) -> Markup:
+def ccs_effect_section(view: ReportView) -> Markup:
+    data, models = view.data, view.models
     at = data.get("attribution")
     if at is None:
         return tag("p", tag("strong", "No attribution table in this run, so no head's effect to plot. "),
@@ -113,7 +112,7 @@ def ccs_effect_section(data: RunData, models: list[Any]) -> Markup:
         for dataset, method, per_head in effects:
             by_head = {head_name(r["layer"], r["head"]): r for r in per_head.iter_rows(named=True)}
             points = [{"hk": k, "m": m.index, "ccs": h["ccs"], "effect": float(by_head[k]["value"]), "cat": h["cat"],
-                       "label": h["label"], "sets": (members or {}).get(tuple(int(x) for x in k[1:].split(".H")), [])}
+                       "label": h["label"], "sets": (members or {}).get(parse_head_name(k), [])}
                       for k, h in scored.items() if k in by_head and by_head[k]["value"] is not None]
             missing = len(scored) - len(points)
             n_images = max((int(r["n"]) for r in by_head.values() if r["n"] is not None), default=None)

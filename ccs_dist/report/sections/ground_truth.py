@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from ccs_dist.core.heads import head_name
-from ccs_dist.report.html import Markup, fmt, table, tag
+from ccs_dist.report.formatting import fmt
+from ccs_dist.report.html import Markup, table, tag
 from ccs_dist.report.load import RunData
+from ccs_dist.report.view import ReportView
 
 OUTCOME_TITLES = {
     1: "1. The model learned (zero-shot top-1, target ≥ 0.9)",
@@ -72,7 +74,8 @@ def _heads(data: RunData, models: list[str]) -> Markup:
     return table(header, body, caption="Per head: the factor the ground truth says it encodes, its label and its CCS")
 
 
-def ground_truth_section(data: RunData) -> Markup:
+def ground_truth_section(view: ReportView) -> Markup:
+    data = view.data
     outcomes = data.get("toy_outcomes")
     models = list(dict.fromkeys(outcomes["model"].to_list()))
     intro = tag(
