@@ -62,7 +62,7 @@ MUTANTS = (
     Mutant("llm pool: Retry-After ignored after a 429", "ccs_dist/llm/client.py",
            "wait = _retry_after(e.response.headers) or 1.0", "wait = 0.0",
            ("tests/integration/test_llm_pool.py::test_retry_after_pauses_the_whole_pool_at_least_that_long",)),
-    Mutant("report: label unescaped in the attribution table", "ccs_dist/report/render.py",
+    Mutant("report: label unescaped in the attribution table", "ccs_dist/report/sections/attribution.py",
            '(h or {}).get("label") or "–"])', 'Markup((h or {}).get("label") or "–")])',
            ("tests/unit/report/test_report_render.py::test_hostile_text_is_escaped",)),
     Mutant("head attention: mean ablation zeroes instead", "ccs_dist/models/head_attention.py",
