@@ -112,7 +112,8 @@ def simulated_cluster(nodes: int = 2, gpus_per_node: float = 1, cpus_per_node: f
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = saved[k]
-        env = {**os.environ, **auth, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_enable_metrics_collection": "0"}  # RAY_PATIENCE too
+        # os.environ holds RAY_PATIENCE too
+        env = {**os.environ, **auth, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_enable_metrics_collection": "0"}
         yield SimulatedCluster(cluster, env)
     finally:
         if cluster is not None:
