@@ -9,17 +9,24 @@ decomposed a shard), ``evaluation_shards``, ``evaluation_nodes_used``, ``identic
 ``seconds`` (the cluster run's wall time; ``local_seconds`` beside it). On a 2-core machine the nodes share
 the cores, so the times show the overhead of distribution, not a speed-up. Last printed line: JSON.
 
+Each step has a generous deadline (:data:`DEADLINES_S`, sized for a loaded 2-core machine; the cluster's
+start-up waits on each node's registration, :mod:`tests.support.ray_cluster`); a missed one ends the bench
+with exit status 1 and a last JSON line naming the step (``{"timed_out": STEP, ...}``).
+
     python bench/scale.py [--nodes 2] [--shards 8] [--images 256]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,6 +34,30 @@ sys.path.insert(0, str(REPO))
 
 
 TOY_TASKS = ("toy-colour", "toy-shape", "toy-size", "toy-position", "toy-texture")
+# Seconds each step may take; at load average ~10 on 2 cores the local run took 66-105 s, the cluster run 352-409 s.
+DEADLINES_S = {"local run": 1200, "cluster start-up": 900, "cluster run": 1800, "cluster shut-down": 300}
+
+
+class StepTimeout(Exception):
+    def __init__(self, step: str):
+        super().__init__(f"{step}: not done within {DEADLINES_S[step]} s")
+        self.step = step
+
+
+@contextlib.contextmanager
+def step(name: str) -> Iterator[None]:
+    """Bound a step by its deadline: SIGALRM raises :class:`StepTimeout` in this (the main) thread, wherever it
+    waits (a Ray wait returns to Python at least every few seconds), and the cluster is still shut down."""
+    def expire(signum, frame):
+        raise StepTimeout(name)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(DEADLINES_S[name])
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _spec(out: Path, cache: Path, nodes: int, shards: int, images: int, tasks: int):
@@ -58,23 +89,37 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=4, choices=range(1, len(TOY_TASKS) + 1), help="toy tasks evaluated, one shard each")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from ccs_dist.jobs.pipeline import run_job
+    import ray
+
     from ccs_dist.core.log import setup_logging
+    from ccs_dist.jobs.pipeline import run_job
+    from tests.support.ray_cluster import StartupTimeout, simulated_cluster
 
     setup_logging()
     root = Path(tempfile.mkdtemp(prefix="ccs-scale-"))
-    local = run_job(_spec(root / "local", root / "local-cache", args.nodes, args.shards, args.images, args.tasks), mode="local",
-                    show_progress=False)
-    import ray
-
-    from tests.support.ray_cluster import simulated_cluster
-
-    with simulated_cluster(nodes=args.nodes, gpus_per_node=1, cpus_per_node=1) as cluster:
-        t0 = time.perf_counter()
-        on_ray = run_job(_spec(root / "ray", root / "ray-cache", args.nodes, args.shards, args.images, args.tasks), mode="ray",
-                         address=cluster.address, show_progress=False)
-        seconds = time.perf_counter() - t0
-        ray.shutdown()
+    t_start = time.perf_counter()
+    try:
+        with step("local run"):
+            local = run_job(_spec(root / "local", root / "local-cache", args.nodes, args.shards, args.images, args.tasks),
+                            mode="local", show_progress=False)
+        up = contextlib.ExitStack()
+        with step("cluster start-up"):  # a miss inside shuts down the nodes already started
+            cluster = up.enter_context(simulated_cluster(nodes=args.nodes, gpus_per_node=1, cpus_per_node=1))
+        up.callback(ray.shutdown)  # the driver leaves before the nodes go
+        try:
+            with step("cluster run"):
+                t0 = time.perf_counter()
+                on_ray = run_job(_spec(root / "ray", root / "ray-cache", args.nodes, args.shards, args.images, args.tasks),
+                                 mode="ray", address=cluster.address, show_progress=False)
+                seconds = time.perf_counter() - t0
+        finally:
+            with step("cluster shut-down"):
+                up.close()
+    except (StepTimeout, StartupTimeout) as e:
+        step_name = e.step if isinstance(e, StepTimeout) else "cluster start-up"
+        print(f"bench/scale.py: timed out: {e}", file=sys.stderr)
+        print(json.dumps({"timed_out": step_name, "error": str(e), "seconds": round(time.perf_counter() - t_start, 2)}))
+        sys.exit(1)
     a, b = _tables(local.run_dir), _tables(on_ray.run_dir)
     identical = set(a) == set(b) and all(a[n].columns == b[n].columns and a[n].equals(b[n]) for n in a)
     runs = json.loads((on_ray.run_dir / "manifest.json").read_text())["shards"]

@@ -19,8 +19,15 @@ from __future__ import annotations
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic
 
 import ray
+from ray.actor import ActorHandle
+
+from ccs_dist.stages.plans import P
+
+if TYPE_CHECKING:  # annotations only: the chain imports torch
+    from ccs_dist.stages.chain import Stage
 
 STRAGGLER_FACTOR = 3.0
 STRAGGLER_MIN_DONE = 3
@@ -28,23 +35,23 @@ STRAGGLER_MIN_S = 5.0  # never a second copy sooner: shards reused from disk fin
 
 
 @dataclass
-class ShardPhase:
-    plan: object  # the job layer's ModelPlan
-    stage: object  # the chain's Stage
-    main: object  # the model's own worker (restarted by Ray)
-    queue: deque = field(default_factory=deque)
-    helpers: list = field(default_factory=list)
-    idle: list = field(default_factory=list)
-    running: dict = field(default_factory=dict)  # shard index -> {actor: started at (driver clock)}
-    finished_s: list = field(default_factory=list)  # how long each finished shard ran
-    done: set = field(default_factory=set)
+class ShardPhase(Generic[P]):
+    plan: P  # the job layer's ModelPlan
+    stage: Stage
+    main: ActorHandle  # the model's own worker (restarted by Ray)
+    queue: deque[int] = field(default_factory=deque)
+    helpers: list[ActorHandle] = field(default_factory=list)
+    idle: list[ActorHandle] = field(default_factory=list)
+    running: dict[int, dict[ActorHandle, float]] = field(default_factory=dict)  # shard -> {actor: started at (driver clock)}
+    finished_s: list[float] = field(default_factory=list)  # how long each finished shard ran
+    done: set[int] = field(default_factory=set)
     total: int = 0
 
     @property
     def finished(self) -> bool:
         return len(self.done) == self.total
 
-    def next_for(self, actor, now: float):
+    def next_for(self, actor: ActorHandle, now: float) -> int | None:
         """The next shard for a free ``actor``: a queued one, else a straggler's second copy; None: the actor
         waits (idle) until a shard is given back or one straggles."""
         index = self.queue.popleft() if self.queue else self.straggler(now)
@@ -57,7 +64,7 @@ class ShardPhase:
         self.running.setdefault(index, {})[actor] = now
         return index
 
-    def straggler(self, now: float):
+    def straggler(self, now: float) -> int | None:
         """The shard, run by one worker only, that has run longest beyond ``STRAGGLER_FACTOR`` x the median
         finished shard (None before ``STRAGGLER_MIN_DONE`` shards finished)."""
         if len(self.finished_s) < STRAGGLER_MIN_DONE:
@@ -67,11 +74,11 @@ class ShardPhase:
                 for started in copies.values() if now - started > limit]
         return min(late)[1] if late else None
 
-    def take_idle(self) -> list:
+    def take_idle(self) -> list[ActorHandle]:
         idle, self.idle = self.idle, []
         return idle
 
-    def finish(self, index: int, actor, now: float) -> list | None:
+    def finish(self, index: int, actor: ActorHandle, now: float) -> list[ActorHandle] | None:
         """``actor`` finished shard ``index``. -> None when another copy had won already (ignore this one),
         else the workers still running a copy of it (to stop)."""
         copies = self.running.pop(index, {})
@@ -83,7 +90,7 @@ class ShardPhase:
             self.finished_s.append(now - started)
         return list(copies)
 
-    def give_back(self, index: int, actor) -> bool:
+    def give_back(self, index: int, actor: ActorHandle) -> bool:
         """A lost worker's copy of ``index``: back in the queue unless another copy still runs or it is done.
         -> whether it was requeued."""
         copies = self.running.get(index, {})
@@ -94,7 +101,7 @@ class ShardPhase:
         self.queue.appendleft(index)
         return True
 
-    def stop(self, actor) -> None:
+    def stop(self, actor: ActorHandle) -> None:
         """Stop a worker's copy of a shard that another worker finished first: a helper is released, the
         model's own worker killed and restarted by Ray (its stage must not wait behind the slow copy)."""
         for copies in self.running.values():
@@ -104,13 +111,13 @@ class ShardPhase:
         else:
             self.release(actor)
 
-    def forget(self, actor) -> None:
+    def forget(self, actor: ActorHandle) -> None:
         """A helper that died (its node lost): no longer one of this phase's workers."""
         for pool in (self.idle, self.helpers):
             if actor in pool:
                 pool.remove(actor)
 
-    def release(self, actor) -> None:
+    def release(self, actor: ActorHandle) -> None:
         if actor in self.idle:
             self.idle.remove(actor)
         if actor in self.helpers:

@@ -45,8 +45,17 @@ def _job(spec: Path, cluster, out: Path, cache: Path, **env: str) -> subprocess.
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+JOB_S = 900  # the whole job on the simulated cluster (a few minutes when idle)
+FIRST_SHARD_S = 600  # the job's first shard record on disk: the cluster's workers up and a model loaded
+
+
 def _finish(job: subprocess.Popen) -> str:
-    stdout, stderr = job.communicate(timeout=900)
+    try:
+        stdout, stderr = job.communicate(timeout=JOB_S)
+    except subprocess.TimeoutExpired:
+        job.kill()
+        stdout, stderr = job.communicate()
+        pytest.fail(f"the job did not finish within {JOB_S} s: " + stdout[-2000:] + stderr[-4000:])
     assert job.returncode == 0, stdout[-2000:] + stderr[-4000:]
     return stderr
 
@@ -75,8 +84,15 @@ def test_a_node_removed_while_the_shards_run_still_gives_the_local_tables(spec_a
     spec, local = spec_and_local
     cache = tmp_path / "cache"
     job = _job(spec, cluster, tmp_path / "out", cache)
-    deadline = time.monotonic() + 600
-    while not _shard_records(cache) and job.poll() is None and time.monotonic() < deadline:
+    deadline = time.monotonic() + FIRST_SHARD_S
+    while not _shard_records(cache):  # the event: the first shard record on disk
+        if job.poll() is not None:
+            pytest.fail(f"waiting for the first shard, to remove a node then: the job exited ({job.returncode}): "
+                        + job.stderr.read()[-4000:])
+        if time.monotonic() > deadline:
+            job.kill()
+            pytest.fail(f"waiting for the first shard, to remove a node then: none within {FIRST_SHARD_S} s: "
+                        + job.communicate()[1][-4000:])
         time.sleep(0.05)
     done_at_removal = len(_shard_records(cache))
     assert 0 < done_at_removal < SHARDS, "the node was not removed while the shards ran"
