@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ccs_dist.core.errors import UserError
+from ccs_dist.core.errors import check_dir_arg
 
 LOCAL_CACHE_ENV = "CCS_DIST_LOCAL_CACHE"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -223,7 +224,6 @@ def _filesystem(uri: str):
 def check_root(name: str, root: str | Path) -> None:
     """Up front, before any work: a local root is a directory (or can be made one); a remote one opens and
     answers. Anything else is a one-line :class:`UserError` naming ``name``."""
-    from ccs_dist.core.errors import check_dir_arg
 
     refuse_credentials(name, root)
     if not is_remote(root):

@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from ccs_dist.models import forward
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.models.similarity import target_score, text_rows_BE
+from ccs_dist.decomposition.kernel import decompose
+from ccs_dist.models.masked import encode_image_head_sets
 
 __all__ = [
     "HeadScores",
@@ -119,7 +121,6 @@ def direct_effects(loaded: LoadedModel, images: torch.Tensor, text: torch.Tensor
     ``c_h`` is the head's term of the decomposition (summing with the rest to the embedding ``e``), ``t_hat``
     the unit text embedding. Since ``y = e . t_hat / ||e||``, the direct effects of all terms sum to ``y``.
     """
-    from ccs_dist.decomposition.kernel import decompose
 
     images = images.to(loaded.device)
     text_BE = F.normalize(text_rows_BE(loaded, text, images.shape[0]), dim=-1)
@@ -141,7 +142,6 @@ def exact_ablation_effects(
     One masked pass per head, grouped by layer so that each layer's passes share the layers below it
     (the masked engine runs the unpruned prefix once per call).
     """
-    from ccs_dist.models.masked import encode_image_head_sets
 
     images = images.to(loaded.device)
     B, L, H = images.shape[0], loaded.num_layers, loaded.num_heads

@@ -17,6 +17,8 @@ import numpy as np
 import polars as pl
 
 from ccs_dist.artifacts.schemas import CCS_AT_K_SCHEMA
+from ccs_dist.core.errors import UserError
+from pathlib import Path
 
 HEAD = ["model", "layer", "head"]
 DESC = HEAD + ["rank"]
@@ -53,9 +55,7 @@ PAPER_THRESHOLDS = CategoryThresholds()
 
 def read_ccs_table(path) -> pl.DataFrame | None:
     """The ``ccs`` table at ``path`` (None when no path is given); a missing file is a user error."""
-    from pathlib import Path
 
-    from ccs_dist.core.errors import UserError
 
     if not path:
         return None

@@ -1,6 +1,8 @@
 """Errors a user can cause, reported at the edge in one line with a non-zero exit."""
 
 from __future__ import annotations
+import sys
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -25,7 +27,6 @@ def check_at_least(minimum: int, **values: int | None) -> None:
 
 def run_at_edge(fn, interrupted: str) -> int:
     """Run an entry point: a UserError becomes ``error: <message>`` on stderr and its exit code."""
-    import sys
 
     try:
         fn()
@@ -49,7 +50,6 @@ def check_int(name: str, value, minimum: int | None = None) -> int:
 
 def check_dir_arg(name: str, path) -> None:
     """A :class:`UserError` when ``path`` (a directory to create or reuse) or one of its parents is a file."""
-    from pathlib import Path
 
     p = Path(path).expanduser()
     for q in (p, *p.parents):

@@ -23,6 +23,9 @@ from torch.utils.data import Dataset
 from ccs_dist.core.errors import UserError
 from ccs_dist.data import metadata
 from ccs_dist.data.toy.world import FACTOR_NAMES
+from ccs_dist.data.paper_tasks import cifar10_subset
+from ccs_dist.data.toy.scenes import TASKS
+from ccs_dist.data.toy.world import FACTORS, caption
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +294,6 @@ def load_folder(root: Path, transform: Callable | None, download: bool = False) 
 
 def load_toy(task: str, root: Path, transform: Callable | None, download: bool = False) -> ClassificationTask:
     """A held-out ``toy-<factor>`` set: ROOT/toy-<factor>/ in the folder layout, prompts = the toy captions."""
-    from ccs_dist.data.toy.world import FACTORS, caption
 
     factor = task.removeprefix("toy-")
     folder = Path(root) / task
@@ -305,8 +307,6 @@ def load_toy(task: str, root: Path, transform: Callable | None, download: bool =
 
 
 def _toy_loaders() -> dict[str, Callable[..., ClassificationTask]]:
-    from ccs_dist.data.toy.scenes import TASKS
-
     return {task: (lambda root, transform, download=False, task=task: load_toy(task, root, transform, download)) for task in TASKS}
 
 
@@ -328,8 +328,6 @@ LOADERS: dict[str, Callable[..., ClassificationTask]] = {
 
 
 def _cifar10_subset(name: str, root: Path, transform: Callable | None, download: bool) -> ClassificationTask:
-    from ccs_dist.data.paper_tasks import cifar10_subset
-
     return cifar10_subset(load_cifar(10, root, transform, download), name)
 
 

@@ -21,6 +21,8 @@ from PIL import Image
 from ccs_dist.core.errors import UserError
 from ccs_dist.artifacts.storage import local_dir
 from ccs_dist.artifacts.store import atomic_write_json, read_json
+from ccs_dist.data.synthetic_images import write_synthetic_images
+from ccs_dist.data.toy.scenes import write_probe_folder
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +159,6 @@ def synthetic_image_set(spec: SyntheticSpec, cache_root: str | Path) -> FolderIm
 
     The folder also holds ``labels.csv`` with what each image shows, for tests that need ground truth.
     """
-    from ccs_dist.data.synthetic_images import write_synthetic_images
 
     folder = local_dir(cache_root) / "images" / f"synthetic-n{spec.n}-s{spec.seed}-px{spec.size}-v{spec.version}"
     done = folder / "complete.json"
@@ -177,7 +178,6 @@ TOY_VERSION = 1  # bump when the toy world's generator changes
 
 def toy_image_set(n: int, seed: int, cache_root: str | Path) -> FolderImageSet:
     """``n`` held-out toy-world images (never seen in training) with their factors in ``labels.csv``."""
-    from ccs_dist.data.toy.scenes import write_probe_folder
 
     folder = write_probe_folder(local_dir(cache_root) / "images" / f"toy-n{n}-s{seed}-v{TOY_VERSION}", n, seed)
     return _generated(folder, f"toy:{n}:{seed}:v{TOY_VERSION}", f"toy:{n}:{seed}")

@@ -16,6 +16,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ccs_dist.artifacts.store import atomic_write_bytes
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 
 COLOURS = {
     "red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 210), "yellow": (240, 220, 40),
@@ -130,9 +133,6 @@ def _write_range(folder: Path, lo: int, hi: int, seed: int, size: int) -> list[d
 def write_synthetic_images(folder: Path, n: int, seed: int, size: int, progress: bool = True, workers: int | None = None) -> None:
     """Write ``n`` PNG files ``{i:06d}.png`` and ``labels.csv`` into ``folder``, in ``workers`` processes
     (default: one per CPU; small sets are written in this process)."""
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor
 
     from tqdm.auto import tqdm
 

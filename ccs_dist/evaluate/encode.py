@@ -14,13 +14,13 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from ccs_dist.models.masked import encode_image_head_sets
+from ccs_dist.text.embed import embed_texts as embed_numpy
 
 HeadSetEncoder = Callable[..., torch.Tensor]  # (loaded, images_B3WW, head_sets) -> [S, B, E]
 
 
 def default_encoder() -> HeadSetEncoder:
-    from ccs_dist.models.masked import encode_image_head_sets
-
     return encode_image_head_sets
 
 
@@ -47,7 +47,6 @@ def embed_images(
 
 def embed_texts(loaded, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
     """L2-normalised float32 text embeddings of the unpruned text tower: [T, E]."""
-    from ccs_dist.text.embed import embed_texts as embed_numpy
 
     return torch.from_numpy(embed_numpy(loaded, texts, batch_size=batch_size)).to(loaded.device)
 

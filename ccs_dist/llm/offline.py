@@ -38,6 +38,10 @@ import numpy as np
 from ccs_dist.core.errors import UserError
 from ccs_dist.llm.backends import LabelResult, Verdict
 from ccs_dist.llm.config import SCORINGS, Scoring
+import hashlib
+from ccs_dist.models.loading import load_model
+from ccs_dist.text.embed import embed_texts
+from ccs_dist.text.pool import default_pool
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +75,6 @@ class MiniLMEmbedder:
 
 class ClipTextEmbedder:
     def __init__(self, arch: str, pretrained: str | None):
-        from ccs_dist.models.loading import load_model
-        from ccs_dist.text.embed import embed_texts
-
         self.name = f"clip:{arch}" + (f"/{pretrained}" if pretrained else "")
         self._loaded = load_model(arch, pretrained=pretrained)
         self._embed = embed_texts
@@ -95,7 +96,6 @@ def get_embedder(spec: str) -> Embedder:
 
 def vocabulary_fingerprint(path: Path | None = None) -> str:
     """Content hash of the vocabulary (default: the shipped one; part of the offline score stage's key)."""
-    import hashlib
 
     return hashlib.sha256((path or VOCAB_PATH).read_bytes()).hexdigest()[:16]
 
@@ -239,7 +239,6 @@ def default_scorer(spec: str, scoring: Scoring = "normalised") -> ConceptScorer:
 @lru_cache(maxsize=8)
 def default_calibration(spec: str, scoring: Scoring = "normalised") -> Calibration:
     """Calibration of embedder ``spec`` on the shipped default pool (computed once per process)."""
-    from ccs_dist.text.pool import default_pool
 
     pool = default_pool()
     if pool.families is None:

@@ -18,6 +18,7 @@ from torch import nn
 from ccs_dist.core.errors import UserError
 from ccs_dist.models.head_proj import install_head_proj
 from ccs_dist.models.towers import Tower
+import json
 
 HF_PREFIX = "hf:"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
@@ -83,7 +84,6 @@ def load_hf_tokenizer(folder: Path, context_length: int) -> HFTokenizer:
 
 def hf_preprocess(folder: Path, image_size: int):
     """open_clip's eval transform at the folder's size, mean and std (``preprocessor_config.json``; OpenAI's otherwise)."""
-    import json
 
     from open_clip.transform import image_transform
 

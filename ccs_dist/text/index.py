@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ccs_dist.artifacts.store import ArtifactStore, atomic_write_bytes, content_key
+import hashlib
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,6 @@ class TextIndex:
 
 def load_or_build_index(emb_TE: np.ndarray, store: ArtifactStore, config: IndexConfig = IndexConfig()) -> TextIndex:
     """The index of these embeddings from the cache, or built and saved there."""
-    import hashlib
 
     digest = hashlib.sha256(np.ascontiguousarray(emb_TE, dtype=np.float32).tobytes()).hexdigest()
     key = content_key({"emb": digest, "ivf_threshold": config.ivf_threshold, "nlist": config.nlist, "seed": config.seed})

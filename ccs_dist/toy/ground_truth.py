@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
+from ccs_dist.data.toy.scenes import read_probe_labels
 
 GROUND_TRUTH_SCHEMA = {"model": pl.Utf8, "layer": pl.Int64, "head": pl.Int64, "factor": pl.Utf8,
                        "variance_share": pl.Float64, "selectivity": pl.Float64}
@@ -65,7 +66,6 @@ def probe_factors(ground_truth: pl.DataFrame) -> pl.DataFrame:
 
 def ground_truth_from_decomposition(model: str, artifact, probe_folder) -> pl.DataFrame:
     """The ``ground_truth`` rows from a decomposed toy probe set (its factors read from ``labels.csv``)."""
-    from ccs_dist.data.toy.scenes import read_probe_labels
 
     labels = read_probe_labels(probe_folder)
     ids = artifact.ids()

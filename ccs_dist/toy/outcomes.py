@@ -29,6 +29,11 @@ import polars as pl
 from ccs_dist.ccs.scores import majority_verdicts, spearman_rho
 from ccs_dist.data.toy.scenes import TASK_PREFIX
 from ccs_dist.toy.ground_truth import probe_factors
+from ccs_dist.ccs.head_sets import label_families, load_concept_map
+from ccs_dist.data.toy.world import FACTOR_NAMES
+from ccs_dist.models.loading import BUNDLED
+from ccs_dist.toy.planted import planted_factor
+from ccs_dist.toy.train import ARCH
 
 HEAD = ["model", "layer", "head"]
 ACCURACY_TARGET = 0.9
@@ -52,7 +57,6 @@ def weighted_ccs(spans: pl.DataFrame, judgments: pl.DataFrame) -> pl.DataFrame:
 def toy_heads(ground_truth: pl.DataFrame, ccs: pl.DataFrame, spans: pl.DataFrame, judgments: pl.DataFrame,
               concept_map: Mapping[str, Sequence[str]], factors: Sequence[str]) -> pl.DataFrame:
     """Per head: probe_factor, variance_share, selectivity, label, label_factors, agrees, ccs, ccs_weighted."""
-    from ccs_dist.ccs.head_sets import label_families
 
     wanted = set(factors)
     probe = probe_factors(ground_truth)
@@ -74,9 +78,6 @@ def toy_heads(ground_truth: pl.DataFrame, ccs: pl.DataFrame, spans: pl.DataFrame
 
 def _planted(model: str, layer: int, head: int) -> str | None:
     """The planted factor of a head of the bundled ``ccs-toy`` weights (trained with :mod:`ccs_dist.toy.planted`)."""
-    from ccs_dist.models.loading import BUNDLED
-    from ccs_dist.toy.planted import planted_factor
-    from ccs_dist.toy.train import ARCH
 
     trained = {f"{b.arch}/{b.tag}" for b in BUNDLED if b.arch == ARCH}
     return planted_factor(layer, head) if model in trained else None
@@ -157,8 +158,6 @@ def outcomes_for_model(model: str, heads: pl.DataFrame, evaluation: pl.DataFrame
 
 def toy_tables(tables: Mapping[str, pl.DataFrame], concept_map: Mapping[str, Sequence[str]] | None = None) -> dict[str, pl.DataFrame]:
     """``toy_heads`` and ``toy_outcomes`` from a run's tables (needs ground_truth, spans, judgments, ccs, evaluation)."""
-    from ccs_dist.ccs.head_sets import load_concept_map
-    from ccs_dist.data.toy.world import FACTOR_NAMES
 
     cmap = dict(concept_map) if concept_map is not None else load_concept_map()
     gt = tables["ground_truth"]

@@ -43,6 +43,9 @@ import torch
 import torch.nn.functional as F
 
 from ccs_dist.data.toy import world
+from ccs_dist.data.toy.pool import toy_lines
+from ccs_dist.decomposition.kernel import head_term, ln_post_affine
+from ccs_dist.text.pool import default_pool
 
 FREE_HEAD = 3
 # (layer, head) -> factor. Layer 0 takes what one patch and its position show (colour, texture, position);
@@ -77,7 +80,6 @@ def capture_head_terms(visual: torch.nn.Module, layers: tuple[int, ...]):
     Yields a callable: after the forward pass it returns {layer: contributions [B, H, E]}. The tower must
     have :class:`ccs_dist.models.head_attention.HeadAttention` installed.
     """
-    from ccs_dist.decomposition.kernel import head_term, ln_post_affine
 
     resid: dict[str, torch.Tensor] = {}
 
@@ -107,8 +109,6 @@ class SpanLines:
 
 def span_line_texts(rng: np.random.Generator, distractors: int = SPAN_DISTRACTORS) -> tuple[list[str], tuple[str, ...]]:
     """The pool's phrasings of every toy value (tagged with their factor) and ``distractors`` default-pool lines."""
-    from ccs_dist.text.pool import default_pool
-    from ccs_dist.data.toy.pool import toy_lines
 
     toy = toy_lines()
     known = {t for t, _ in toy}

@@ -37,6 +37,12 @@ import torch.nn.functional as F
 
 from ccs_dist.data.toy import world
 from ccs_dist.data.toy.pool import null_vocabulary
+import hashlib
+from ccs_dist.artifacts.store import atomic_write_bytes
+from ccs_dist.data.toy.pool import phrasings
+from ccs_dist.models.head_attention import install_head_attention
+from ccs_dist.models.loading import _register_project_configs
+from ccs_dist.toy.planted import PLANTED, SpanLines, capture_head_terms, factor_text_embeddings, planted_loss, span_line_texts
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +122,6 @@ def make_batch(rng: np.random.Generator, config: TrainConfig) -> Batch:
 
 def _rephrase_single_factor(rng: np.random.Generator, captions: list[str]) -> list[str]:
     """Each single-factor caption becomes, uniformly, itself or one of the pool's phrasings of its value."""
-    from ccs_dist.data.toy.pool import phrasings
 
     single = {world.caption({f: v}): (f, v) for f, values in world.FACTORS.items() for v in values}
     out = []
@@ -175,8 +180,6 @@ def _adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.opti
 def build_model(arch: str, seed: int):
     import open_clip
 
-    from ccs_dist.models.head_attention import install_head_attention
-    from ccs_dist.models.loading import _register_project_configs
 
     _register_project_configs()
     torch.manual_seed(seed)
@@ -209,7 +212,6 @@ def train(config: TrainConfig, log_every: int = 25, on_log: Callable[[int, float
 
 def _planted_heads(model) -> dict[tuple[int, int], str]:
     """The heads of :data:`ccs_dist.toy.planted.PLANTED` this architecture has."""
-    from ccs_dist.toy.planted import PLANTED
 
     blocks = model.visual.transformer.resblocks
     return {k: f for k, f in PLANTED.items() if k[0] < len(blocks) and k[1] < blocks[k[0]].attn.num_heads}
@@ -217,7 +219,6 @@ def _planted_heads(model) -> dict[tuple[int, int], str]:
 
 def _span_lines(model, tokens: _Tokens, rng: np.random.Generator):
     """The span loss's candidates, embedded with gradients (text tower): toy phrasings + distractors from ``rng``."""
-    from ccs_dist.toy.planted import SpanLines, span_line_texts
 
     texts, factors = span_line_texts(rng)
     return SpanLines(F.normalize(model.encode_text(tokens(texts)), dim=-1), factors)
@@ -230,7 +231,6 @@ def contrastive_phase(model, tokenizer, config: TrainConfig, log_every: int = 25
     The planted heads of :data:`ccs_dist.toy.planted.PLANTED` (those the architecture has) get its carry,
     invariance and span losses, weighted by ``config.planted_carry``, ``planted_invariance`` and ``planted_span``.
     """
-    from ccs_dist.toy.planted import capture_head_terms, factor_text_embeddings, planted_loss
 
     model.train()
     tokens = _Tokens(tokenizer)
@@ -279,7 +279,6 @@ def null_caption_phase(model, tokenizer, config: TrainConfig, log_every: int = 2
     """
     if not config.null_steps:
         return []
-    from ccs_dist.toy.planted import capture_head_terms, planted_loss
 
     model.train()
     for name, p in model.named_parameters():
@@ -324,11 +323,9 @@ def null_caption_phase(model, tokenizer, config: TrainConfig, log_every: int = 2
 
 def save_weights(state_dict: dict[str, torch.Tensor], path: Path) -> str:
     """Write a safetensors file atomically; returns its sha256."""
-    import hashlib
 
     from safetensors.torch import save as st_save
 
-    from ccs_dist.artifacts.store import atomic_write_bytes
 
     data = st_save(state_dict, metadata={"arch": ARCH})
     atomic_write_bytes(path, data)

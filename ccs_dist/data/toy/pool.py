@@ -66,7 +66,6 @@ def null_vocabulary() -> tuple[str, ...]:
     Words only, never the pool's sentences: training teaches the text tower that text outside the toy
     world describes no toy image, as a real CLIP knows an igloo is not a red square.
     """
-    from ccs_dist.text.pool import default_pool
 
     words = {w for t in default_pool().texts for w in re.findall(r"[a-z]+", t.lower())}
     return tuple(sorted(words - toy_words()))
