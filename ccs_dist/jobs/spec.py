@@ -24,16 +24,19 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+import dataclasses
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PlainSerializer, PlainValidator, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from ccs_dist.core.errors import UserError
 from ccs_dist.core.weights import CHECKPOINT_SUFFIXES, has_no_weights
-from ccs_dist.stages.attribution import AttributionStageConfig
+from ccs_dist.attribution.run import AttributionConfig
 from ccs_dist.stages.chain import ChainConfig, llm_cache_dir
 from ccs_dist.artifacts.storage import absolute, join, local_dir, refuse_credentials
+from ccs_dist.stages.config import ConfigError, dump, validate
 from ccs_dist.stages.config import StageConfig as _Strict
 from ccs_dist.stages.decompose import ProbeConfig
 from ccs_dist.stages.evaluate import EvaluateConfig
@@ -46,6 +49,19 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _INSTALLED_SPECS = Path(__file__).resolve().parents[1] / "job_specs"
 SHIPPED_SPECS = _INSTALLED_SPECS if _INSTALLED_SPECS.is_dir() else Path(__file__).resolve().parents[2] / "jobs"
 DEFAULT_SPEC = "demo"
+
+
+def _section(cls):
+    """A spec section that is a stage's dataclass: validated by :func:`ccs_dist.stages.config.validate`, every bad
+    field reported (see :func:`_explain`), dumped as its settable fields."""
+
+    def check(value):
+        try:
+            return validate(cls, {} if value is None else value)
+        except ConfigError as e:
+            raise PydanticCustomError("stage_config", "{message}", {"message": str(e), "problems": e.problems}) from None
+
+    return Annotated[cls, PlainValidator(check), PlainSerializer(dump)]
 
 
 class ModelEntry(_Strict):
@@ -81,7 +97,7 @@ class JobSpec(_Strict):
     spans: SpansConfig = SpansConfig()
     llm: LLMConfig = LLMConfig()
     evaluation: EvaluateConfig = EvaluateConfig()
-    attribution: AttributionStageConfig = AttributionStageConfig()
+    attribution: _section(AttributionConfig) = AttributionConfig()
     resources: ResourcesSection = ResourcesSection()
 
     @model_validator(mode="before")
@@ -212,9 +228,15 @@ def _explain_one(err: dict) -> str:
     return f"{where}: {msg}" if where else msg
 
 
+def _explain_all(err: dict) -> list[str]:
+    if err["type"] == "stage_config":  # a dataclass section: every bad field, under the section's name
+        return [f"{'.'.join(str(p) for p in (*err['loc'], *path))}: {msg}" for path, msg in err["ctx"]["problems"]]
+    return [_explain_one(err)]
+
+
 def _explain(e: ValidationError, source: str) -> str:
     """Every problem, on one line: ``a: ...; b: ...``."""
-    problems = list(dict.fromkeys(_explain_one(err) for err in e.errors()))
+    problems = list(dict.fromkeys(p for err in e.errors() for p in _explain_all(err)))
     head = f"{len(problems)} problems: " if len(problems) > 1 else ""
     return f"invalid job spec {source}: {head}{'; '.join(problems)}"
 
@@ -266,8 +288,8 @@ def _anchor_paths(spec: JobSpec, base: Path) -> JobSpec:
         "concept_map": _anchored(ev.concept_map, base) if ev.concept_map is not None else None,
     })
     task = spec.attribution.task
-    attribution = spec.attribution.model_copy(update={
-        "task": f"{task.partition('@')[0]}@{_anchored(task.partition('@')[2], base)}" if "@" in task else task})
+    attribution = dataclasses.replace(
+        spec.attribution, task=f"{task.partition('@')[0]}@{_anchored(task.partition('@')[2], base)}" if "@" in task else task)
     models = tuple(
         m.model_copy(update={"pretrained": _anchored(m.pretrained, base)})
         if m.pretrained and m.pretrained.endswith(CHECKPOINT_SUFFIXES) else m

@@ -20,7 +20,9 @@ from typing import Any
 import polars as pl
 
 from ccs_dist.models.loading import LoadedModel
-from ccs_dist.stages.attribution import AttributionStageConfig, attribution_stage
+from ccs_dist.attribution.run import AttributionConfig
+from ccs_dist.stages.attribution import attribution_stage
+from ccs_dist.stages.config import dump
 from ccs_dist.stages.decompose import Layers, ProbeConfig
 from ccs_dist.stages.evaluate import EvaluateConfig, ShardFolder, evaluate_shard, evaluate_stage, evaluation_shards
 from ccs_dist.stages.model import ModelSpec
@@ -43,7 +45,7 @@ class ChainConfig:
     spans: SpansConfig
     llm: LLMConfig
     evaluation: EvaluateConfig
-    attribution: AttributionStageConfig
+    attribution: AttributionConfig
     cache_dir: str  # a local path or a remote root's URI (ccs_dist.artifacts.storage)
     data_root: str
 
@@ -188,7 +190,7 @@ CHAIN: tuple[Stage, ...] = (
     Stage("score", (SPANS,), False, _score_key, _run_score),
     Stage("evaluate", (CCS,), True, _evaluate_key, _run_evaluate,
           shards=lambda c: evaluation_shards(c.evaluation), run_shard=_run_evaluate_shard),
-    Stage("attribution", (CCS,), True, lambda c: {"model": _model_facts(c), "attribution": c.attribution.model_dump(mode="json")},
+    Stage("attribution", (CCS,), True, lambda c: {"model": _model_facts(c), "attribution": dump(c.attribution)},
           _run_attribution, enabled=lambda c: c.attribution.enabled),
 )
 STAGES: tuple[str, ...] = tuple(s.name for s in CHAIN)
