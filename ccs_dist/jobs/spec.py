@@ -38,11 +38,11 @@ from ccs_dist.stages.chain import ChainConfig, llm_cache_dir
 from ccs_dist.artifacts.storage import absolute, join, local_dir, refuse_credentials
 from ccs_dist.stages.config import ConfigError, dump, validate
 from ccs_dist.stages.config import StageConfig as _Strict
-from ccs_dist.stages.decompose import ProbeConfig
+from ccs_dist.decomposition.config import DecomposeConfig
 from ccs_dist.stages.evaluate import EvaluateConfig
 from ccs_dist.stages.model import ModelSpec
 from ccs_dist.stages.score import LLMConfig
-from ccs_dist.stages.spans import SpansConfig
+from ccs_dist.spans.table import SpanConfig
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # The top-level jobs/ (one copy): a wheel installs it as ccs_dist/job_specs (setup.py); a clone reads it in place.
@@ -91,10 +91,10 @@ class JobSpec(_Strict):
     out: str = "reports"
     cache_dir: str = "cache"
     models: tuple[ModelEntry, ...] = Field(min_length=1)
-    probe: ProbeConfig = ProbeConfig()
+    probe: _section(DecomposeConfig) = DecomposeConfig()
     layers: int | tuple[int, ...] = 4
     pool: str = "default"
-    spans: SpansConfig = SpansConfig()
+    spans: _section(SpanConfig) = SpanConfig()
     llm: LLMConfig = LLMConfig()
     evaluation: EvaluateConfig = EvaluateConfig()
     attribution: _section(AttributionConfig) = AttributionConfig()
@@ -154,7 +154,7 @@ class JobSpec(_Strict):
             layers=layers if isinstance(layers, int) else tuple(layers),
             probe=self.probe,
             pool=self.pool,
-            spans=self.spans.model_copy(update={"rank": entry.rank or self.spans.rank}),
+            spans=dataclasses.replace(self.spans, rank=entry.rank or self.spans.rank),
             llm=self.llm,
             evaluation=self.evaluation,
             attribution=self.attribution,
@@ -299,7 +299,7 @@ def _anchor_paths(spec: JobSpec, base: Path) -> JobSpec:
         "out": absolute(spec.out),
         "cache_dir": absolute(spec.cache_dir),
         "pool": spec.pool if spec.pool in named_pools() else _anchored(spec.pool, base),
-        "probe": spec.probe.model_copy(update={"images": _anchor_images(spec.probe.images, base)}),
+        "probe": dataclasses.replace(spec.probe, images=_anchor_images(spec.probe.images, base)),
         "models": models,
         "evaluation": evaluation,
         "attribution": attribution,

@@ -23,11 +23,13 @@ from ccs_dist.models.loading import LoadedModel
 from ccs_dist.attribution.run import AttributionConfig
 from ccs_dist.stages.attribution import attribution_stage
 from ccs_dist.stages.config import dump
-from ccs_dist.stages.decompose import Layers, ProbeConfig
+from ccs_dist.decomposition.config import DecomposeConfig
+from ccs_dist.spans.table import SpanConfig
+from ccs_dist.stages.decompose import Layers
 from ccs_dist.stages.evaluate import EvaluateConfig, ShardFolder, evaluate_shard, evaluate_stage, evaluation_shards
 from ccs_dist.stages.model import ModelSpec
 from ccs_dist.stages.score import SCORE_TABLES, LLMConfig, score_stage
-from ccs_dist.stages.spans import SpansConfig, ground_truth_table, head_image_tables_of, spans_probe_shard, spans_stage
+from ccs_dist.stages.spans import ground_truth_table, head_image_tables_of, spans_probe_shard, spans_stage
 from ccs_dist.artifacts.store import ArtifactStore, content_key
 from ccs_dist.artifacts.storage import local_dir
 
@@ -40,9 +42,9 @@ class ChainConfig:
 
     model: ModelSpec
     layers: Layers
-    probe: ProbeConfig
+    probe: DecomposeConfig
     pool: str
-    spans: SpansConfig
+    spans: SpanConfig
     llm: LLMConfig
     evaluation: EvaluateConfig
     attribution: AttributionConfig
@@ -112,9 +114,11 @@ def _model_facts(c: ChainConfig) -> dict[str, Any]:
 def _spans_key(c: ChainConfig) -> dict[str, Any]:
     from ccs_dist.stages.sources import resolve_pool
 
-    probe = c.probe.model_dump(mode="json", exclude={"shards"} if c.probe.shards == 1 else None)  # keys from before shards
+    probe = dump(c.probe)
+    if c.probe.shards == 1:  # keys from before shards
+        del probe["shards"]
     return {"model": _model_facts(c), "layers": c.layers, "probe": probe,
-            "pool": resolve_pool(c.pool, c.cache_dir).content_hash, "spans": c.spans.model_dump(mode="json"),
+            "pool": resolve_pool(c.pool, c.cache_dir).content_hash, "spans": dump(c.spans),
             "precision": c.model.precision}
 
 

@@ -12,9 +12,11 @@ from ccs_dist.artifacts.store import content_key
 from ccs_dist.attribution.run import AttributionConfig
 from ccs_dist.cli import Commands, main
 from ccs_dist.cli.flags import build_parser, command_flags, flag_name
+from ccs_dist.decomposition.config import DecomposeConfig
 from ccs_dist.jobs.spec import load_spec
+from ccs_dist.spans.table import SpanConfig
 from ccs_dist.stages import chain
-from ccs_dist.stages.config import spec_fields
+from ccs_dist.stages.config import field_types, nested_config, spec_fields
 
 # stage -> content key of its key_parts, per shipped spec and model (spans only where the pool is local)
 PINNED = {
@@ -53,8 +55,12 @@ PINNED = {
     'paper_grid/ViT-L-14/openai/score': '82937294247f8d57f25e8d25',
 }
 
-# command -> (its config parameter, the stage config whose fields are its flags)
-GENERATED = {"attribute": ("attribution", AttributionConfig)}
+# command -> ((its config parameter, the stage config whose fields are its flags), ...)
+GENERATED = {
+    "attribute": (("attribution", AttributionConfig),),
+    "decompose": (("probe", DecomposeConfig),),
+    "textspan": (("probe", DecomposeConfig), ("spans", SpanConfig)),
+}
 
 
 def _stage_keys(name_or_path) -> dict[str, str]:
@@ -83,14 +89,25 @@ def test_stage_keys_are_those_of_the_code_before(tmp_path, monkeypatch):
 def _flag_mismatch(func, param: str, config) -> tuple[set[str], set[str]]:
     """(fields without a flag, flags without a field) of ``config`` in the command ``func``."""
     flags = {f.dest[1:] for f in command_flags(func) if f.dest[0] == param}
-    fields = {(f.name,) for f in spec_fields(config) if not f.metadata.get("spec_only")}
+    fields = set(_leaf_paths(config))
     return fields - flags, flags - fields
+
+
+def _leaf_paths(config, prefix=()):
+    for f in spec_fields(config):
+        if f.metadata.get("spec_only"):
+            continue
+        inner = nested_config(field_types(config)[f.name])
+        if inner is not None:
+            yield from _leaf_paths(inner, (*prefix, f.name))
+        else:
+            yield (*prefix, f.name)
 
 
 @pytest.mark.parametrize("command", GENERATED)
 def test_every_field_of_the_stage_config_is_a_flag_and_back(command):
-    param, config = GENERATED[command]
-    assert _flag_mismatch(getattr(Commands, command), param, config) == (set(), set())
+    for param, config in GENERATED[command]:
+        assert _flag_mismatch(getattr(Commands, command), param, config) == (set(), set()), param
 
 
 def test_the_check_finds_a_field_without_its_flag():
@@ -122,7 +139,8 @@ def test_a_field_added_to_a_config_becomes_a_flag_with_its_help():
 @pytest.mark.parametrize("command", GENERATED)
 def test_help_uses_dashes_and_readable_types(command):
     text = build_parser(f"ccs-dist {command}", getattr(Commands, command)).format_help()
-    assert "--batch-size int" in text and "--templates-per-class int | none" in text
+    assert "--batch-size int" in text and ("--templates-per-class int | none" in text or command != "attribute")
+    assert "--workers int | none" in text or command == "attribute"
     assert "Optional[" not in text and not [w for w in text.split() if w.startswith("--") and "_" in w]
 
 

@@ -18,12 +18,12 @@ from ccs_dist.jobs.spec import JobSpec, load_spec
 from ccs_dist.stages import chain
 from ccs_dist.attribution.run import AttributionConfig
 from ccs_dist.stages.config import StageConfig, field_types, spec_fields
-from ccs_dist.stages.decompose import ProbeConfig
+from ccs_dist.decomposition.config import DecomposeConfig
 from ccs_dist.stages.evaluate import EvaluateConfig
 from ccs_dist.stages.score import LLMConfig
-from ccs_dist.stages.spans import SpansConfig
+from ccs_dist.spans.table import SpanConfig
 
-SECTIONS = {"probe": ProbeConfig, "spans": SpansConfig, "llm": LLMConfig, "evaluation": EvaluateConfig,
+SECTIONS = {"probe": DecomposeConfig, "spans": SpanConfig, "llm": LLMConfig, "evaluation": EvaluateConfig,
             "attribution": AttributionConfig}
 REPO = Path(__file__).resolve().parents[2]
 
@@ -252,7 +252,8 @@ def _other_value(section: str, name: str, annotation, default):
 def _field_infos(config) -> list[tuple[str, object, object]]:
     """(name, annotation, default) of a stage config's settable fields: a dataclass or a pydantic model."""
     if dataclasses.is_dataclass(config):
-        return [(f.name, field_types(config)[f.name], f.default) for f in spec_fields(config)]
+        return [(f.name, field_types(config)[f.name], f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                for f in spec_fields(config)]
     return [(name, info.annotation, info.get_default(call_default_factory=True)) for name, info in config.model_fields.items()]
 
 
@@ -260,9 +261,9 @@ def _fields(section: str, config: type[StageConfig], prefix=()):
     """(path, value) for every leaf field of a stage config, nested configs (and lists of them) included."""
     for name, annotation, default in _field_infos(config):
         inner = typing.get_args(annotation)
-        if isinstance(default, StageConfig):
+        if isinstance(default, StageConfig) or dataclasses.is_dataclass(default):
             yield from _fields(section, type(default), (*prefix, name))
-        elif inner and isinstance(inner[0], type) and issubclass(inner[0], StageConfig):  # judges: a tuple of endpoints
+        elif inner and isinstance(inner[0], type) and (issubclass(inner[0], StageConfig) or dataclasses.is_dataclass(inner[0])):  # judges: a tuple of endpoints
             for path, value in _fields(section, inner[0], ()):
                 yield (*prefix, name, 0, *path), value
         else:
@@ -335,7 +336,7 @@ def test_probe_shards_reach_the_decomposition_and_key_the_spans_stage_only_when_
     spans = chain.BY_NAME["spans"]
     assert (spans.shards(c1), spans.shards(c4)) == (1, 4) and sharded.resources.shard_workers == 2
     assert "shards" not in chain._spans_key(c1)["probe"] and chain._spans_key(c4)["probe"]["shards"] == 4
-    assert c4.probe.decompose_config(layers=2, progress=False).shards == 4
+    assert c4.probe.shards == 4
 
 
 def test_evaluation_shards_leave_the_key_and_give_the_unsharded_table(tmp_path, tiny, monkeypatch):
