@@ -10,7 +10,7 @@ import polars as pl
 
 from ccs_dist.cli.options import table_in, terminal
 from ccs_dist.core.errors import UserError
-from ccs_dist.llm.config import DEFAULT_KEY_ENV, SCORINGS, CacheConfig, EndpointConfig, OfflineConfig, ScoreConfig
+from ccs_dist.llm.config import DEFAULT_KEY_ENV, SCORINGS, EndpointConfig, ScoreConfig
 from ccs_dist.artifacts.schemas import csv_safe, csv_unescape
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,11 @@ def build_score_config(
         labeler=endpoint(llm_model, base_url, api_key_env),
         judges=tuple(endpoint(m, u, k) for m, u, k in judge_list) if backend != "offline" else (),
         judge_mode=judge_mode,
-        cache=CacheConfig(directory=str(cache_dir), mode="bypass" if no_cache else "refresh" if refresh_cache else "use"),
-        offline=OfflineConfig(embedder=embedder, threshold=None if threshold is None else float(threshold), scoring=scoring),
+        cache="bypass" if no_cache else "refresh" if refresh_cache else "use",
+        cache_dir=str(cache_dir),
+        offline_embedder=embedder,
+        offline_threshold=None if threshold is None else float(threshold),
+        offline_scoring=scoring,
         offline_judges=offline_judges,
         max_description_chars=int(max_description_chars),
         show_progress=bool(progress),

@@ -41,7 +41,7 @@ from ccs_dist.stages.config import StageConfig as _Strict
 from ccs_dist.decomposition.config import DecomposeConfig
 from ccs_dist.stages.evaluate import EvaluateConfig
 from ccs_dist.stages.model import ModelSpec
-from ccs_dist.stages.score import LLMConfig
+from ccs_dist.llm.config import ScoreConfig
 from ccs_dist.spans.table import SpanConfig
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -51,13 +51,16 @@ SHIPPED_SPECS = _INSTALLED_SPECS if _INSTALLED_SPECS.is_dir() else Path(__file__
 DEFAULT_SPEC = "demo"
 
 
-def _section(cls):
+def _section(cls, **defaults):
     """A spec section that is a stage's dataclass: validated by :func:`ccs_dist.stages.config.validate`, every bad
-    field reported (see :func:`_explain`), dumped as its settable fields."""
+    field reported (see :func:`_explain`), dumped as its settable fields. ``defaults``: a job's own defaults of
+    some fields (the section's default value must agree)."""
 
     def check(value):
+        if isinstance(value, cls):
+            return value
         try:
-            return validate(cls, {} if value is None else value)
+            return validate(cls, {**defaults, **({} if value is None else value)})
         except ConfigError as e:
             raise PydanticCustomError("stage_config", "{message}", {"message": str(e), "problems": e.problems}) from None
 
@@ -95,7 +98,7 @@ class JobSpec(_Strict):
     layers: int | tuple[int, ...] = 4
     pool: str = "default"
     spans: _section(SpanConfig) = SpanConfig()
-    llm: LLMConfig = LLMConfig()
+    llm: _section(ScoreConfig, backend="offline") = ScoreConfig(backend="offline")  # a job scores offline unless told
     evaluation: EvaluateConfig = EvaluateConfig()
     attribution: _section(AttributionConfig) = AttributionConfig()
     resources: ResourcesSection = ResourcesSection()
@@ -144,7 +147,7 @@ class JobSpec(_Strict):
         return local_dir(self.run_root)
 
     def score_config(self, show_progress: bool = True):
-        return self.llm.score_config(cache_dir=llm_cache_dir(self.cache_dir), show_progress=show_progress)
+        return dataclasses.replace(self.llm, cache_dir=str(llm_cache_dir(self.cache_dir)), show_progress=show_progress)
 
     def chain_config(self, entry: ModelEntry) -> ChainConfig:
         """One model's stage configs: the entry's layers and rank override the spec's."""

@@ -23,12 +23,14 @@ from ccs_dist.models.loading import LoadedModel
 from ccs_dist.attribution.run import AttributionConfig
 from ccs_dist.stages.attribution import attribution_stage
 from ccs_dist.stages.config import dump
+from ccs_dist.stages.config import replace as replace_config
 from ccs_dist.decomposition.config import DecomposeConfig
 from ccs_dist.spans.table import SpanConfig
 from ccs_dist.stages.decompose import Layers
 from ccs_dist.stages.evaluate import EvaluateConfig, ShardFolder, evaluate_shard, evaluate_stage, evaluation_shards
 from ccs_dist.stages.model import ModelSpec
-from ccs_dist.stages.score import SCORE_TABLES, LLMConfig, score_stage
+from ccs_dist.llm.config import ScoreConfig
+from ccs_dist.stages.score import SCORE_TABLES, score_stage
 from ccs_dist.stages.spans import ground_truth_table, head_image_tables_of, spans_probe_shard, spans_stage
 from ccs_dist.artifacts.store import ArtifactStore, content_key
 from ccs_dist.artifacts.storage import local_dir
@@ -45,7 +47,7 @@ class ChainConfig:
     probe: DecomposeConfig
     pool: str
     spans: SpanConfig
-    llm: LLMConfig
+    llm: ScoreConfig
     evaluation: EvaluateConfig
     attribution: AttributionConfig
     cache_dir: str  # a local path or a remote root's URI (ccs_dist.artifacts.storage)
@@ -123,7 +125,7 @@ def _spans_key(c: ChainConfig) -> dict[str, Any]:
 
 
 def _score_key(c: ChainConfig) -> dict[str, Any]:
-    key: dict[str, Any] = {"llm": c.llm.model_dump(mode="json")}
+    key: dict[str, Any] = {"llm": dump(c.llm)}
     if c.llm.backend == "offline":
         from ccs_dist.llm.offline import vocabulary_fingerprint
 
@@ -155,7 +157,7 @@ def llm_cache_dir(cache_dir: str) -> Path:
 
 def _run_score(ctx: StageContext, inputs) -> StageOutput:
     c = ctx.config
-    config = c.llm.score_config(cache_dir=llm_cache_dir(c.cache_dir), show_progress=ctx.progress)
+    config = replace_config(c.llm, cache_dir=str(llm_cache_dir(c.cache_dir)), show_progress=ctx.progress)
     result = score_stage(inputs[SPANS], config)
     return StageOutput({name: getattr(result, name) for name in SCORE_TABLES}, {"llm": dict(result.stats)})
 

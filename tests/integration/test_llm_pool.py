@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from ccs_dist.core.errors import UserError
-from ccs_dist.llm import CacheConfig, EndpointConfig, ScoreConfig, score_spans
+from ccs_dist.llm import EndpointConfig, ScoreConfig, score_spans
 from ccs_dist.llm.cache import AnswerCache
 from tests.support.loopback import LoopbackConfig, LoopbackServer, reference_label, reference_verdict
 
@@ -55,7 +55,7 @@ def config(base_url: str, cache_dir, key_env: str, **endpoint) -> ScoreConfig:
     kw = dict(model="loopback-1", base_url=base_url, api_key_env=key_env, rpm=60000, tpm=1e8,
               timeout_s=0.5, max_attempts=8, backoff_base_s=0.01, backoff_max_s=0.1)
     ep = EndpointConfig(**{**kw, **endpoint})
-    return ScoreConfig(labeler=ep, judges=(ep,), cache=CacheConfig(directory=str(cache_dir)), show_progress=False)
+    return ScoreConfig(labeler=ep, judges=(ep,), cache_dir=str(cache_dir), show_progress=False)
 
 
 def expected_ccs(spans: pl.DataFrame) -> dict[tuple[int, int], tuple[str, int]]:
@@ -93,7 +93,7 @@ def test_48_heads_complete_then_cached_rerun_sends_nothing(spans, tmp_path, key_
         for name in ("labels", "judgments", "ccs", "ccs_at_k"):
             assert getattr(r2, name).equals(getattr(r1, name)), name
 
-        r3 = score_spans(spans, replace(cfg, cache=CacheConfig(str(tmp_path / "cache"), mode="refresh")))
+        r3 = score_spans(spans, replace(cfg, cache_dir=str(tmp_path / "cache"), cache="refresh"))
         assert srv.stats.requests > sent and r3.stats["hits"] == r1.stats["hits"] and r3.ccs.equals(r1.ccs)
 
 

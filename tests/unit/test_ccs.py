@@ -163,11 +163,11 @@ def test_the_offline_scoring_reaches_the_score_config_from_the_cli_and_the_spec(
     args = dict(backend="offline", base_url=None, llm_model="gpt-4o-mini", judges=None, judge_mode="pair", cache_dir="c",
                 no_cache=False, refresh_cache=False, api_key_env="OPENAI_API_KEY", rpm=500, tpm=200000, concurrency=4,
                 timeout=60, max_attempts=3, price_in=0.15, price_out=0.6, embedder="minilm", threshold=None, progress=False)
-    assert build_score_config(**args).offline.scoring == "normalised"
-    assert build_score_config(**args, scoring="cosine").offline.scoring == "cosine"
+    assert build_score_config(**args).offline_scoring == "normalised"
+    assert build_score_config(**args, scoring="cosine").offline_scoring == "cosine"
     with pytest.raises(UserError, match="unknown --scoring 'dot'"):
         build_score_config(**args, scoring="dot")
-    assert load_spec("demo").score_config(show_progress=False).offline.scoring == "normalised"
+    assert load_spec("demo").score_config(show_progress=False).offline_scoring == "normalised"
     spec = tmp_path / "s.yaml"
     spec.write_text("run: s\nmodels: [{arch: ccs-tiny, pretrained: none}]\nllm: {backend: offline, offline_scoring: cosine}\n")
-    assert load_spec(str(spec)).score_config(show_progress=False).offline.scoring == "cosine"
+    assert load_spec(str(spec)).score_config(show_progress=False).offline_scoring == "cosine"

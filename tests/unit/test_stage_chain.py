@@ -20,10 +20,10 @@ from ccs_dist.attribution.run import AttributionConfig
 from ccs_dist.stages.config import StageConfig, field_types, spec_fields
 from ccs_dist.decomposition.config import DecomposeConfig
 from ccs_dist.stages.evaluate import EvaluateConfig
-from ccs_dist.stages.score import LLMConfig
+from ccs_dist.llm.config import ScoreConfig
 from ccs_dist.spans.table import SpanConfig
 
-SECTIONS = {"probe": DecomposeConfig, "spans": SpanConfig, "llm": LLMConfig, "evaluation": EvaluateConfig,
+SECTIONS = {"probe": DecomposeConfig, "spans": SpanConfig, "llm": ScoreConfig, "evaluation": EvaluateConfig,
             "attribution": AttributionConfig}
 REPO = Path(__file__).resolve().parents[2]
 
@@ -313,7 +313,7 @@ def test_new_options_reach_the_library_configs(tmp_path):
     ev = c.evaluation.eval_config(data_root=c.data_root, progress=False)
     assert (ev.caption_mode, ev.num_workers) == ("all", 2)
     assert dict(c.evaluation.head_set_config().concept_map) == {"colour": ("red", "blue")}
-    assert c.llm.score_config(cache_dir=tmp_path, show_progress=False).offline_judges == ("minilm", "clip:ccs-tiny")
+    assert c.llm.offline_judges == ("minilm", "clip:ccs-tiny")
 
 
 def test_bad_stage_options_are_one_line_spec_errors(tmp_path):
