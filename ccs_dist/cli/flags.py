@@ -109,9 +109,11 @@ class Flag:
     tp: Any
     default: Any
     help: str
+    aliases: tuple[str, ...] = ()  # earlier spellings that still parse (a command's ``flag_aliases``)
 
 
-def _config_flags(cls, param: str, prefix: tuple[str, ...] = ()) -> list[Flag]:
+def _config_flags(cls, param: str, prefix: tuple[str, ...] = (), named: tuple[str, ...] = ()) -> list[Flag]:
+    """``named``: the part of ``prefix`` the flag names carry (a ``flat`` nested config's flags carry none of its own)."""
     out = []
     hints = field_types(cls)
     for f in spec_fields(cls):
@@ -120,12 +122,12 @@ def _config_flags(cls, param: str, prefix: tuple[str, ...] = ()) -> list[Flag]:
         tp, path = hints[f.name], (*prefix, f.name)
         inner = nested_config(tp)
         if inner is not None:
-            out += _config_flags(inner, param, path)
+            out += _config_flags(inner, param, path, named if f.metadata.get("flat") else (*named, f.name))
             continue
         if typing.get_origin(tp) is tuple and dataclasses.is_dataclass(typing.get_args(tp)[0]):
             continue  # a list of configs (the judges) is no flag: the command says how it is given
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        out.append(Flag(flag_name(path), (param, *path), tp, default, f.metadata.get("help", "")))
+        out.append(Flag(flag_name((*named, f.name)), (param, *path), tp, default, f.metadata.get("help", "")))
     return out
 
 
@@ -159,7 +161,12 @@ def command_flags(func: Callable) -> list[Flag]:
             flags += _config_flags(tp, name)
         else:
             flags.append(Flag(flag_name((name,)), (name,), tp, p.default, docs.get(name, "")))
-    names = [f.name for f in flags]
+    aliases = getattr(func, "flag_aliases", {})  # {"--old-spelling": "--flag"}
+    unknown = set(aliases.values()) - {f.name for f in flags}
+    if unknown:
+        raise RuntimeError(f"{func.__name__}: aliases of flags it does not have: {sorted(unknown)}")
+    flags = [dataclasses.replace(f, aliases=tuple(a for a, n in aliases.items() if n == f.name)) for f in flags]
+    names = [n for f in flags for n in (f.name, *f.aliases)]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise RuntimeError(f"{func.__name__}: flags {sorted(dupes)} come from two places")
@@ -183,12 +190,12 @@ def build_parser(prog: str, func: Callable) -> argparse.ArgumentParser:
         default = "none" if f.default is None else ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
         shown = f"{f.help} (default: {default})" if f.help else f"(default: {default})"
         if _is_bool(f.tp):
-            for name, text in ((f.name, shown), (f"--no-{f.name[2:]}", argparse.SUPPRESS)):
-                parser.add_argument(name, dest=".".join(f.dest), nargs="?", const="true", default=argparse.SUPPRESS,
+            for names, text in (((f.name, *f.aliases), shown), ((f"--no-{f.name[2:]}",), argparse.SUPPRESS)):
+                parser.add_argument(*names, dest=".".join(f.dest), nargs="?", const="true", default=argparse.SUPPRESS,
                                     metavar="bool", help=text if text is argparse.SUPPRESS else text.replace("%", "%%"),
                                     action=_BoolAction)
         else:
-            parser.add_argument(f.name, dest=".".join(f.dest), default=argparse.SUPPRESS, metavar=type_name(f.tp),
+            parser.add_argument(f.name, *f.aliases, dest=".".join(f.dest), default=argparse.SUPPRESS, metavar=type_name(f.tp),
                                 help=shown.replace("%", "%%"))
     return parser
 
@@ -217,6 +224,11 @@ def _fire_spelling(args: list[str], bools: set[str]) -> list[str]:
 
 def run_command(prog: str, func: Callable, args: list[str]):
     """Parse ``args`` against ``func``'s flags (leading words bind to its first parameters), build its configs, call it."""
+    return func(**parse_command(prog, func, args))
+
+
+def parse_command(prog: str, func: Callable, args: list[str]) -> dict[str, Any]:
+    """``func``'s keyword arguments from the command line ``args``: its own flags' values and its configs, validated."""
     flags = command_flags(func)
     args = list(args)
     own = [f for f in flags if len(f.dest) == 1]
@@ -225,7 +237,8 @@ def run_command(prog: str, func: Callable, args: list[str]):
         lead += 1
     args = [x for i, a in enumerate(args[:lead]) for x in (own[i].name, a)] + args[lead:]
     by_dest = {".".join(f.dest): f for f in flags}
-    parsed = vars(build_parser(prog, func).parse_args(_fire_spelling(args, {f.name[2:] for f in flags if _is_bool(f.tp)})))
+    bools = {n[2:] for f in flags if _is_bool(f.tp) for n in (f.name, *f.aliases)}
+    parsed = vars(build_parser(prog, func).parse_args(_fire_spelling(args, bools)))
     hints = typing.get_type_hints(func)
     kwargs: dict[str, Any] = {}
     configs: dict[str, dict] = {}
@@ -244,7 +257,9 @@ def run_command(prog: str, func: Callable, args: list[str]):
             try:
                 kwargs[name] = validate(tp, configs.get(name, {}))
             except ConfigError as e:
-                raise UserError("; ".join(f"{flag_name(path)} {msg}" if path else msg for path, msg in e.problems)) from None
+                named = {f.dest[1:]: f.name for f in flags if f.dest[0] == name}
+                raise UserError("; ".join(f"{named.get(tuple(path), flag_name(path))} {msg}" if path else msg
+                                          for path, msg in e.problems)) from None
     if "self" in inspect.signature(func).parameters:  # the commands are methods of the Commands group
         kwargs["self"] = None
-    return func(**kwargs)
+    return kwargs

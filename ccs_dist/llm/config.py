@@ -78,7 +78,7 @@ class ScoreConfig:
 
     backend: Literal["openai", "offline"] = field(default="openai", metadata={
         "help": "openai (any OpenAI-compatible endpoint) or offline (local embedder, no network, no key)"})
-    labeler: EndpointConfig = field(default_factory=EndpointConfig)
+    labeler: EndpointConfig = field(default_factory=EndpointConfig, metadata={"flat": True})  # its flags: --model, --base-url, ...
     judges: tuple[EndpointConfig, ...] = (EndpointConfig(),)
     judge_mode: JudgeMode = field(default="pair", metadata={
         "help": "pair (one request per description, the paper's protocol) or head (one request per head, five verdicts as JSON)"})

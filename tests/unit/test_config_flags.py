@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 
 import pytest
 
@@ -14,6 +15,7 @@ from ccs_dist.cli import Commands, main
 from ccs_dist.cli.flags import build_parser, command_flags, flag_name
 from ccs_dist.decomposition.config import DecomposeConfig
 from ccs_dist.jobs.spec import load_spec
+from ccs_dist.llm.config import ScoreConfig
 from ccs_dist.spans.table import SpanConfig
 from ccs_dist.stages import chain
 from ccs_dist.stages.config import field_types, nested_config, spec_fields
@@ -60,6 +62,7 @@ GENERATED = {
     "attribute": (("attribution", AttributionConfig),),
     "decompose": (("probe", DecomposeConfig),),
     "textspan": (("probe", DecomposeConfig), ("spans", SpanConfig)),
+    "score": (("llm", ScoreConfig),),
 }
 
 
@@ -97,7 +100,10 @@ def _leaf_paths(config, prefix=()):
     for f in spec_fields(config):
         if f.metadata.get("spec_only"):
             continue
-        inner = nested_config(field_types(config)[f.name])
+        tp = field_types(config)[f.name]
+        if typing.get_origin(tp) is tuple and dataclasses.is_dataclass(typing.get_args(tp)[0]):
+            continue  # a list of configs (the judges): the command's own flag says how it is given
+        inner = nested_config(tp)
         if inner is not None:
             yield from _leaf_paths(inner, (*prefix, f.name))
         else:
@@ -139,8 +145,9 @@ def test_a_field_added_to_a_config_becomes_a_flag_with_its_help():
 @pytest.mark.parametrize("command", GENERATED)
 def test_help_uses_dashes_and_readable_types(command):
     text = build_parser(f"ccs-dist {command}", getattr(Commands, command)).format_help()
-    assert "--batch-size int" in text and ("--templates-per-class int | none" in text or command != "attribute")
-    assert "--workers int | none" in text or command == "attribute"
+    assert "--batch-size int" in text or command == "score"
+    assert "--templates-per-class int | none" in text or command != "attribute"
+    assert "--workers int | none" in text or command in ("attribute", "score")
     assert "Optional[" not in text and not [w for w in text.split() if w.startswith("--") and "_" in w]
 
 
@@ -152,6 +159,19 @@ def test_a_bad_flag_value_is_one_line(capsys):
     assert capsys.readouterr().err.strip() == "error: --seeds must be an integer, got 'a'"
     assert main(["attribute", "--no-such-flag", "1"]) == 2
     assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+
+
+def test_score_flags_are_the_spec_names_and_the_old_spellings_still_parse():
+    from ccs_dist.cli.flags import parse_command
+
+    text = build_parser("ccs-dist score", Commands.score).format_help()
+    for flag in ("--base-url str", "--offline-threshold float | none", "--max-concurrency int", "--cache use | refresh | bypass"):
+        assert flag in text, flag
+    assert "--timeout-s float, --timeout float" in text and "--model str, --llm-model str" in text
+    llm = parse_command("ccs-dist score", Commands.score, ["--llm-model", "m", "--concurrency", "3", "--timeout", "9",
+                                                            "--threshold", "0.5", "--base-url", "http://h:1/v1"])["llm"]
+    assert (llm.labeler.model, llm.labeler.max_concurrency, llm.labeler.timeout_s, llm.offline_threshold) == ("m", 3, 9.0, 0.5)
+    assert llm.labeler.base_url == "http://h:1/v1" and llm.backend == "openai"
 
 
 def test_fire_spellings_still_parse():
