@@ -67,6 +67,9 @@ def _section(cls, **defaults):
     return Annotated[cls, PlainValidator(check), PlainSerializer(dump)]
 
 
+_LLMSection = _section(ScoreConfig, backend="offline")  # a job scores offline unless told (the library: openai)
+
+
 class ModelEntry(_Strict):
     arch: str
     pretrained: str | None = None
@@ -98,7 +101,7 @@ class JobSpec(_Strict):
     layers: int | tuple[int, ...] = 4
     pool: str = "default"
     spans: _section(SpanConfig) = SpanConfig()
-    llm: _section(ScoreConfig, backend="offline") = ScoreConfig(backend="offline")  # a job scores offline unless told
+    llm: _LLMSection = ScoreConfig(backend="offline")
     evaluation: EvaluateConfig = EvaluateConfig()
     attribution: _section(AttributionConfig) = AttributionConfig()
     resources: ResourcesSection = ResourcesSection()

@@ -4,7 +4,6 @@ and the stage keys stay those of the code before (pinned: computed on commit 308
 from __future__ import annotations
 
 import dataclasses
-import os
 import typing
 
 import pytest
