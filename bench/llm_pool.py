@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 import polars as pl  # noqa: E402
 
-from ccs_dist.llm import CacheConfig, EndpointConfig, ScoreConfig, score_spans  # noqa: E402
+from ccs_dist.llm import EndpointConfig, ScoreConfig, score_spans  # noqa: E402
 
 RPM, LATENCY_S, N_HEADS = 600, 0.1, 64
 
@@ -57,7 +57,7 @@ def main() -> int:
         ep = EndpointConfig(model="loopback-1", base_url=base_url, api_key_env="BENCH_KEY", rpm=RPM, tpm=10_000_000,
                             max_concurrency=16, timeout_s=10, backoff_base_s=0.1, backoff_max_s=2)
         with tempfile.TemporaryDirectory() as d:
-            cfg = ScoreConfig(labeler=ep, judges=(ep,), cache=CacheConfig(directory=d), show_progress=False)
+            cfg = ScoreConfig(labeler=ep, judges=(ep,), cache_dir=d, show_progress=False)
             spans = spans_64()
             t0 = time.monotonic()
             r1 = score_spans(spans, cfg)

@@ -44,28 +44,23 @@ SCORES = ("attribution", "direct", "energy")
 
 @dataclass(frozen=True)
 class AttributionConfig:
-    """What to attribute and validate.
+    """What to attribute and validate: the job spec section ``attribution`` and the flags of ``ccs-dist attribute``
+    (a job runs the stage when ``enabled``). ``metadata``: help, the edge's checks, ``internal`` (set by the stage)."""
 
-    limit: attribute at most this many images, evenly spaced (None: all).
-    samples: images (evenly spaced among those) that also get exact ablation effects and deletion curves; 0: none.
-    deletions: most heads deleted along a curve (capped at L * H); curve points k = 0..deletions.
-    seeds: seeds of the random ranking (its curve is averaged over them).
-    top_k / threshold: semantic reliance (heads per class; alignment below threshold is flagged unexpected).
-    max_batch: most samples per masked forward pass (exact ablation, curves); None: 8 * batch_size.
-    """
-
-    data_root: Path = Path("data")
-    batch_size: int = 32
-    num_workers: int = 0
-    limit: int | None = None
-    samples: int = 32
-    deletions: int = 16
-    seeds: tuple[int, ...] = (0, 1, 2)
-    top_k: int = 5
-    threshold: float = 0.0
-    templates_per_class: int | None = None
-    download: bool = False
-    max_batch: int | None = None
+    enabled: bool = field(default=False, metadata={"spec_only": True, "help": "run the attribution stage in a job"})
+    task: str = field(default="cifar10", metadata={"help": "one classification task, or NAME@PATH (read from PATH)"})
+    limit: int | None = field(default=None, metadata={"ge": 1, "help": "attribute at most this many images, evenly spaced (none: all)"})
+    samples: int = field(default=32, metadata={"ge": 0, "help": "images (evenly spaced among those) that also get exact ablation effects and deletion curves; 0: none"})
+    deletions: int = field(default=16, metadata={"ge": 1, "help": "most heads deleted along a curve (capped at L * H); curve points k = 0..deletions"})
+    seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"min_length": 1, "help": "seeds of the random ranking (its curve is averaged over them)"})
+    top_k: int = field(default=5, metadata={"ge": 1, "help": "heads per class in the reliance table"})
+    threshold: float = field(default=0.0, metadata={"help": "alignment (label vs class name, less an empty-prompt baseline) below which a relied-on head is flagged unexpected"})
+    batch_size: int = field(default=32, metadata={"ge": 1, "help": "images per forward/backward pass"})
+    templates_per_class: int | None = field(default=None, metadata={"ge": 1, "help": "use only the first N prompt templates of each class (quick runs; none: all)"})
+    workers: int = field(default=0, metadata={"ge": 0, "help": "data-loading worker processes"})
+    download: bool = field(default=False, metadata={"help": "let torchvision download the datasets it can"})
+    data_root: Path = field(default=Path("data"), metadata={"internal": True})  # the job's or --data-root
+    max_batch: int | None = field(default=None, metadata={"internal": True})  # samples per masked forward pass; None: 8 * batch_size
 
     def __post_init__(self) -> None:
         check_at_least(1, batch_size=self.batch_size, limit=self.limit, deletions=self.deletions, top_k=self.top_k,
@@ -143,7 +138,7 @@ def attribute_task(loaded, task: str, config: AttributionConfig = AttributionCon
                                    L, H, 1)
 
     classifier_CE = prompt_ensemble(loaded, classnames, task_obj.templates)
-    loader = DataLoader(ds, batch_size=config.batch_size, num_workers=config.num_workers, shuffle=False)
+    loader = DataLoader(ds, batch_size=config.batch_size, num_workers=config.workers, shuffle=False)
     labels_all: list[np.ndarray] = []
     per_score: dict[str, list[np.ndarray]] = {m: [] for m in SCORES}
     exact_parts: list[np.ndarray] = []

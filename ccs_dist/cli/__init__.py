@@ -1,6 +1,7 @@
-"""The ``ccs-dist`` command (fire): one module per command group, shared options in :mod:`.options`.
+"""The ``ccs-dist`` command: one module per command group, shared options in :mod:`.options`.
 
-Each command parses its flags into keyword-only stage configs and calls a stage of :mod:`ccs_dist.stages`.
+A command is a function; its flags are derived from its parameters and the stage configs they are annotated
+with (:mod:`.flags`), and it calls a stage of :mod:`ccs_dist.stages`.
 Every user error surfaces as one line ``error: ...`` on stderr and a non-zero exit.
 """
 
@@ -53,8 +54,7 @@ def overview() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import fire
-
+    from ccs_dist.cli.flags import run_command
     from ccs_dist.core.errors import run_at_edge
     from ccs_dist.core.log import setup_logging
 
@@ -69,5 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     if not terminal():  # huggingface_hub / transformers bars (the offline judge's weights) follow ours
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    return run_at_edge(lambda: fire.Fire(Commands, command=args, name="ccs-dist"),
-                       "finished artifacts are kept, re-run the same command to resume")
+    name = args[0].replace("_", "-")
+    func = getattr(Commands, name.replace("-", "_"))
+
+    def run() -> None:
+        result = run_command(f"ccs-dist {name}", func, args[1:])
+        if result is not None:
+            print(result)
+
+    return run_at_edge(run, "finished artifacts are kept, re-run the same command to resume")

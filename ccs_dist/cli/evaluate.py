@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
-from ccs_dist.cli.options import (DEFAULT_MODEL, as_list, data_root_arg, device_arg, int_arg, optional_int, optional_table,
+from ccs_dist.attribution.run import AttributionConfig
+
+from ccs_dist.cli.options import (DEFAULT_MODEL, as_list, data_root_arg, device_arg, optional_int, optional_table,
                                   pretrained_arg, seeds_arg, terminal)
 from ccs_dist.core.errors import UserError
 
@@ -114,23 +117,13 @@ def evaluate(
 
 def attribute(
     self,
+    attribution: AttributionConfig,
     model: str = DEFAULT_MODEL,
     pretrained: str | None = None,
-    task: str = "cifar10",
     data_root: str | None = None,
     ccs: str | None = None,
     out: str = "reports/attribute",
-    limit: int | None = None,
-    samples: int = 32,
-    deletions: int = 16,
-    seeds: str = "0,1,2",
-    top_k: int = 5,
-    threshold: float = 0.0,
-    batch_size: int = 32,
     device: str = "auto",
-    templates_per_class: int | None = None,
-    workers: int = 0,
-    download: bool = False,
     progress: bool = True,
 ):
     """Attribute each zero-shot prediction to the image tower's heads; check faithfulness against exact ablation.
@@ -140,50 +133,28 @@ def attribute(
     method, value; methods attribution, direct, energy, exact; class null = whole dataset),
     attribution_curves.parquet (deletion curves), attribution_faithfulness.parquet (AUC per ranking,
     Spearman vs exact ablation per layer) and attribution_reliance.parquet (top heads per class, CCS labels).
+    The flags --task ... --download are the job spec's attribution section.
 
     Args:
         model: open_clip architecture (ViT-B-32, ViT-B-16, ViT-L-14, ...) or hf-hub:ORG/REPO.
         pretrained: pretrained tag (openai, laion2b_s34b_b88k, ...), a checkpoint file, or none for random init.
-        task: one classification task: cifar10, cifar100, food101, country211, oxford_pets, imagenet, imagenet_a,
-            imagenet_r; NAME@PATH reads it from PATH; folder@PATH is a folder of class sub-folders with classnames.txt.
         data_root: folder holding the datasets in their distributed layouts (see ccs-dist evaluate --help).
         ccs: optional ccs table (parquet from `ccs-dist score`, or its run directory): adds the ccs ranking and the heads' labels to reliance.
         out: output directory; tables go to OUT/tables/.
-        limit: attribute at most this many images, evenly spaced (quick runs).
-        samples: images (evenly spaced) that also get exact ablation effects and deletion curves; 0 for none.
-        deletions: most heads deleted along each deletion curve (curve points k = 0..deletions).
-        seeds: comma-separated seeds of the random ranking (its curve is averaged over them).
-        top_k: heads per class in the reliance table.
-        threshold: alignment (label vs class name, minus an empty-prompt baseline) below which a relied-on head is flagged unexpected.
-        batch_size: images per forward/backward pass.
         device: cpu, cuda, cuda:N or auto.
-        templates_per_class: use only the first N prompt templates of each class (quick runs; default all).
-        workers: data-loading worker processes.
-        download: let torchvision download the datasets it can.
-        progress: show a progress bar (--noprogress to hide it).
+        progress: show a progress bar (--no-progress to hide it).
     """
     from ccs_dist.ccs.scores import read_ccs_table
     from ccs_dist.models import load_model
-    from ccs_dist.stages.attribution import AttributionStageConfig, attribution_stage, write_attribution_tables
+    from ccs_dist.stages.attribution import attribution_stage, write_attribution_tables
 
-    root = data_root_arg(data_root, [str(task)])
-    tasks = as_list(task)
-    if len(tasks) != 1:
-        raise UserError(f"give exactly one task, e.g. --task cifar10 (got {tasks or 'none'})")
-    try:
-        thr = float(threshold)
-    except (TypeError, ValueError):
-        raise UserError(f"threshold must be a number, got {threshold!r}") from None
-    config = AttributionStageConfig.build(
-        enabled=True, task=tasks[0], batch_size=int_arg(batch_size, "batch_size"), workers=int_arg(workers, "workers"),
-        limit=optional_int(limit, "limit"), samples=int_arg(samples, "samples"), deletions=int_arg(deletions, "deletions"),
-        seeds=seeds_arg(seeds), top_k=int_arg(top_k, "top_k"), threshold=thr,
-        templates_per_class=optional_int(templates_per_class, "templates_per_class"), download=bool(download),
-    )
-    config.attribution_config(data_root=root)  # the library's own checks, before the model loads
+    root = data_root_arg(data_root, [attribution.task])
+    if len(as_list(attribution.task)) != 1:
+        raise UserError(f"give exactly one task, e.g. --task cifar10 (got {as_list(attribution.task) or 'none'})")
+    replace(attribution, data_root=Path(root))  # the library's own checks, before the model loads
     table = read_ccs_table(optional_table(ccs, "ccs"))
     loaded = load_model(str(model), pretrained_arg(pretrained), device=device_arg(device))
-    result = attribution_stage(loaded, table, config, data_root=root, progress=bool(progress) and terminal())
+    result = attribution_stage(loaded, table, attribution, data_root=root, progress=bool(progress) and terminal())
     return _attribution_summary(result, write_attribution_tables(result, out))
 
 

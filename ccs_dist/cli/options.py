@@ -10,11 +10,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ccs_dist.core.errors import UserError, check_int
+from ccs_dist.core.errors import UserError
 from ccs_dist.artifacts.storage import check_root
 
 DEFAULT_MODEL = "ViT-B-32"
-DEFAULT_IMAGES = "synthetic:256"
 
 
 def terminal() -> bool:
@@ -96,34 +95,23 @@ def int_arg(value, name: str) -> int:
 
 @dataclass(frozen=True)
 class ProbeRun:
-    """The flags of the commands that decompose probe images, checked."""
+    """The model flags of the commands that decompose probe images, checked (the probe section is a config)."""
 
     model: object  # ccs_dist.stages.model.ModelSpec
-    probe: object  # ccs_dist.stages.decompose.ProbeConfig
     layers: int | tuple[int, ...]
     cache_dir: str
 
 
-def probe_run(*, model, pretrained, images, layers, batch_size, device, precision, cache_dir, on_bad_image, workers,
-              keep="heads", decode="cpu") -> ProbeRun:
-    from ccs_dist.stages.decompose import ProbeConfig
+def probe_run(*, model, pretrained, layers, device, precision, cache_dir) -> ProbeRun:
     from ccs_dist.stages.model import ModelSpec
 
-    if on_bad_image not in ("skip", "error"):
-        raise UserError(f"unknown on_bad_image {on_bad_image!r}: use skip or error")
     if isinstance(layers, (list, tuple)):
         layers = tuple(int(x) for x in layers)
-    elif isinstance(layers, str) or not isinstance(layers, int):
+    elif isinstance(layers, str) or isinstance(layers, bool) or not isinstance(layers, int):
         raise UserError(f"layers={layers!r}: give an int (last n layers) or a list like [8,9,10,11]")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UserError(f"batch_size={batch_size!r}: give a positive integer")
-    if workers is not None:
-        check_int("--workers", workers, 0)
     check_root("--cache-dir", str(cache_dir))  # a directory or a remote root (ccs_dist.artifacts.storage)
     return ProbeRun(
         model=ModelSpec(str(model), pretrained_arg(pretrained), device=device, precision=precision),
-        probe=ProbeConfig.build(images=str(images), batch_size=batch_size, on_bad_image=on_bad_image, workers=workers,
-                                keep=keep, decode=decode),
         layers=layers,
         cache_dir=str(cache_dir),
     )

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
 
 from ccs_dist.cli.options import table_in, terminal
 from ccs_dist.core.errors import UserError
-from ccs_dist.llm.config import DEFAULT_KEY_ENV, SCORINGS, CacheConfig, EndpointConfig, OfflineConfig, ScoreConfig
+from ccs_dist.llm.config import ScoreConfig
 from ccs_dist.artifacts.schemas import csv_safe, csv_unescape
 
 log = logging.getLogger(__name__)
-
-_ENDPOINT = EndpointConfig()  # the LLM defaults' one home is the library's config
-DEFAULT_BASE_URL = _ENDPOINT.base_url
-
 
 def _split_list(value) -> list[str]:
     """fire hands ``a,b`` as a str and ``[a,b]`` or ``1,2`` as a tuple/list."""
@@ -67,115 +64,64 @@ def parse_judges(value, default_model: str, default_base_url: str, backend: str,
     return out
 
 
-def build_score_config(
-    *, backend, base_url, llm_model, judges, judge_mode, cache_dir, no_cache, refresh_cache, api_key_env, rpm, tpm,
-    concurrency, timeout, max_attempts, price_in, price_out, embedder, threshold, progress,
-    max_description_chars=ScoreConfig.max_description_chars, scoring="normalised",
-) -> ScoreConfig:
-    if backend not in ("openai", "offline"):
-        raise UserError(f"unknown --backend {backend!r}: use openai or offline")
-    if judge_mode not in ("pair", "head"):
-        raise UserError(f"unknown --judge-mode {judge_mode!r}: use pair (one request per description) or head")
-    if scoring not in SCORINGS:
-        raise UserError(f"unknown --scoring {scoring!r}: use {' or '.join(SCORINGS)}")
+def score_config(llm: ScoreConfig, *, judges: str | None = None, cache_dir: str = "cache", no_cache: bool = False,
+                 refresh_cache: bool = False, progress: bool = True) -> ScoreConfig:
+    """The score command's config: its ``llm`` flags (the spec's ``llm`` section, the labeler's endpoint fields
+    unprefixed) completed with the judges (``--judges``: each at the labeler's rates), the answer cache
+    (``CACHE_DIR/llm``) and progress."""
+    from ccs_dist.stages.chain import llm_cache_dir
+
     if no_cache and refresh_cache:
         raise UserError("--no-cache and --refresh-cache exclude each other: pass one")
-    for name, v in (("--rpm", rpm), ("--tpm", tpm), ("--concurrency", concurrency), ("--timeout", timeout),
-                    ("--max-attempts", max_attempts), ("--max-description-chars", max_description_chars)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-            raise UserError(f"{name} must be a positive number, got {v!r}")
-    if not api_key_env or not _ENV_NAME.match(str(api_key_env)):
-        raise UserError(f"--api-key-env {api_key_env!r} is not an environment variable name: pass e.g. OPENAI_API_KEY")
-    base_url = base_url or DEFAULT_BASE_URL
-
-    def endpoint(model: str, url: str, key_env: str | None) -> EndpointConfig:
-        return EndpointConfig(
-            model=model, base_url=url, api_key_env=key_env, rpm=float(rpm), tpm=float(tpm),
-            max_concurrency=int(concurrency), timeout_s=float(timeout), max_attempts=int(max_attempts),
-            price_in_per_mtok=float(price_in), price_out_per_mtok=float(price_out),
-        )
-
-    judge_list = parse_judges(judges, llm_model, base_url, backend, api_key_env)
-    offline_judges: tuple[str, ...] = ()
-    if backend == "offline":
-        offline_judges = tuple(m if not u or u == base_url else f"{m}@{u}" for m, u, _ in judge_list)
-        bad = [j for j in offline_judges if not (j == "minilm" or j.startswith("clip:"))]
-        if bad:
-            raise UserError(f"invalid judge list for the offline backend: {bad}: use minilm or clip:ARCH[/PRETRAINED]")
-    return ScoreConfig(
-        backend=backend,
-        labeler=endpoint(llm_model, base_url, api_key_env),
-        judges=tuple(endpoint(m, u, k) for m, u, k in judge_list) if backend != "offline" else (),
-        judge_mode=judge_mode,
-        cache=CacheConfig(directory=str(cache_dir), mode="bypass" if no_cache else "refresh" if refresh_cache else "use"),
-        offline=OfflineConfig(embedder=embedder, threshold=None if threshold is None else float(threshold), scoring=scoring),
-        offline_judges=offline_judges,
-        max_description_chars=int(max_description_chars),
-        show_progress=bool(progress),
-    )
+    labeler = llm.labeler
+    if labeler.api_key_env is None and llm.backend != "offline":
+        raise UserError(f"--api-key-env {labeler.api_key_env!r} is not an environment variable name: pass e.g. OPENAI_API_KEY")
+    judge_list = parse_judges(judges, labeler.model, labeler.base_url, llm.backend, labeler.api_key_env)
+    changes: dict = {}
+    if llm.backend == "offline":
+        if judges:
+            offline_judges = tuple(m if not u or u == labeler.base_url else f"{m}@{u}" for m, u, _ in judge_list)
+            bad = [j for j in offline_judges if not (j == "minilm" or j.startswith("clip:"))]
+            if bad:
+                raise UserError(f"invalid judge list for the offline backend: {bad}: use minilm or clip:ARCH[/PRETRAINED]")
+            changes["offline_judges"] = offline_judges
+        changes["judges"] = ()
+    else:
+        changes["judges"] = tuple(replace(labeler, model=m, base_url=u, api_key_env=k) for m, u, k in judge_list)
+    cache = "bypass" if no_cache else "refresh" if refresh_cache else llm.cache
+    return replace(llm, **changes, cache=cache, cache_dir=str(llm_cache_dir(str(cache_dir))), show_progress=bool(progress))
 
 
 def score(
     self,
+    llm: ScoreConfig,
     spans: str = "",
     out: str = "",
-    backend: str = "openai",
-    base_url: str | None = None,
-    llm_model: str = _ENDPOINT.model,
     judges: str | None = None,
-    judge_mode: str = "pair",
     cache_dir: str = "cache",
     no_cache: bool = False,
     refresh_cache: bool = False,
-    api_key_env: str = DEFAULT_KEY_ENV,
-    rpm: float = _ENDPOINT.rpm,
-    tpm: float = _ENDPOINT.tpm,
-    concurrency: int = _ENDPOINT.max_concurrency,
-    timeout: float = _ENDPOINT.timeout_s,
-    max_attempts: int = _ENDPOINT.max_attempts,
-    price_in: float = _ENDPOINT.price_in_per_mtok,
-    price_out: float = _ENDPOINT.price_out_per_mtok,
-    embedder: str = "minilm",
-    threshold: float | None = None,
-    scoring: str = "normalised",
     progress: bool = True,
-    max_description_chars: int = ScoreConfig.max_description_chars,
 ):
     """Label every head's spans, judge each (description, label), write labels/judgments/ccs/ccs_at_k parquet.
+
+    The flags --backend ... --label-prompt are the job spec's llm section (the labeler's endpoint fields
+    --model ... --price-out-per-mtok unprefixed; every judge of --judges gets the same rates).
 
     Args:
         spans: spans table (parquet: model, layer, head, rank, text, variance) from the textspan stage, or the
             run directory that holds it (RUN/tables/spans.parquet).
         out: the run directory: writes OUT/tables/{labels,judgments,ccs,ccs_at_k}.parquet and OUT/tables/score_meta.json.
-        backend: openai (any OpenAI-compatible endpoint) or offline (local embedder, no network, no key).
-        base_url: endpoint base URL, e.g. http://127.0.0.1:8000/v1 for vLLM/Ollama (default https://api.openai.com/v1).
-        llm_model: model that labels the heads (and judges when --judges is not given).
         judges: comma-separated judges, each MODEL, MODEL@BASE_URL or MODEL@BASE_URL#KEY_ENV (majority vote; every verdict
-            kept). The --api-key-env key goes only to --base-url; a judge elsewhere gets the key in its KEY_ENV, or none.
-            Offline: minilm or clip:ARCH[/PRETRAINED].
-        judge_mode: pair (one request per description, the paper's protocol) or head (one request per head, five verdicts as JSON).
+            kept; default: the labeler's model). The --api-key-env key goes only to --base-url; a judge elsewhere gets
+            the key in its KEY_ENV, or none. Offline: minilm or clip:ARCH[/PRETRAINED].
         cache_dir: cache root; LLM answers go to CACHE_DIR/llm (shared safely by concurrent runs).
-        no_cache: neither read nor write the cache.
-        refresh_cache: ask again and overwrite cached answers.
-        api_key_env: name of the environment variable holding the API key (its value is never written anywhere).
-        rpm: requests per minute allowed per endpoint (tightened by the server's x-ratelimit headers).
-        tpm: tokens per minute allowed per endpoint.
-        concurrency: most requests in flight per endpoint.
-        timeout: seconds one attempt may take, connect to last byte, before it is retried (a request ends within
-            max_attempts x (timeout + backoff)).
-        max_attempts: attempts per request (429, 5xx, timeouts, dropped connections) before the stage stops.
-        price_in: USD per million prompt tokens, for the cost estimate.
-        price_out: USD per million completion tokens, for the cost estimate.
-        embedder: offline labeler embedder: minilm or clip:ARCH[/PRETRAINED].
-        threshold: offline judge threshold in --scoring's units (default: calibrated on the default pool's family tags).
-        scoring: offline score of a description for a concept: normalised (cosine less the description's mean over the
-            concept vocabulary, over its spread, less the concept's mean pull on the default pool) or cosine (earlier releases).
-        progress: show a progress bar (--progress=False or --noprogress to hide it).
-        max_description_chars: descriptions longer than this are cut to it (with a warning) before they are sent.
+        no_cache: neither read nor write the cache (--cache bypass).
+        refresh_cache: ask again and overwrite cached answers (--cache refresh).
+        progress: show a progress bar (--no-progress to hide it).
     """
     from ccs_dist.core.errors import check_dir_arg
     from ccs_dist.llm.score import read_spans
-    from ccs_dist.stages.chain import llm_cache_dir
     from ccs_dist.stages.score import score_stage
     from ccs_dist.artifacts.storage import check_root
 
@@ -183,13 +129,8 @@ def score(
         raise UserError("score needs --spans SPANS.parquet (or a run directory) and --out DIR")
     check_dir_arg("--out", out)  # before any request is paid for
     check_root("--cache-dir", str(cache_dir))
-    config = build_score_config(
-        backend=backend, base_url=base_url, llm_model=llm_model, judges=judges, judge_mode=judge_mode,
-        cache_dir=str(llm_cache_dir(str(cache_dir))), no_cache=no_cache, refresh_cache=refresh_cache, api_key_env=api_key_env,
-        rpm=rpm, tpm=tpm, concurrency=concurrency, timeout=timeout, max_attempts=max_attempts, price_in=price_in,
-        price_out=price_out, embedder=embedder, threshold=threshold, progress=bool(progress) and terminal(),
-        max_description_chars=max_description_chars, scoring=scoring,
-    )
+    config = score_config(llm, judges=judges, cache_dir=cache_dir, no_cache=no_cache, refresh_cache=refresh_cache,
+                          progress=bool(progress) and terminal())
     result = score_stage(read_spans(table_in(spans, "spans")), config)
     paths = result.write(str(Path(out) / "tables"))
     s = result.stats
@@ -203,6 +144,12 @@ def score(
         f"scored {s['heads']} heads{flagged}; cache hits {s['hits']}, misses {s['misses']}, requests {s['requests']}, "
         f"tokens in/out {s['tokens_in']}/{s['tokens_out']}, estimated cost ${s['cost_usd']:.4f}; tables in {paths['ccs'].parent}"
     )
+
+
+# the flags' spellings before they were the spec's names
+score.flag_aliases = {"--llm-model": "--model", "--concurrency": "--max-concurrency", "--timeout": "--timeout-s",
+                      "--price-in": "--price-in-per-mtok", "--price-out": "--price-out-per-mtok",
+                      "--embedder": "--offline-embedder", "--threshold": "--offline-threshold", "--scoring": "--offline-scoring"}
 
 
 # -- agreement ---------------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def stream_decomposition(
     kept_indices: list[int] = []
     if config.keep == "moments":
         moments = BucketMoments(n_layers * n_heads, dim, _moment_deal(n_total, config), device=loaded.device)
-    workers = config.num_workers if config.num_workers is not None else default_workers()
+    workers = config.workers if config.workers is not None else default_workers()
     todo = range(start_shard, n_shards) if only_shard is None else (only_shard,)
     shards = [(s, range(s * size, min((s + 1) * size, n_total))) for s in todo]
     writer = ShardWriter(shard_shapes(min(size, n_total), n_layers, n_heads, dim, config.keep), loaded.device)

@@ -24,28 +24,50 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+import dataclasses
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PlainSerializer, PlainValidator, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from ccs_dist.core.errors import UserError
 from ccs_dist.core.weights import CHECKPOINT_SUFFIXES, has_no_weights
-from ccs_dist.stages.attribution import AttributionStageConfig
+from ccs_dist.attribution.run import AttributionConfig
 from ccs_dist.stages.chain import ChainConfig, llm_cache_dir
 from ccs_dist.artifacts.storage import absolute, join, local_dir, refuse_credentials
+from ccs_dist.stages.config import ConfigError, dump, validate
 from ccs_dist.stages.config import StageConfig as _Strict
-from ccs_dist.stages.decompose import ProbeConfig
+from ccs_dist.decomposition.config import DecomposeConfig
 from ccs_dist.stages.evaluate import EvaluateConfig
 from ccs_dist.stages.model import ModelSpec
-from ccs_dist.stages.score import LLMConfig
-from ccs_dist.stages.spans import SpansConfig
+from ccs_dist.llm.config import ScoreConfig
+from ccs_dist.spans.table import SpanConfig
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # The top-level jobs/ (one copy): a wheel installs it as ccs_dist/job_specs (setup.py); a clone reads it in place.
 _INSTALLED_SPECS = Path(__file__).resolve().parents[1] / "job_specs"
 SHIPPED_SPECS = _INSTALLED_SPECS if _INSTALLED_SPECS.is_dir() else Path(__file__).resolve().parents[2] / "jobs"
 DEFAULT_SPEC = "demo"
+
+
+def _section(cls, **defaults):
+    """A spec section that is a stage's dataclass: validated by :func:`ccs_dist.stages.config.validate`, every bad
+    field reported (see :func:`_explain`), dumped as its settable fields. ``defaults``: a job's own defaults of
+    some fields (the section's default value must agree)."""
+
+    def check(value):
+        if isinstance(value, cls):
+            return value
+        try:
+            return validate(cls, {**defaults, **({} if value is None else value)})
+        except ConfigError as e:
+            raise PydanticCustomError("stage_config", "{message}", {"message": str(e), "problems": e.problems}) from None
+
+    return Annotated[cls, PlainValidator(check), PlainSerializer(dump)]
+
+
+_LLMSection = _section(ScoreConfig, backend="offline")  # a job scores offline unless told (the library: openai)
 
 
 class ModelEntry(_Strict):
@@ -75,13 +97,13 @@ class JobSpec(_Strict):
     out: str = "reports"
     cache_dir: str = "cache"
     models: tuple[ModelEntry, ...] = Field(min_length=1)
-    probe: ProbeConfig = ProbeConfig()
+    probe: _section(DecomposeConfig) = DecomposeConfig()
     layers: int | tuple[int, ...] = 4
     pool: str = "default"
-    spans: SpansConfig = SpansConfig()
-    llm: LLMConfig = LLMConfig()
+    spans: _section(SpanConfig) = SpanConfig()
+    llm: _LLMSection = ScoreConfig(backend="offline")
     evaluation: EvaluateConfig = EvaluateConfig()
-    attribution: AttributionStageConfig = AttributionStageConfig()
+    attribution: _section(AttributionConfig) = AttributionConfig()
     resources: ResourcesSection = ResourcesSection()
 
     @model_validator(mode="before")
@@ -128,7 +150,7 @@ class JobSpec(_Strict):
         return local_dir(self.run_root)
 
     def score_config(self, show_progress: bool = True):
-        return self.llm.score_config(cache_dir=llm_cache_dir(self.cache_dir), show_progress=show_progress)
+        return dataclasses.replace(self.llm, cache_dir=str(llm_cache_dir(self.cache_dir)), show_progress=show_progress)
 
     def chain_config(self, entry: ModelEntry) -> ChainConfig:
         """One model's stage configs: the entry's layers and rank override the spec's."""
@@ -138,7 +160,7 @@ class JobSpec(_Strict):
             layers=layers if isinstance(layers, int) else tuple(layers),
             probe=self.probe,
             pool=self.pool,
-            spans=self.spans.model_copy(update={"rank": entry.rank or self.spans.rank}),
+            spans=dataclasses.replace(self.spans, rank=entry.rank or self.spans.rank),
             llm=self.llm,
             evaluation=self.evaluation,
             attribution=self.attribution,
@@ -212,9 +234,15 @@ def _explain_one(err: dict) -> str:
     return f"{where}: {msg}" if where else msg
 
 
+def _explain_all(err: dict) -> list[str]:
+    if err["type"] == "stage_config":  # a dataclass section: every bad field, under the section's name
+        return [f"{'.'.join(str(p) for p in (*err['loc'], *path))}: {msg}" for path, msg in err["ctx"]["problems"]]
+    return [_explain_one(err)]
+
+
 def _explain(e: ValidationError, source: str) -> str:
     """Every problem, on one line: ``a: ...; b: ...``."""
-    problems = list(dict.fromkeys(_explain_one(err) for err in e.errors()))
+    problems = list(dict.fromkeys(p for err in e.errors() for p in _explain_all(err)))
     head = f"{len(problems)} problems: " if len(problems) > 1 else ""
     return f"invalid job spec {source}: {head}{'; '.join(problems)}"
 
@@ -266,8 +294,8 @@ def _anchor_paths(spec: JobSpec, base: Path) -> JobSpec:
         "concept_map": _anchored(ev.concept_map, base) if ev.concept_map is not None else None,
     })
     task = spec.attribution.task
-    attribution = spec.attribution.model_copy(update={
-        "task": f"{task.partition('@')[0]}@{_anchored(task.partition('@')[2], base)}" if "@" in task else task})
+    attribution = dataclasses.replace(
+        spec.attribution, task=f"{task.partition('@')[0]}@{_anchored(task.partition('@')[2], base)}" if "@" in task else task)
     models = tuple(
         m.model_copy(update={"pretrained": _anchored(m.pretrained, base)})
         if m.pretrained and m.pretrained.endswith(CHECKPOINT_SUFFIXES) else m
@@ -277,7 +305,7 @@ def _anchor_paths(spec: JobSpec, base: Path) -> JobSpec:
         "out": absolute(spec.out),
         "cache_dir": absolute(spec.cache_dir),
         "pool": spec.pool if spec.pool in named_pools() else _anchored(spec.pool, base),
-        "probe": spec.probe.model_copy(update={"images": _anchor_images(spec.probe.images, base)}),
+        "probe": dataclasses.replace(spec.probe, images=_anchor_images(spec.probe.images, base)),
         "models": models,
         "evaluation": evaluation,
         "attribution": attribution,

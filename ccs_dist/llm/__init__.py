@@ -1,15 +1,15 @@
 """LLM labeling and judging: the HTTP edge of ccs_dist.
 
 Public API: :func:`score_spans` (spans -> labels, judgments, CCS, CCS@K) with :class:`ScoreConfig`,
-:class:`EndpointConfig`, :class:`CacheConfig`, :class:`OfflineConfig`; :class:`ScoreResult`.
+:class:`EndpointConfig`; :class:`ScoreResult`.
 Heavy imports (openai, the embedders) happen on first use.
 """
 
 from __future__ import annotations
 
-from ccs_dist.llm.config import CacheConfig, EndpointConfig, OfflineConfig, ScoreConfig
+from ccs_dist.llm.config import EndpointConfig, ScoreConfig
 
-__all__ = ["CacheConfig", "EndpointConfig", "OfflineConfig", "ScoreConfig", "ScoreResult", "score_spans", "read_spans"]
+__all__ = ["EndpointConfig", "ScoreConfig", "ScoreResult", "score_spans", "read_spans"]
 
 
 def __getattr__(name: str):

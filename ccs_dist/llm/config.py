@@ -1,4 +1,6 @@
-"""Configs of the LLM stage (frozen dataclasses): the one home of the LLM defaults; the CLI and job specs import them.
+"""Configs of the LLM stage (frozen dataclasses): the one home of the LLM defaults. :class:`ScoreConfig` is the job
+spec section ``llm`` itself (validated at the edge, :mod:`ccs_dist.stages.config`); ``internal`` fields are set by
+the stage or the library, never by a spec.
 
 The API key is never a field: an endpoint names the environment variable that holds it, and the value
 is read at the moment a client is built (see :mod:`ccs_dist.llm.client`).
@@ -34,20 +36,21 @@ class EndpointConfig:
     token buckets may hold, kept small so that our bursts stay within the server's.
     """
 
-    model: str = DEFAULT_MODEL
-    base_url: str = DEFAULT_BASE_URL
-    api_key_env: str | None = DEFAULT_KEY_ENV
-    rpm: float = 500.0
-    tpm: float = 200_000.0
-    burst_s: float = 0.1
-    max_concurrency: int = 16
-    timeout_s: float = 60.0
-    max_attempts: int = 8
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-    json_mode: JsonMode = "auto"
-    price_in_per_mtok: float = 0.15  # USD per million prompt tokens
-    price_out_per_mtok: float = 0.60  # USD per million completion tokens
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "model that labels the heads (and judges when no judges are given)"})
+    base_url: str = field(default=DEFAULT_BASE_URL, metadata={"help": "endpoint base URL, e.g. http://127.0.0.1:8000/v1 for vLLM/Ollama"})
+    api_key_env: str | None = field(default=DEFAULT_KEY_ENV, metadata={
+        "pattern": r"[A-Za-z_][A-Za-z0-9_]*", "help": "name of the environment variable holding the API key (none: send no key)"})
+    rpm: float = field(default=500.0, metadata={"gt": 0, "help": "requests per minute allowed per endpoint (tightened by the server's x-ratelimit headers)"})
+    tpm: float = field(default=200_000.0, metadata={"gt": 0, "help": "tokens per minute allowed per endpoint"})
+    burst_s: float = field(default=0.1, metadata={"internal": True})
+    max_concurrency: int = field(default=16, metadata={"ge": 1, "help": "most requests in flight per endpoint"})
+    timeout_s: float = field(default=60.0, metadata={"gt": 0, "help": "seconds one attempt may take, connect to last byte, before it is retried"})
+    max_attempts: int = field(default=8, metadata={"ge": 1, "help": "attempts per request (429, 5xx, timeouts, dropped connections)"})
+    backoff_base_s: float = field(default=1.0, metadata={"internal": True})
+    backoff_max_s: float = field(default=60.0, metadata={"internal": True})
+    json_mode: JsonMode = field(default="auto", metadata={"internal": True})
+    price_in_per_mtok: float = field(default=0.15, metadata={"ge": 0, "help": "USD per million prompt tokens, for the cost estimate"})
+    price_out_per_mtok: float = field(default=0.60, metadata={"ge": 0, "help": "USD per million completion tokens, for the cost estimate"})
 
     @property
     def name(self) -> str:
@@ -57,47 +60,46 @@ class EndpointConfig:
         return f"{self.model}@{host_port(self.base_url)}"
 
 
-@dataclass(frozen=True)
-class CacheConfig:
-    """Where LLM answers are kept. ``refresh`` re-asks and overwrites; ``bypass`` neither reads nor writes."""
-
-    directory: str = "cache/llm"
-    mode: CacheMode = "use"
-
-
-@dataclass(frozen=True)
-class OfflineConfig:
-    """The no-network backend: a sentence embedder (``minilm`` or ``clip:ARCH[/PRETRAINED]``).
-
-    ``scoring``: ``normalised`` or ``cosine`` (see :mod:`ccs_dist.llm.offline`). ``threshold`` (in the
-    scoring's units) None means: calibrate on the default description pool's family tags.
-    """
-
-    embedder: str = "minilm"
-    threshold: float | None = None
-    scoring: Scoring = "normalised"
+def _offline_judges(names: tuple[str, ...]) -> str | None:
+    bad = [j for j in names if not (j == "minilm" or j.startswith("clip:"))]
+    return f"offline judges {bad}: use minilm or clip:ARCH[/PRETRAINED]" if bad else None
 
 
 @dataclass(frozen=True)
 class ScoreConfig:
-    """Everything :func:`ccs_dist.llm.score_spans` needs.
+    """Everything :func:`ccs_dist.llm.score_spans` needs (the job spec section ``llm``).
 
     ``labeler`` labels every head; every entry of ``judges`` judges every (description, label) pair
     and the majority of the valid verdicts decides (ties count as not aligned). With
-    ``backend='offline'`` the endpoints are ignored and ``offline.embedder`` (or each name in
-    ``offline_judges``) plays both parts.
+    ``backend='offline'`` the endpoints are ignored and ``offline_embedder`` (or each name in
+    ``offline_judges``) plays both parts. LLM answers are cached in ``cache_dir`` (``cache``: ``use``;
+    ``refresh`` re-asks and overwrites; ``bypass`` neither reads nor writes).
     """
 
-    backend: Literal["openai", "offline"] = "openai"
-    labeler: EndpointConfig = field(default_factory=EndpointConfig)
+    backend: Literal["openai", "offline"] = field(default="openai", metadata={
+        "help": "openai (any OpenAI-compatible endpoint) or offline (local embedder, no network, no key)"})
+    labeler: EndpointConfig = field(default_factory=EndpointConfig, metadata={"flat": True})  # its flags: --model, --base-url, ...
     judges: tuple[EndpointConfig, ...] = (EndpointConfig(),)
-    judge_mode: JudgeMode = "pair"
-    answer_attempts: int = 3  # asks per question while the answer is unparseable or off-vocabulary
-    cache: CacheConfig = field(default_factory=CacheConfig)
-    offline: OfflineConfig = field(default_factory=OfflineConfig)
-    offline_judges: tuple[str, ...] = ()
-    thresholds: CategoryThresholds = field(default_factory=CategoryThresholds)
-    max_description_chars: int = 2000  # longer descriptions are cut (with a warning) before they are sent
-    show_progress: bool = True
-    label_prompt: str = "label"  # prompt template of the labeler: label (label_v1) or label_paper (one word)
-    min_scored_share: float = 0.5  # the score stage fails when fewer of a model's heads get a CCS (are unflagged), or none does
+    judge_mode: JudgeMode = field(default="pair", metadata={
+        "help": "pair (one request per description, the paper's protocol) or head (one request per head, five verdicts as JSON)"})
+    offline_embedder: str = field(default="minilm", metadata={"help": "offline labeler embedder: minilm or clip:ARCH[/PRETRAINED]"})
+    offline_threshold: float | None = field(default=None, metadata={
+        "help": "offline judge threshold in offline_scoring's units (none: calibrated on the default pool's family tags)"})
+    offline_scoring: Scoring = field(default="normalised", metadata={"help": (
+        "offline score of a description for a concept: normalised (cosine less the description's mean over the concept "
+        "vocabulary, over its spread, less the concept's mean pull on the default pool) or cosine (earlier releases)")})
+    offline_judges: tuple[str, ...] = field(default=(), metadata={
+        "check": _offline_judges, "help": "offline backend: judges minilm or clip:ARCH[/PRETRAINED] (majority vote)"})
+    cache: CacheMode = field(default="use", metadata={
+        "help": "use the cached LLM answers, refresh them (ask again, overwrite) or bypass the cache"})
+    max_description_chars: int = field(default=2000, metadata={
+        "ge": 1, "help": "descriptions longer than this are cut to it (with a warning) before they are sent"})
+    label_prompt: Literal["label", "label_paper"] = field(default="label", metadata={
+        "help": "prompt template of the labeler: label (label_v1) or label_paper (the paper's one word)"})
+    min_scored_share: float = field(default=0.5, metadata={"ge": 0.0, "le": 1.0, "help": (
+        "the score stage fails when fewer of a model's heads than this share get a CCS (are unflagged), or none does")})
+    # Set by the stage / the library, not by a spec:
+    cache_dir: str = field(default="cache/llm", metadata={"internal": True})  # the run's CACHE/llm
+    answer_attempts: int = field(default=3, metadata={"internal": True})  # asks per question while the answer is unparseable or off-vocabulary
+    thresholds: CategoryThresholds = field(default_factory=CategoryThresholds, metadata={"internal": True})
+    show_progress: bool = field(default=True, metadata={"internal": True})

@@ -153,7 +153,7 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
                     + (f"; and {len(stats['flagged']) - 10} more (see score_meta.json)" if len(stats["flagged"]) > 10 else ""))
     if config.backend == "offline":
         stats["offline_thresholds"] = {j.name: j.threshold for j in judges}
-        stats["offline_scoring"] = config.offline.scoring
+        stats["offline_scoring"] = config.offline_scoring
     log.info(
         "scored %d heads in %.1f s: cache hits %d, misses %d, requests %d, tokens in/out %d/%d, est. cost $%.4f "
         "(avoided by the cache $%.4f), flagged heads %d",
@@ -199,12 +199,12 @@ def _chat_backends(config: ScoreConfig):
     names = [j.name for j in config.judges]
     if len(set(names)) != len(names):
         raise UserError(f"judge list {names} names one judge twice: give each model@endpoint once")
-    cache = None if config.cache.mode == "bypass" else AnswerCache(config.cache.directory)
+    cache = None if config.cache == "bypass" else AnswerCache(config.cache_dir)
     by_endpoint: dict[Any, EndpointClient] = {}
 
     def client(cfg):  # one pool (limiter, semaphore) per distinct endpoint config
         if cfg not in by_endpoint:
-            by_endpoint[cfg] = EndpointClient(cfg, cache, config.cache.mode)
+            by_endpoint[cfg] = EndpointClient(cfg, cache, config.cache)
         return by_endpoint[cfg]
 
     labeler = ChatLabeler(client(config.labeler), config.answer_attempts, template=config.label_prompt)
@@ -218,11 +218,11 @@ def _chat_backends(config: ScoreConfig):
 def _offline_backends(config: ScoreConfig, heads: Sequence[HeadSpans]):
     from ccs_dist.llm.offline import offline_judge, offline_labeler
 
-    specs = config.offline_judges or (config.offline.embedder,)
+    specs = config.offline_judges or (config.offline_embedder,)
     if len(set(specs)) != len(specs):
         raise UserError(f"judge list {list(specs)} names one judge twice: give each embedder once")
-    labeler = offline_labeler(config.offline.embedder, config.offline.scoring)
-    judges = [offline_judge(s, config.offline.threshold, config.offline.scoring) for s in specs]
+    labeler = offline_labeler(config.offline_embedder, config.offline_scoring)
+    judges = [offline_judge(s, config.offline_threshold, config.offline_scoring) for s in specs]
     texts = [t for h in heads for t in capped(h.texts, config.max_description_chars)]
     for b in (labeler, *judges):
         b.prepare(texts)  # one batched embedding pass instead of one per head

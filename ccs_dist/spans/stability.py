@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -33,9 +33,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StabilityConfig:
-    resamples: int = 8  # K random half-samples; 0 turns stability off (the columns are then null)
-    buckets: int = 10  # B buckets the images are dealt into; a resample takes B // 2 of them
-    seed: int = 0
+    """The job spec section ``spans.stability`` (flags ``--stability-resamples`` ...)."""
+
+    resamples: int = field(default=8, metadata={"ge": 0, "help": "K random half-samples of the probe images for the stability columns (0: none, the columns are then null)"})
+    buckets: int = field(default=10, metadata={"ge": 2, "help": "B buckets the images are dealt into; a resample takes B // 2 of them"})
+    seed: int = field(default=0, metadata={"help": "seed of the deal into buckets"})
 
     def __post_init__(self):
         if self.resamples < 0 or self.buckets < 2:

@@ -30,14 +30,25 @@ HEAD_FACTS = ("requested_rank", "effective_rank", "stability", "span1_stability"
 
 @dataclass(frozen=True)
 class SpanConfig:
-    m: int = 5  # descriptions per head
-    rank: int = 80  # requested TextSpan rank (an upper bound under rank_policy="numerical")
-    method: Literal["exact", "faiss"] = "exact"
-    prefilter: PrefilterConfig = PrefilterConfig()
-    rank_policy: RankPolicy = "numerical"  # "reference": the reference code's min(rank, N), noise directions included
-    precision: Literal["fp32", "bf16"] = "fp32"  # of the decomposition and text embeddings feeding TextSpan
+    """TextSpan options: the job spec section ``spans`` and the span flags of ``ccs-dist textspan``
+    (:mod:`ccs_dist.stages.config`; ``internal`` fields are not spec fields)."""
+
+    m: int = field(default=5, metadata={"ge": 1, "help": "descriptions per head"})
+    rank: int = field(default=80, metadata={"ge": 1, "help": (
+        "requested TextSpan rank (at most the embedding size); with rank_policy numerical each head uses min(rank, "
+        "its numerical rank)")})
+    method: Literal["exact", "faiss"] = field(default="exact", metadata={"help": (
+        "exact, or faiss (candidates from a FAISS search along each head's principal directions, then exact "
+        "TextSpan on them; for very large pools)")})
+    rank_policy: RankPolicy = field(default="numerical", metadata={"help": (
+        "numerical (cap each head's rank at its numerical rank, so rounding cannot flip spans) or reference (the "
+        "reference code's min(rank, N), noise directions included)")})
+    precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"help": (
+        "of the decomposition and text embeddings feeding TextSpan: fp32 (bf16 changes the spans) or bf16 (CUDA only)")})
     stability: StabilityConfig = field(default_factory=StabilityConfig)
-    max_moment_bytes: int = 1 << 30  # bucket + full Gram matrices held at once; heads are processed in chunks
+    prefilter: PrefilterConfig = field(default=PrefilterConfig(), metadata={"internal": True})
+    # bucket + full Gram matrices held at once; heads are processed in chunks
+    max_moment_bytes: int = field(default=1 << 30, metadata={"internal": True})
 
 
 def _heads_per_chunk(n_heads: int, dim: int, n_moments: int, budget: int) -> int:

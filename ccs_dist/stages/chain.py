@@ -20,12 +20,18 @@ from typing import Any
 import polars as pl
 
 from ccs_dist.models.loading import LoadedModel
-from ccs_dist.stages.attribution import AttributionStageConfig, attribution_stage
-from ccs_dist.stages.decompose import Layers, ProbeConfig
+from ccs_dist.attribution.run import AttributionConfig
+from ccs_dist.stages.attribution import attribution_stage
+from ccs_dist.stages.config import dump
+from ccs_dist.stages.config import replace as replace_config
+from ccs_dist.decomposition.config import DecomposeConfig
+from ccs_dist.spans.table import SpanConfig
+from ccs_dist.stages.decompose import Layers
 from ccs_dist.stages.evaluate import EvaluateConfig, ShardFolder, evaluate_shard, evaluate_stage, evaluation_shards
 from ccs_dist.stages.model import ModelSpec
-from ccs_dist.stages.score import SCORE_TABLES, LLMConfig, score_stage
-from ccs_dist.stages.spans import SpansConfig, ground_truth_table, head_image_tables_of, spans_probe_shard, spans_stage
+from ccs_dist.llm.config import ScoreConfig
+from ccs_dist.stages.score import SCORE_TABLES, score_stage
+from ccs_dist.stages.spans import ground_truth_table, head_image_tables_of, spans_probe_shard, spans_stage
 from ccs_dist.artifacts.store import ArtifactStore, content_key
 from ccs_dist.artifacts.storage import local_dir
 
@@ -38,12 +44,12 @@ class ChainConfig:
 
     model: ModelSpec
     layers: Layers
-    probe: ProbeConfig
+    probe: DecomposeConfig
     pool: str
-    spans: SpansConfig
-    llm: LLMConfig
+    spans: SpanConfig
+    llm: ScoreConfig
     evaluation: EvaluateConfig
-    attribution: AttributionStageConfig
+    attribution: AttributionConfig
     cache_dir: str  # a local path or a remote root's URI (ccs_dist.artifacts.storage)
     data_root: str
 
@@ -110,14 +116,18 @@ def _model_facts(c: ChainConfig) -> dict[str, Any]:
 def _spans_key(c: ChainConfig) -> dict[str, Any]:
     from ccs_dist.stages.sources import resolve_pool
 
-    probe = c.probe.model_dump(mode="json", exclude={"shards"} if c.probe.shards == 1 else None)  # keys from before shards
+    probe = dump(c.probe)
+    if c.probe.shards == 1:  # keys from before shards
+        del probe["shards"]
     return {"model": _model_facts(c), "layers": c.layers, "probe": probe,
-            "pool": resolve_pool(c.pool, c.cache_dir).content_hash, "spans": c.spans.model_dump(mode="json"),
+            "pool": resolve_pool(c.pool, c.cache_dir).content_hash, "spans": dump(c.spans),
             "precision": c.model.precision}
 
 
 def _score_key(c: ChainConfig) -> dict[str, Any]:
-    key: dict[str, Any] = {"llm": c.llm.model_dump(mode="json")}
+    llm = dump(c.llm)
+    del llm["min_scored_share"]  # a pass/fail rule over the same answers and tables: not part of what is computed
+    key: dict[str, Any] = {"llm": llm}
     if c.llm.backend == "offline":
         from ccs_dist.llm.offline import vocabulary_fingerprint
 
@@ -149,7 +159,7 @@ def llm_cache_dir(cache_dir: str) -> Path:
 
 def _run_score(ctx: StageContext, inputs) -> StageOutput:
     c = ctx.config
-    config = c.llm.score_config(cache_dir=llm_cache_dir(c.cache_dir), show_progress=ctx.progress)
+    config = replace_config(c.llm, cache_dir=str(llm_cache_dir(c.cache_dir)), show_progress=ctx.progress)
     result = score_stage(inputs[SPANS], config)
     return StageOutput({name: getattr(result, name) for name in SCORE_TABLES}, {"llm": dict(result.stats)})
 
@@ -188,7 +198,7 @@ CHAIN: tuple[Stage, ...] = (
     Stage("score", (SPANS,), False, _score_key, _run_score),
     Stage("evaluate", (CCS,), True, _evaluate_key, _run_evaluate,
           shards=lambda c: evaluation_shards(c.evaluation), run_shard=_run_evaluate_shard),
-    Stage("attribution", (CCS,), True, lambda c: {"model": _model_facts(c), "attribution": c.attribution.model_dump(mode="json")},
+    Stage("attribution", (CCS,), True, lambda c: {"model": _model_facts(c), "attribution": dump(c.attribution)},
           _run_attribution, enabled=lambda c: c.attribution.enabled),
 )
 STAGES: tuple[str, ...] = tuple(s.name for s in CHAIN)

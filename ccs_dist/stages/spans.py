@@ -11,17 +11,15 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import polars as pl
-from pydantic import Field
 
 from ccs_dist.core.errors import UserError
 from ccs_dist.models.loading import LoadedModel
-from ccs_dist.spans.stability import StabilityConfig
 from ccs_dist.spans.table import SpanConfig, spans_table
-from ccs_dist.stages.config import StageConfig
-from ccs_dist.stages.decompose import DecomposeResult, Layers, ProbeConfig, decompose_shard_stage, decompose_stage
+from ccs_dist.decomposition.config import DecomposeConfig
+from ccs_dist.stages.decompose import DecomposeResult, Layers, decompose_shard_stage, decompose_stage
 from ccs_dist.stages.model import at_precision, stage_precisions
 from ccs_dist.artifacts.store import ArtifactStore, atomic_write_json
 from ccs_dist.artifacts.schemas import write_table
@@ -30,27 +28,6 @@ from ccs_dist.text.index import load_or_build_index
 from ccs_dist.stages.sources import resolve_pool
 
 log = logging.getLogger(__name__)
-
-
-class StabilitySection(StageConfig):
-    resamples: int = Field(8, ge=0)  # K random half-samples of the probe images; 0: no stability columns
-    buckets: int = Field(10, ge=2)
-    seed: int = 0
-
-
-class SpansConfig(StageConfig):
-    """TextSpan options (job spec section ``spans``)."""
-
-    m: int = Field(5, ge=1)
-    rank: int = Field(80, ge=1)
-    method: Literal["exact", "faiss"] = "exact"
-    rank_policy: Literal["numerical", "reference"] = "numerical"  # reference: keep rank-80 noise directions
-    precision: Literal["fp32", "bf16"] = "fp32"  # decomposition + text embeddings for TextSpan
-    stability: StabilitySection = StabilitySection()
-
-    def span_config(self) -> SpanConfig:
-        return SpanConfig(m=self.m, rank=self.rank, method=self.method, rank_policy=self.rank_policy,
-                          precision=self.precision, stability=StabilityConfig(**self.stability.model_dump()))
 
 
 @dataclass(frozen=True)
@@ -71,7 +48,7 @@ def checked_pool(pool: str, cache_dir: str, m: int):
     return descriptions
 
 
-def spans_stage(loaded: LoadedModel, *, probe: ProbeConfig, layers: Layers, pool: str, spans: SpansConfig,
+def spans_stage(loaded: LoadedModel, *, probe: DecomposeConfig, layers: Layers, pool: str, spans: SpanConfig,
                 cache_dir: str, progress: bool) -> SpansResult:
     """Decompose the probe set (or reuse it) in the span precision, then :func:`spans_of_decomposition`."""
     checked_pool(pool, cache_dir, spans.m)
@@ -83,20 +60,20 @@ def spans_stage(loaded: LoadedModel, *, probe: ProbeConfig, layers: Layers, pool
                                   progress=progress)
 
 
-def spans_probe_shard(loaded: LoadedModel, index: int, *, probe: ProbeConfig, layers: Layers, spans: SpansConfig,
+def spans_probe_shard(loaded: LoadedModel, index: int, *, probe: DecomposeConfig, layers: Layers, spans: SpanConfig,
                       cache_dir: str) -> dict[str, Any]:
     """One shard of the decomposition :func:`spans_stage` reads (same precision and moments), done ahead of it."""
     return decompose_shard_stage(at_precision(loaded, spans.precision), probe, index, layers=layers, cache_dir=cache_dir,
                                  **_moment_deal(spans))
 
 
-def _moment_deal(spans: SpansConfig) -> dict[str, int]:
+def _moment_deal(spans: SpanConfig) -> dict[str, int]:
     """The stability buckets a moments-only decomposition keeps: those the spans' stability columns use."""
     return {"moment_buckets": spans.stability.buckets, "moment_seed": spans.stability.seed}
 
 
-def spans_of_decomposition(loaded: LoadedModel, decomposed: DecomposeResult, *, probe: ProbeConfig, pool: str,
-                           spans: SpansConfig, cache_dir: str, progress: bool) -> SpansResult:
+def spans_of_decomposition(loaded: LoadedModel, decomposed: DecomposeResult, *, probe: DecomposeConfig, pool: str,
+                           spans: SpanConfig, cache_dir: str, progress: bool) -> SpansResult:
     """TextSpan on a finished decomposition (its moments): whatever produced it, one pass or merged shards."""
     descriptions = checked_pool(pool, cache_dir, spans.m)
     view = at_precision(loaded, spans.precision)
@@ -105,7 +82,7 @@ def spans_of_decomposition(loaded: LoadedModel, decomposed: DecomposeResult, *, 
     store = ArtifactStore(cache_dir)
     text_emb = embed_pool(view, descriptions, store, progress=progress)
     index = load_or_build_index(text_emb, store) if spans.method == "faiss" else None
-    table = spans_table(view.key, artifact, descriptions, text_emb, spans.span_config(), device=view.device, index=index)
+    table = spans_table(view.key, artifact, descriptions, text_emb, spans, device=view.device, index=index)
     metadata = {
         **loaded.metadata(),
         "stage_precision": stage_precisions(spans.precision, loaded.precision),
@@ -117,7 +94,7 @@ def spans_of_decomposition(loaded: LoadedModel, decomposed: DecomposeResult, *, 
         "pool_size": len(descriptions),
         "pool_blank_dropped": descriptions.n_blank_dropped,
         "pool_duplicates_dropped": descriptions.n_duplicates_dropped,
-        "spans": asdict(spans.span_config()),
+        "spans": asdict(spans),
         "decomposition": str(artifact.path),
         "seconds": {"decompose": round(decomposed.seconds, 3), "textspan": round(time.perf_counter() - t0, 3)},
     }
@@ -134,7 +111,7 @@ def write_spans_run(result: SpansResult, out: str | Path) -> Path:
     return path
 
 
-def head_image_tables_of(loaded: LoadedModel, result: SpansResult, probe: ProbeConfig, cache_dir: str) -> dict[str, pl.DataFrame]:
+def head_image_tables_of(loaded: LoadedModel, result: SpansResult, probe: DecomposeConfig, cache_dir: str) -> dict[str, pl.DataFrame]:
     """Each head's top and bottom probe images (and their thumbnails) from the decomposition the spans read,
     on the worker that holds it, so a Ray run's report needs no access to the workers' cache. A moments-only
     decomposition keeps no per-image heads: none (the report says so)."""
@@ -150,7 +127,7 @@ def head_image_tables_of(loaded: LoadedModel, result: SpansResult, probe: ProbeC
     return head_image_tables(loaded.key, artifact, resolve_image_set(probe.images, cache_dir))
 
 
-def ground_truth_table(loaded: LoadedModel, result: SpansResult, probe: ProbeConfig, cache_dir: str) -> pl.DataFrame | None:
+def ground_truth_table(loaded: LoadedModel, result: SpansResult, probe: DecomposeConfig, cache_dir: str) -> pl.DataFrame | None:
     """With a ``toy:N`` probe set (its factors are known): every head scored against them; else None."""
     if not str(probe.images).startswith("toy:"):
         return None

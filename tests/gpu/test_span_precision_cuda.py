@@ -11,13 +11,15 @@ pytestmark = [pytest.mark.gpu, pytest.mark.slow, pytest.mark.skipif(not torch.cu
 
 def test_bf16_evaluation_model_gives_fp32_spans(tmp_path):
     from ccs_dist.models import load_model
-    from ccs_dist.stages.decompose import ProbeConfig
-    from ccs_dist.stages.spans import SpansConfig, StabilitySection, spans_stage
+    from ccs_dist.decomposition.config import DecomposeConfig
+    from ccs_dist.spans.stability import StabilityConfig
+    from ccs_dist.spans.table import SpanConfig
+    from ccs_dist.stages.spans import spans_stage
 
     def spans(precision: str, span_precision: str = "fp32"):
         loaded = load_model("ViT-B-32", None, device="cuda", precision=precision)
-        return spans_stage(loaded, probe=ProbeConfig(images="synthetic:64"), layers=4, pool="default",
-                           spans=SpansConfig(precision=span_precision, stability=StabilitySection(resamples=2)),
+        return spans_stage(loaded, probe=DecomposeConfig(images="synthetic:64"), layers=4, pool="default",
+                           spans=SpanConfig(precision=span_precision, stability=StabilityConfig(resamples=2)),
                            cache_dir=str(tmp_path / "c"), progress=False)
 
     fp32, bf16_eval = spans("fp32"), spans("bf16")

@@ -47,7 +47,7 @@ def test_decompose_command_and_help(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "decomposed 8 images (0 skipped)" in proc.stdout and "layers [1, 2]" in proc.stdout
     helptext = run_cli("textspan", "--help")
-    for flag in ("--model", "--pretrained", "--images", "--layers", "--pool", "--rank", "--method", "--on_bad_image"):
+    for flag in ("--model", "--pretrained", "--images", "--layers", "--pool", "--rank", "--method", "--on-bad-image"):
         assert flag.replace("_", "-") in (helptext.stdout + helptext.stderr).replace("_", "-"), flag
 
 

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from ccs_dist.core.errors import UserError
-from ccs_dist.llm import CacheConfig, EndpointConfig, score_spans
+from ccs_dist.llm import EndpointConfig, ScoreConfig, score_spans
 from ccs_dist.llm.cache import AnswerCache
 from tests.support.llm_spans import KEY, config, make_spans
 from tests.support.loopback import LoopbackConfig, LoopbackServer, reference_label, reference_verdict
@@ -60,7 +60,7 @@ def test_48_heads_complete_then_cached_rerun_sends_nothing(spans, tmp_path, key_
         for name in ("labels", "judgments", "ccs", "ccs_at_k"):
             assert getattr(r2, name).equals(getattr(r1, name)), name
 
-        r3 = score_spans(spans, replace(cfg, cache=CacheConfig(str(tmp_path / "cache"), mode="refresh")))
+        r3 = score_spans(spans, replace(cfg, cache_dir=str(tmp_path / "cache"), cache="refresh"))
         assert srv.stats.requests > sent and r3.stats["hits"] == r1.stats["hits"] and r3.ccs.equals(r1.ccs)
 
 

@@ -44,7 +44,7 @@ def _spans_by_head(table: pl.DataFrame) -> dict[tuple[int, int], tuple[str, ...]
 def test_default_spans_survive_a_1e7_perturbation_and_the_reference_policy_does_not(vit_b32, tmp_path):
     store = ArtifactStore(tmp_path / "cache")
     images = resolve_image_set("synthetic:160", tmp_path / "cache")
-    artifact = decompose_image_set(vit_b32, images, store, DecomposeConfig(layers=4, progress=False, num_workers=0))
+    artifact = decompose_image_set(vit_b32, images, store, DecomposeConfig(layers=4, progress=False, workers=0))
     perturbed = _perturbed_copy(artifact, tmp_path / "perturbed", 1e-7, seed=1)
     pool = read_pool(POOL)
     text_emb = embed_texts(vit_b32, pool.texts)

@@ -6,7 +6,7 @@ import random
 
 import polars as pl
 
-from ccs_dist.llm import CacheConfig, EndpointConfig, ScoreConfig
+from ccs_dist.llm import EndpointConfig, ScoreConfig
 
 KEY = "sk-loopback-SECRET-7f3a9c"  # the loopback server's API key in these tests (the key_env fixture sets it)
 
@@ -32,4 +32,4 @@ def config(base_url: str, cache_dir, key_env: str, **endpoint) -> ScoreConfig:
     kw = dict(model="loopback-1", base_url=base_url, api_key_env=key_env, rpm=60000, tpm=1e8,
               timeout_s=0.5, max_attempts=8, backoff_base_s=0.01, backoff_max_s=0.1)
     ep = EndpointConfig(**{**kw, **endpoint})
-    return ScoreConfig(labeler=ep, judges=(ep,), cache=CacheConfig(directory=str(cache_dir)), show_progress=False)
+    return ScoreConfig(labeler=ep, judges=(ep,), cache_dir=str(cache_dir), show_progress=False)

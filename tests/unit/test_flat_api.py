@@ -37,7 +37,7 @@ def _call_each(tmp_path, round_: int) -> None:
     from ccs_dist.data.images import resolve_image_set
 
     art = ccs_dist.decompose_image_set(loaded, resolve_image_set("synthetic:4", tmp_path), ArtifactStore(tmp_path / f"c{round_}"),
-                                       ccs_dist.DecomposeConfig(layers=1, batch_size=4, num_workers=0, progress=False))
+                                       ccs_dist.DecomposeConfig(layers=1, batch_size=4, workers=0, progress=False))
     assert art.n_images == 4
 
     texts = [f"text {i}" for i in range(8)]

@@ -131,15 +131,21 @@ def _categories(thresholds) -> dict[int, str]:
 PAPER_CATEGORIES = {0: "low", 1: "low", 2: "other", 3: "moderate", 4: "other", 5: "high"}
 
 
+def _cli_score_config(*args: str):
+    """The score config ``ccs-dist score ARGS`` builds (its flags parsed, nothing scored)."""
+    from ccs_dist.cli import Commands
+    from ccs_dist.cli.flags import parse_command
+    from ccs_dist.cli.score import score_config
+
+    kw = parse_command("ccs-dist score", Commands.score, list(args))
+    return score_config(kw["llm"], judges=kw.get("judges"), cache_dir="c", progress=False)
+
+
 def test_the_cli_and_job_score_configs_use_the_paper_categories():
     """The score config the CLI and the job build (not only ccs.py's defaults): a CCS-2 head is ``other``."""
     from ccs_dist.jobs.spec import load_spec
-    from ccs_dist.cli.score import build_score_config
 
-    cli = build_score_config(
-        backend="offline", base_url=None, llm_model="gpt-4o-mini", judges=None, judge_mode="pair", cache_dir="c",
-        no_cache=False, refresh_cache=False, api_key_env="OPENAI_API_KEY", rpm=500, tpm=200000, concurrency=4,
-        timeout=60, max_attempts=3, price_in=0.15, price_out=0.6, embedder="minilm", threshold=None, progress=False)
+    cli = _cli_score_config("--backend", "offline", "--concurrency", "4", "--max-attempts", "3")
     job = load_spec("demo").score_config(show_progress=False)
     for config in (cli, job):
         assert _categories(config.thresholds) == PAPER_CATEGORIES
@@ -156,18 +162,15 @@ def test_report_and_head_sets_categorise_like_the_score_stage():
 
 def test_the_offline_scoring_reaches_the_score_config_from_the_cli_and_the_spec(tmp_path):
     """``--scoring`` and ``llm.offline_scoring``: normalised by default, cosine on request, anything else refused."""
-    from ccs_dist.cli.score import build_score_config
     from ccs_dist.core.errors import UserError
     from ccs_dist.jobs.spec import load_spec
 
-    args = dict(backend="offline", base_url=None, llm_model="gpt-4o-mini", judges=None, judge_mode="pair", cache_dir="c",
-                no_cache=False, refresh_cache=False, api_key_env="OPENAI_API_KEY", rpm=500, tpm=200000, concurrency=4,
-                timeout=60, max_attempts=3, price_in=0.15, price_out=0.6, embedder="minilm", threshold=None, progress=False)
-    assert build_score_config(**args).offline.scoring == "normalised"
-    assert build_score_config(**args, scoring="cosine").offline.scoring == "cosine"
-    with pytest.raises(UserError, match="unknown --scoring 'dot'"):
-        build_score_config(**args, scoring="dot")
-    assert load_spec("demo").score_config(show_progress=False).offline.scoring == "normalised"
+    assert _cli_score_config("--backend", "offline").offline_scoring == "normalised"
+    assert _cli_score_config("--backend", "offline", "--scoring", "cosine").offline_scoring == "cosine"
+    assert _cli_score_config("--backend", "offline", "--offline-scoring", "cosine").offline_scoring == "cosine"
+    with pytest.raises(UserError, match="unknown offline_scoring 'dot'"):
+        _cli_score_config("--backend", "offline", "--scoring", "dot")
+    assert load_spec("demo").score_config(show_progress=False).offline_scoring == "normalised"
     spec = tmp_path / "s.yaml"
     spec.write_text("run: s\nmodels: [{arch: ccs-tiny, pretrained: none}]\nllm: {backend: offline, offline_scoring: cosine}\n")
-    assert load_spec(str(spec)).score_config(show_progress=False).offline.scoring == "cosine"
+    assert load_spec(str(spec)).score_config(show_progress=False).offline_scoring == "cosine"

@@ -46,7 +46,7 @@ def test_paper_grid_uses_the_paper_protocol_and_fp32_spans(monkeypatch):
     monkeypatch.setenv("DATA_ROOT", "/datasets")
     spec = load_spec("paper_grid")
     assert spec.protocol == "paper" and spec.spans.precision == "fp32" and spec.resources.precision == "bf16"
-    assert spec.spans.span_config().precision == "fp32" and spec.spans.span_config().rank_policy == "numerical"
+    assert spec.spans.precision == "fp32" and spec.spans.rank_policy == "numerical"
 
 
 def test_docs_table_names_every_option_with_both_values():

@@ -72,7 +72,7 @@ def test_recording_leaves_no_state_behind(tiny):
 def test_streaming_artifact_matches_batch_decomposition_and_is_reused(tiny, cache_dir, caplog):
     images = resolve_image_set("synthetic:10", cache_dir)
     store = ArtifactStore(cache_dir)
-    cfg = DecomposeConfig(layers=2, batch_size=4, shard_size=4, num_workers=0, progress=False)
+    cfg = DecomposeConfig(layers=2, batch_size=4, shard_size=4, workers=0, progress=False)
     art = decompose_image_set(tiny, images, store, cfg)
     assert art.n_images == 10 and art.shard_names == ["00000", "00001", "00002"]
     assert art.ids() == [f"{i:06d}.png" for i in range(10)]
@@ -91,7 +91,7 @@ def test_interrupted_run_resumes_from_finished_shards(tiny, cache_dir, monkeypat
 
     images = resolve_image_set("synthetic:12", cache_dir)
     store = ArtifactStore(cache_dir)
-    cfg = DecomposeConfig(layers=1, batch_size=4, shard_size=4, num_workers=0, progress=False)
+    cfg = DecomposeConfig(layers=1, batch_size=4, shard_size=4, workers=0, progress=False)
     calls = {"n": 0}
     real = dec.decompose
 
@@ -122,8 +122,8 @@ def test_unreadable_images_are_skipped_and_counted_or_fatal(tiny, tmp_path, cach
     images = resolve_image_set(str(folder), cache_dir)
     store = ArtifactStore(cache_dir)
     with pytest.raises(UserError, match="unreadable image broken.jpg"):
-        decompose_image_set(tiny, images, store, DecomposeConfig(layers=1, num_workers=0, progress=False, on_bad_image="error"))
-    art = decompose_image_set(tiny, images, store, DecomposeConfig(layers=1, num_workers=0, progress=False))
+        decompose_image_set(tiny, images, store, DecomposeConfig(layers=1, workers=0, progress=False, on_bad_image="error"))
+    art = decompose_image_set(tiny, images, store, DecomposeConfig(layers=1, workers=0, progress=False))
     assert art.n_images == 3 and [s["id"] for s in art.manifest["skipped"]] == ["broken.jpg"]
 
 
@@ -137,11 +137,11 @@ def test_error_policy_is_not_fooled_by_an_artifact_of_a_skip_run(tiny, tmp_path,
     (folder / "broken.jpg").write_bytes(b"not an image")
     images = resolve_image_set(str(folder), cache_dir)
     store = ArtifactStore(cache_dir)
-    art = decompose_image_set(tiny, images, store, DecomposeConfig(layers=1, num_workers=0, progress=False))
+    art = decompose_image_set(tiny, images, store, DecomposeConfig(layers=1, workers=0, progress=False))
     assert art.n_images == 3
     with pytest.raises(UserError, match="unreadable image broken.jpg"):  # reused artifact, same verdict as a fresh run
-        decompose_image_set(tiny, images, store, DecomposeConfig(layers=1, num_workers=0, progress=False, on_bad_image="error"))
-    again = decompose_image_set(tiny, images, store, DecomposeConfig(layers=1, num_workers=0, progress=False))
+        decompose_image_set(tiny, images, store, DecomposeConfig(layers=1, workers=0, progress=False, on_bad_image="error"))
+    again = decompose_image_set(tiny, images, store, DecomposeConfig(layers=1, workers=0, progress=False))
     assert again.path == art.path  # the skip run's artifact is still reused by skip runs
 
 
@@ -158,7 +158,7 @@ def test_torchvision_probe_set_reads_the_real_cifar_format(tiny, tmp_path, cache
     images = resolve_image_set(f"cifar10:{tmp_path}", cache_dir)
     assert len(images) == 20 and images.image_id(3) == "cifar10/3"
     assert images.load(0).size == (32, 32)
-    art = decompose_image_set(tiny, images, ArtifactStore(cache_dir), DecomposeConfig(layers=1, num_workers=0, progress=False))
+    art = decompose_image_set(tiny, images, ArtifactStore(cache_dir), DecomposeConfig(layers=1, workers=0, progress=False))
     assert art.n_images == 20
     with pytest.raises(UserError, match="could not open cifar100"):
         resolve_image_set(f"cifar100:{tmp_path}", cache_dir)

@@ -41,8 +41,8 @@ def test_micro_batches_spread_a_model_batch_over_the_workers():
 def test_workers_give_the_same_artifact_as_the_main_process(tiny, cache_dir, tmp_path):
     images = resolve_image_set("synthetic:13", cache_dir)
     common = dict(layers=1, batch_size=4, shard_size=6, progress=False)
-    main = decompose_image_set(tiny, images, ArtifactStore(tmp_path / "a"), DecomposeConfig(**common, num_workers=0))
-    pooled = decompose_image_set(tiny, images, ArtifactStore(tmp_path / "b"), DecomposeConfig(**common, num_workers=2))
+    main = decompose_image_set(tiny, images, ArtifactStore(tmp_path / "a"), DecomposeConfig(**common, workers=0))
+    pooled = decompose_image_set(tiny, images, ArtifactStore(tmp_path / "b"), DecomposeConfig(**common, workers=2))
     assert pooled.shard_names == main.shard_names == ["00000", "00001", "00002"] and pooled.ids() == main.ids()
     for name in main.shard_names:
         for part, array in main.load_shard(name).items():

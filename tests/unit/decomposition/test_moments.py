@@ -58,7 +58,7 @@ def test_merge_refuses_mismatched_heads():
 def test_moments_only_decomposition_gives_the_spans_of_the_full_heads(tiny, cache_dir):
     images = resolve_image_set("synthetic:44", cache_dir)
     store = ArtifactStore(cache_dir)
-    common = dict(layers=2, batch_size=8, shard_size=16, num_workers=0, progress=False)
+    common = dict(layers=2, batch_size=8, shard_size=16, workers=0, progress=False)
     heads = decompose_image_set(tiny, images, store, DecomposeConfig(**common))
     kept = decompose_image_set(tiny, images, store, DecomposeConfig(**common, keep="moments"))
     assert kept.path != heads.path and kept.keep == "moments" and heads.keep == "heads"
@@ -96,7 +96,7 @@ def test_moments_only_decomposition_gives_the_spans_of_the_full_heads(tiny, cach
 def test_fp16_heads_are_kept_in_half_precision(tiny, cache_dir):
     images = resolve_image_set("synthetic:10", cache_dir)
     store = ArtifactStore(cache_dir)
-    common = dict(layers=1, batch_size=4, shard_size=8, num_workers=0, progress=False)
+    common = dict(layers=1, batch_size=4, shard_size=8, workers=0, progress=False)
     full = np.concatenate(list(decompose_image_set(tiny, images, store, DecomposeConfig(**common)).iter_heads()))
     half = np.concatenate(list(decompose_image_set(tiny, images, store, DecomposeConfig(**common, keep="heads_fp16")).iter_heads()))
     assert half.dtype == np.float16 and full.dtype == np.float32

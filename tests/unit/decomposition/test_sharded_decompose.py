@@ -14,7 +14,7 @@ from ccs_dist.decomposition.moments import bucket_of_images
 from ccs_dist.artifacts.store import ArtifactStore
 from ccs_dist.spans.textspan import stream_moments
 
-COMMON = dict(layers=2, batch_size=8, num_workers=0, progress=False)
+COMMON = dict(layers=2, batch_size=8, workers=0, progress=False)
 
 
 @pytest.mark.parametrize("keep", ["heads", "moments"])

@@ -15,16 +15,16 @@ import yaml
 from ccs_dist.jobs import pipeline
 from ccs_dist.jobs.spec import JobSpec, load_spec
 from ccs_dist.stages import chain
-from ccs_dist.stages.attribution import AttributionStageConfig
-from ccs_dist.stages.config import StageConfig
-from ccs_dist.stages.decompose import ProbeConfig
+from ccs_dist.attribution.run import AttributionConfig
+from ccs_dist.stages.config import StageConfig, field_types, spec_fields
+from ccs_dist.decomposition.config import DecomposeConfig
 from ccs_dist.stages.evaluate import EvaluateConfig
-from ccs_dist.stages.score import LLMConfig
-from ccs_dist.stages.spans import SpansConfig
+from ccs_dist.llm.config import ScoreConfig
+from ccs_dist.spans.table import SpanConfig
 from tests.support.paths import REPO
 
-SECTIONS = {"probe": ProbeConfig, "spans": SpansConfig, "llm": LLMConfig, "evaluation": EvaluateConfig,
-            "attribution": AttributionStageConfig}
+SECTIONS = {"probe": DecomposeConfig, "spans": SpanConfig, "llm": ScoreConfig, "evaluation": EvaluateConfig,
+            "attribution": AttributionConfig}
 
 
 def test_spec_sections_are_the_stage_configs():
@@ -228,10 +228,9 @@ SPECIAL = {  # fields whose other value must be of a particular form
 }
 
 
-def _other_value(section: str, name: str, info, default):
+def _other_value(section: str, name: str, annotation, default):
     if (section, name) in SPECIAL:
         return SPECIAL[(section, name)]
-    annotation = info.annotation
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) is typing.Literal:
         return next(v for v in typing.get_args(annotation) if v != default)
@@ -249,18 +248,25 @@ def _other_value(section: str, name: str, info, default):
     raise AssertionError(f"{section}.{name}: no other value known for {annotation}")
 
 
+def _field_infos(config) -> list[tuple[str, object, object]]:
+    """(name, annotation, default) of a stage config's settable fields: a dataclass or a pydantic model."""
+    if dataclasses.is_dataclass(config):
+        return [(f.name, field_types(config)[f.name], f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                for f in spec_fields(config)]
+    return [(name, info.annotation, info.get_default(call_default_factory=True)) for name, info in config.model_fields.items()]
+
+
 def _fields(section: str, config: type[StageConfig], prefix=()):
     """(path, value) for every leaf field of a stage config, nested configs (and lists of them) included."""
-    for name, info in config.model_fields.items():
-        default = info.get_default(call_default_factory=True)
-        inner = typing.get_args(info.annotation)
-        if isinstance(default, StageConfig):
+    for name, annotation, default in _field_infos(config):
+        inner = typing.get_args(annotation)
+        if isinstance(default, StageConfig) or dataclasses.is_dataclass(default):
             yield from _fields(section, type(default), (*prefix, name))
-        elif inner and isinstance(inner[0], type) and issubclass(inner[0], StageConfig):  # judges: a tuple of endpoints
+        elif inner and isinstance(inner[0], type) and (issubclass(inner[0], StageConfig) or dataclasses.is_dataclass(inner[0])):  # judges: a tuple of endpoints
             for path, value in _fields(section, inner[0], ()):
                 yield (*prefix, name, 0, *path), value
         else:
-            yield (*prefix, name), _other_value(section, name, info, default)
+            yield (*prefix, name), _other_value(section, name, annotation, default)
 
 
 def _set(data: dict, path: tuple, value):
@@ -281,7 +287,7 @@ def _get(obj, path: tuple):
 @pytest.mark.parametrize("section", SECTIONS)
 def test_every_stage_option_is_settable_from_a_spec_and_reaches_the_stage(tmp_path, section):
     fields = list(_fields(section, SECTIONS[section]))
-    assert len(fields) >= len(SECTIONS[section].model_fields)
+    assert len(fields) >= len(_field_infos(SECTIONS[section]))
     data: dict = {}
     for path, value in fields:
         _set(data, path, value)
@@ -306,7 +312,7 @@ def test_new_options_reach_the_library_configs(tmp_path):
     ev = c.evaluation.eval_config(data_root=c.data_root, progress=False)
     assert (ev.caption_mode, ev.num_workers) == ("all", 2)
     assert dict(c.evaluation.head_set_config().concept_map) == {"colour": ("red", "blue")}
-    assert c.llm.score_config(cache_dir=tmp_path, show_progress=False).offline_judges == ("minilm", "clip:ccs-tiny")
+    assert c.llm.offline_judges == ("minilm", "clip:ccs-tiny")
 
 
 def test_bad_stage_options_are_one_line_spec_errors(tmp_path):
@@ -329,7 +335,7 @@ def test_probe_shards_reach_the_decomposition_and_key_the_spans_stage_only_when_
     spans = chain.BY_NAME["spans"]
     assert (spans.shards(c1), spans.shards(c4)) == (1, 4) and sharded.resources.shard_workers == 2
     assert "shards" not in chain._spans_key(c1)["probe"] and chain._spans_key(c4)["probe"]["shards"] == 4
-    assert c4.probe.decompose_config(layers=2, progress=False).shards == 4
+    assert c4.probe.shards == 4
 
 
 def test_evaluation_shards_leave_the_key_and_give_the_unsharded_table(tmp_path, tiny, monkeypatch):

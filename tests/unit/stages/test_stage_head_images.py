@@ -7,15 +7,16 @@ from __future__ import annotations
 import json
 
 from ccs_dist.report.head_images import add_head_images
-from ccs_dist.stages.decompose import ProbeConfig
+from ccs_dist.decomposition.config import DecomposeConfig
 from ccs_dist.stages.model import ModelSpec
-from ccs_dist.stages.spans import SpansConfig, head_image_tables_of, spans_stage
+from ccs_dist.spans.table import SpanConfig
+from ccs_dist.stages.spans import head_image_tables_of, spans_stage
 
 
 def _spans(tmp_path, keep: str):
     loaded = ModelSpec("ccs-tiny", None, device="cpu").load()
-    probe = ProbeConfig(images="synthetic:24", batch_size=8, workers=0, keep=keep)
-    spans = SpansConfig(m=2, rank=8)
+    probe = DecomposeConfig(images="synthetic:24", batch_size=8, workers=0, keep=keep)
+    spans = SpanConfig(m=2, rank=8)
     result = spans_stage(loaded, probe=probe, layers=2, pool="default", spans=spans, cache_dir=str(tmp_path), progress=False)
     return loaded, probe, result
 
