@@ -10,7 +10,9 @@ import polars as pl
 import pytest
 
 from ccs_dist.core.errors import UserError
-from ccs_dist.stages.score import EndpointSection, LLMConfig, score_stage
+from ccs_dist.llm.config import EndpointConfig, ScoreConfig
+from ccs_dist.stages.config import replace
+from ccs_dist.stages.score import score_stage
 from tests.support.cli import one_line_error, run_cli
 from tests.support.llm_spans import KEY, make_spans
 from tests.support import loopback
@@ -49,8 +51,8 @@ def test_every_head_flagged_fails_the_command_and_keeps_the_answers(tmp_path, mo
         assert srv.stats.requests == sent  # every answer came from the cache
 
 
-def _section(url: str) -> EndpointSection:
-    return EndpointSection(model="loopback-1", base_url=url, api_key_env=None, rpm=60000, timeout_s=5)
+def _endpoint(url: str) -> EndpointConfig:
+    return EndpointConfig(model="loopback-1", base_url=url, api_key_env=None, rpm=60000, timeout_s=5)
 
 
 def test_the_job_stage_fails_below_the_share_and_passes_above_it(tmp_path, monkeypatch):
@@ -59,11 +61,11 @@ def test_the_job_stage_fails_below_the_share_and_passes_above_it(tmp_path, monke
         pl.when(pl.col("head") < 2).then(pl.col("text") + " brokenmarker").otherwise(pl.col("text")).alias("text"))
     monkeypatch.setattr(loopback, "reference_answer", _answers("brokenmarker"))
     with LoopbackServer(LoopbackConfig()) as srv:
-        section = LLMConfig(backend="openai", labeler=_section(srv.base_url), judges=(_section(srv.base_url),))
-        config = section.score_config(cache_dir=tmp_path / "c", show_progress=False)
+        config = ScoreConfig(backend="openai", labeler=_endpoint(srv.base_url), judges=(_endpoint(srv.base_url),),
+                             cache_dir=str(tmp_path / "c"), show_progress=False)
         result = score_stage(spans, config)
         assert int(result.ccs["flagged"].sum()) == 2
         sent = srv.stats.requests
         with pytest.raises(UserError, match=r"only 4 of 6 heads of .* got a CCS \(min_scored_share 0.9"):
-            score_stage(spans, type(config)(**{**config.__dict__, "min_scored_share": 0.9}))
+            score_stage(spans, replace(config, min_scored_share=0.9))
         assert srv.stats.requests == sent  # the failed run asked nothing new: all cached

@@ -225,6 +225,7 @@ SPECIAL = {  # fields whose other value must be of a particular form
     ("evaluation", "min_stability"): 0.5,
     ("attribution", "task"): "toy-shape@/data/x",
     ("probe", "images"): "synthetic:7",
+    ("llm", "min_scored_share"): 0.8,
 }
 
 
