@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 
 import torch
 import torch.nn.functional as F
@@ -27,19 +26,7 @@ import torch.nn.functional as F
 import ccs_dist
 from ccs_dist.attribution import maths as A
 from ccs_dist.models import forward
-
-
-def timed(fn, repeats: int, device: torch.device):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+from timing import timed  # bench/timing.py (this folder is on sys.path when a bench runs)
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 
 import numpy as np
 import polars as pl
@@ -25,6 +24,7 @@ import torch
 
 import ccs_dist
 from ccs_dist.ccs.head_sets import HeadSetConfig, build_head_sets, encode_image_head_sets_naive
+from timing import timed  # bench/timing.py (this folder is on sys.path when a bench runs)
 
 LABELS = ["geographic locations", "animals", "colors", "objects", "textures", "numbers", "people", "art styles"]
 
@@ -39,19 +39,6 @@ def synthetic_ccs(model_key: str, layers: range, num_heads: int, seed: int = 0) 
             rows.append({"model": model_key, "layer": layer, "head": head, "label": LABELS[rng.integers(len(LABELS))],
                          "ccs": score, "category": cat})
     return pl.DataFrame(rows)
-
-
-def timed(fn, repeats: int, device: torch.device):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 
 import torch
 import torch.nn.functional as F
@@ -31,19 +30,7 @@ from ccs_dist.sae import attribution as SA
 from ccs_dist.sae.model import SAEConfig, TopKSAE
 from ccs_dist.sae.sites import parse_site, site_activations
 from ccs_dist.sae.train import SAETrainConfig, Trainer, batch_indices
-
-
-def timed(fn, repeats: int, device: torch.device):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+from timing import timed  # bench/timing.py (this folder is on sys.path when a bench runs)
 
 
 def plain_loop(x_ND: torch.Tensor, n_latents: int, k: int, lr: float, batches: list[torch.Tensor]) -> None:
