@@ -9,7 +9,7 @@ import zipfile
 
 from tests.support.jobs import fresh_copy
 
-SHIPPED = ("ccs_dist/jobs/specs/demo.yaml", "ccs_dist/jobs/specs/paper_grid.yaml", "ccs_dist/jobs/specs/local_gpu.yaml",
+SHIPPED = ("ccs_dist/job_specs/demo.yaml", "ccs_dist/job_specs/paper_grid.yaml", "ccs_dist/job_specs/local_gpu.yaml",  # jobs/
            "ccs_dist/data/files/occupations_104.txt", "ccs_dist/report/data/paper_reference.json",
            "ccs_dist/text/data/default_pool.txt", "ccs_dist/models/configs/ccs-tiny.json", "ccs_dist/report/assets/report.js")
 
@@ -37,6 +37,7 @@ def test_wheel_ships_the_data_and_runs_from_elsewhere(tmp_path):
     (wheel,) = (tmp_path / "wheels").glob("ccs_dist-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert not [f for f in SHIPPED if f not in names]
+    assert not [f for f in names if f.startswith(("tests/", "jobs/"))]  # test support stays out; the specs ship once
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)  # what pip install --target does for a pure-python wheel
     elsewhere = tmp_path / "elsewhere"
