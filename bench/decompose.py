@@ -99,7 +99,7 @@ loaded = load_model({arch!r}, None, device={device!r})
 images = resolve_image_set("synthetic:{n}", {cache!r})
 t0 = time.perf_counter()
 art = decompose_image_set(loaded, images, ArtifactStore({cache!r}),
-                          DecomposeConfig(layers=4, batch_size={batch}, shard_size=256, num_workers=0, progress=False))
+                          DecomposeConfig(layers=4, batch_size={batch}, shard_size=256, workers=0, progress=False))
 print(json.dumps({{"n": art.n_images, "seconds": time.perf_counter() - t0,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
@@ -168,7 +168,7 @@ stats = LoaderStats()
 t_stats = time.time()
 t0 = time.perf_counter()
 art = decompose_image_set(loaded, images, ArtifactStore({cache!r}),
-                          DecomposeConfig(layers=4, batch_size={batch}, num_workers={workers}, progress=False,
+                          DecomposeConfig(layers=4, batch_size={batch}, workers={workers}, progress=False,
                                           decode={decode!r}), stats=stats)
 wall = time.perf_counter() - t0
 print(json.dumps({{"n": art.n_images, "stage_s": wall, "wait_s": stats.wait_s, "imports_s": t_imported - t_process,

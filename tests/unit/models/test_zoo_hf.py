@@ -173,7 +173,7 @@ def test_textspan_runs_on_the_hf_model(hf, tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
     images = resolve_image_set("synthetic:12", cache)
-    art = decompose_image_set(hf, images, ArtifactStore(cache), DecomposeConfig(layers=2, num_workers=0, progress=False))
+    art = decompose_image_set(hf, images, ArtifactStore(cache), DecomposeConfig(layers=2, workers=0, progress=False))
     assert art.n_images == 12
     texts = tuple(f"a photo of a {w}" for w in ("cat", "dog", "red car", "tree", "boat", "house", "bird", "cup"))
     pool = DescriptionPool(texts=texts, source="test")
