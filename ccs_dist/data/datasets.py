@@ -26,6 +26,8 @@ from ccs_dist.data.toy.world import FACTOR_NAMES
 from ccs_dist.data.paper_tasks import cifar10_subset
 from ccs_dist.data.toy.scenes import TASKS
 from ccs_dist.data.toy.world import FACTORS, caption
+from ccs_dist.data.planted import world as plant_world
+from ccs_dist.data.planted.scenes import TASKS as PLANT_TASKS
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ LAYOUTS = {
     "folder": "ROOT/<class folder>/<image> plus ROOT/classnames.txt (one class name per line, in sorted folder order)",
     **{f"toy-{f}": f"DATA/toy-{f}/<class folder>/<image>.png plus DATA/toy-{f}/classnames.txt (written by "
        f"python -m ccs_dist.data.synthetic DATA toy-{f})" for f in FACTOR_NAMES},
+    **{f"plant-{f}": f"DATA/plant-{f}/<class folder>/<image>.png plus DATA/plant-{f}/classnames.txt (written by "
+       f"python -m ccs_dist.data.synthetic DATA plant-{f})" for f in plant_world.FACTOR_NAMES},
 }
 
 
@@ -292,22 +296,35 @@ def load_folder(root: Path, transform: Callable | None, download: bool = False) 
     return ClassificationTask(f"folder:{root.name}", ImageListDataset(paths, labels, transform), names, metadata.templates("folder"))
 
 
-def load_toy(task: str, root: Path, transform: Callable | None, download: bool = False) -> ClassificationTask:
-    """A held-out ``toy-<factor>`` set: ROOT/toy-<factor>/ in the folder layout, prompts = the toy captions."""
-
-    factor = task.removeprefix("toy-")
+def _load_world_task(task: str, root: Path, transform: Callable | None, values: tuple[str, ...], prompt: str) -> ClassificationTask:
     folder = Path(root) / task
     if not (folder / CLASSNAMES_FILE).is_file():
         raise _missing(task, folder, "")
     found = load_folder(folder, transform)
-    if found.classnames != FACTORS[factor]:
-        raise UserError(f"{folder}: class names {list(found.classnames)} are not the toy {factor} values "
-                        f"{list(FACTORS[factor])}; rewrite it with python -m ccs_dist.data.synthetic ROOT {task}")
-    return ClassificationTask(task, found.dataset, found.classnames, (caption({factor: "{c}"}),))
+    if found.classnames != values:
+        raise UserError(f"{folder}: class names {list(found.classnames)} are not the values {list(values)} of {task}; "
+                        f"rewrite it with python -m ccs_dist.data.synthetic ROOT {task}")
+    return ClassificationTask(task, found.dataset, found.classnames, (prompt,))
+
+
+def load_toy(task: str, root: Path, transform: Callable | None, download: bool = False) -> ClassificationTask:
+    """A held-out ``toy-<factor>`` set: ROOT/toy-<factor>/ in the folder layout, prompts = the toy captions."""
+    factor = task.removeprefix("toy-")
+    return _load_world_task(task, root, transform, FACTORS[factor], caption({factor: "{c}"}))
+
+
+def load_plant(task: str, root: Path, transform: Callable | None, download: bool = False) -> ClassificationTask:
+    """A held-out ``plant-<factor>`` set (world v3); prompt = its caption, "a {c} background" for the uncaptioned bgtone."""
+    factor = task.removeprefix("plant-")
+    prompt = plant_world.caption({factor: "{c}"}) if factor in plant_world.CAPTION_FACTORS else "a {c} background"
+    return _load_world_task(task, root, transform, plant_world.FACTORS[factor], prompt)
 
 
 def _toy_loaders() -> dict[str, Callable[..., ClassificationTask]]:
-    return {task: (lambda root, transform, download=False, task=task: load_toy(task, root, transform, download)) for task in TASKS}
+    toy = {task: (lambda root, transform, download=False, task=task: load_toy(task, root, transform, download)) for task in TASKS}
+    plant = {task: (lambda root, transform, download=False, task=task: load_plant(task, root, transform, download))
+             for task in PLANT_TASKS}
+    return {**toy, **plant}
 
 
 LOADERS: dict[str, Callable[..., ClassificationTask]] = {

@@ -3,7 +3,7 @@
 Every set is indexable (``load(i) -> PIL.Image``, ``image_id(i) -> str``), knows its length and has a
 ``fingerprint`` that changes when its content changes (the decomposition cache key).
 Spec strings (CLI, job specs): ``synthetic:N[:SEED]``, ``toy:N[:SEED]`` (the toy world of :mod:`ccs_dist.toy`,
-with its factors in ``labels.csv``), ``folder:PATH`` or a bare PATH, ``NAME:ROOT`` for a
+with its factors in ``labels.csv``), ``plant:N[:SEED]`` (world v3 of :mod:`ccs_dist.data.planted`, every factor incl. the hidden ones in ``labels.csv``), ``folder:PATH`` or a bare PATH, ``NAME:ROOT`` for a
 torchvision dataset (``cifar10``, ``cifar100``, ``imagenet``, ``food101``, ``stl10``).
 """
 
@@ -23,6 +23,7 @@ from ccs_dist.artifacts.storage import local_dir
 from ccs_dist.artifacts.store import atomic_write_json, read_json
 from ccs_dist.data.synthetic_images import write_synthetic_images
 from ccs_dist.data.toy.scenes import write_probe_folder
+from ccs_dist.data.planted.scenes import write_probe_folder as write_plant_probe_folder
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,16 @@ def toy_image_set(n: int, seed: int, cache_root: str | Path) -> FolderImageSet:
     return _generated(folder, f"toy:{n}:{seed}:v{TOY_VERSION}", f"toy:{n}:{seed}")
 
 
+PLANT_VERSION = 1  # bump when world v3's generator changes
+
+
+def plant_image_set(n: int, seed: int, cache_root: str | Path) -> FolderImageSet:
+    """``n`` held-out world-v3 images with every factor (hidden ones too) in ``labels.csv``."""
+
+    folder = write_plant_probe_folder(local_dir(cache_root) / "images" / f"plant-n{n}-s{seed}-v{PLANT_VERSION}", n, seed)
+    return _generated(folder, f"plant:{n}:{seed}:v{PLANT_VERSION}", f"plant:{n}:{seed}")
+
+
 def _generated(folder: Path, generator: str, name: str) -> FolderImageSet:
     """A generated set: the same parameters write the same files on every node, so its fingerprint is the
     generator and each file's relative path and size, not its mtime (each node writes its own copy when the
@@ -208,7 +219,7 @@ def _count_and_seed(text: str) -> tuple[int, int]:
     return n, seed
 
 
-GENERATED_SETS = ("synthetic", "toy")  # KIND:N[:SEED] sets written into the cache: no path in them
+GENERATED_SETS = ("synthetic", "toy", "plant")  # KIND:N[:SEED] sets written into the cache: no path in them
 
 
 def resolve_image_set(spec: str | Path, cache_root: str | Path = "cache") -> ImageSet:
@@ -220,6 +231,9 @@ def resolve_image_set(spec: str | Path, cache_root: str | Path = "cache") -> Ima
     if text.startswith("toy:"):
         n, seed = _count_and_seed(text)
         return toy_image_set(n, seed, cache_root)
+    if text.startswith("plant:"):
+        n, seed = _count_and_seed(text)
+        return plant_image_set(n, seed, cache_root)
     if text.startswith("folder:"):
         return FolderImageSet(text[len("folder:"):])
     name, sep, root = text.partition(":")
@@ -227,7 +241,7 @@ def resolve_image_set(spec: str | Path, cache_root: str | Path = "cache") -> Ima
         return TorchvisionImageSet(name, root)
     if sep and not Path(text).exists() and name.isidentifier():
         raise UserError(
-            f"unknown image set {text!r}: use synthetic:N, toy:N, folder:PATH, a folder path, "
+            f"unknown image set {text!r}: use synthetic:N, toy:N, plant:N, folder:PATH, a folder path, "
             f"or one of {', '.join(sorted(_torchvision_factories()))} as NAME:ROOT"
         )
     return FolderImageSet(text)

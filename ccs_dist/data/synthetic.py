@@ -23,6 +23,8 @@ from PIL import Image
 from ccs_dist.data import metadata
 from ccs_dist.data.toy.scenes import TASKS as TOY_TASKS
 from ccs_dist.data.toy.scenes import write_task as write_toy_task
+from ccs_dist.data.planted.scenes import TASKS as PLANT_TASKS
+from ccs_dist.data.planted.scenes import write_task as write_plant_task
 
 log = logging.getLogger(__name__)
 SYNTHETIC_MARKER = "ccs_dist_synthetic.json"  # in a folder written here: its loader knows the copy is ours
@@ -315,6 +317,7 @@ WRITERS = {
     "msvd": write_msvd,
     "didemo": write_didemo,
     **{task: (lambda root, task=task: write_toy_task(root, task)) for task in TOY_TASKS},
+    **{task: (lambda root, task=task: write_plant_task(root, task)) for task in PLANT_TASKS},
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ccs_dist.data.planted.text import plant_pool
 from ccs_dist.data.toy.pool import toy_pool
 from ccs_dist.text.pool import DescriptionPool, default_pool, read_pool
 from ccs_dist.text.remote import REMOTE_POOLS, fetch_pool
@@ -23,9 +24,11 @@ def resolve_pool(spec: str | Path, cache_dir: str | Path = "cache") -> Descripti
         return read_pool(fetch_pool(REMOTE_POOLS[str(spec)], cache_dir))
     if str(spec) == "toy":
         return toy_pool()
+    if str(spec) == "plant":
+        return plant_pool()
     return read_pool(spec)
 
 
 def named_pools() -> tuple[str, ...]:
     """Pool names that are not paths: ``default`` and the published pools."""
-    return ("default", "toy", *REMOTE_POOLS)
+    return ("default", "toy", "plant", *REMOTE_POOLS)

@@ -128,8 +128,8 @@ def head_image_tables_of(loaded: LoadedModel, result: SpansResult, probe: Decomp
 
 
 def ground_truth_table(loaded: LoadedModel, result: SpansResult, probe: DecomposeConfig, cache_dir: str) -> pl.DataFrame | None:
-    """With a ``toy:N`` probe set (its factors are known): every head scored against them; else None."""
-    if not str(probe.images).startswith("toy:"):
+    """With a ``toy:N`` or ``plant:N`` probe set (its factors are known): every head scored against them; else None."""
+    if not str(probe.images).startswith(("toy:", "plant:")):
         return None
     from ccs_dist.decomposition.image_set import DecompositionArtifact
     from ccs_dist.data.images import resolve_image_set

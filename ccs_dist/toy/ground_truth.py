@@ -14,11 +14,14 @@ Axis letters: :mod:`ccs_dist.core.axes`.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import polars as pl
-from ccs_dist.data.toy.scenes import read_probe_labels
+from ccs_dist.data.planted import world as plant_world
+from ccs_dist.data.toy.scenes import LABELS_FILE, read_probe_labels
 
 GROUND_TRUTH_SCHEMA = {"model": pl.Utf8, "layer": pl.Int64, "head": pl.Int64, "factor": pl.Utf8,
                        "variance_share": pl.Float64, "selectivity": pl.Float64}
@@ -64,10 +67,23 @@ def probe_factors(ground_truth: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def read_any_probe_labels(folder) -> dict[str, dict[str, int]]:
+    """file -> {factor: value index} of a toy (``toy:N``) or world-v3 (``plant:N``) probe folder, told by its columns."""
+    path = Path(folder) / LABELS_FILE
+    if path.is_file():
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        if tuple(header[1:]) == plant_world.FACTOR_NAMES:
+            with open(path, newline="", encoding="utf-8") as f:
+                return {r["file"]: {k: plant_world.factor_index(k, r[k]) for k in plant_world.FACTOR_NAMES}
+                        for r in csv.DictReader(f)}
+    return read_probe_labels(folder)
+
+
 def ground_truth_from_decomposition(model: str, artifact, probe_folder) -> pl.DataFrame:
     """The ``ground_truth`` rows from a decomposed toy probe set (its factors read from ``labels.csv``)."""
 
-    labels = read_probe_labels(probe_folder)
+    labels = read_any_probe_labels(probe_folder)
     ids = artifact.ids()
     missing = [i for i in ids if i not in labels]
     if missing:
