@@ -149,6 +149,11 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 BUNDLED = (
     BundledWeights("ccs-toy", "planted_v2", "ccs-toy-planted_v2.safetensors",
                    "1174ad5f186e5d064a6f2ffbe84da43d6a1337c193a8bf19256c1a54608c6b38"),
+    # ccs-plant (world v3, docs/planted-world.md), fp16: `ccs-dist train-toy --world plant --seed 0 --threads 1 [--control]`
+    BundledWeights("ccs-plant", "plant_s0", "ccs-plant-plant_s0.safetensors",
+                   "1439076cd2b850b596fbbb9214dd4c8de237461787f60694be795f3f91ffa412"),
+    BundledWeights("ccs-plant", "contrastive_s0", "ccs-plant-contrastive_s0.safetensors",
+                   "10b40fde23616ded0b947a8beed0114bdf5a264157e4d637d787ef1e9f1ec6df"),
 )
 
 

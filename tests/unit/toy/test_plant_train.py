@@ -11,6 +11,7 @@ from ccs_dist.toy.plan import PLAN
 from ccs_dist.toy.plant_loss import batch_eta2
 from ccs_dist.toy.plant_train import PlantConfig, save_fp16, train_plant
 from ccs_dist.toy.plant_truth import eta2_table, head_contributions, held_out_scenes, measures_as_planted
+from ccs_dist.models.loading import BUNDLED, verify_bundled
 from ccs_dist.toy.train import build_model
 
 
@@ -53,3 +54,12 @@ def test_a_planted_head_beats_the_control_and_a_permuted_label_does_not(tmp_path
     assert eta("planted_null")["position"] < eta("control")["position"] + 0.2
     assert measures_as_planted(head, eta("planted"), eta("control"))
     assert not measures_as_planted(head, eta("planted_null"), eta("control"))
+
+
+def test_bundled_plant_weights_match_their_pins_and_stay_small():
+    plant = [b for b in BUNDLED if b.arch == "ccs-plant"]
+    assert {b.tag for b in plant} == {"plant_s0", "contrastive_s0"}
+    for b in plant:
+        verify_bundled(b)
+        assert hashlib.sha256(b.path.read_bytes()).hexdigest() == b.sha256
+    assert sum(b.path.stat().st_size for b in plant) <= 8_000_000
