@@ -39,6 +39,15 @@ RELIANCE_SCHEMA = {"model": pl.String, "dataset": pl.String, "class": pl.String,
                    "head": pl.Int64, "attribution": pl.Float64, "label": pl.String, "ccs": pl.Int64, "category": pl.String,
                    "alignment": pl.Float64, "unexpected": pl.Boolean}
 
+# the head card (ccs_dist.card): one row per (head, score); its CCS@K intervals; how the scores agree over heads
+CARD_SCORES = ("ccs", "ccs_weighted", "detection_auroc", "detection_balanced_accuracy", "simulation_rho",
+               "monosemanticity", "specificity_direct", "specificity_whole")
+HEAD_SCORES_SCHEMA = {**HEAD_COLUMNS, "label": pl.Utf8, "score": pl.Utf8, "value": pl.Float64, "lo": pl.Float64,
+                      "hi": pl.Float64, "null_value": pl.Float64, "n": pl.Int64}
+CCS_INTERVALS_SCHEMA = {"model": pl.Utf8, "k": pl.Int64, "share": pl.Float64, "lo": pl.Float64, "hi": pl.Float64,
+                        "resamples": pl.Int64}
+SCORE_AGREEMENT_SCHEMA = {"model": pl.Utf8, "score_a": pl.Utf8, "score_b": pl.Utf8, "spearman": pl.Float64, "n": pl.Int64}
+
 
 def write_table(df: pl.DataFrame, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Write ``df`` as parquet atomically; ``metadata`` goes into the file's key-value footer as JSON."""

@@ -1,7 +1,7 @@
 """The stage chain of one model, written once: order, inputs, resume keys and how each stage runs.
 
 ``spans`` (decompose + TextSpan) -> ``score`` (labels, verdicts, CCS) -> ``evaluate`` (soft-pruned tasks)
-and, when enabled, ``attribution``. A stage reads named tables of earlier stages (:class:`TableRef`) and
+and, when enabled, ``attribution`` and ``card`` (image-grounded head scores). A stage reads named tables of earlier stages (:class:`TableRef`) and
 returns named tables and facts (:class:`StageOutput`); its key hashes the configuration it depends on and
 its input tables, so a changed input recomputes it and everything downstream. Local mode
 (:mod:`ccs_dist.jobs.pipeline`) and the Ray actors (:mod:`ccs_dist.distributed`) both walk :data:`CHAIN`
@@ -21,6 +21,8 @@ import polars as pl
 
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.attribution.run import AttributionConfig
+from ccs_dist.card.config import CardConfig
+from ccs_dist.stages.card import card_stage
 from ccs_dist.stages.attribution import attribution_stage
 from ccs_dist.stages.config import dump
 from ccs_dist.stages.config import replace as replace_config
@@ -52,6 +54,7 @@ class ChainConfig:
     attribution: AttributionConfig
     cache_dir: str  # a local path or a remote root's URI (ccs_dist.artifacts.storage)
     data_root: str
+    card: CardConfig = CardConfig()
 
     @property
     def key(self) -> str:
@@ -106,7 +109,7 @@ def frame_hash(df: pl.DataFrame) -> str:
 
 # -- the stages ------------------------------------------------------------------------------------------
 
-SPANS, CCS = TableRef("spans", "spans"), TableRef("score", "ccs")
+SPANS, CCS, JUDGMENTS = TableRef("spans", "spans"), TableRef("score", "ccs"), TableRef("score", "judgments")
 
 
 def _model_facts(c: ChainConfig) -> dict[str, Any]:
@@ -193,6 +196,18 @@ def _run_attribution(ctx: StageContext, inputs) -> StageOutput:
     return StageOutput(result.tables, {"attribution": result.meta})
 
 
+def _card_key(c: ChainConfig) -> dict[str, Any]:
+    return {"model": _model_facts(c), "card": dump(c.card), "probe": dump(c.probe), "layers": c.layers,
+            "precision": c.spans.precision}
+
+
+def _run_card(ctx: StageContext, inputs) -> StageOutput:
+    c = ctx.config
+    result = card_stage(ctx.loaded, inputs[SPANS], inputs[CCS], inputs[JUDGMENTS], c.card, probe=c.probe, layers=c.layers,
+                        spans=c.spans, cache_dir=c.cache_dir, progress=ctx.progress)
+    return StageOutput(result.tables, {"card": result.facts})
+
+
 CHAIN: tuple[Stage, ...] = (
     Stage("spans", (), True, _spans_key, _run_spans, shards=lambda c: c.probe.shards, run_shard=_run_spans_shard),
     Stage("score", (SPANS,), False, _score_key, _run_score),
@@ -200,6 +215,7 @@ CHAIN: tuple[Stage, ...] = (
           shards=lambda c: evaluation_shards(c.evaluation), run_shard=_run_evaluate_shard),
     Stage("attribution", (CCS,), True, lambda c: {"model": _model_facts(c), "attribution": dump(c.attribution)},
           _run_attribution, enabled=lambda c: c.attribution.enabled),
+    Stage("card", (SPANS, CCS, JUDGMENTS), True, _card_key, _run_card, enabled=lambda c: c.card.enabled),
 )
 STAGES: tuple[str, ...] = tuple(s.name for s in CHAIN)
 BY_NAME: dict[str, Stage] = {s.name: s for s in CHAIN}

@@ -29,6 +29,7 @@ llm
 toy
 evaluate
 attribution
+card
 report
 __init__
 stages
