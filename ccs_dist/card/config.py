@@ -29,6 +29,13 @@ class CardConfig:
     prompt: str = field(default="a photo of {label}", metadata={"help": "reference prompt of a label ({label} is replaced)"})
     null_prompt: str = field(default="a photo", metadata={"help": "the null prompt the label must beat"})
     batch_size: int = field(default=64, metadata={"ge": 1, "help": "images per reference-encoder batch"})
+    resamples: int = field(default=0, metadata={"ge": 0, "help": (
+        "image half-samples behind the CCS intervals: TextSpan, labels and verdicts again on each (at most "
+        "resamples x heads x (1 + m x judges) scoring requests, cached; 0: no intervals)")})
+    tasks: tuple[str, ...] = field(default=(), metadata={"help": (
+        "classification tasks of the intervention specificity (each labelled head pruned alone, whole and direct "
+        "path; empty: no specificity rows)")})
+    task_limit: int | None = field(default=256, metadata={"ge": 1, "help": "images per specificity task (None: all)"})
     seed: int = field(default=0, metadata={"help": "seed of the held-out split, the random sets and the permutations"})
 
     def __post_init__(self):

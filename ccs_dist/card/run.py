@@ -105,6 +105,12 @@ def head_scores_table(inputs: CardInputs, ccs: pl.DataFrame, spans: pl.DataFrame
     return df.with_columns(pl.col("value").fill_nan(None)).sort(HEAD + ["score"])
 
 
+def specificity_rows(model: str, heads: dict, scores: dict, score: str) -> list[dict]:
+    """``score`` rows from :func:`ccs_dist.card.specificity.specificity_scores` (``heads``: (layer, head) -> label)."""
+    return [_row(model, layer, head, heads[(layer, head)], score, value, null, n)
+            for (layer, head), (value, null, n) in sorted(scores.items())]
+
+
 def score_agreement_table(head_scores: pl.DataFrame) -> pl.DataFrame:
     """Per model and pair of scores: Spearman over the heads that have both (``n`` of them)."""
     rows = []

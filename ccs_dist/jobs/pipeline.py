@@ -314,6 +314,7 @@ def prepare_data(spec: JobSpec) -> None:
     if not spec.evaluation.synthetic:
         return
     tasks = list(spec.evaluation.tasks) + ([spec.attribution.task] if spec.attribution.enabled else [])
+    tasks += list(spec.card.tasks) if spec.card.enabled else []
     prepare_synthetic_data(tasks, spec.data_root)
 
 

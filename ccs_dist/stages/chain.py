@@ -197,14 +197,22 @@ def _run_attribution(ctx: StageContext, inputs) -> StageOutput:
 
 
 def _card_key(c: ChainConfig) -> dict[str, Any]:
-    return {"model": _model_facts(c), "card": dump(c.card), "probe": dump(c.probe), "layers": c.layers,
-            "precision": c.spans.precision}
+    key = {"model": _model_facts(c), "card": dump(c.card), "probe": dump(c.probe), "layers": c.layers,
+           "precision": c.spans.precision}
+    if c.card.tasks:
+        key["evaluation"] = _evaluate_key(c)["evaluation"]
+    if c.card.resamples:  # the resamples rerun TextSpan and the scoring
+        key.update(_spans_key(c), score=_score_key(c))
+    return key
 
 
 def _run_card(ctx: StageContext, inputs) -> StageOutput:
     c = ctx.config
+    llm = replace_config(c.llm, cache_dir=str(llm_cache_dir(c.cache_dir)), show_progress=False)
     result = card_stage(ctx.loaded, inputs[SPANS], inputs[CCS], inputs[JUDGMENTS], c.card, probe=c.probe, layers=c.layers,
-                        spans=c.spans, cache_dir=c.cache_dir, progress=ctx.progress)
+                        spans=c.spans, pool=c.pool, llm=llm, cache_dir=c.cache_dir, progress=ctx.progress,
+                        eval_config=c.evaluation.eval_config(data_root=c.data_root, progress=False),
+                        concept_map=c.evaluation.concept_map)
     return StageOutput(result.tables, {"card": result.facts})
 
 

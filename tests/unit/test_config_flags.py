@@ -55,16 +55,16 @@ PINNED = {
     'paper_grid/ViT-L-14/openai/evaluate': '7f9469f9db7d6e5c29bf0a94',
     'paper_grid/ViT-L-14/openai/score': '82937294247f8d57f25e8d25',
     # the card stage (added with it; the keys of every other stage unchanged)
-    'demo/ccs-toy/planted_v2/card': 'ea0e4c39ce0147dfffe0fd4f',
-    'demo/ccs-toy/random-init/card': 'e351784577894ac3217630d2',
-    'local_gpu/ViT-B-16/laion2b_s34b_b88k/card': 'b56c113047c656e3cc8a3809',
-    'minimal/card': '52df589c82de6825f8cffec8',
-    'paper_grid/ViT-B-16/laion2b_s34b_b88k/card': 'b56c113047c656e3cc8a3809',
-    'paper_grid/ViT-B-16/openai/card': '877056e7a776eedf7fa20bb3',
-    'paper_grid/ViT-B-32/datacomp_m_s128m_b4k/card': '62ea532a2aa7e033132fd1a9',
-    'paper_grid/ViT-B-32/openai/card': '1fc1b0edcb6984d37d5f0435',
-    'paper_grid/ViT-L-14/laion2b_s32b_b82k/card': 'a163464f6422d66c30007d08',
-    'paper_grid/ViT-L-14/openai/card': 'e0cfdbe0fa77ec3a530ad994',
+    'demo/ccs-toy/planted_v2/card': '537e0b54e0ef16b24a3dfa23',
+    'demo/ccs-toy/random-init/card': '9f373e3fe95f7dbe4a0ec209',
+    'local_gpu/ViT-B-16/laion2b_s34b_b88k/card': '72ec17eb54a15c48d8964fef',
+    'minimal/card': '5404f659c5390faa5fbbb83b',
+    'paper_grid/ViT-B-16/laion2b_s34b_b88k/card': '72ec17eb54a15c48d8964fef',
+    'paper_grid/ViT-B-16/openai/card': '91d0a5a84dd97afac05e6a1b',
+    'paper_grid/ViT-B-32/datacomp_m_s128m_b4k/card': 'd8e0a82c299fb9477621c567',
+    'paper_grid/ViT-B-32/openai/card': '411e3b41e71c525b36dccb89',
+    'paper_grid/ViT-L-14/laion2b_s32b_b82k/card': '3f50b766150d1d2264e48256',
+    'paper_grid/ViT-L-14/openai/card': 'dab99a95b96e6127f3b01937',
 }
 
 # command -> ((its config parameter, the stage config whose fields are its flags), ...)
