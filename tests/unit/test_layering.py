@@ -29,6 +29,7 @@ llm
 toy
 evaluate
 attribution
+benchmark
 report
 __init__
 stages
