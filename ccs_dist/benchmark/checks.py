@@ -42,7 +42,9 @@ def _row(model: str, check: str, null: Null, config: BenchmarkConfig) -> dict:
 def ground_truth_rows(model: str, heads: pl.DataFrame, config: BenchmarkConfig) -> list[dict]:
     rows = []
     for truth in ("eta2", "ablation"):
-        planted = heads.filter(pl.col("plan_factor").is_not_null() & pl.col(f"{truth}_factor").is_not_null())
+        # measured heads (a head whose removal lowers no task is measured, its factor None: a mismatch)
+        measured_col = "eta2_factor" if truth == "eta2" else "ablation_drop"
+        planted = heads.filter(pl.col("plan_factor").is_not_null() & pl.col(measured_col).is_not_null())
         measured = np.array(planted[f"{truth}_factor"].to_list(), dtype=object)
         stat = lambda plan, m=measured: float(np.mean(plan == m)) if len(m) else None  # noqa: E731
         null = permutation_null(stat, np.array(planted["plan_factor"].to_list(), dtype=object), config.permutations, config.seed)
@@ -107,7 +109,8 @@ def _null_draws(acc, model, tasks, cond, stat, n) -> list[float | None]:
 
 
 def pruning_rows(model: str, direct: pl.DataFrame, factors: Sequence[str], config: BenchmarkConfig) -> list[dict]:
-    acc = top1(direct.filter(pl.col("model") == model))
+    # a set that pruned nothing (no label names the factor, no low-CCS head) is a miss, never a zero drop
+    acc = top1(direct.filter((pl.col("model") == model) & ((pl.col("n_pruned") > 0) | (pl.col("condition") == NONE))))
     tasks = [TASK_PREFIX + f for f in factors if (model, TASK_PREFIX + f, NONE, None) in acc]
     rows = []
     for f in factors:
