@@ -33,9 +33,10 @@ def test_spec_sections_are_the_stage_configs():
 
 
 def test_downstream_follows_the_inputs():
-    assert chain.STAGES == ("spans", "score", "evaluate", "attribution")
+    assert chain.STAGES == ("spans", "score", "evaluate", "direct", "attribution")
     assert chain.downstream("spans") == chain.STAGES
-    assert chain.downstream("score") == ("score", "evaluate", "attribution")
+    assert chain.downstream("score") == ("score", "evaluate", "direct", "attribution")
+    assert chain.downstream("direct") == ("direct",)
     assert chain.downstream("evaluate") == ("evaluate",) and chain.downstream("attribution") == ("attribution",)
 
 
