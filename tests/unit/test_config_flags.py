@@ -159,7 +159,8 @@ def test_help_uses_dashes_and_readable_types(command):
     text = build_parser(f"ccs-dist {command}", getattr(Commands, command)).format_help()
     assert "--batch-size int" in text or command in ("score", "benchmark")
     assert "--templates-per-class int | none" in text or command != "attribute"
-    assert "--workers int | none" in text or command in ("attribute", "score")
+    assert "--workers int | none" in text or command in ("attribute", "score", "benchmark")
+    assert "--null-sets int" in text or command != "benchmark"
     assert "Optional[" not in text and not [w for w in text.split() if w.startswith("--") and "_" in w]
 
 
