@@ -20,6 +20,7 @@ from ccs_dist.report.sections.effects import ccs_effect_section
 from ccs_dist.report.sections.failures import failures
 from ccs_dist.report.sections.ground_truth import ground_truth_section
 from ccs_dist.report.sections.pruning import pruning
+from ccs_dist.report.sections.scores import has_scores, scores_section
 from ccs_dist.report.sections.summary import summary
 from ccs_dist.report.sections.tables import downloads
 from ccs_dist.report.view import ReportView
@@ -51,6 +52,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("benchmark", "Benchmark", _has("benchmark_checks"), benchmark_section),
     Section("ccs-effect", "CCS vs effect", lambda v: any(h["scored"] for m in v.models for h in m.heads.values()), ccs_effect_section),
     # with verdicts but no agreement table the section says why there is nothing
+    Section("scores", "Scores", has_scores, scores_section),
     Section("agreement", "Agreement", lambda v: _has("agreement")(v) or _has("judgments")(v), agreement),
     Section("attribution", "Attribution", _has("attribution"), attribution),
     Section("failures", "Failures", _always, failures),
