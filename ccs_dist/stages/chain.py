@@ -1,7 +1,8 @@
 """The stage chain of one model, written once: order, inputs, resume keys and how each stage runs.
 
 ``spans`` (decompose + TextSpan) -> ``score`` (labels, verdicts, CCS) -> ``evaluate`` (soft-pruned tasks)
-and, when enabled, ``attribution`` and ``card`` (image-grounded head scores). A stage reads named tables of earlier stages (:class:`TableRef`) and
+and, when enabled, ``direct`` (the benchmark's direct-path ablation, with a toy probe set and toy tasks),
+``attribution`` and ``card`` (image-grounded head scores). A stage reads named tables of earlier stages (:class:`TableRef`) and
 returns named tables and facts (:class:`StageOutput`); its key hashes the configuration it depends on and
 its input tables, so a changed input recomputes it and everything downstream. Local mode
 (:mod:`ccs_dist.jobs.pipeline`) and the Ray actors (:mod:`ccs_dist.distributed`) both walk :data:`CHAIN`
@@ -24,6 +25,7 @@ from ccs_dist.attribution.run import AttributionConfig
 from ccs_dist.card.config import CardConfig
 from ccs_dist.stages.card import card_stage
 from ccs_dist.stages.attribution import attribution_stage
+from ccs_dist.stages.benchmark import direct_enabled, direct_key, direct_stage
 from ccs_dist.stages.config import dump
 from ccs_dist.stages.config import replace as replace_config
 from ccs_dist.decomposition.config import DecomposeConfig
@@ -190,6 +192,12 @@ def _run_evaluate_shard(ctx: StageContext, index: int, inputs) -> dict[str, Any]
                           shard_dir=_evaluation_shard_dir(c, inputs))
 
 
+def _run_direct(ctx: StageContext, inputs) -> StageOutput:
+    c = ctx.config
+    table = direct_stage(ctx.loaded, inputs[CCS], c.evaluation, data_root=c.data_root, progress=ctx.progress)
+    return StageOutput({"direct_ablation": table}, {"rows": table.height})
+
+
 def _run_attribution(ctx: StageContext, inputs) -> StageOutput:
     c = ctx.config
     result = attribution_stage(ctx.loaded, inputs[CCS], c.attribution, data_root=c.data_root, progress=ctx.progress)
@@ -221,6 +229,8 @@ CHAIN: tuple[Stage, ...] = (
     Stage("score", (SPANS,), False, _score_key, _run_score),
     Stage("evaluate", (CCS,), True, _evaluate_key, _run_evaluate,
           shards=lambda c: evaluation_shards(c.evaluation), run_shard=_run_evaluate_shard),
+    Stage("direct", (CCS,), True, lambda c: {"model": _model_facts(c), **direct_key(c.evaluation)}, _run_direct,
+          enabled=lambda c: direct_enabled(c.probe.images, c.evaluation)),
     Stage("attribution", (CCS,), True, lambda c: {"model": _model_facts(c), "attribution": dump(c.attribution)},
           _run_attribution, enabled=lambda c: c.attribution.enabled),
     Stage("card", (SPANS, CCS, JUDGMENTS), True, _card_key, _run_card, enabled=lambda c: c.card.enabled),

@@ -30,6 +30,7 @@ toy
 evaluate
 attribution
 card
+benchmark
 report
 __init__
 stages

@@ -14,6 +14,7 @@ from typing import NamedTuple
 from ccs_dist.report.html import Markup
 from ccs_dist.report.sections.agreement import agreement
 from ccs_dist.report.sections.attribution import attribution
+from ccs_dist.report.sections.benchmark import benchmark_section
 from ccs_dist.report.sections.ccs import across, model_section
 from ccs_dist.report.sections.effects import ccs_effect_section
 from ccs_dist.report.sections.failures import failures
@@ -48,6 +49,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("model", "", lambda v: bool(v.model.heads or v.model.at_k), model_section, per_model=True),
     Section("pruning", "Pruning", _has("evaluation"), pruning),
     Section("ground-truth", "Ground truth", _has("toy_outcomes"), ground_truth_section),
+    Section("benchmark", "Benchmark", _has("benchmark_checks"), benchmark_section),
     Section("ccs-effect", "CCS vs effect", lambda v: any(h["scored"] for m in v.models for h in m.heads.values()), ccs_effect_section),
     # with verdicts but no agreement table the section says why there is nothing
     Section("scores", "Scores", has_scores, scores_section),
