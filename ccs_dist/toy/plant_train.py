@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ccs_dist.artifacts.store import atomic_write_bytes
 from ccs_dist.data.planted import world
+from ccs_dist.data.toy.world import consistency  # world-agnostic: caption values vs image values
 from ccs_dist.toy.plan import ARCH, PLAN
 from ccs_dist.toy.plant_loss import ReadOuts, plant_loss
 from ccs_dist.toy.planted import capture_head_terms
@@ -57,12 +58,6 @@ class PlantBatch:
     positives: torch.Tensor  # [B captions, B images] bool
     values_BF: torch.Tensor
     varied_B: torch.Tensor
-
-
-def consistency(caption_values_TF: np.ndarray, mention_TF: np.ndarray, image_values_NF: np.ndarray) -> np.ndarray:
-    """bool [T, N]: caption t is true of image n (every factor it mentions matches)."""
-    equal_TNF = caption_values_TF[:, None, :] == image_values_NF[None, :, :]
-    return (equal_TNF | ~mention_TF[:, None, :]).all(-1)
 
 
 def make_batch(rng: np.random.Generator, config: PlantConfig) -> PlantBatch:
