@@ -39,7 +39,7 @@ from ccs_dist.artifacts.storage import absolute, join, local_dir, refuse_credent
 from ccs_dist.stages.config import ConfigError, dump, validate
 from ccs_dist.stages.config import StageConfig as _Strict
 from ccs_dist.decomposition.config import DecomposeConfig
-from ccs_dist.stages.evaluate import EvaluateConfig
+from ccs_dist.evaluate.config import EvalConfig
 from ccs_dist.stages.model import ModelSpec
 from ccs_dist.llm.config import ScoreConfig
 from ccs_dist.spans.table import SpanConfig
@@ -102,7 +102,7 @@ class JobSpec(_Strict):
     pool: str = "default"
     spans: _section(SpanConfig) = SpanConfig()
     llm: _LLMSection = ScoreConfig(backend="offline")
-    evaluation: EvaluateConfig = EvaluateConfig()
+    evaluation: _section(EvalConfig) = EvalConfig()
     attribution: _section(AttributionConfig) = AttributionConfig()
     resources: ResourcesSection = ResourcesSection()
 
@@ -287,12 +287,9 @@ def _anchor_paths(spec: JobSpec, base: Path) -> JobSpec:
 
     ev = spec.evaluation
     tasks = tuple(f"{t.partition('@')[0]}@{_anchored(t.partition('@')[2], base)}" if "@" in t else t for t in ev.tasks)
-    evaluation = ev.model_copy(update={
-        "tasks": tasks,
-        "data_root": _anchored(ev.data_root, base) if ev.data_root is not None else None,
-        "occupations": _anchored(ev.occupations, base) if ev.occupations is not None else None,
-        "concept_map": _anchored(ev.concept_map, base) if ev.concept_map is not None else None,
-    })
+    evaluation = dataclasses.replace(
+        ev, tasks=tasks, **{name: _anchored(getattr(ev, name), base) for name in ("data_root", "occupations", "concept_map")
+                            if getattr(ev, name) is not None})
     task = spec.attribution.task
     attribution = dataclasses.replace(
         spec.attribution, task=f"{task.partition('@')[0]}@{_anchored(task.partition('@')[2], base)}" if "@" in task else task)

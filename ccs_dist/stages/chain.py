@@ -27,7 +27,8 @@ from ccs_dist.stages.config import replace as replace_config
 from ccs_dist.decomposition.config import DecomposeConfig
 from ccs_dist.spans.table import SpanConfig
 from ccs_dist.stages.decompose import Layers
-from ccs_dist.stages.evaluate import EvaluateConfig, ShardFolder, evaluate_shard, evaluate_stage, evaluation_shards
+from ccs_dist.evaluate.config import EvalConfig
+from ccs_dist.stages.evaluate import ShardFolder, evaluate_shard, evaluate_stage, evaluation_shards
 from ccs_dist.stages.model import ModelSpec
 from ccs_dist.llm.config import ScoreConfig
 from ccs_dist.stages.score import SCORE_TABLES, score_stage
@@ -48,7 +49,7 @@ class ChainConfig:
     pool: str
     spans: SpanConfig
     llm: ScoreConfig
-    evaluation: EvaluateConfig
+    evaluation: EvalConfig
     attribution: AttributionConfig
     cache_dir: str  # a local path or a remote root's URI (ccs_dist.artifacts.storage)
     data_root: str
@@ -165,7 +166,9 @@ def _run_score(ctx: StageContext, inputs) -> StageOutput:
 
 
 def _evaluate_key(c: ChainConfig) -> dict[str, Any]:  # shards change where rows are computed, not the table
-    return {"model": _model_facts(c), "evaluation": c.evaluation.model_dump(mode="json", exclude={"shards"})}
+    evaluation = dump(c.evaluation)
+    del evaluation["shards"]
+    return {"model": _model_facts(c), "evaluation": evaluation}
 
 
 def _evaluation_shard_dir(c: ChainConfig, inputs) -> ShardFolder:
