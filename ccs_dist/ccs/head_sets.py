@@ -30,6 +30,9 @@ import numpy as np
 
 from ccs_dist.ccs.scores import PAPER_THRESHOLDS
 from ccs_dist.core.errors import UserError
+from ccs_dist.core.heads import head_name
+from ccs_dist.core.heads import parse_heads
+from ccs_dist.data.metadata import concept_families
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +125,6 @@ class HeadSetConfig:
 
 
 def _names(pairs: Sequence[tuple[int, int]]) -> tuple[str, ...]:
-    from ccs_dist.core.heads import head_name
-
     return tuple(head_name(layer, head) for layer, head in sorted(pairs))
 
 
@@ -149,7 +150,6 @@ def _tokens(text: str) -> tuple[str, ...]:
 def load_concept_map(path: str | Path | None = None) -> dict[str, tuple[str, ...]]:
     """Family -> synonyms from a JSON file ``{"location": ["place", "country", ...], ...}`` or the default."""
     if path is None:
-        from ccs_dist.data.metadata import concept_families
 
         return concept_families()
     import json
@@ -210,7 +210,6 @@ def _stable_only(scored: list[_ScoredHead], min_stability: float | None, model_k
 def _model_rows(ccs_table, model_key: str, num_layers: int, num_heads: int) -> list[_ScoredHead]:
     import polars as pl
 
-    from ccs_dist.core.heads import parse_heads
 
     required = {"model", "layer", "head", "label", "ccs"}
     missing = required - set(ccs_table.columns)
@@ -273,8 +272,6 @@ def build_head_sets(
     ``ccs_table`` is a polars DataFrame of the ``ccs`` table (or ``None`` when only ``original`` and explicit
     lists are asked for).
     """
-    from ccs_dist.core.heads import parse_heads
-
     sets: list[HeadSet] = []
     if "original" in config.conditions:
         sets.append(HeadSet("original", ()))
@@ -343,8 +340,6 @@ def zeroed_heads(model, heads: Sequence[str]) -> Iterator[None]:
     The naive way to soft-prune: head ``h`` of layer ``l`` writes through columns ``h*K:(h+1)*K`` of that
     layer's ``out_proj.weight`` [D, H*K]; zeroing them removes its output at every token, bias kept.
     """
-    from ccs_dist.core.heads import parse_heads
-
     blocks = model.visual.transformer.resblocks
     saved = []
     try:

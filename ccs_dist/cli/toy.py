@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ccs_dist.core.errors import UserError
+from ccs_dist.toy.train import TrainConfig, train_to_file
 
 
 def train_toy(self, out: str = "ccs-toy.safetensors", steps: int = 1000, seed: int = 0, batch_size: int = 256,
@@ -23,7 +24,6 @@ def train_toy(self, out: str = "ccs-toy.safetensors", steps: int = 1000, seed: i
     """
     from pathlib import Path
 
-    from ccs_dist.toy.train import TrainConfig, train_to_file
 
     for name, value, low in (("steps", steps, 1), ("seed", seed, 0), ("batch_size", batch_size, 4), ("threads", threads, 1),
                              ("null_steps", null_steps, 0)):

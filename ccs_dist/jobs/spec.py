@@ -43,6 +43,9 @@ from ccs_dist.evaluate.config import EvalConfig
 from ccs_dist.stages.model import ModelSpec
 from ccs_dist.llm.config import ScoreConfig
 from ccs_dist.spans.table import SpanConfig
+from ccs_dist.data.images import GENERATED_SETS
+from ccs_dist.stages.sources import named_pools
+from ccs_dist.core.protocol import apply_protocol
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # The top-level jobs/ (one copy): a wheel installs it as ccs_dist/job_specs (setup.py); a clone reads it in place.
@@ -109,8 +112,6 @@ class JobSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _protocol(cls, data):
-        from ccs_dist.core.protocol import apply_protocol
-
         return apply_protocol(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
@@ -268,8 +269,6 @@ def _anchored(value: str, base: Path) -> str:
 
 
 def _anchor_images(images: str, base: Path) -> str:
-    from ccs_dist.data.images import GENERATED_SETS
-
     name, sep, rest = images.partition(":")
     if sep and name in GENERATED_SETS:
         return images
@@ -280,8 +279,6 @@ def _anchor_images(images: str, base: Path) -> str:
 
 def _anchor_paths(spec: JobSpec, base: Path) -> JobSpec:
     """Input paths relative to the spec's folder, outputs relative to the current directory (module docstring)."""
-    from ccs_dist.stages.sources import named_pools
-
     refuse_credentials("out (--out)", spec.out)  # before the spec is logged or written anywhere
     refuse_credentials("cache_dir (--cache-dir)", spec.cache_dir)
 

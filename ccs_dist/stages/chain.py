@@ -31,10 +31,12 @@ from ccs_dist.evaluate.config import EvalConfig
 from ccs_dist.stages.evaluate import ShardFolder, evaluate_shard, evaluate_stage, evaluation_shards
 from ccs_dist.stages.model import ModelSpec
 from ccs_dist.llm.config import ScoreConfig
+from ccs_dist.llm.offline import vocabulary_fingerprint
 from ccs_dist.stages.score import SCORE_TABLES, score_stage
 from ccs_dist.stages.spans import ground_truth_table, head_image_tables_of, spans_probe_shard, spans_stage
 from ccs_dist.artifacts.store import ArtifactStore, content_key
 from ccs_dist.artifacts.storage import local_dir
+from ccs_dist.stages.sources import resolve_pool
 
 STAGE_VERSION = 1  # bump to recompute every stage of older runs
 
@@ -115,8 +117,6 @@ def _model_facts(c: ChainConfig) -> dict[str, Any]:
 
 
 def _spans_key(c: ChainConfig) -> dict[str, Any]:
-    from ccs_dist.stages.sources import resolve_pool
-
     probe = dump(c.probe)
     if c.probe.shards == 1:  # keys from before shards
         del probe["shards"]
@@ -130,8 +130,6 @@ def _score_key(c: ChainConfig) -> dict[str, Any]:
     del llm["min_scored_share"]  # a pass/fail rule over the same answers and tables: not part of what is computed
     key: dict[str, Any] = {"llm": llm}
     if c.llm.backend == "offline":
-        from ccs_dist.llm.offline import vocabulary_fingerprint
-
         key["offline_vocabulary"] = vocabulary_fingerprint()
     return key
 
