@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+from ccs_dist.cli import benchmark as _benchmark
 from ccs_dist.cli import evaluate as _evaluate
 from ccs_dist.cli import probe as _probe
 from ccs_dist.cli import report as _report
@@ -34,6 +35,7 @@ class Commands:
     evaluate = _evaluate.evaluate
     report = _report.report
     attribute = _evaluate.attribute
+    benchmark = _benchmark.benchmark
     train_toy = _toy.train_toy
 
 
