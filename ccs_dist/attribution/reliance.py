@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from ccs_dist.artifacts.schemas import RELIANCE_SCHEMA
+from ccs_dist.core.errors import UserError
 
 
 def ccs_for_model(ccs: pl.DataFrame | None, model: str) -> pl.DataFrame | None:
@@ -23,7 +24,6 @@ def ccs_for_model(ccs: pl.DataFrame | None, model: str) -> pl.DataFrame | None:
         return None
     missing = {"model", "layer", "head", "label", "ccs"} - set(ccs.columns)
     if missing:
-        from ccs_dist.core.errors import UserError
 
         raise UserError(f"the ccs table lacks columns {sorted(missing)}: give the ccs.parquet written by `ccs-dist score`")
     rows = ccs.filter(pl.col("model") == model)

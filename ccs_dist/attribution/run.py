@@ -36,6 +36,11 @@ from ccs_dist.attribution.reliance import ccs_for_model, reliance_table
 from ccs_dist.core.errors import UserError, check_at_least
 from ccs_dist.artifacts.schemas import ATTRIBUTION_SCHEMA, CURVES_SCHEMA, FAITHFULNESS_SCHEMA
 from ccs_dist.attribution import maths as A
+from ccs_dist.data import datasets
+from ccs_dist.data.datasets import evenly_spaced_subset
+from ccs_dist.evaluate.run import CLASSIFICATION_TASKS, parse_task
+from ccs_dist.evaluate.encode import prompt_ensemble
+from ccs_dist.text.embed import embed_texts
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +85,6 @@ class AttributionResult:
 
 
 def _load_task(loaded, spec: str, config: AttributionConfig):
-    from ccs_dist.data import datasets
-    from ccs_dist.data.datasets import evenly_spaced_subset
-    from ccs_dist.evaluate.run import CLASSIFICATION_TASKS, parse_task
-
     task_spec = parse_task(spec, config.data_root)
     if task_spec.name not in CLASSIFICATION_TASKS:
         raise UserError(
@@ -115,8 +116,6 @@ def attribute_task(loaded, task: str, config: AttributionConfig = AttributionCon
     """Attribution, direct effect, energy (all images) and exact effects + deletion curves (sampled images)."""
     from tqdm.auto import tqdm
 
-    from ccs_dist.evaluate.encode import prompt_ensemble
-    from ccs_dist.data.datasets import evenly_spaced_subset
 
     task_obj, ds = _load_task(loaded, task, config)
     dataset = task_obj.name
@@ -198,8 +197,6 @@ def attribute_task(loaded, task: str, config: AttributionConfig = AttributionCon
         class_attr_CLH[c] = scores_N["attribution"][labels_N == c].mean(0)
 
     def embed(texts):
-        from ccs_dist.text.embed import embed_texts
-
         return embed_texts(loaded, texts)
 
     reliance_df = reliance_table(model, dataset, classnames, class_attr_CLH, counts_C, ccs_rows, embed,

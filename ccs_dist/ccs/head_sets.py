@@ -24,11 +24,15 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from ccs_dist.ccs.scores import PAPER_THRESHOLDS
 from ccs_dist.core.errors import UserError
+from ccs_dist.core.heads import head_name
+from ccs_dist.core.heads import parse_heads
+from ccs_dist.data.metadata import concept_families
 
 log = logging.getLogger(__name__)
 
@@ -48,48 +52,6 @@ class HeadSet:
     @property
     def n_pruned(self) -> int:
         return len(self.heads)
-
-
-@dataclass(frozen=True)
-class HeadSetConfig:
-    """Which head sets to build.
-
-    conditions: any of ``original, high, low, moderate, random, equal, concept``.
-    seeds: seeds of the random sets (>= 3 for mean +- std); the first also breaks ties in equal-count sets.
-    concepts: concept families to build (``None``: every family with at least one head).
-    concept_map: family -> synonyms (``None``: the package default, see :func:`load_concept_map`).
-    explicit: ``(name, "L11.H5,L10.H8")`` pairs.
-    min_stability: heads whose span ``stability`` (ccs table) is below this, or unknown, join no CCS-based set
-        (high / moderate / low / equal / concept); ``None`` keeps every head. Random sets are unaffected.
-    concept_heads: ``any`` (every head whose label is in the family, whatever its CCS) or ``high`` (only the
-        family's high-CCS heads, as the paper prunes them).
-    random_layers: where random sets draw from: ``scored`` (the scored layers), ``all`` (every layer of the
-        image tower) or ``reference`` (as the paper's code: every layer for ViT-B-32 OpenAI, scored otherwise).
-    """
-
-    conditions: tuple[str, ...] = ALL_CONDITIONS
-    seeds: tuple[int, ...] = (0, 1, 2)
-    concepts: tuple[str, ...] | None = None
-    concept_map: Mapping[str, tuple[str, ...]] | None = field(default=None, hash=False)
-    explicit: tuple[tuple[str, str], ...] = ()
-    min_stability: float | None = None
-    concept_heads: str = "any"
-    random_layers: str = "scored"
-
-    def __post_init__(self) -> None:
-        if self.min_stability is not None and not 0.0 <= self.min_stability <= 1.0:
-            raise UserError(f"min_stability={self.min_stability} is out of range: give a value between 0 and 1")
-        if self.random_layers not in RANDOM_LAYERS:
-            raise UserError(f"unknown random_layers {self.random_layers!r}: use one of {', '.join(RANDOM_LAYERS)}")
-        if self.concept_heads not in ("any", "high"):
-            raise UserError(f"unknown concept_heads {self.concept_heads!r}: use any or high")
-        unknown = [c for c in self.conditions if c not in ALL_CONDITIONS]
-        if unknown:
-            raise UserError(f"unknown condition(s) {', '.join(unknown)}; choose from {', '.join(ALL_CONDITIONS)}")
-        if "random" in self.conditions and not self.seeds:
-            raise UserError("random head sets need at least one seed")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise UserError(f"seeds repeat: {list(self.seeds)}")
 
 
 # --- explicit lists -----------------------------------------------------------------------------------
@@ -112,9 +74,57 @@ def parse_explicit(spec: str) -> tuple[str, str]:
     return name, heads
 
 
-def _names(pairs: Sequence[tuple[int, int]]) -> tuple[str, ...]:
-    from ccs_dist.core.heads import head_name
+def parse_explicit_lists(text: str) -> dict[str, str]:
+    """``"locs=L10.H8,L11.H9;L11.H5"`` (lists separated by ';') -> {name: heads} (see :func:`parse_explicit`)."""
+    return dict(parse_explicit(item) for item in str(text).split(";") if item.strip())
 
+
+@dataclass(frozen=True)
+class HeadSetConfig:
+    """Which head sets to build: these fields are also the ``evaluation`` spec section's and the ``evaluate``
+    command's (``ccs_dist.evaluate.config.EvalConfig`` extends this class); ``metadata``: help and the edge's checks."""
+
+    conditions: tuple[str, ...] = field(default=ALL_CONDITIONS, metadata={
+        "help": "head sets to build: original, high, low, moderate, random, equal, concept (all but original need a ccs table)"})
+    seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={
+        "help": "seeds of the random sets (>= 3 for mean and std); the first also breaks ties in equal-count sets"})
+    concepts: tuple[str, ...] | None = field(default=None, metadata={
+        "help": "concept families to prune (none: every family some head label matches)"})
+    concept_map: str | None = field(default=None, metadata={
+        "help": "JSON file {family: [synonym, ...]} replacing the default label -> family map"})
+    heads: dict[str, str] = field(default_factory=dict, hash=False, metadata={
+        "parse": parse_explicit_lists,
+        "help": "explicit head lists, ';'-separated, each NAME=L11.H5,L10.H8 or just L11.H5,L10.H8 (a spec: {NAME: heads})"})
+    min_stability: float | None = field(default=None, metadata={"ge": 0, "le": 1, "help": (
+        "heads whose span stability (ccs table) is below this, or unknown, join no CCS-based head set "
+        "(random sets are unaffected); none: every head")})
+    concept_heads: Literal["any", "high"] = field(default="any", metadata={
+        "help": "any: every head whose label is in the family; high: only the family's high-CCS heads (the paper)"})
+    random_layers: Literal["scored", "all", "reference"] = field(default="scored", metadata={"help": (
+        "where random sets draw from: the scored layers, every layer, or as the paper's code (every layer for "
+        "ViT-B-32 OpenAI, scored otherwise)")})
+
+    def __post_init__(self) -> None:
+        if self.min_stability is not None and not 0.0 <= self.min_stability <= 1.0:
+            raise UserError(f"min_stability={self.min_stability} is out of range: give a value between 0 and 1")
+        if self.random_layers not in RANDOM_LAYERS:
+            raise UserError(f"unknown random_layers {self.random_layers!r}: use one of {', '.join(RANDOM_LAYERS)}")
+        if self.concept_heads not in ("any", "high"):
+            raise UserError(f"unknown concept_heads {self.concept_heads!r}: use any or high")
+        unknown = [c for c in self.conditions if c not in ALL_CONDITIONS]
+        if unknown:
+            raise UserError(f"unknown condition(s) {', '.join(unknown)}; choose from {', '.join(ALL_CONDITIONS)}")
+        if "random" in self.conditions and not self.seeds:
+            raise UserError("random head sets need at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"seeds repeat: {list(self.seeds)}")
+
+    def concept_families(self) -> dict[str, tuple[str, ...]]:
+        """Family -> synonyms: ``concept_map``'s file, or the package default (a UserError for a bad file)."""
+        return load_concept_map(self.concept_map)
+
+
+def _names(pairs: Sequence[tuple[int, int]]) -> tuple[str, ...]:
     return tuple(head_name(layer, head) for layer, head in sorted(pairs))
 
 
@@ -140,7 +150,6 @@ def _tokens(text: str) -> tuple[str, ...]:
 def load_concept_map(path: str | Path | None = None) -> dict[str, tuple[str, ...]]:
     """Family -> synonyms from a JSON file ``{"location": ["place", "country", ...], ...}`` or the default."""
     if path is None:
-        from ccs_dist.data.metadata import concept_families
 
         return concept_families()
     import json
@@ -201,7 +210,6 @@ def _stable_only(scored: list[_ScoredHead], min_stability: float | None, model_k
 def _model_rows(ccs_table, model_key: str, num_layers: int, num_heads: int) -> list[_ScoredHead]:
     import polars as pl
 
-    from ccs_dist.core.heads import parse_heads
 
     required = {"model", "layer", "head", "label", "ccs"}
     missing = required - set(ccs_table.columns)
@@ -264,8 +272,6 @@ def build_head_sets(
     ``ccs_table`` is a polars DataFrame of the ``ccs`` table (or ``None`` when only ``original`` and explicit
     lists are asked for).
     """
-    from ccs_dist.core.heads import parse_heads
-
     sets: list[HeadSet] = []
     if "original" in config.conditions:
         sets.append(HeadSet("original", ()))
@@ -302,7 +308,7 @@ def build_head_sets(
             sets.append(HeadSet("equal:high", _names(_equal_pick(by_cat["high"], n, seed, lowest_first=False))))
             sets.append(HeadSet("equal:low", _names(_equal_pick(by_cat["low"], n, seed, lowest_first=True))))
         if "concept" in config.conditions:
-            cmap = dict(config.concept_map) if config.concept_map is not None else load_concept_map()
+            cmap = config.concept_families()
             members: dict[str, list[tuple[int, int]]] = {f: [] for f in cmap}
             for h in scored:
                 if config.concept_heads == "high" and h.category != "high":
@@ -316,7 +322,7 @@ def build_head_sets(
                 if not members[fam]:
                     log.warning("%s: no head label matches concept family %s; concept:%s prunes nothing", model_key, fam, fam)
                 sets.append(HeadSet(f"concept:{fam}", _names(members[fam])))
-    for name, heads in config.explicit:
+    for name, heads in config.heads.items():
         sets.append(HeadSet(name, _names(parse_heads(heads, num_layers, num_heads))))
     conds = [(s.condition, s.seed) for s in sets]
     if len(set(conds)) != len(conds):
@@ -334,8 +340,6 @@ def zeroed_heads(model, heads: Sequence[str]) -> Iterator[None]:
     The naive way to soft-prune: head ``h`` of layer ``l`` writes through columns ``h*K:(h+1)*K`` of that
     layer's ``out_proj.weight`` [D, H*K]; zeroing them removes its output at every token, bias kept.
     """
-    from ccs_dist.core.heads import parse_heads
-
     blocks = model.visual.transformer.resblocks
     saved = []
     try:

@@ -17,6 +17,9 @@ from ccs_dist.cli import report as _report
 from ccs_dist.cli import score as _score
 from ccs_dist.cli import toy as _toy
 from ccs_dist.cli.options import terminal
+from ccs_dist.cli.flags import run_command
+from ccs_dist.core.errors import run_at_edge
+from ccs_dist.core.log import setup_logging
 
 
 class Commands:
@@ -56,10 +59,6 @@ def overview() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ccs_dist.cli.flags import run_command
-    from ccs_dist.core.errors import run_at_edge
-    from ccs_dist.core.log import setup_logging
-
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(overview())

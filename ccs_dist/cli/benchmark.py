@@ -6,6 +6,7 @@ import polars as pl
 
 from ccs_dist.benchmark.config import BenchmarkConfig
 from ccs_dist.core.errors import UserError
+from ccs_dist.stages.benchmark import benchmark_run
 
 
 def benchmark(self, benchmark: BenchmarkConfig, run_dir: str = "", spec: str | None = None, plan: str | None = None):
@@ -22,10 +23,9 @@ def benchmark(self, benchmark: BenchmarkConfig, run_dir: str = "", spec: str | N
         plan: the plan table as parquet (model, layer, head, kind, factors, weights, expected); default: the
             plan of the bundled ccs-toy/planted_v2 weights.
     """
-    from ccs_dist.stages.benchmark import benchmark_run
-
     if spec:
-        from ccs_dist.jobs.pipeline import run_job  # the job layer: only when asked to run one
+        # lazy: the job layer, only when asked to run one
+        from ccs_dist.jobs.pipeline import run_job
         from ccs_dist.jobs.spec import load_spec
 
         run_dir = str(run_job(load_spec(spec, {}), mode="local", show_progress=False).run_dir)

@@ -110,6 +110,7 @@ class Flag:
     default: Any
     help: str
     aliases: tuple[str, ...] = ()  # earlier spellings that still parse (a command's ``flag_aliases``)
+    parse: Callable[[str], Any] | None = None  # the field's own reading of the text (``metadata["parse"]``)
 
 
 def _config_flags(cls, param: str, prefix: tuple[str, ...] = (), named: tuple[str, ...] = ()) -> list[Flag]:
@@ -127,7 +128,8 @@ def _config_flags(cls, param: str, prefix: tuple[str, ...] = (), named: tuple[st
         if typing.get_origin(tp) is tuple and dataclasses.is_dataclass(typing.get_args(tp)[0]):
             continue  # a list of configs (the judges) is no flag: the command says how it is given
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        out.append(Flag(flag_name((*named, f.name)), (param, *path), tp, default, f.metadata.get("help", "")))
+        out.append(Flag(flag_name((*named, f.name)), (param, *path), tp, default, f.metadata.get("help", ""),
+                        parse=f.metadata.get("parse")))
     return out
 
 
@@ -244,7 +246,7 @@ def parse_command(prog: str, func: Callable, args: list[str]) -> dict[str, Any]:
     configs: dict[str, dict] = {}
     for dest, text in parsed.items():
         f = by_dest[dest]
-        value = text if isinstance(text, bool) else convert(f.tp, text, f.name)
+        value = text if isinstance(text, bool) else f.parse(text) if f.parse else convert(f.tp, text, f.name)
         if len(f.dest) == 1:
             kwargs[f.dest[0]] = value
         else:

@@ -17,6 +17,10 @@ import os
 import sys
 
 from ccs_dist.stages.chain import STAGES
+from ccs_dist.core.errors import run_at_edge
+from ccs_dist.core.log import setup_logging
+from ccs_dist.jobs.pipeline import run_job
+from ccs_dist.jobs.spec import load_spec
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,16 +38,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ccs_dist.core.errors import run_at_edge
-    from ccs_dist.core.log import setup_logging
-
     args = parse_args(argv)
     setup_logging()
 
     def run() -> None:
-        from ccs_dist.jobs.pipeline import run_job
-        from ccs_dist.jobs.spec import load_spec
-
         overrides = {k: v for k, v in (("out", args.out), ("cache_dir", args.cache_dir)) if v is not None}
         # bars only on a terminal: in a redirected log they are noise (carriage returns, one line per refresh)
         show_progress = not args.quiet and sys.stderr.isatty()

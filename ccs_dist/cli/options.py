@@ -12,6 +12,8 @@ from pathlib import Path
 
 from ccs_dist.core.errors import UserError
 from ccs_dist.artifacts.storage import check_root
+from ccs_dist.core.weights import has_no_weights
+from ccs_dist.stages.model import ModelSpec
 
 DEFAULT_MODEL = "ViT-B-32"
 
@@ -65,8 +67,6 @@ def data_root_arg(data_root: str | None, tasks: list[str]) -> str:
 
 
 def pretrained_arg(pretrained) -> str | None:
-    from ccs_dist.core.weights import has_no_weights
-
     return None if has_no_weights(pretrained) else str(pretrained)
 
 
@@ -103,8 +103,6 @@ class ProbeRun:
 
 
 def probe_run(*, model, pretrained, layers, device, precision, cache_dir) -> ProbeRun:
-    from ccs_dist.stages.model import ModelSpec
-
     if isinstance(layers, (list, tuple)):
         layers = tuple(int(x) for x in layers)
     elif isinstance(layers, str) or isinstance(layers, bool) or not isinstance(layers, int):

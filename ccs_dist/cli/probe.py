@@ -10,6 +10,8 @@ from ccs_dist.cli.options import DEFAULT_MODEL, probe_run, terminal
 from ccs_dist.core.errors import check_dir_arg
 from ccs_dist.decomposition.config import DecomposeConfig
 from ccs_dist.spans.table import SpanConfig
+from ccs_dist.stages.decompose import decompose_stage
+from ccs_dist.stages.spans import checked_pool, spans_stage, write_spans_run
 
 
 def decompose(
@@ -32,8 +34,6 @@ def decompose(
         precision: fp32 or bf16 (autocast, CUDA only); default bf16 on CUDA, fp32 on CPU.
         cache_dir: root of the content-addressed cache; a second run with the same inputs reuses it.
     """
-    from ccs_dist.stages.decompose import decompose_stage
-
     run = probe_run(model=model, pretrained=pretrained, layers=layers, device=device, precision=precision, cache_dir=cache_dir)
     loaded = run.model.load()
     art = decompose_stage(loaded, probe, layers=run.layers, cache_dir=run.cache_dir, progress=terminal()).artifact
@@ -70,8 +70,6 @@ def textspan(
         device: cpu, cuda, cuda:N or auto.
         cache_dir: root of the content-addressed cache.
     """
-    from ccs_dist.stages.spans import checked_pool, spans_stage, write_spans_run
-
     check_dir_arg("--out", out)
     run = probe_run(model=model, pretrained=pretrained, layers=layers, device=device, precision=spans.precision,
                     cache_dir=cache_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ccs_dist.core.errors import UserError
+from ccs_dist.stages.report import report_stage
 
 
 def report(self, run_dir: str = "", out: str | None = None, paper: str | None = None):
@@ -16,8 +17,6 @@ def report(self, run_dir: str = "", out: str | None = None, paper: str | None = 
         paper: the paper's published figures, shown beside this run's for the same weights
             (default: the copy shipped with ccs_dist).
     """
-    from ccs_dist.stages.report import report_stage
-
     if not run_dir:
         raise UserError("report needs RUN_DIR: the output directory of a run, e.g. ccs-dist report reports/demo")
     return str(report_stage(run_dir, out=out, paper=paper))

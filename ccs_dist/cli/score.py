@@ -13,6 +13,14 @@ from ccs_dist.cli.options import table_in, terminal
 from ccs_dist.core.errors import UserError
 from ccs_dist.llm.config import ScoreConfig
 from ccs_dist.artifacts.schemas import csv_safe, csv_unescape
+from ccs_dist.llm.urls import redact_url, same_endpoint
+from ccs_dist.stages.chain import llm_cache_dir
+from ccs_dist.core.errors import check_dir_arg
+from ccs_dist.llm.score import read_spans
+from ccs_dist.stages.score import score_stage
+from ccs_dist.artifacts.storage import check_root
+from ccs_dist.ccs.scores import majority_verdicts
+from ccs_dist.ccs.scores import agreement_report
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +42,6 @@ def parse_judges(value, default_model: str, default_base_url: str, backend: str,
     The default key (``default_key_env``) goes only to ``default_base_url``: a judge at another URL gets
     the key of its own ``#KEY_ENV``, or none. A UserError for an empty, malformed or repeated entry.
     """
-    from ccs_dist.llm.urls import redact_url, same_endpoint
-
     items = _split_list(value)
     if not items:
         return [] if backend == "offline" else [(default_model, default_base_url, default_key_env)]
@@ -69,8 +75,6 @@ def score_config(llm: ScoreConfig, *, judges: str | None = None, cache_dir: str 
     """The score command's config: its ``llm`` flags (the spec's ``llm`` section, the labeler's endpoint fields
     unprefixed) completed with the judges (``--judges``: each at the labeler's rates), the answer cache
     (``CACHE_DIR/llm``) and progress."""
-    from ccs_dist.stages.chain import llm_cache_dir
-
     if no_cache and refresh_cache:
         raise UserError("--no-cache and --refresh-cache exclude each other: pass one")
     labeler = llm.labeler
@@ -120,11 +124,6 @@ def score(
         refresh_cache: ask again and overwrite cached answers (--cache refresh).
         progress: show a progress bar (--no-progress to hide it).
     """
-    from ccs_dist.core.errors import check_dir_arg
-    from ccs_dist.llm.score import read_spans
-    from ccs_dist.stages.score import score_stage
-    from ccs_dist.artifacts.storage import check_root
-
     if not spans or not out:
         raise UserError("score needs --spans SPANS.parquet (or a run directory) and --out DIR")
     check_dir_arg("--out", out)  # before any request is paid for
@@ -204,8 +203,6 @@ def _read_human(path: str) -> pl.DataFrame:
 
 
 def _verdicts_of(judgments: pl.DataFrame, judge: str | None) -> pl.DataFrame:
-    from ccs_dist.ccs.scores import majority_verdicts
-
     if judge is None:
         return majority_verdicts(judgments).select(_KEY + ["aligned"])
     names = sorted(judgments["judge"].unique().to_list())
@@ -218,8 +215,6 @@ def _agreement(
     judgments: str, human: str | None = None, judge_a: str | None = None, judge_b: str | None = None,
     export: str | None = None, n: int = 100, seed: int = 0, out: str | None = None,
 ) -> str:
-    from ccs_dist.ccs.scores import agreement_report
-
     if not judgments:
         raise UserError("agreement needs --judgments PATH (the judgments.parquet written by `ccs-dist score`)")
     table = _read_judgments(judgments)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ccs_dist.core.errors import UserError
+from ccs_dist.toy.plant_train import PlantConfig, train_plant_to_file
+from ccs_dist.toy.train import TrainConfig, train_to_file
 
 WORLDS = ("toy", "plant")
 
@@ -28,12 +32,11 @@ def train_toy(self, out: str = "ccs-toy.safetensors", steps: int | None = None, 
         world: toy (ccs-toy, the demo's model) or plant (ccs-plant, world v3 of the planted benchmark).
         control: plant only: train without the planting loss (the contrastive-only control).
     """
-    from pathlib import Path
-
     if world not in WORLDS:
         raise UserError(f"world={world!r}: give one of {', '.join(WORLDS)}")
     steps = (1000 if world == "toy" else 600) if steps is None else steps
     batch_size = (256 if world == "toy" else 128) if batch_size is None else batch_size
+
     for name, value, low in (("steps", steps, 1), ("seed", seed, 0), ("batch_size", batch_size, 4), ("threads", threads, 1),
                              ("null_steps", null_steps, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -43,14 +46,11 @@ def train_toy(self, out: str = "ccs-toy.safetensors", steps: int | None = None, 
     if Path(out).suffix != ".safetensors":
         raise UserError(f"--out {out}: give a .safetensors file name")
     if world == "plant":
-        from ccs_dist.toy.plant_train import PlantConfig, train_plant_to_file
-
         config = PlantConfig(steps=steps, seed=seed, batch_size=batch_size, threads=threads, plant=not control)
         path, digest, last_loss, seconds = train_plant_to_file(config, Path(out))
         return f"wrote {path} (sha256 {digest}), final loss {last_loss:.4f}, {seconds:.0f} s"
     if control:
         raise UserError("--control is for --world plant (ccs-toy has no contrastive-only control)")
-    from ccs_dist.toy.train import TrainConfig, train_to_file
 
     config = TrainConfig(steps=steps, seed=seed, batch_size=batch_size, threads=threads, null_steps=null_steps)
     path, digest, last_loss = train_to_file(config, Path(out))

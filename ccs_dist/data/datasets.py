@@ -28,6 +28,7 @@ from ccs_dist.data.toy.scenes import TASKS
 from ccs_dist.data.toy.world import FACTORS, caption
 from ccs_dist.data.planted import world as plant_world
 from ccs_dist.data.planted.scenes import TASKS as PLANT_TASKS
+from ccs_dist.data.synthetic import SYNTHETIC_MARKER
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,6 @@ def load_cifar(n_classes: int, root: Path, transform: Callable | None, download:
     except RuntimeError:
         if not (folder / base.test_list[0][0]).is_file() or not (folder / base.meta["filename"]).is_file():
             raise _missing(name, Path(root)) from None
-        from ccs_dist.data.synthetic import SYNTHETIC_MARKER
 
         if (folder / SYNTHETIC_MARKER).is_file():  # written by ccs_dist: of course not the release
             log.info("%s: synthetic copy under %s", name, folder)

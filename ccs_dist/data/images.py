@@ -24,6 +24,7 @@ from ccs_dist.artifacts.store import atomic_write_json, read_json
 from ccs_dist.data.synthetic_images import write_synthetic_images
 from ccs_dist.data.toy.scenes import write_probe_folder
 from ccs_dist.data.planted.scenes import write_probe_folder as write_plant_probe_folder
+from ccs_dist.data.datasets import load_cifar
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,6 @@ def _torchvision_factories() -> dict[str, Callable[[Path], object]]:
     import torchvision.datasets as tvd
 
     def cifar(n_classes: int):
-        from ccs_dist.data.datasets import load_cifar  # torchvision's reader, tolerant of re-packed copies
-
         return lambda root: load_cifar(n_classes, Path(root), transform=None).dataset
 
     return {

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ccs_dist.data.images import ImageSet
+from ccs_dist.decomposition.device_decode import EncodedDataset, TensorPreprocess, collate_encoded, decode_on_device
 
 MAX_MICRO_BATCH = 64  # images a worker decodes per task: small enough that every worker shares each model batch
 
@@ -118,8 +119,6 @@ def model_batches(
         extra = {"prefetch_factor": in_flight, "persistent_workers": True, "worker_init_fn": _one_thread_per_worker}
     dataset, collate_fn, finish = ProbeDataset(image_set, transform), collate, None
     if decode == "device":
-        from ccs_dist.decomposition.device_decode import EncodedDataset, TensorPreprocess, collate_encoded, decode_on_device
-
         prep = TensorPreprocess.from_transform(transform)
         dataset, collate_fn = EncodedDataset(image_set, transform), collate_encoded
 

@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 
 import ray
+from ccs_dist.core.log import setup_logging
+from ccs_dist.stages.chain import ModelRunner
+from ccs_dist.stages.chain import StageContext, run_stage
 
 
 def _straggle_once(index: int) -> float:
@@ -75,8 +78,6 @@ def _announce(board: str | None, model: str, stage: str) -> None:
 
 
 def _quiet_setup(progress: bool) -> None:
-    from ccs_dist.core.log import setup_logging
-
     setup_logging()
     if not progress:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
@@ -87,8 +88,6 @@ class ModelWorker:
     """One model loaded once; runs that model's model stages."""
 
     def __init__(self, config, threads: int | None, progress: bool = True, board: str | None = None):
-        from ccs_dist.stages.chain import ModelRunner
-
         _quiet_setup(progress)
         self.board = board
         self.runner = ModelRunner(config, threads=threads, progress=progress)
@@ -126,8 +125,6 @@ class LLMWorker:
         self.board = board
 
     def run(self, config, stage: str, inputs):
-        from ccs_dist.stages.chain import StageContext, run_stage
-
         _announce(self.board, config.key, stage)
         return _timed(run_stage, stage, StageContext(config, None, progress=False), inputs)
 

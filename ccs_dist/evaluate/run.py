@@ -10,23 +10,29 @@ read that task from another root; ``folder@PATH`` is any folder with a class-nam
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
 
-from ccs_dist.core.errors import UserError, check_at_least
+from ccs_dist.core.errors import UserError
 from ccs_dist.data import datasets
 from ccs_dist.data.datasets import evenly_spaced_subset
 from ccs_dist.evaluate import bias, video
 from ccs_dist.data.paper_tasks import with_class_names
+from ccs_dist.evaluate.config import EvalConfig
 from ccs_dist.evaluate.encode import HeadSetEncoder
 from ccs_dist.data.metadata import templates
 from ccs_dist.evaluate.zeroshot import evaluate_zeroshot
 from ccs_dist.ccs.head_sets import HeadSet
+from ccs_dist.models.masked import reference_means
 from ccs_dist.artifacts.schemas import EVALUATION_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -44,51 +50,14 @@ class TaskSpec:
     root: Path
 
 
-@dataclass(frozen=True)
-class EvalConfig:
-    """How to evaluate: data, batching, protocol knobs.
-
-    limit: evaluate at most this many images (videos for retrieval) per task, evenly spaced over the data.
-    frames: frames per video (None: 12, 32 for DiDeMo). caption_mode: ``first`` or ``all``.
-    k: top-k of the bias metrics. occupations: occupation list (None: the paper's 104, shipped as package data).
-    templates_per_class: use only the first N prompt templates of each ensemble (quick runs; None: all).
-    video_pooling: ``renormalised`` (unit-norm mean of the frame embeddings) or ``mean`` (the paper's code).
-    class_names: ``standard`` or ``paper`` (the reference code's class names, see :mod:`.paper_tasks`).
-    bias_templates: ``standard`` (``occupation`` templates) or ``paper`` (the reference's four, ``occupation_paper``).
-    bias_ranking: ``global`` or ``per_occupation`` (SocialCounterfactuals as the paper's code: see ``evaluate_bias``).
-    """
-
-    data_root: Path = Path("data")
-    batch_size: int = 64
-    num_workers: int = 0
-    limit: int | None = None
-    download: bool = False
-    frames: int | None = None
-    caption_mode: str = "first"
-    k: int = 10
-    occupations: Path | None = None
-    ablation: str = "zero"
-    templates_per_class: int | None = None
-    progress: bool = True  # a bar over the tasks (on a terminal) and a log line per finished task
-    video_pooling: str = "renormalised"
-    class_names: str = "standard"
-    bias_templates: str = "standard"
-    bias_ranking: str = "global"
-
-    def __post_init__(self) -> None:
-        if self.class_names not in ("standard", "paper") or self.bias_templates not in ("standard", "paper"):
-            raise UserError(f"class_names / bias_templates must be standard or paper, got {self.class_names!r} / {self.bias_templates!r}")
-        check_at_least(1, batch_size=self.batch_size, limit=self.limit, templates_per_class=self.templates_per_class)
-        if self.ablation not in ("zero", "mean"):
-            raise UserError(f"ablation must be 'zero' or 'mean', got {self.ablation!r}")
-
-
-def parse_task(spec: str, data_root: Path) -> TaskSpec:
+def parse_task(spec: str, data_root: Path | None) -> TaskSpec:
     name, _, path = spec.strip().partition("@")
     if name not in ALL_TASKS:
         raise UserError(f"unknown task {name!r}; known: {', '.join(ALL_TASKS)} (NAME@PATH reads it from PATH)")
     if name == "folder" and not path:
         raise UserError("the folder task needs a path: folder@/path/to/dataset (with classnames.txt)")
+    if not path and data_root is None:
+        raise UserError(f"task {name} needs a data root: give data_root (--data-root FOLDER) or name its folder as {name}@PATH")
     return TaskSpec(name, Path(path) if path else Path(data_root))
 
 
@@ -109,10 +78,6 @@ def evaluate_rows(loaded, tasks: Sequence[str], head_sets: Sequence[HeadSet], co
     specs = [parse_task(t, config.data_root) for t in tasks]
     if not specs:
         raise UserError("no tasks given")
-    import time
-
-    from tqdm.auto import tqdm
-
     rows: list[dict] = []
     for spec in tqdm(specs, desc=f"evaluate {loaded.key}", unit="task", disable=None if config.progress else True):
         log.info("%s: evaluating %s on %d head sets", loaded.key, spec.name, len(head_sets))
@@ -141,10 +106,6 @@ def random_summary(rows: Sequence[dict]) -> list[dict]:
 def _head_means(loaded, loader: DataLoader, ablation: str):
     """For ``ablation="mean"``: each head's mean output over the task's own images (one extra pass), in force
     within the block; for ``zero`` a no-op."""
-    import contextlib
-
-    from ccs_dist.models.masked import reference_means
-
     if ablation != "mean":
         return contextlib.nullcontext()
     return reference_means(loaded, (images for images, _ in loader))
@@ -164,7 +125,7 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
         idx = evenly_spaced_subset(len(ds), config.limit)
         if idx is not None:
             ds = Subset(ds, idx)
-        loader = DataLoader(ds, batch_size=config.batch_size, num_workers=config.num_workers)
+        loader = DataLoader(ds, batch_size=config.batch_size, num_workers=config.workers)
         with _head_means(loaded, loader, config.ablation):
             results = evaluate_zeroshot(loaded, task, heads, loader, encoder, config.ablation)
         return _rows(model, task.name, head_sets, results)
@@ -186,12 +147,12 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
         bt = bias.BiasTask(bt.name, tuple(bt.paths[i] for i in idx),
                            tuple(bias.Attribute(a.name, a.names, a.groups_N[idx]) for a in bt.attributes))
     ref = datasets.ImageListDataset(bt.paths, [0] * len(bt.paths), loaded.preprocess)
-    ref_loader = DataLoader(ref, batch_size=config.batch_size, num_workers=config.num_workers)
+    ref_loader = DataLoader(ref, batch_size=config.batch_size, num_workers=config.workers)
     occupations = bias.read_occupations(config.occupations)
     prompts = templates("occupation_paper" if config.bias_templates == "paper" else "occupation")[: config.templates_per_class or None]
     with _head_means(loaded, ref_loader, config.ablation):
         per_set = bias.evaluate_bias(loaded, bt, heads, loaded.preprocess, occupations, prompts,
-                                     config.k, config.batch_size, config.num_workers, encoder, config.ablation,
+                                     config.k, config.batch_size, config.workers, encoder, config.ablation,
                                      ranking=config.bias_ranking)
     rows = []
     for attr_task in per_set[0]:
@@ -202,8 +163,6 @@ def evaluate_task(loaded, spec: TaskSpec, head_sets: Sequence[HeadSet], config: 
 def evaluate(loaded, tasks: Sequence[str], head_sets: Sequence[HeadSet], config: EvalConfig = EvalConfig(),
              encoder: HeadSetEncoder | None = None):
     """The ``evaluation`` table (polars DataFrame) of every task x head set for one model."""
-    import polars as pl
-
     rows = evaluate_rows(loaded, tasks, head_sets, config, encoder)
     rows += random_summary(rows)
     return pl.DataFrame(rows, schema=EVALUATION_SCHEMA)

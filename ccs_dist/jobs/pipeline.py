@@ -27,6 +27,10 @@ from ccs_dist.artifacts.run_dir import STAGES as STAGES_FOLDER, RunDir
 from ccs_dist.artifacts.storage import check_root, display, join, remote_root
 from ccs_dist.artifacts.store import atomic_write_json
 from ccs_dist.artifacts.schemas import write_table
+from ccs_dist.llm.score import flagged_heads
+from ccs_dist.llm.urls import redact_url
+from ccs_dist.toy.outcomes import toy_tables
+from ccs_dist.evaluate.bias import read_occupations
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +202,6 @@ def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) ->
     precision = {plan.key: _stage_precision(plan) for plan in plans}
     merged = {name: pl.concat(frames, how="vertical_relaxed") for name, frames in tables.items()}
     if "ground_truth" in merged:  # a toy probe set: compare the method with the known factors
-        from ccs_dist.toy.outcomes import toy_tables
 
         merged.update(toy_tables(merged))
     if "direct_ablation" in merged:  # the planted-concept benchmark: every check against its null
@@ -252,8 +255,6 @@ def _publish_run(spec: JobSpec) -> None:
 
 def _flagged(tables: dict[str, list[pl.DataFrame]]) -> list[dict[str, str]]:
     """Heads without a label or with a failed verdict (left out of every head set), with the first reason."""
-    from ccs_dist.llm.score import flagged_heads
-
     if "labels" not in tables or "judgments" not in tables:
         return []
     return flagged_heads(pl.concat(tables["labels"], how="vertical_relaxed"), pl.concat(tables["judgments"], how="vertical_relaxed"))
@@ -261,8 +262,6 @@ def _flagged(tables: dict[str, list[pl.DataFrame]]) -> list[dict[str, str]]:
 
 def _redacted_spec(spec: JobSpec) -> dict[str, Any]:
     """The spec as the manifest shows it: endpoint URLs without credentials or query values."""
-    from ccs_dist.llm.urls import redact_url
-
     data = spec.model_dump(mode="json")
     for ep in (data["llm"]["labeler"], *data["llm"]["judges"]):
         ep["base_url"] = redact_url(ep["base_url"])
@@ -277,7 +276,7 @@ def _stage_precision(plan: ModelPlan) -> dict[str, str]:
 
 def _write_report(run_dir: Path) -> Path | None:
     try:
-        from ccs_dist.stages.report import report_stage  # the door `ccs-dist report` uses; optional: an install may lack the report
+        from ccs_dist.stages.report import report_stage  # lazy: optional, an install may lack the report (the door `ccs-dist report` uses)
     except ImportError:
         log.info("no report module installed; tables are in %s", RunDir(run_dir).tables_dir)
         return None
@@ -325,7 +324,6 @@ def check_inputs(spec: JobSpec) -> None:
     """Input files the driver can check before any stage runs (the pool is read when planning)."""
     ev = spec.evaluation
     if ev.occupations and any(t.partition("@")[0] in ("fairface", "socialcounterfactuals") for t in ev.tasks):
-        from ccs_dist.evaluate.bias import read_occupations
 
         read_occupations(ev.occupations)
 
@@ -345,7 +343,7 @@ def run_job(spec: JobSpec, mode: str = "local", force: tuple[str, ...] = (), sho
         if mode == "local":
             run_local(state, plans, show_progress)
         else:
-            from ccs_dist.distributed.executor import run_ray
+            from ccs_dist.distributed.executor import run_ray  # lazy: Ray, a heavy optional dependency, only in Ray mode
 
             run_ray(state, plans, address=address, show_progress=show_progress)
     return gather(state, plans, time.perf_counter() - t0, mode)

@@ -41,10 +41,13 @@ from ccs_dist.artifacts.storage import absolute, join, local_dir, refuse_credent
 from ccs_dist.stages.config import ConfigError, dump, validate
 from ccs_dist.stages.config import StageConfig as _Strict
 from ccs_dist.decomposition.config import DecomposeConfig
-from ccs_dist.stages.evaluate import EvaluateConfig
+from ccs_dist.evaluate.config import EvalConfig
 from ccs_dist.stages.model import ModelSpec
 from ccs_dist.llm.config import ScoreConfig
 from ccs_dist.spans.table import SpanConfig
+from ccs_dist.data.images import GENERATED_SETS
+from ccs_dist.stages.sources import named_pools
+from ccs_dist.core.protocol import apply_protocol
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # The top-level jobs/ (one copy): a wheel installs it as ccs_dist/job_specs (setup.py); a clone reads it in place.
@@ -105,7 +108,7 @@ class JobSpec(_Strict):
     pool: str = "default"
     spans: _section(SpanConfig) = SpanConfig()
     llm: _LLMSection = ScoreConfig(backend="offline")
-    evaluation: EvaluateConfig = EvaluateConfig()
+    evaluation: _section(EvalConfig) = EvalConfig()
     attribution: _section(AttributionConfig) = AttributionConfig()
     card: _section(CardConfig) = CardConfig()
     resources: ResourcesSection = ResourcesSection()
@@ -113,8 +116,6 @@ class JobSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _protocol(cls, data):
-        from ccs_dist.core.protocol import apply_protocol
-
         return apply_protocol(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
@@ -282,8 +283,6 @@ def _anchored(value: str, base: Path) -> str:
 
 
 def _anchor_images(images: str, base: Path) -> str:
-    from ccs_dist.data.images import GENERATED_SETS
-
     name, sep, rest = images.partition(":")
     if sep and name in GENERATED_SETS:
         return images
@@ -294,19 +293,14 @@ def _anchor_images(images: str, base: Path) -> str:
 
 def _anchor_paths(spec: JobSpec, base: Path) -> JobSpec:
     """Input paths relative to the spec's folder, outputs relative to the current directory (module docstring)."""
-    from ccs_dist.stages.sources import named_pools
-
     refuse_credentials("out (--out)", spec.out)  # before the spec is logged or written anywhere
     refuse_credentials("cache_dir (--cache-dir)", spec.cache_dir)
 
     ev = spec.evaluation
     tasks = tuple(f"{t.partition('@')[0]}@{_anchored(t.partition('@')[2], base)}" if "@" in t else t for t in ev.tasks)
-    evaluation = ev.model_copy(update={
-        "tasks": tasks,
-        "data_root": _anchored(ev.data_root, base) if ev.data_root is not None else None,
-        "occupations": _anchored(ev.occupations, base) if ev.occupations is not None else None,
-        "concept_map": _anchored(ev.concept_map, base) if ev.concept_map is not None else None,
-    })
+    evaluation = dataclasses.replace(
+        ev, tasks=tasks, **{name: _anchored(getattr(ev, name), base) for name in ("data_root", "occupations", "concept_map")
+                            if getattr(ev, name) is not None})
     task = spec.attribution.task
     attribution = dataclasses.replace(
         spec.attribution, task=f"{task.partition('@')[0]}@{_anchored(task.partition('@')[2], base)}" if "@" in task else task)

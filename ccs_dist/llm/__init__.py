@@ -14,7 +14,7 @@ __all__ = ["EndpointConfig", "ScoreConfig", "ScoreResult", "score_spans", "read_
 
 def __getattr__(name: str):
     if name in ("score_spans", "ScoreResult", "read_spans"):
-        from ccs_dist.llm import score
+        from ccs_dist.llm import score  # lazy: the flat names load score (and its HTTP clients) on first use
 
         return getattr(score, name)
     raise AttributeError(name)

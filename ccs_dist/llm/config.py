@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from ccs_dist.ccs.scores import CategoryThresholds
+from ccs_dist.llm.urls import host_port
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -55,8 +56,6 @@ class EndpointConfig:
     @property
     def name(self) -> str:
         """Judge/labeler name recorded in tables: ``model@host[:port]`` (never the URL's credentials)."""
-        from ccs_dist.llm.urls import host_port
-
         return f"{self.model}@{host_port(self.base_url)}"
 
 

@@ -144,7 +144,6 @@ class ConceptScorer:
         self._hub: dict[str, float] = {}
         if scoring == "normalised":
             if reference is None:
-                from ccs_dist.text.pool import default_pool
 
                 reference = default_pool().texts
             self._ref_TE = self._emb(list(reference))  # memoised: calibration scores the same pool

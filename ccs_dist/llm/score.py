@@ -190,6 +190,7 @@ def _span_facts(spans: pl.DataFrame) -> pl.DataFrame | None:
 
 
 def _chat_backends(config: ScoreConfig):
+    # lazy: openai (the chat client) loads only for a chat backend
     from ccs_dist.llm.backends import ChatHeadJudge, ChatLabeler, ChatPairJudge
     from ccs_dist.llm.cache import AnswerCache
     from ccs_dist.llm.client import EndpointClient
@@ -216,7 +217,7 @@ def _chat_backends(config: ScoreConfig):
 
 
 def _offline_backends(config: ScoreConfig, heads: Sequence[HeadSpans]):
-    from ccs_dist.llm.offline import offline_judge, offline_labeler
+    from ccs_dist.llm.offline import offline_judge, offline_labeler  # lazy: the offline judge loads torch, chat scoring does not
 
     specs = config.offline_judges or (config.offline_embedder,)
     if len(set(specs)) != len(specs):
@@ -287,7 +288,7 @@ def _tables(heads, results: Sequence[tuple[LabelResult, list[list[Verdict]]]], b
 
 
 def _stats(config: ScoreConfig, clients, ccs: pl.DataFrame, seconds: float) -> dict[str, Any]:
-    from ccs_dist.llm.client import PoolStats
+    from ccs_dist.llm.client import PoolStats  # lazy: openai only for a chat backend
 
     total = PoolStats()
     for c in clients:

@@ -47,7 +47,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, paper_r
 
 
 def _head_images(run_dir: Path) -> list[str]:
-    from ccs_dist.report.head_images import add_head_images  # here, not at the top: it imports torch
+    from ccs_dist.report.head_images import add_head_images  # lazy: it imports torch
 
     if not run_dir.is_dir():
         return []  # load_run says what is wrong

@@ -35,6 +35,7 @@ import torch
 
 from ccs_dist.core.errors import UserError
 from ccs_dist.decomposition.moments import HeadMoments, normalised_heads_GNE
+from ccs_dist.decomposition.moments import stored_moments
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,6 @@ def stream_moments(
     """
     manifest = artifact.manifest
     if manifest.get("keep") == "moments":
-        from ccs_dist.decomposition.moments import stored_moments
 
         return stored_moments(artifact, heads, bucket_N, device, normalise)
     n_layers, n_heads, dim = len(manifest["layers"]), int(manifest["num_heads"]), int(manifest["embed_dim"])

@@ -7,6 +7,8 @@ and the tested head sets with their matched random sets, removed from each task 
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,27 +23,28 @@ from ccs_dist.ccs.head_sets import load_concept_map
 from ccs_dist.core.errors import UserError
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.report.load import load_run
-from ccs_dist.stages.evaluate import EvaluateConfig
+from ccs_dist.evaluate.config import EvalConfig
+from ccs_dist.stages.config import dump
 
 BENCHMARK = BenchmarkConfig()  # a job's run uses the defaults; ``ccs-dist benchmark`` recomputes the checks with others
 
 
-def direct_enabled(probe_images: str, evaluation: EvaluateConfig) -> bool:
+def direct_enabled(probe_images: str, evaluation: EvalConfig) -> bool:
     return str(probe_images).startswith("toy:") and bool(toy_tasks(evaluation.tasks))
 
 
-def direct_key(evaluation: EvaluateConfig) -> dict:
+def direct_key(evaluation: EvalConfig) -> dict:
     """What the table depends on: the toy tasks and how they are read, the concept map, the null sets' draw."""
-    ev = evaluation.model_dump(mode="json", include={"data_root", "synthetic", "concept_map", "batch_size", "limit",
-                                                     "templates_per_class", "class_names", "download"})
+    ev = {k: v for k, v in dump(evaluation).items() if k in ("data_root", "synthetic", "concept_map", "batch_size", "limit",
+                                                             "templates_per_class", "class_names", "download")}
     return {"tasks": list(toy_tasks(evaluation.tasks)), "evaluation": ev,
             "benchmark": {k: v for k, v in asdict(BENCHMARK).items() if k in ("null_sets", "seed")}}
 
 
-def direct_stage(loaded: LoadedModel, ccs: pl.DataFrame, evaluation: EvaluateConfig, *, data_root: str | Path,
+def direct_stage(loaded: LoadedModel, ccs: pl.DataFrame, evaluation: EvalConfig, *, data_root: str | Path,
                  progress: bool) -> pl.DataFrame:
     cmap = load_concept_map(evaluation.concept_map) if evaluation.concept_map else load_concept_map()
-    return direct_ablation(loaded, ccs, evaluation.tasks, evaluation.eval_config(data_root=data_root, progress=progress),
+    return direct_ablation(loaded, ccs, evaluation.tasks, dataclasses.replace(evaluation, data_root=str(data_root), progress=progress),
                            cmap, BENCHMARK)
 
 

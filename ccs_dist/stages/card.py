@@ -96,7 +96,7 @@ def _intervals(loaded, artifact, ccs, config: CardConfig, spans: SpanConfig, poo
     """({table, resampled}, facts): the CCS intervals over ``config.resamples`` half-samples (an empty table at 0)."""
     if not config.resamples:
         return {"table": pl.DataFrame(schema=CCS_INTERVALS_SCHEMA)}, {"resamples": 0, "requests_bound": 0}
-    from ccs_dist.llm.score import score_spans  # the HTTP clients load only when scoring
+    from ccs_dist.llm.score import score_spans  # lazy: the HTTP clients load only when scoring
 
     n_judges = max(len(llm.offline_judges), 1) if llm.backend == "offline" else len(llm.judges)
     bound = requests_bound(config.resamples, ccs.height, spans.m, n_judges)

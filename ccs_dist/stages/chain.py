@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,16 @@ from ccs_dist.stages.config import replace as replace_config
 from ccs_dist.decomposition.config import DecomposeConfig
 from ccs_dist.spans.table import SpanConfig
 from ccs_dist.stages.decompose import Layers
-from ccs_dist.stages.evaluate import EvaluateConfig, ShardFolder, evaluate_shard, evaluate_stage, evaluation_shards
+from ccs_dist.evaluate.config import EvalConfig
+from ccs_dist.stages.evaluate import ShardFolder, evaluate_shard, evaluate_stage, evaluation_shards
 from ccs_dist.stages.model import ModelSpec
 from ccs_dist.llm.config import ScoreConfig
+from ccs_dist.llm.offline import vocabulary_fingerprint
 from ccs_dist.stages.score import SCORE_TABLES, score_stage
 from ccs_dist.stages.spans import ground_truth_table, head_image_tables_of, spans_probe_shard, spans_stage
 from ccs_dist.artifacts.store import ArtifactStore, content_key
 from ccs_dist.artifacts.storage import local_dir
+from ccs_dist.stages.sources import resolve_pool
 
 STAGE_VERSION = 1  # bump to recompute every stage of older runs
 
@@ -52,7 +55,7 @@ class ChainConfig:
     pool: str
     spans: SpanConfig
     llm: ScoreConfig
-    evaluation: EvaluateConfig
+    evaluation: EvalConfig
     attribution: AttributionConfig
     cache_dir: str  # a local path or a remote root's URI (ccs_dist.artifacts.storage)
     data_root: str
@@ -119,8 +122,6 @@ def _model_facts(c: ChainConfig) -> dict[str, Any]:
 
 
 def _spans_key(c: ChainConfig) -> dict[str, Any]:
-    from ccs_dist.stages.sources import resolve_pool
-
     probe = dump(c.probe)
     if c.probe.shards == 1:  # keys from before shards
         del probe["shards"]
@@ -134,8 +135,6 @@ def _score_key(c: ChainConfig) -> dict[str, Any]:
     del llm["min_scored_share"]  # a pass/fail rule over the same answers and tables: not part of what is computed
     key: dict[str, Any] = {"llm": llm}
     if c.llm.backend == "offline":
-        from ccs_dist.llm.offline import vocabulary_fingerprint
-
         key["offline_vocabulary"] = vocabulary_fingerprint()
     return key
 
@@ -170,7 +169,9 @@ def _run_score(ctx: StageContext, inputs) -> StageOutput:
 
 
 def _evaluate_key(c: ChainConfig) -> dict[str, Any]:  # shards change where rows are computed, not the table
-    return {"model": _model_facts(c), "evaluation": c.evaluation.model_dump(mode="json", exclude={"shards"})}
+    evaluation = dump(c.evaluation)
+    del evaluation["shards"]
+    return {"model": _model_facts(c), "evaluation": evaluation}
 
 
 def _evaluation_shard_dir(c: ChainConfig, inputs) -> ShardFolder:
@@ -219,7 +220,7 @@ def _run_card(ctx: StageContext, inputs) -> StageOutput:
     llm = replace_config(c.llm, cache_dir=str(llm_cache_dir(c.cache_dir)), show_progress=False)
     result = card_stage(ctx.loaded, inputs[SPANS], inputs[CCS], inputs[JUDGMENTS], c.card, probe=c.probe, layers=c.layers,
                         spans=c.spans, pool=c.pool, llm=llm, cache_dir=c.cache_dir, progress=ctx.progress,
-                        eval_config=c.evaluation.eval_config(data_root=c.data_root, progress=False),
+                        eval_config=replace(c.evaluation, data_root=c.data_root, progress=False),
                         concept_map=c.evaluation.concept_map)
     return StageOutput(result.tables, {"card": result.facts})
 

@@ -8,7 +8,8 @@ Its fields are the spec section's keys and the command's flags; a field's ``meta
 * ``internal: True``: set by the stage, not by a spec or flag (e.g. ``data_root``, ``progress``).
 * ``spec_only: True``: a spec field that is no flag (``attribution.enabled``);
 * ``flat: True`` (a nested config): its flags drop the field's name (``--base-url``, not ``--labeler-base-url``);
-* ``check``: a function of the value returning a problem or None.
+* ``check``: a function of the value returning a problem or None;
+* ``parse``: how a flag's text becomes the value (``evaluation.heads``' ``NAME=L11.H5,...;...``).
 
 :func:`validate` turns a mapping into the dataclass or raises :class:`ConfigError`, which lists every bad field
 (path, problem); :func:`dump` is the JSON-ready mapping of the settable fields (stage keys hash it).

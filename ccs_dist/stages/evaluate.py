@@ -1,6 +1,6 @@
 """Evaluate stage: build the head sets from the ccs table, soft-prune each and evaluate it on every task
 (one pass over each task's data serves every head set). The job spec section ``evaluation`` is
-:class:`EvaluateConfig`.
+the library's :class:`~ccs_dist.evaluate.config.EvalConfig` itself.
 
 ``shards > 1`` splits the tasks into that many contiguous groups (at most one per task): a shard is one
 group's rows, evaluated by whichever worker holds the model and kept in a :class:`ShardFolder` (a work
@@ -13,70 +13,21 @@ from __future__ import annotations
 import io
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
 
 import polars as pl
-from pydantic import Field
 
-from ccs_dist.core.errors import UserError
-from ccs_dist.evaluate.run import EvalConfig, evaluate, evaluate_rows, random_summary
-from ccs_dist.models.loading import LoadedModel
-from ccs_dist.ccs.head_sets import ALL_CONDITIONS, HeadSet, HeadSetConfig, build_head_sets, load_concept_map
-from ccs_dist.stages.config import StageConfig
+from ccs_dist.artifacts.schemas import EVALUATION_SCHEMA
 from ccs_dist.artifacts.store import ArtifactStore, atomic_write_bytes, atomic_write_json, read_json
+from ccs_dist.ccs.head_sets import HeadSet, build_head_sets
+from ccs_dist.core.errors import UserError
+from ccs_dist.data.synthetic import write_all
+from ccs_dist.evaluate.config import EvalConfig
+from ccs_dist.evaluate.run import evaluate, evaluate_rows, random_summary
+from ccs_dist.models.loading import LoadedModel
 
 log = logging.getLogger(__name__)
-
-EVALUATION_SCHEMA = {"model": pl.Utf8, "task": pl.Utf8, "condition": pl.Utf8, "seed": pl.Int64, "n_pruned": pl.Int64,
-                     "metric": pl.Utf8, "value": pl.Float64}
-
-
-class EvaluateConfig(StageConfig):
-    """Which head sets, which tasks, how (job spec section ``evaluation``)."""
-
-    tasks: tuple[str, ...] = ()
-    shards: int = Field(1, ge=1)  # task groups any worker holding the model may evaluate (not in the stage key)
-    data_root: str | None = None  # required for real datasets; synthetic ones default to CACHE_DIR/synthetic-data
-    synthetic: bool = False  # write synthetic datasets in the real formats into data_root first
-    conditions: tuple[str, ...] = ALL_CONDITIONS
-    seeds: tuple[int, ...] = HeadSetConfig.seeds
-    concepts: tuple[str, ...] | None = None
-    concept_map: str | None = None  # JSON file {family: [synonym, ...]} replacing the default label -> family map
-    heads: dict[str, str] = {}  # explicit lists: name -> "L11.H5,L10.H8"
-    batch_size: int = Field(EvalConfig.batch_size, ge=1)
-    workers: int = Field(EvalConfig.num_workers, ge=0)  # data-loading processes
-    limit: int | None = Field(None, ge=1)
-    templates_per_class: int | None = Field(None, ge=1)
-    frames: int | None = Field(None, ge=1)
-    caption_mode: Literal["first", "all"] = EvalConfig.caption_mode
-    k: int = Field(EvalConfig.k, ge=1)
-    occupations: str | None = None
-    ablation: Literal["zero", "mean"] = EvalConfig.ablation
-    download: bool = False
-    min_stability: float | None = Field(None, ge=0, le=1)  # heads less span-stable join no CCS-based head set
-    concept_heads: Literal["any", "high"] = HeadSetConfig.concept_heads  # high: a concept's high-CCS heads only (the paper)
-    random_layers: Literal["scored", "all", "reference"] = HeadSetConfig.random_layers
-    video_pooling: Literal["renormalised", "mean"] = EvalConfig.video_pooling  # mean: the paper's code
-    class_names: Literal["standard", "paper"] = EvalConfig.class_names  # paper: the reference code's class names
-    bias_templates: Literal["standard", "paper"] = EvalConfig.bias_templates  # paper: the reference's four templates
-    bias_ranking: Literal["global", "per_occupation"] = EvalConfig.bias_ranking  # per_occupation: as the paper
-
-    def head_set_config(self) -> HeadSetConfig:
-        return HeadSetConfig(conditions=self.conditions, seeds=self.seeds, concepts=self.concepts,
-                             concept_map=load_concept_map(self.concept_map) if self.concept_map else None,
-                             explicit=tuple(self.heads.items()), min_stability=self.min_stability,
-                             concept_heads=self.concept_heads, random_layers=self.random_layers)
-
-    def eval_config(self, *, data_root: str | Path, progress: bool) -> EvalConfig:
-        return EvalConfig(
-            data_root=Path(data_root), batch_size=self.batch_size, num_workers=self.workers, limit=self.limit,
-            download=self.download, frames=self.frames, caption_mode=self.caption_mode, k=self.k,
-            occupations=Path(self.occupations) if self.occupations else None, ablation=self.ablation,
-            templates_per_class=self.templates_per_class, progress=progress, video_pooling=self.video_pooling,
-            class_names=self.class_names, bias_templates=self.bias_templates, bias_ranking=self.bias_ranking,
-        )
 
 
 @dataclass(frozen=True)
@@ -119,7 +70,7 @@ def _is_shard_file(name: str) -> bool:
     return name.startswith("shard-") and name.endswith(".parquet")
 
 
-def evaluate_stage(loaded: LoadedModel, ccs: pl.DataFrame | None, config: EvaluateConfig, *, data_root: str | Path,
+def evaluate_stage(loaded: LoadedModel, ccs: pl.DataFrame | None, config: EvalConfig, *, data_root: str | Path,
                    progress: bool, shard_dir: ShardFolder | None = None) -> EvaluateResult:
     """Every head set on every task; no tasks: an empty table. With ``shard_dir`` and ``shards > 1``: the task
     groups' rows found there (done ahead by :func:`evaluate_shard`) or evaluated here, merged in order."""
@@ -128,7 +79,7 @@ def evaluate_stage(loaded: LoadedModel, ccs: pl.DataFrame | None, config: Evalua
     t0 = time.perf_counter()
     head_sets = _head_sets(loaded, ccs, config)
     log.info("head sets: %s", ", ".join(f"{h.condition}{'' if h.seed is None else f'[{h.seed}]'}({h.n_pruned})" for h in head_sets))
-    eval_config = config.eval_config(data_root=data_root, progress=progress)
+    eval_config = replace(config, data_root=str(data_root), progress=progress)
     if shard_dir is None or evaluation_shards(config) == 1:
         table = evaluate(loaded, list(config.tasks), head_sets, eval_config)
     else:
@@ -140,35 +91,35 @@ def evaluate_stage(loaded: LoadedModel, ccs: pl.DataFrame | None, config: Evalua
     return EvaluateResult(table, tuple(head_sets), time.perf_counter() - t0)
 
 
-def evaluation_shards(config: EvaluateConfig) -> int:
+def evaluation_shards(config: EvalConfig) -> int:
     return max(1, min(config.shards, len(config.tasks)))
 
 
-def shard_tasks(config: EvaluateConfig, index: int) -> tuple[str, ...]:
+def shard_tasks(config: EvalConfig, index: int) -> tuple[str, ...]:
     """The contiguous group of tasks of shard ``index``."""
     n, t = evaluation_shards(config), len(config.tasks)
     return config.tasks[index * t // n : (index + 1) * t // n]
 
 
-def evaluate_shard(loaded: LoadedModel, ccs: pl.DataFrame | None, config: EvaluateConfig, index: int, *,
+def evaluate_shard(loaded: LoadedModel, ccs: pl.DataFrame | None, config: EvalConfig, index: int, *,
                    data_root: str | Path, shard_dir: ShardFolder) -> dict:
     """Shard ``index`` of a sharded evaluation into ``shard_dir`` (unless there already). -> its record."""
     n = evaluation_shards(config)
     if not 0 <= index < n:
         raise UserError(f"evaluation shard {index} of {n}: use 0..{n - 1}")
     table = _shard_rows(loaded, _head_sets(loaded, ccs, config), config,
-                        config.eval_config(data_root=data_root, progress=False), shard_dir, index)
+                        replace(config, data_root=str(data_root), progress=False), shard_dir, index)
     return {"index": index, "tasks": list(shard_tasks(config, index)), "rows": table.height}
 
 
-def _head_sets(loaded: LoadedModel, ccs: pl.DataFrame | None, config: EvaluateConfig) -> list[HeadSet]:
-    head_sets = build_head_sets(ccs, loaded.key, loaded.num_layers, loaded.num_heads, config.head_set_config())
+def _head_sets(loaded: LoadedModel, ccs: pl.DataFrame | None, config: EvalConfig) -> list[HeadSet]:
+    head_sets = build_head_sets(ccs, loaded.key, loaded.num_layers, loaded.num_heads, config)
     if not head_sets:
         raise UserError("no head sets: give conditions and/or explicit head lists (--conditions, --heads)")
     return head_sets
 
 
-def _shard_rows(loaded, head_sets, config: EvaluateConfig, eval_config: EvalConfig, shard_dir: ShardFolder,
+def _shard_rows(loaded, head_sets, config: EvalConfig, eval_config: EvalConfig, shard_dir: ShardFolder,
                 index: int) -> pl.DataFrame:
     """Shard ``index``'s rows (less the random summary), read from ``shard_dir`` or evaluated and written there."""
     table = shard_dir.read(index)
@@ -184,8 +135,6 @@ def prepare_synthetic_data(tasks: list[str] | tuple[str, ...], data_root: Path) 
     """Write the synthetic datasets of ``tasks`` (the real on-disk formats) once into ``data_root``."""
     if not tasks:
         return
-    from ccs_dist.data.synthetic import write_all
-
     marker = data_root / "synthetic.json"
     wanted = sorted({t.partition("@")[0] for t in tasks})
     if marker.is_file() and read_json(marker).get("tasks") == wanted:

@@ -18,7 +18,7 @@ SCORE_TABLES = ("labels", "judgments", "ccs", "ccs_at_k")
 
 def score_stage(spans: pl.DataFrame, config: ScoreConfig) -> ScoreResult:
     """Labels, verdicts and CCS of every head of ``spans``: the tables :data:`SCORE_TABLES` and the client's stats."""
-    from ccs_dist.llm.score import require_scored, score_spans  # the HTTP clients load only when a stage scores
+    from ccs_dist.llm.score import require_scored, score_spans  # lazy: the HTTP clients load only when a stage scores
 
     result = score_spans(spans, config)
     require_scored(result, config.min_scored_share)

@@ -26,6 +26,11 @@ from ccs_dist.artifacts.schemas import write_table
 from ccs_dist.text.embed import embed_pool
 from ccs_dist.text.index import load_or_build_index
 from ccs_dist.stages.sources import resolve_pool
+from ccs_dist.data.images import resolve_image_set
+from ccs_dist.decomposition.image_set import DecompositionArtifact
+from ccs_dist.report.head_images import head_image_tables
+from ccs_dist.artifacts.store import read_json
+from ccs_dist.toy.ground_truth import ground_truth_from_decomposition
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +120,6 @@ def head_image_tables_of(loaded: LoadedModel, result: SpansResult, probe: Decomp
     """Each head's top and bottom probe images (and their thumbnails) from the decomposition the spans read,
     on the worker that holds it, so a Ray run's report needs no access to the workers' cache. A moments-only
     decomposition keeps no per-image heads: none (the report says so)."""
-    from ccs_dist.data.images import resolve_image_set
-    from ccs_dist.decomposition.image_set import DecompositionArtifact
-    from ccs_dist.report.head_images import head_image_tables
-    from ccs_dist.artifacts.store import read_json
-
     path = Path(result.metadata["decomposition"])
     artifact = DecompositionArtifact(path, read_json(path / "manifest.json"))
     if artifact.keep == "moments":
@@ -131,10 +131,6 @@ def ground_truth_table(loaded: LoadedModel, result: SpansResult, probe: Decompos
     """With a ``toy:N`` or ``plant:N`` probe set (its factors are known): every head scored against them; else None."""
     if not str(probe.images).startswith(("toy:", "plant:")):
         return None
-    from ccs_dist.decomposition.image_set import DecompositionArtifact
-    from ccs_dist.data.images import resolve_image_set
-    from ccs_dist.artifacts.store import read_json
-    from ccs_dist.toy.ground_truth import ground_truth_from_decomposition
 
     path = Path(result.metadata["decomposition"])
     artifact = DecompositionArtifact(path, read_json(path / "manifest.json"))

@@ -43,6 +43,7 @@ from ccs_dist.data.toy.pool import phrasings
 from ccs_dist.models.head_attention import install_head_attention
 from ccs_dist.models.loading import _register_project_configs
 from ccs_dist.toy.planted import PLANTED, SpanLines, capture_head_terms, factor_text_embeddings, planted_loss, span_line_texts
+from ccs_dist.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +337,6 @@ def train_to_file(config: TrainConfig, path: Path) -> tuple[Path, str, float]:
     """Train and write the weights; logs progress. Returns (path, sha256, mean loss of the last 25 steps)."""
     path = Path(path)
     if path.suffix != ".safetensors":
-        from ccs_dist.core.errors import UserError
 
         raise UserError(f"--out {path}: give a .safetensors file name")
 

@@ -118,7 +118,8 @@ def test_cli_writes_the_table_and_reports_bad_input(root, occupations, tmp_path)
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()[-1]
     assert err.startswith("error: cifar10: dataset not found") and "expected layout" in err
-    proc = run_cli("evaluate", "--model", "ccs-tiny", "--heads", "L9.H0", "--data_root", str(root), "--out", str(out))
+    proc = run_cli("evaluate", "--model", "ccs-tiny", "--tasks", "cifar10", "--heads", "L9.H0", "--data_root", str(root),
+                   "--out", str(out))
     assert proc.returncode == 2 and "out of range" in proc.stderr
 
 

@@ -235,3 +235,44 @@ def test_compute_modules_import_with_ray_http_and_cli_blocked(modules):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def _unmarked_lazy_imports(path: Path) -> list[tuple[int, str]]:
+    """In-function imports of ccs_dist's own modules without a ``# lazy:`` reason on the line, or on a comment
+    line just above it (or above the run of import lines it belongs to)."""
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.ImportFrom):
+                own = bool(sub.level) or (sub.module or "").split(".")[0] == "ccs_dist"
+            elif isinstance(sub, ast.Import):
+                own = any(a.name.split(".")[0] == "ccs_dist" for a in sub.names)
+            else:
+                continue
+            if not own or "# lazy:" in lines[sub.lineno - 1]:
+                continue
+            above = sub.lineno - 2
+            while above >= 0 and lines[above].strip().startswith(("from ", "import ")):
+                above -= 1
+            if above < 0 or not lines[above].strip().startswith("# lazy:"):
+                found.append((sub.lineno, lines[sub.lineno - 1].strip()))
+    return sorted(set(found))
+
+
+def test_imports_of_own_modules_sit_at_the_top_unless_a_comment_says_why():
+    bad = [f"{name}:{line}: {text}" for name, path in _modules().items() for line, text in _unmarked_lazy_imports(path)]
+    assert not bad, "hoist these to the module's header, or say why not with '# lazy: REASON': " + "; ".join(bad)
+
+
+def test_the_lazy_import_check_finds_an_unmarked_one(tmp_path):
+    """Negative control: an unmarked in-function import is found; a marked one, or one under a marked comment, is not."""
+    src = tmp_path / "x.py"
+    src.write_text("import os\n\n\ndef f():\n    from ccs_dist.core import errors\n\n\n"
+                   "def g():\n    from ccs_dist.core import log  # lazy: a reason\n\n\n"
+                   "def h():\n    # lazy: a reason\n    from ccs_dist.core import heads\n    from ccs_dist.core import axes\n"
+                   "    import json\n")
+    assert _unmarked_lazy_imports(src) == [(5, "from ccs_dist.core import errors")]

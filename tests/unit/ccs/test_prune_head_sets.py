@@ -73,7 +73,7 @@ def test_equal_count_sets():
     assert set(el.heads) == {"L10.H0", "L10.H1"}
 
 
-def test_concept_families_with_synonyms():
+def test_concept_families_with_synonyms(tmp_path):
     cmap = load_concept_map()
     assert "location" in label_families("Geographic locations", cmap)
     assert "location" in label_families("city landmarks", cmap)
@@ -83,7 +83,9 @@ def test_concept_families_with_synonyms():
     by = _by_condition(build_head_sets(_ccs_table(), MODEL, 12, 12))
     assert by[("concept:location", None)].heads == ("L11.H0", "L11.H3")
     assert by[("concept:animal", None)].heads == ("L10.H0", "L11.H1")
-    custom = HeadSetConfig(conditions=("concept",), concepts=("place",), concept_map={"place": ("city",)})
+    concept_map = tmp_path / "concepts.json"
+    concept_map.write_text('{"place": ["city"]}')
+    custom = HeadSetConfig(conditions=("concept",), concepts=("place",), concept_map=concept_map)
     sets = build_head_sets(_ccs_table(), MODEL, 12, 12, custom)
     assert [(s.condition, s.heads) for s in sets] == [("concept:place", ("L11.H3",))]
 
@@ -91,7 +93,7 @@ def test_concept_families_with_synonyms():
 def test_explicit_lists():
     assert parse_explicit("locs=L10.H8, L11.H9") == ("locs", "L10.H8, L11.H9")
     assert parse_explicit("L11.H5,L10.H8") == ("L11.H5,L10.H8", "L11.H5,L10.H8")
-    cfg = HeadSetConfig(conditions=("original",), explicit=(parse_explicit("locs=L11.H9,L10.H8"),))
+    cfg = HeadSetConfig(conditions=("original",), heads=dict([parse_explicit("locs=L11.H9,L10.H8")]))
     sets = build_head_sets(None, MODEL, 12, 12, cfg)
     assert [(s.condition, s.heads) for s in sets] == [("original", ()), ("locs", ("L10.H8", "L11.H9"))]
     with pytest.raises(UserError, match="clashes"):
@@ -100,7 +102,7 @@ def test_explicit_lists():
 
 def test_bad_inputs_are_one_line_user_errors():
     with pytest.raises(UserError, match="out of range"):
-        build_head_sets(None, MODEL, 12, 12, HeadSetConfig(conditions=(), explicit=(("x", "L12.H0"),)))
+        build_head_sets(None, MODEL, 12, 12, HeadSetConfig(conditions=(), heads={"x": "L12.H0"}))
     with pytest.raises(UserError, match="no rows for model"):
         build_head_sets(_ccs_table(), "ViT-L-14/openai", 12, 12)
     with pytest.raises(UserError, match="need a ccs table"):

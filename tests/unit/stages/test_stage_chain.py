@@ -19,12 +19,12 @@ from ccs_dist.attribution.run import AttributionConfig
 from ccs_dist.card.config import CardConfig
 from ccs_dist.stages.config import StageConfig, field_types, spec_fields
 from ccs_dist.decomposition.config import DecomposeConfig
-from ccs_dist.stages.evaluate import EvaluateConfig
+from ccs_dist.evaluate.config import EvalConfig
 from ccs_dist.llm.config import ScoreConfig
 from ccs_dist.spans.table import SpanConfig
 from tests.support.paths import REPO
 
-SECTIONS = {"probe": DecomposeConfig, "spans": SpanConfig, "llm": ScoreConfig, "evaluation": EvaluateConfig,
+SECTIONS = {"probe": DecomposeConfig, "spans": SpanConfig, "llm": ScoreConfig, "evaluation": EvalConfig,
             "attribution": AttributionConfig, "card": CardConfig}
 
 
@@ -226,6 +226,7 @@ SPECIAL = {  # fields whose other value must be of a particular form
     ("llm", "offline_judges"): ("minilm", "clip:ccs-tiny"),
     ("llm", "cache"): "refresh",
     ("evaluation", "heads"): {"mine": "L0.H1"},
+    ("evaluation", "conditions"): ("original", "high"),
     ("evaluation", "data_root"): "/data/root",
     ("evaluation", "occupations"): "/data/occupations.txt",
     ("evaluation", "concept_map"): "/data/concepts.json",
@@ -318,9 +319,9 @@ def test_new_options_reach_the_library_configs(tmp_path):
     spec = _spec(tmp_path, evaluation={"caption_mode": "all", "workers": 2, "concept_map": str(concepts), "synthetic": True},
                  llm={"offline_judges": ["minilm", "clip:ccs-tiny"]})
     c = spec.chain_config(spec.models[0])
-    ev = c.evaluation.eval_config(data_root=c.data_root, progress=False)
-    assert (ev.caption_mode, ev.num_workers) == ("all", 2)
-    assert dict(c.evaluation.head_set_config().concept_map) == {"colour": ("red", "blue")}
+    ev = c.evaluation
+    assert (ev.caption_mode, ev.workers) == ("all", 2)
+    assert ev.concept_families() == {"colour": ("red", "blue")}
     assert c.llm.offline_judges == ("minilm", "clip:ccs-tiny")
 
 
@@ -360,12 +361,12 @@ def test_evaluation_shards_leave_the_key_and_give_the_unsharded_table(tmp_path, 
     c1, c3 = one.chain_config(one.models[0]), three.chain_config(three.models[0])
     evaluate = chain.BY_NAME["evaluate"]
     assert (evaluate.shards(c1), evaluate.shards(c3)) == (1, 3) and chain._evaluate_key(c1) == chain._evaluate_key(c3)
-    config = c3.evaluation.model_copy(update={"heads": {"a": "L1.H0,L2.H3"}, "conditions": ("original",),
-                                              "limit": 24, "templates_per_class": 1, "batch_size": 8})
+    config = dataclasses.replace(c3.evaluation, heads={"a": "L1.H0,L2.H3"}, conditions=("original",),
+                                 limit=24, templates_per_class=1, batch_size=8)
     assert [shard_tasks(config, i) for i in range(3)] == [("toy-colour",), ("toy-shape",), ("toy-size",)]
     data = tmp_path / "data"
     prepare_synthetic_data(tasks, data)
-    whole = evaluate_stage(tiny, None, config.model_copy(update={"shards": 1}), data_root=data, progress=False).table
+    whole = evaluate_stage(tiny, None, dataclasses.replace(config, shards=1), data_root=data, progress=False).table
     shard_dir = ShardFolder(ArtifactStore(tmp_path / "cache"), "k")
     assert evaluate_shard(tiny, None, config, 1, data_root=data, shard_dir=shard_dir)["tasks"] == ["toy-shape"]
     evaluated, rows_of = [], evaluate_module.evaluate_rows
