@@ -29,8 +29,8 @@ from ccs_dist.artifacts.schemas import BENCHMARK_CHECKS_SCHEMA as CHECKS_SCHEMA
 from ccs_dist.benchmark.config import BenchmarkConfig
 from ccs_dist.benchmark.direct import NONE, NULL_PREFIX
 from ccs_dist.benchmark.heads import top1
+from ccs_dist.benchmark.worlds import TOY
 from ccs_dist.benchmark.stats import Null, auroc, permutation_null, summarise
-from ccs_dist.data.toy.scenes import TASK_PREFIX
 
 
 def _row(model: str, check: str, null: Null, config: BenchmarkConfig) -> dict:
@@ -108,13 +108,14 @@ def _null_draws(acc, model, tasks, cond, stat, n) -> list[float | None]:
     return [None if (d := _drops(acc, model, tasks, NULL_PREFIX + cond, s)) is None else stat(d) for s in range(n)]
 
 
-def pruning_rows(model: str, direct: pl.DataFrame, factors: Sequence[str], config: BenchmarkConfig) -> list[dict]:
+def pruning_rows(model: str, direct: pl.DataFrame, factors: Sequence[str], config: BenchmarkConfig,
+                 task_prefix: str = TOY.task_prefix) -> list[dict]:
     # a set that pruned nothing (no label names the factor, no low-CCS head) is a miss, never a zero drop
     acc = top1(direct.filter((pl.col("model") == model) & ((pl.col("n_pruned") > 0) | (pl.col("condition") == NONE))))
-    tasks = [TASK_PREFIX + f for f in factors if (model, TASK_PREFIX + f, NONE, None) in acc]
+    tasks = [task_prefix + f for f in factors if (model, task_prefix + f, NONE, None) in acc]
     rows = []
     for f in factors:
-        task = TASK_PREFIX + f
+        task = task_prefix + f
 
         def spec(d, task=task):
             others = [v for t, v in d.items() if t != task]

@@ -25,9 +25,9 @@ import torch
 
 from ccs_dist.artifacts.schemas import EVALUATION_SCHEMA
 from ccs_dist.benchmark.config import BenchmarkConfig
+from ccs_dist.benchmark.worlds import TOY, World
 from ccs_dist.ccs.head_sets import HeadSet, HeadSetConfig, build_head_sets, label_families
 from ccs_dist.core.heads import head_name, parse_head_name
-from ccs_dist.data.toy.scenes import TASK_PREFIX, factor_of_task
 from ccs_dist.decomposition.kernel import decompose
 from ccs_dist.evaluate.run import EvalConfig, evaluate_rows
 
@@ -37,7 +37,7 @@ HEAD_PREFIX, NULL_PREFIX = "head:", "null:"
 
 def toy_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
     """The ``toy-<factor>`` tasks among ``tasks`` (a ``NAME@PATH`` keeps its path)."""
-    return tuple(t for t in tasks if t.partition("@")[0].startswith(TASK_PREFIX))
+    return TOY.tasks(tasks)
 
 
 def labelled_sets(ccs: pl.DataFrame, model: str, factors: Sequence[str], concept_map: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
@@ -104,12 +104,14 @@ def direct_path_encoder(num_layers: int):
 
 
 def direct_ablation(loaded, ccs: pl.DataFrame, tasks: Sequence[str], eval_config: EvalConfig,
-                    concept_map: Mapping[str, Sequence[str]], config: BenchmarkConfig = BenchmarkConfig()) -> pl.DataFrame:
-    """The ``direct_ablation`` table (the evaluation table's schema) of one model on its toy tasks."""
-    tasks = toy_tasks(tasks)
+                    concept_map: Mapping[str, Sequence[str]], config: BenchmarkConfig = BenchmarkConfig(),
+                    world: World = TOY) -> pl.DataFrame:
+    """The ``direct_ablation`` table (the evaluation table's schema) of one model on its tasks of ``world``; the
+    tested sets are labelled for each task's factor (a hidden factor too: no label names it, its set is empty)."""
+    tasks = world.tasks(tasks)
     if not tasks:
         return pl.DataFrame(schema=EVALUATION_SCHEMA)
-    factors = [factor_of_task(t.partition("@")[0]) for t in tasks]
+    factors = [world.factor_of_task(t) for t in tasks]
     sets = direct_head_sets(ccs, loaded.key, loaded.num_layers, loaded.num_heads, factors, concept_map, config)
     # direct-path removal subtracts the term: the evaluation's zero / mean ablation does not apply
     rows = evaluate_rows(loaded, tasks, sets, replace(eval_config, ablation="zero"), direct_path_encoder(loaded.num_layers))

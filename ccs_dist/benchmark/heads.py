@@ -16,8 +16,8 @@ import polars as pl
 from ccs_dist.artifacts.schemas import BENCHMARK_HEADS_SCHEMA as HEADS_SCHEMA
 from ccs_dist.benchmark.direct import HEAD_PREFIX, NONE
 from ccs_dist.benchmark.plans import plan_factor
+from ccs_dist.benchmark.worlds import TASK_PREFIXES, task_factor
 from ccs_dist.ccs.head_sets import label_families
-from ccs_dist.data.toy.scenes import TASK_PREFIX, factor_of_task
 from ccs_dist.toy.ground_truth import probe_factors
 from ccs_dist.toy.outcomes import weighted_ccs
 
@@ -25,13 +25,14 @@ HEAD = ["model", "layer", "head"]
 
 
 def top1(direct: pl.DataFrame) -> dict[tuple[str, str, str, int | None], float]:
-    """(model, task, condition, seed) -> top-1 as a fraction, toy tasks only."""
-    rows = direct.filter((pl.col("metric") == "top1") & pl.col("task").str.starts_with(TASK_PREFIX))
+    """(model, task, condition, seed) -> top-1 as a fraction, benchmark-world tasks only."""
+    on_world = pl.any_horizontal([pl.col("task").str.starts_with(p) for p in TASK_PREFIXES])
+    rows = direct.filter((pl.col("metric") == "top1") & on_world)
     return {(r["model"], r["task"], r["condition"], r["seed"]): r["value"] / 100.0 for r in rows.iter_rows(named=True)}
 
 
 def ablation_factors(direct: pl.DataFrame) -> dict[tuple[str, int, int], tuple[str, float]]:
-    """(model, layer, head) -> (the toy factor whose task drops most without the head's direct term, the drop)."""
+    """(model, layer, head) -> (the world's factor whose task drops most without the head's direct term, the drop)."""
     acc = top1(direct)
     out: dict[tuple[str, int, int], tuple[str, float]] = {}
     for (model, task, cond, _), value in acc.items():
@@ -41,7 +42,7 @@ def ablation_factors(direct: pl.DataFrame) -> dict[tuple[str, int, int], tuple[s
         drop = acc[(model, task, NONE, None)] - value
         best = out.get((model, layer, head))
         if best is None or drop > best[1]:
-            out[(model, layer, head)] = (factor_of_task(task), drop)
+            out[(model, layer, head)] = (task_factor(task), drop)
     # a head whose removal lowers no task names no factor (the drop stays, the factor is None)
     return {k: (f if d > 0 else None, d) for k, (f, d) in out.items()}
 

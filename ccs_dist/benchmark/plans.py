@@ -5,17 +5,22 @@ Columns (:data:`PLAN_SCHEMA`): model ("arch/tag"), layer, head, kind (``mono`` |
 ``graded``). A planted world ships its own plan; :func:`planted_v2_plan` builds the one of the bundled
 ``ccs-toy/planted_v2`` weights from :data:`ccs_dist.toy.planted.PLANTED` (12 mono heads expected high, the 4
 free heads expected low). A random-init model of a planned architecture is checked against that plan, as
-the control: its heads were never planted, so its checks should fail.
+the control: its heads were never planted, so its checks should fail. So is a contrastive-only control of a
+planted world (``ccs-plant/contrastive_s<seed>``, :mod:`ccs_dist.toy.plan`: same architecture and seed, no
+planting loss), against the plan of the planted model of its seed where the run has it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+
+from collections.abc import Iterable, Mapping, Sequence
 
 import polars as pl
 
 from ccs_dist.artifacts.schemas import PLAN_SCHEMA
 from ccs_dist.core.errors import UserError
+from ccs_dist.toy import plan as plant_plan
 from ccs_dist.toy.planted import FREE_HEAD, PLANTED
 
 KINDS = ("mono", "mixture", "noise", "hash", "free")
@@ -45,17 +50,37 @@ def check_plan(plan: pl.DataFrame) -> pl.DataFrame:
     return plan
 
 
+def run_plan(models: Sequence[str]) -> pl.DataFrame:
+    """The plans a job run passes: planted_v2's and ccs-plant's (:func:`plant_plan.plan_table`) for every model
+    with one, plus ``plant_s0``'s, so a run of controls alone still has their architecture's plan."""
+    planted = list(dict.fromkeys([*models, f"{plant_plan.ARCH}/{plant_plan.PLANTED_TAG}0"]))
+    return pl.concat([planted_v2_plan(), check_plan(plant_plan.plan_table(planted))])
+
+
+def is_control(model: str, random_init: Mapping[str, bool]) -> bool:
+    """Random init, or a planted world's contrastive-only control (``ccs-plant/contrastive_s<seed>``)."""
+    arch, _, tag = str(model).partition("/")
+    return bool(random_init.get(model, False)) or (arch == plant_plan.ARCH and tag.startswith(plant_plan.CONTROL_TAG))
+
+
+def _seed(model: str) -> str | None:
+    m = re.search(r"_s(\d+)$", model)
+    return m.group(1) if m else None
+
+
 def plans_for_run(plan: pl.DataFrame, models: Iterable[str], random_init: Mapping[str, bool]) -> pl.DataFrame:
-    """The plan of every model of a run: its own rows, or for a random-init model the plan of the first
-    planned model of its architecture (the control); a model with neither gets none (no checks)."""
+    """The plan of every model of a run: its own rows, or for a control (:func:`is_control`) the plan of the
+    planned model of its architecture and seed, else the first of its architecture; any other model gets none."""
     plan = check_plan(plan)
     planned = plan["model"].unique(maintain_order=True).to_list()
+    models = list(models)
     out = [plan]
     for model in models:
-        if model in planned or not random_init.get(model, False):
+        if model in planned or not is_control(model, random_init):
             continue
         arch = model.split("/")[0]
-        source = next((p for p in planned if p.split("/")[0] == arch), None)
+        same_arch = [p for p in planned if p.split("/")[0] == arch]
+        source = next((p for p in same_arch if _seed(model) is not None and _seed(p) == _seed(model)), None) or next(iter(same_arch), None)
         if source is not None:
             out.append(plan.filter(pl.col("model") == source).with_columns(pl.lit(model).alias("model")))
     return pl.concat(out).filter(pl.col("model").is_in(list(models)))

@@ -16,7 +16,9 @@ from typing import Any
 
 import polars as pl
 
+from ccs_dist.benchmark.plans import run_plan
 from ccs_dist.benchmark.tables import benchmark_tables
+from ccs_dist.benchmark.worlds import world_of_probe
 from ccs_dist.core.errors import UserError
 from ccs_dist.jobs.resume import StageStore
 from ccs_dist.jobs.spec import JobSpec, ModelEntry
@@ -205,7 +207,8 @@ def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) ->
 
         merged.update(toy_tables(merged))
     if "direct_ablation" in merged:  # the planted-concept benchmark: every check against its null
-        merged.update(benchmark_tables(merged, {p.key: p.entry.pretrained is None for p in plans}))
+        random_init = {p.key: p.entry.pretrained is None for p in plans}
+        merged.update(benchmark_tables(merged, random_init, run_plan(list(random_init)), world=world_of_probe(spec.probe.images)))
     paths = {}
     for name, df in merged.items():
         paths[name] = write_table(df, layout.table(name),

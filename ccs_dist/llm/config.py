@@ -102,6 +102,8 @@ class ScoreConfig:
     answer_attempts: int = field(default=3, metadata={"internal": True})  # asks per question while the answer is unparseable or off-vocabulary
     thresholds: CategoryThresholds = field(default_factory=CategoryThresholds, metadata={"internal": True})
     show_progress: bool = field(default=True, metadata={"internal": True})
+    # the world's frozen concepts the offline labeler adds to the shipped vocabulary (the plant pool's)
+    offline_vocabulary_extra: tuple[str, ...] = field(default=(), metadata={"internal": True})
 
 
 @dataclass(frozen=True)

@@ -94,10 +94,13 @@ def get_embedder(spec: str) -> Embedder:
     raise UserError(f"unknown offline embedder {spec!r}: use 'minilm' or 'clip:ARCH[/PRETRAINED]' (e.g. clip:ViT-B-16/openai)")
 
 
-def vocabulary_fingerprint(path: Path | None = None) -> str:
-    """Content hash of the vocabulary (default: the shipped one; part of the offline score stage's key)."""
-
-    return hashlib.sha256((path or VOCAB_PATH).read_bytes()).hexdigest()[:16]
+def vocabulary_fingerprint(path: Path | None = None, extra: Sequence[str] = ()) -> str:
+    """Content hash of the vocabulary (default: the shipped one; part of the offline score stage's key), and of
+    the ``extra`` concepts a world adds (none: the hash of the file alone, as before)."""
+    data = (path or VOCAB_PATH).read_bytes()
+    if extra:
+        data += b"\0" + "\n".join(extra).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def load_vocabulary(path: Path = VOCAB_PATH) -> tuple[str, ...]:
@@ -283,8 +286,21 @@ class EmbeddingJudge:
         return self.judge_now(descriptions, label)
 
 
-def offline_labeler(spec: str, scoring: Scoring = "normalised") -> EmbeddingLabeler:
-    return EmbeddingLabeler(default_scorer(spec, scoring))
+def offline_labeler(spec: str, scoring: Scoring = "normalised", extra: Sequence[str] = ()) -> EmbeddingLabeler:
+    """The labeler over the shipped vocabulary, plus a world's frozen ``extra`` concepts (its judge is unchanged)."""
+    if not extra:
+        return EmbeddingLabeler(default_scorer(spec, scoring))
+    return EmbeddingLabeler(_extended_scorer(spec, scoring, tuple(extra)))
+
+
+@lru_cache(maxsize=8)
+def _extended_scorer(spec: str, scoring: Scoring, extra: tuple[str, ...]) -> ConceptScorer:
+    return ConceptScorer(get_embedder(spec), scoring, vocabulary=extended_vocabulary(extra))
+
+
+def extended_vocabulary(extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """The shipped vocabulary followed by the ``extra`` concepts it lacks."""
+    return tuple(dict.fromkeys((*load_vocabulary(), *extra)))
 
 
 def offline_judge(spec: str, threshold: float | None = None, scoring: Scoring = "normalised") -> EmbeddingJudge:

@@ -222,7 +222,7 @@ def _offline_backends(config: ScoreConfig, heads: Sequence[HeadSpans]):
     specs = config.offline_judges or (config.offline_embedder,)
     if len(set(specs)) != len(specs):
         raise UserError(f"judge list {list(specs)} names one judge twice: give each embedder once")
-    labeler = offline_labeler(config.offline_embedder, config.offline_scoring)
+    labeler = offline_labeler(config.offline_embedder, config.offline_scoring, config.offline_vocabulary_extra)
     judges = [offline_judge(s, config.offline_threshold, config.offline_scoring) for s in specs]
     texts = [t for h in heads for t in capped(h.texts, config.max_description_chars)]
     for b in (labeler, *judges):

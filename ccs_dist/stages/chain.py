@@ -40,7 +40,7 @@ from ccs_dist.stages.score import SCORE_TABLES, score_stage
 from ccs_dist.stages.spans import ground_truth_table, head_image_tables_of, spans_probe_shard, spans_stage
 from ccs_dist.artifacts.store import ArtifactStore, content_key
 from ccs_dist.artifacts.storage import local_dir
-from ccs_dist.stages.sources import resolve_pool
+from ccs_dist.stages.sources import labeler_vocabulary, resolve_pool
 
 STAGE_VERSION = 1  # bump to recompute every stage of older runs
 
@@ -135,7 +135,7 @@ def _score_key(c: ChainConfig) -> dict[str, Any]:
     del llm["min_scored_share"]  # a pass/fail rule over the same answers and tables: not part of what is computed
     key: dict[str, Any] = {"llm": llm}
     if c.llm.backend == "offline":
-        key["offline_vocabulary"] = vocabulary_fingerprint()
+        key["offline_vocabulary"] = vocabulary_fingerprint(extra=labeler_vocabulary(c.pool))
     return key
 
 
@@ -163,7 +163,8 @@ def llm_cache_dir(cache_dir: str) -> Path:
 
 def _run_score(ctx: StageContext, inputs) -> StageOutput:
     c = ctx.config
-    config = replace_config(c.llm, cache_dir=str(llm_cache_dir(c.cache_dir)), show_progress=ctx.progress)
+    config = replace_config(c.llm, cache_dir=str(llm_cache_dir(c.cache_dir)), show_progress=ctx.progress,
+                            offline_vocabulary_extra=labeler_vocabulary(c.pool))
     result = score_stage(inputs[SPANS], config)
     return StageOutput({name: getattr(result, name) for name in SCORE_TABLES}, {"llm": dict(result.stats)})
 
@@ -195,7 +196,8 @@ def _run_evaluate_shard(ctx: StageContext, index: int, inputs) -> dict[str, Any]
 
 def _run_direct(ctx: StageContext, inputs) -> StageOutput:
     c = ctx.config
-    table = direct_stage(ctx.loaded, inputs[CCS], c.evaluation, data_root=c.data_root, progress=ctx.progress)
+    table = direct_stage(ctx.loaded, inputs[CCS], c.evaluation, data_root=c.data_root, progress=ctx.progress,
+                         probe_images=c.probe.images)
     return StageOutput({"direct_ablation": table}, {"rows": table.height})
 
 
@@ -230,7 +232,7 @@ CHAIN: tuple[Stage, ...] = (
     Stage("score", (SPANS,), False, _score_key, _run_score),
     Stage("evaluate", (CCS,), True, _evaluate_key, _run_evaluate,
           shards=lambda c: evaluation_shards(c.evaluation), run_shard=_run_evaluate_shard),
-    Stage("direct", (CCS,), True, lambda c: {"model": _model_facts(c), **direct_key(c.evaluation)}, _run_direct,
+    Stage("direct", (CCS,), True, lambda c: {"model": _model_facts(c), **direct_key(c.evaluation, c.probe.images)}, _run_direct,
           enabled=lambda c: direct_enabled(c.probe.images, c.evaluation)),
     Stage("attribution", (CCS,), True, lambda c: {"model": _model_facts(c), "attribution": dump(c.attribution)},
           _run_attribution, enabled=lambda c: c.attribution.enabled),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ccs_dist.data.planted.text import plant_pool
+from ccs_dist.data.planted.text import plant_pool, vocabulary_additions
 from ccs_dist.data.toy.pool import toy_pool
 from ccs_dist.text.pool import DescriptionPool, default_pool, read_pool
 from ccs_dist.text.remote import REMOTE_POOLS, fetch_pool
@@ -32,3 +32,9 @@ def resolve_pool(spec: str | Path, cache_dir: str | Path = "cache") -> Descripti
 def named_pools() -> tuple[str, ...]:
     """Pool names that are not paths: ``default`` and the published pools."""
     return ("default", "toy", "plant", *REMOTE_POOLS)
+
+
+def labeler_vocabulary(pool: str | Path) -> tuple[str, ...]:
+    """The frozen concepts a pool's world adds to the offline labeler's vocabulary: the plant world's for the
+    ``plant`` pool, none otherwise (the toy world's are in the shipped vocabulary already)."""
+    return vocabulary_additions() if str(pool) == "plant" else ()

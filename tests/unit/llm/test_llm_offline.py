@@ -8,6 +8,9 @@ import asyncio
 import numpy as np
 import pytest
 
+from ccs_dist.data.planted.text import vocabulary_additions
+from ccs_dist.llm.offline import extended_vocabulary, load_vocabulary, vocabulary_fingerprint
+from ccs_dist.stages.sources import labeler_vocabulary
 from ccs_dist.llm.offline import (ConceptScorer, EmbeddingJudge, EmbeddingLabeler, best_threshold, default_calibration,
                                   family_phrase, get_embedder, load_vocabulary, offline_judge, offline_labeler)
 
@@ -171,3 +174,10 @@ def test_unknown_embedder_is_a_user_error():
 
     with pytest.raises(UserError, match="unknown offline embedder"):
         get_embedder("word2vec")
+
+
+def test_the_plant_pool_adds_the_worlds_frozen_concepts_to_the_labeler_only():
+    assert labeler_vocabulary("plant") == vocabulary_additions() and labeler_vocabulary("toy") == () == labeler_vocabulary("default")
+    shipped, extended = load_vocabulary(), extended_vocabulary(vocabulary_additions())
+    assert extended[:len(shipped)] == shipped and {"huge", "top left", "triangle"} <= set(extended) - set(shipped)
+    assert vocabulary_fingerprint() == vocabulary_fingerprint(extra=()) != vocabulary_fingerprint(extra=vocabulary_additions())
