@@ -13,7 +13,7 @@ def benchmark(self, benchmark: BenchmarkConfig, run_dir: str = "", spec: str | N
     """Score a run against its planted plan: every check with its null and p-value (tables benchmark_heads, benchmark_checks).
 
     Reads RUN_DIR's tables (ground_truth, direct_ablation, ccs, spans, judgments: a job with a toy:N probe set
-    and toy-<factor> tasks writes them), writes RUN_DIR/tables/benchmark_heads.parquet and
+    and toy-<factor> tasks, or plant:N and plant-<factor> tasks, writes them), writes RUN_DIR/tables/benchmark_heads.parquet and
     benchmark_checks.parquet, and prints the checks. With --spec, runs that job first (locally; finished
     stages are reused) and scores its run.
 
@@ -21,7 +21,7 @@ def benchmark(self, benchmark: BenchmarkConfig, run_dir: str = "", spec: str | N
         run_dir: the run's output directory (reports/<run>); not needed with --spec.
         spec: a job spec (a shipped name such as demo, or a YAML file) to run first.
         plan: the plan table as parquet (model, layer, head, kind, factors, weights, expected); default: the
-            plan of the bundled ccs-toy/planted_v2 weights.
+            plans of the bundled ccs-toy/planted_v2 and ccs-plant/plant_s<seed> weights.
     """
     if spec:
         # lazy: the job layer, only when asked to run one
