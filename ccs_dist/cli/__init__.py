@@ -11,6 +11,7 @@ import os
 import sys
 
 from ccs_dist.cli import evaluate as _evaluate
+from ccs_dist.cli import judge as _judge
 from ccs_dist.cli import probe as _probe
 from ccs_dist.cli import report as _report
 from ccs_dist.cli import score as _score
@@ -28,6 +29,7 @@ class Commands:
     textspan = _probe.textspan
     score = _score.score
     agreement = _score.agreement
+    judge_check = _judge.judge_check
     evaluate = _evaluate.evaluate
     report = _report.report
     attribute = _evaluate.attribute

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ccs_dist.artifacts.schemas import JUDGE_VALIDATION_SCHEMA
 from ccs_dist.ccs.verdict_stats import verdict_agreement
 from ccs_dist.core.errors import UserError
 from ccs_dist.llm.backends import Judge, Verdict
@@ -90,10 +91,31 @@ def validation_row(judge_name: str, pairs: pl.DataFrame, verdicts: Sequence[Verd
     return row
 
 
+def gold_sample(n: int, seed: int = 0) -> pl.DataFrame:
+    """The shipped gold pairs, at most ``n`` of them (stratified; 0: none, no validation)."""
+    return sample_gold(load_gold_pairs(), n, seed)
+
+
+def validation_table(judges: Sequence[Judge], pairs: pl.DataFrame, per_judge: Sequence[Sequence[Verdict]],
+                     seed: int = 0) -> pl.DataFrame:
+    """The ``judge_validation`` table: one row per judge scored on ``pairs`` (empty when no pair was judged)."""
+    rows = [validation_row(j.name, pairs, v, seed) for j, v in zip(judges, per_judge)] if pairs.height else []
+    return pl.DataFrame(rows, schema=JUDGE_VALIDATION_SCHEMA)
+
+
 def validate_judges(judges: Sequence[Judge], pairs: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
-    """The ``judge_validation`` table: one row per judge scored on ``pairs``."""
+    """Score every judge on ``pairs`` now (offline judges, or clients closed by the caller)."""
     async def run():
         return await asyncio.gather(*(judge_pairs(j, pairs) for j in judges))
 
-    per_judge = asyncio.run(run())
-    return pl.DataFrame([validation_row(j.name, pairs, v, seed) for j, v in zip(judges, per_judge)])
+    return validation_table(judges, pairs, asyncio.run(run()) if pairs.height else [], seed)
+
+
+def validation_summary(table: pl.DataFrame, n_pairs: int, cost: dict) -> dict:
+    """What the run summary says: validated or not, each judge's kappa and interval, what the gold pairs cost."""
+    return {
+        "validated": table.height > 0 and bool(table["n"].min() > 0), "gold": gold_fingerprint(), "gold_pairs": n_pairs,
+        **{k: cost.get(k, 0) for k in ("misses", "requests", "cost_usd")},
+        "judges": {r["judge"]: {k: r[k] for k in ("n", "n_failed", "kappa", "kappa_lo", "kappa_hi", "fpr", "fnr")}
+                   for r in table.iter_rows(named=True)},
+    }

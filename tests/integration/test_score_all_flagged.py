@@ -62,7 +62,7 @@ def test_the_job_stage_fails_below_the_share_and_passes_above_it(tmp_path, monke
     monkeypatch.setattr(loopback, "reference_answer", _answers("brokenmarker"))
     with LoopbackServer(LoopbackConfig()) as srv:
         config = ScoreConfig(backend="openai", labeler=_endpoint(srv.base_url), judges=(_endpoint(srv.base_url),),
-                             cache_dir=str(tmp_path / "c"), show_progress=False)
+                             cache_dir=str(tmp_path / "c"), show_progress=False, judge_gold_pairs=0)
         result = score_stage(spans, config)
         assert int(result.ccs["flagged"].sum()) == 2
         sent = srv.stats.requests
