@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+from ccs_dist.cli import agreement as _agreement
 from ccs_dist.cli import evaluate as _evaluate
 from ccs_dist.cli import judge as _judge
 from ccs_dist.cli import probe as _probe
@@ -28,7 +29,8 @@ class Commands:
     decompose = _probe.decompose
     textspan = _probe.textspan
     score = _score.score
-    agreement = _score.agreement
+    agreement = _agreement.agreement
+    annotate = _agreement.annotate
     judge_check = _judge.judge_check
     evaluate = _evaluate.evaluate
     report = _report.report
