@@ -137,9 +137,13 @@ def score(
         flagged = f", {s['flagged_heads']} flagged (failed verdicts, left out of CCS@K: {names}; reasons in score_meta.json)"
     if s.get("cache_bad_entries"):
         flagged += f"; {s['cache_bad_entries']} unusable cache entries were asked again"
+    v = s.get("judge_validation") or {}
+    judged = "; ".join(f"{name} kappa {j['kappa']:.3f} [{j['kappa_lo']:.3f}, {j['kappa_hi']:.3f}] on {j['n']} gold pairs"
+                       for name, j in (v.get("judges") or {}).items()) if v.get("validated") else "JUDGE NOT VALIDATED on the gold pairs"
     return (
         f"scored {s['heads']} heads{flagged}; cache hits {s['hits']}, misses {s['misses']}, requests {s['requests']}, "
-        f"tokens in/out {s['tokens_in']}/{s['tokens_out']}, estimated cost ${s['cost_usd']:.4f}; tables in {paths['ccs'].parent}"
+        f"tokens in/out {s['tokens_in']}/{s['tokens_out']}, estimated cost ${s['cost_usd']:.4f}; tables in {paths['ccs'].parent}\n"
+        f"judges: {judged}"
     )
 
 

@@ -89,3 +89,23 @@ def test_a_judge_with_probabilities_gets_a_calibration_curve_and_bad_input_is_on
     assert "ECE 0.100" in p.stdout
     one_line_error(run_cli("annotate", "--judgments", str(run)), "exactly one of --export")
     one_line_error(run_cli("annotate", "--judgments", str(run), "--export", str(exp), "--n", "0"), "--n must be a positive")
+
+
+def test_the_page_fills_in_offline_and_its_csv_imports(browser, tmp_path):
+    run, _ = _run(tmp_path, n_heads=6)
+    exp = tmp_path / "s.csv"
+    assert run_cli("annotate", "--judgments", str(run), "--export", str(exp), "--n", "12").returncode == 0
+    browser.open(exp.with_suffix(".html"), offline=True)
+    assert browser.eval("document.querySelectorAll('#pairs tr').length") == 12
+    browser.click('input[name="p0"][value="1"]')  # real mouse clicks on the radio buttons
+    browser.click('input[name="p1"][value="0"]')
+    browser.click("#download")
+    assert "2 of 12" in browser.eval("document.getElementById('status').textContent")
+    filled = tmp_path / "from_page.csv"
+    filled.write_text(browser.eval("filledCsv()"), encoding="utf-8")
+    assert not browser.problems() and not [u for u in browser.requests() if not u.startswith(("file:", "data:"))]
+    back = pl.read_csv(filled, infer_schema_length=0)
+    assert back.columns == pl.read_csv(exp, infer_schema_length=0).columns and back["aligned"].to_list()[:2] == ["1", "0"]
+    assert back["aligned"].null_count() == 10 and back["text"].to_list() == pl.read_csv(exp, infer_schema_length=0)["text"].to_list()
+    p = run_cli("annotate", "--judgments", str(run), "--import", str(filled))
+    assert p.returncode == 0 and "n 2," in p.stdout, p.stderr[-2000:]
