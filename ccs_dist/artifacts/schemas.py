@@ -44,6 +44,24 @@ RELIANCE_SCHEMA = {"model": pl.String, "dataset": pl.String, "class": pl.String,
                    "head": pl.Int64, "attribution": pl.Float64, "label": pl.String, "ccs": pl.Int64, "category": pl.String,
                    "alignment": pl.Float64, "unexpected": pl.Boolean}
 
+# the head card (ccs_dist.card): one row per (head, score); its CCS@K intervals; how the scores agree over heads
+CARD_SCORES = ("ccs", "ccs_weighted", "detection_auroc", "detection_balanced_accuracy", "simulation_rho",
+               "monosemanticity", "specificity_direct", "specificity_whole")
+HEAD_SCORES_SCHEMA = {**HEAD_COLUMNS, "label": pl.Utf8, "score": pl.Utf8, "value": pl.Float64, "lo": pl.Float64,
+                      "hi": pl.Float64, "null_value": pl.Float64, "n": pl.Int64}
+CCS_INTERVALS_SCHEMA = {"model": pl.Utf8, "k": pl.Int64, "share": pl.Float64, "lo": pl.Float64, "hi": pl.Float64,
+                        "resamples": pl.Int64}
+SCORE_AGREEMENT_SCHEMA = {"model": pl.Utf8, "score_a": pl.Utf8, "score_b": pl.Utf8, "spearman": pl.Float64, "n": pl.Int64}
+# the planted-concept benchmark (ccs_dist.benchmark): the plan a planted world ships, per-head comparison, checks
+PLAN_SCHEMA = {**HEAD_COLUMNS, "kind": pl.String, "factors": pl.String, "weights": pl.List(pl.Float64), "expected": pl.String}
+BENCHMARK_HEADS_SCHEMA = {**HEAD_COLUMNS, "kind": pl.String, "plan_factors": pl.String, "plan_weights": pl.List(pl.Float64),
+                          "plan_factor": pl.String, "expected": pl.String, "eta2_factor": pl.String, "eta2": pl.Float64,
+                          "eta2_baseline": pl.Float64, "ablation_factor": pl.String, "ablation_drop": pl.Float64,
+                          "label": pl.String, "label_factors": pl.String, "ccs": pl.Float64, "ccs_weighted": pl.Float64}
+BENCHMARK_CHECKS_SCHEMA = {"model": pl.String, "check": pl.String, "value": pl.Float64, "spread": pl.Float64,
+                           "null_mean": pl.Float64, "null_p95": pl.Float64, "p_value": pl.Float64, "n": pl.Int64,
+                           "passed": pl.Boolean}
+
 
 def write_table(df: pl.DataFrame, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Write ``df`` as parquet atomically; ``metadata`` goes into the file's key-value footer as JSON."""

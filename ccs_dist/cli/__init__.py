@@ -11,6 +11,7 @@ import os
 import sys
 
 from ccs_dist.cli import agreement as _agreement
+from ccs_dist.cli import benchmark as _benchmark
 from ccs_dist.cli import evaluate as _evaluate
 from ccs_dist.cli import judge as _judge
 from ccs_dist.cli import probe as _probe
@@ -35,6 +36,7 @@ class Commands:
     evaluate = _evaluate.evaluate
     report = _report.report
     attribute = _evaluate.attribute
+    benchmark = _benchmark.benchmark
     train_toy = _toy.train_toy
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from ccs_dist.benchmark.tables import benchmark_tables
 from ccs_dist.core.errors import UserError
 from ccs_dist.jobs.resume import StageStore
 from ccs_dist.jobs.spec import JobSpec, ModelEntry
@@ -205,6 +206,8 @@ def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) ->
         from ccs_dist.toy.outcomes import toy_tables
 
         merged.update(toy_tables(merged))
+    if "direct_ablation" in merged:  # the planted-concept benchmark: every check against its null
+        merged.update(benchmark_tables(merged, {p.key: p.entry.pretrained is None for p in plans}))
     paths = {}
     for name, df in merged.items():
         paths[name] = write_table(df, layout.table(name),
@@ -329,6 +332,7 @@ def prepare_data(spec: JobSpec) -> None:
     if not spec.evaluation.synthetic:
         return
     tasks = list(spec.evaluation.tasks) + ([spec.attribution.task] if spec.attribution.enabled else [])
+    tasks += list(spec.card.tasks) if spec.card.enabled else []
     prepare_synthetic_data(tasks, spec.data_root)
 
 

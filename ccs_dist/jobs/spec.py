@@ -3,7 +3,7 @@
 ``${VAR}`` and ``${VAR:-default}`` in the spec's string values are replaced from the environment (dataset
 roots, endpoints) after the YAML is parsed, so a value can neither end a line nor add keys. A key given
 twice and a true/false where a number belongs are errors. The stage sections (``probe``, ``spans``, ``llm``,
-``evaluation``, ``attribution``) are the stage configs of :mod:`ccs_dist.stages` themselves, so every stage
+``evaluation``, ``attribution``, ``card``) are the stage configs of :mod:`ccs_dist.stages` themselves, so every stage
 option is settable here and its default lives in one place; :meth:`JobSpec.chain_config` gives one model's.
 
 Where paths point (the same wherever the job is started and however ccs_dist is installed):
@@ -34,6 +34,8 @@ from pydantic_core import PydanticCustomError
 from ccs_dist.core.errors import UserError
 from ccs_dist.core.weights import CHECKPOINT_SUFFIXES, has_no_weights
 from ccs_dist.attribution.run import AttributionConfig
+from ccs_dist.card.config import CardConfig, ReferenceConfig
+from ccs_dist.card.reference import NO_REFERENCE
 from ccs_dist.stages.chain import ChainConfig, llm_cache_dir
 from ccs_dist.artifacts.storage import absolute, join, local_dir, refuse_credentials
 from ccs_dist.stages.config import ConfigError, dump, validate
@@ -75,6 +77,7 @@ class ModelEntry(_Strict):
     pretrained: str | None = None
     layers: int | tuple[int, ...] | None = None  # overrides the spec's layers for this model
     rank: int | None = Field(None, ge=1)  # overrides spans.rank for this model
+    card_reference: _section(ReferenceConfig) | None = None  # overrides card.reference for this model
 
     @field_validator("pretrained", mode="before")
     @classmethod
@@ -104,6 +107,7 @@ class JobSpec(_Strict):
     llm: _LLMSection = ScoreConfig(backend="offline")
     evaluation: EvaluateConfig = EvaluateConfig()
     attribution: _section(AttributionConfig) = AttributionConfig()
+    card: _section(CardConfig) = CardConfig()
     resources: ResourcesSection = ResourcesSection()
 
     @model_validator(mode="before")
@@ -125,6 +129,9 @@ class JobSpec(_Strict):
         at = self.attribution
         if at.enabled and ev.data_root is None and not ev.synthetic and "@" not in at.task:
             problems.append("attribution.task: a real dataset needs evaluation.data_root, give the folder that holds it")
+        if self.card.enabled:
+            problems += [f"models.{i}: {NO_REFERENCE} (card.reference or the model's card_reference)"
+                         for i, m in enumerate(self.models) if not self._card_of(m).reference.arch]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -152,6 +159,12 @@ class JobSpec(_Strict):
     def score_config(self, show_progress: bool = True):
         return dataclasses.replace(self.llm, cache_dir=str(llm_cache_dir(self.cache_dir)), show_progress=show_progress)
 
+    def _card_of(self, entry: ModelEntry) -> CardConfig:
+        """The card section with the entry's own reference encoder, if it names one."""
+        if entry.card_reference is None:
+            return self.card
+        return dataclasses.replace(self.card, reference=entry.card_reference)
+
     def chain_config(self, entry: ModelEntry) -> ChainConfig:
         """One model's stage configs: the entry's layers and rank override the spec's."""
         layers = entry.layers if entry.layers is not None else self.layers
@@ -164,6 +177,7 @@ class JobSpec(_Strict):
             llm=self.llm,
             evaluation=self.evaluation,
             attribution=self.attribution,
+            card=self._card_of(entry),
             cache_dir=self.cache_dir,
             data_root=str(self.data_root),
         )

@@ -9,6 +9,7 @@ nowhere else: it is in no cache key, log line, table or error message. Base URLs
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from ccs_dist.core.errors import UserError
 from ccs_dist.llm.cache import AnswerCache, request_key
 from ccs_dist.llm.config import CacheMode, EndpointConfig
+from ccs_dist.llm.content import Content, estimated_tokens, first_token_probs, key_content, wire_content
 from ccs_dist.llm.ratelimit import RateLimiter, parse_duration
 from ccs_dist.llm.urls import is_loopback, redact_url, scrub, url_secrets
 
@@ -37,14 +39,17 @@ _PER_REQUEST_CODES = (400, 413, 422)
 @dataclass(frozen=True)
 class ChatRequest:
     """One chat completion. ``template`` (``name@version``) and ``ask`` (0 for the first ask of a
-    question, n for its n-th re-ask after an unusable answer) are part of the cache key, not sent."""
+    question, n for its n-th re-ask after an unusable answer) are part of the cache key, not sent.
+    ``top_logprobs`` > 0 asks for the first answer token's log-probabilities (dropped, with one log line, by
+    an endpoint that refuses them)."""
 
-    messages: tuple[tuple[str, str], ...]  # (role, content)
+    messages: tuple[tuple[str, Content], ...]  # (role, text or parts: see ccs_dist.llm.content)
     template: str
     max_tokens: int = 16
     json_schema: dict | None = None  # sent as response_format when the endpoint supports it
     ask: int = 0
     temperature: float = 0.0
+    top_logprobs: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class ChatAnswer:
     text: str
     structured: bool  # the request was sent with a JSON schema
     cached: bool
+    token_probs: tuple[tuple[str, float], ...] | None = None  # first token's alternatives, when asked and returned
 
 
 @dataclass
@@ -94,6 +100,10 @@ class _JsonUnsupported(Exception):
     pass
 
 
+class _LogprobsUnsupported(Exception):
+    pass
+
+
 def read_api_key(env_name: str, required: bool = True) -> str | None:
     """The key's value from ``env_name``; a UserError when required and unset."""
     value = os.environ.get(env_name)
@@ -118,6 +128,7 @@ class EndpointClient:
         self._refreshed: set[str] = set()
         self._fatal: UserError | None = None
         self._json_ok: bool | None = {"on": True, "off": False}.get(cfg.json_mode)
+        self._logprobs_ok = True
         self.url = redact_url(cfg.base_url)  # what messages may show
         self._url_secrets = url_secrets(cfg.base_url)  # scrubbed from server messages, which may echo the URL
         self._answered = 0
@@ -151,12 +162,15 @@ class EndpointClient:
     # -- cache keys -------------------------------------------------------------------------------
 
     def _key(self, req: ChatRequest, structured: bool) -> str:
+        params: dict[str, Any] = {"temperature": req.temperature, "max_tokens": req.max_tokens}
+        if req.top_logprobs:  # only then: the keys of every earlier request stay as they were
+            params["top_logprobs"] = req.top_logprobs
         return request_key(
             {
                 "endpoint": self._endpoint,
                 "model": self.cfg.model,
-                "messages": [list(m) for m in req.messages],
-                "params": {"temperature": req.temperature, "max_tokens": req.max_tokens},
+                "messages": [[role, key_content(c)] for role, c in req.messages],
+                "params": params,
                 "response_format": _response_format(req.json_schema) if structured else None,
                 "template": req.template,
                 "ask": req.ask,
@@ -170,7 +184,9 @@ class EndpointClient:
         """Count a cache hit (and what it would have cost) and turn the entry into an answer."""
         self.stats.hits += 1
         self.stats.cost_avoided_usd += self._price(entry.get("tokens_in", 0), entry.get("tokens_out", 0))
-        return ChatAnswer(entry["text"], structured, cached=True)
+        probs = entry.get("token_probs")
+        return ChatAnswer(entry["text"], structured, cached=True,
+                          token_probs=tuple((str(t), float(p)) for t, p in probs) if isinstance(probs, list) else None)
 
     def _lookup(self, req: ChatRequest) -> ChatAnswer | None:
         if self.cache is None:
@@ -190,6 +206,8 @@ class EndpointClient:
     async def ask(self, req: ChatRequest) -> ChatAnswer:
         """The endpoint's answer to ``req``: from the cache, from another process's or task's
         in-flight request, or sent now (with retries) and cached."""
+        if req.top_logprobs and not self._logprobs_ok:
+            req = dataclasses.replace(req, top_logprobs=0)
         hit = self._lookup(req)
         if hit is not None:
             return hit
@@ -198,7 +216,7 @@ class EndpointClient:
         if key in self._inflight:  # the same question asked twice in this process
             answer = await asyncio.shield(self._inflight[key])
             self.stats.hits += 1
-            return ChatAnswer(answer.text, answer.structured, cached=True)
+            return dataclasses.replace(answer, cached=True)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
@@ -234,7 +252,12 @@ class EndpointClient:
     async def _fetch(self, req: ChatRequest, key: str, structured: bool) -> ChatAnswer:
         self.stats.misses += 1
         try:
-            text, t_in, t_out = await self._send_with_retries(req, structured)
+            text, t_in, t_out, probs = await self._send_with_retries(req, structured)
+        except _LogprobsUnsupported:
+            log.info("%s does not return logprobs: its answers are read without them", self.name)
+            self._logprobs_ok = False
+            self.stats.misses -= 1
+            return await self.ask(req)
         except _JsonUnsupported:
             log.info("%s does not accept response_format json_schema: using plain answers and a strict parser", self.name)
             self._json_ok = False
@@ -243,12 +266,14 @@ class EndpointClient:
         if structured and self._json_ok is None:
             self._json_ok = True
         if self.cache is not None:
-            self.cache.set(key, {"text": text, "model": self.cfg.model, "template": req.template,
-                                 "tokens_in": t_in, "tokens_out": t_out})
+            entry = {"text": text, "model": self.cfg.model, "template": req.template, "tokens_in": t_in, "tokens_out": t_out}
+            if probs is not None:
+                entry["token_probs"] = [list(tp) for tp in probs]
+            self.cache.set(key, entry)
             self._refreshed.add(key)
-        return ChatAnswer(text, structured, cached=False)
+        return ChatAnswer(text, structured, cached=False, token_probs=probs)
 
-    async def _send_with_retries(self, req: ChatRequest, structured: bool) -> tuple[str, int, int]:
+    async def _send_with_retries(self, req: ChatRequest, structured: bool) -> tuple[str, int, int, tuple | None]:
         last: list[str] = []
         try:
             async for attempt in AsyncRetrying(
@@ -281,14 +306,16 @@ class EndpointClient:
         cap = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2 ** (retry_state.attempt_number - 1))
         return random.uniform(cap / 2, cap)  # exponential backoff with jitter
 
-    async def _send_once(self, req: ChatRequest, structured: bool) -> str:
-        est_tokens = sum(len(c) for _, c in req.messages) / 4 + req.max_tokens
+    async def _send_once(self, req: ChatRequest, structured: bool) -> tuple[str, int, int, tuple | None]:
+        est_tokens = sum(estimated_tokens(c) for _, c in req.messages) + req.max_tokens
         kwargs: dict[str, Any] = dict(
             model=self.cfg.model,
-            messages=[{"role": r, "content": c} for r, c in req.messages],
+            messages=[{"role": r, "content": wire_content(c)} for r, c in req.messages],
             temperature=req.temperature,
             max_tokens=req.max_tokens,
         )
+        if req.top_logprobs:
+            kwargs.update(logprobs=True, top_logprobs=req.top_logprobs)
         if structured:
             kwargs["response_format"] = _response_format(req.json_schema)
         if self._headers:
@@ -315,13 +342,13 @@ class EndpointClient:
                 raise _Retryable(f"cannot connect to {self.url} ({_cause(e)})") from None
             except openai.APIStatusError as e:
                 try:
-                    self._raise_status(e, structured)
+                    self._raise_status(e, structured, bool(req.top_logprobs))
                 except UserError as fatal:
                     self._fatal = fatal
                     raise
             self.limiter.observe_headers(raw.headers)
             body = raw.text
-        text, t_in, t_out = _parse_completion(body)
+        text, t_in, t_out, probs = _parse_completion(body)
         self._answered += 1
         t_in = t_in if t_in is not None else int(est_tokens - req.max_tokens)
         t_out = t_out if t_out is not None else max(1, len(text) // 4)
@@ -329,9 +356,9 @@ class EndpointClient:
         self.stats.tokens_in += t_in
         self.stats.tokens_out += t_out
         self.stats.cost_usd += self._price(t_in, t_out)
-        return text, t_in, t_out
+        return text, t_in, t_out, probs
 
-    def _raise_status(self, e: openai.APIStatusError, structured: bool):
+    def _raise_status(self, e: openai.APIStatusError, structured: bool, logprobs: bool = False):
         code = e.status_code
         msg = scrub(_server_message(e), self._url_secrets)
         if code >= 500 or code in (408, 409):
@@ -345,6 +372,8 @@ class EndpointClient:
             raise UserError(f"model {self.cfg.model!r} is unknown at {self.url} (404: {msg}): pass a model the endpoint serves (see GET {self.url.rstrip('/')}/models)") from None
         if code == 400 and structured and self.cfg.json_mode == "auto" and "response_format" in msg:
             raise _JsonUnsupported() from None
+        if code == 400 and logprobs and "logprobs" in msg:
+            raise _LogprobsUnsupported() from None
         if code in _PER_REQUEST_CODES:
             self._rejected += 1
             if self._answered or self._rejected < _REJECTS_BEFORE_FATAL:
@@ -386,17 +415,20 @@ def _server_message(e: openai.APIStatusError) -> str:
     return " ".join(str(msg).split())[:300]
 
 
-def _parse_completion(body: str) -> tuple[str, int | None, int | None]:
-    """(content, prompt tokens, completion tokens) of a chat completion body; _Retryable if malformed."""
+def _parse_completion(body: str) -> tuple[str, int | None, int | None, tuple | None]:
+    """(content, prompt tokens, completion tokens, first token's probabilities) of a chat completion body;
+    _Retryable if malformed."""
     try:
         data = json.loads(body)
-        content = data["choices"][0]["message"]["content"]
+        choice = data["choices"][0]
+        content = choice["message"]["content"]
         if not isinstance(content, str):
             raise TypeError("content is not a string")
     except (ValueError, KeyError, IndexError, TypeError) as e:
         raise _Retryable(f"malformed response body ({type(e).__name__}: {str(e)[:80]})") from None
     usage = data.get("usage") or {}
-    return content, _int_or_none(usage.get("prompt_tokens")), _int_or_none(usage.get("completion_tokens"))
+    return (content, _int_or_none(usage.get("prompt_tokens")), _int_or_none(usage.get("completion_tokens")),
+            first_token_probs(choice))
 
 
 def _int_or_none(v) -> int | None:

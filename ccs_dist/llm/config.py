@@ -113,3 +113,19 @@ class ScoreConfig:
     answer_attempts: int = field(default=3, metadata={"internal": True})  # asks per question while the answer is unparseable or off-vocabulary
     thresholds: CategoryThresholds = field(default_factory=CategoryThresholds, metadata={"internal": True})
     show_progress: bool = field(default=True, metadata={"internal": True})
+
+
+@dataclass(frozen=True)
+class VisionJudgeConfig:
+    """A vision-capable OpenAI-compatible endpoint that decides whether an image shows a label
+    (:func:`ccs_dist.llm.vision.judge_images`). Answers are cached in ``cache_dir`` by image sha256, label,
+    endpoint, model and prompt version; the key is read from ``endpoint.api_key_env`` when a client is built."""
+
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    top_logprobs: int = field(default=5, metadata={
+        "ge": 0, "le": 20, "help": "alternatives of the first answer token asked for, to read P(yes) (0: ask for none)"})
+    cache: CacheMode = field(default="use", metadata={
+        "help": "use the cached image verdicts, refresh them (ask again, overwrite) or bypass the cache"})
+    answer_attempts: int = field(default=3, metadata={
+        "ge": 1, "help": "asks per image while the answer is not exactly Yes or No"})
+    cache_dir: str = field(default="cache/llm", metadata={"internal": True})  # the run's CACHE/llm

@@ -18,7 +18,7 @@ from ccs_dist.llm.client import ChatRequest
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 # judge_*@2: the label is quoted as a JSON string (data, not instructions)
-VERSIONS = {"label": 1, "label_paper": 1, "judge_pair": 2, "judge_head": 2}
+VERSIONS = {"label": 1, "label_paper": 1, "judge_pair": 2, "judge_head": 2, "judge_image": 1}
 LABEL_PROMPTS = ("label", "label_paper")  # label_v1: 1-4 words or "mixed"; label_paper_v1: one word (the paper's)
 
 

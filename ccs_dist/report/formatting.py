@@ -46,3 +46,12 @@ def stability_text(h: dict[str, Any]) -> str:
     if h.get("stab") is None:
         return ""
     return f"stability {h['stab']:.2f} (span 1 kept in {h.get('s1', 0) * 100:.0f}% of resamples)"
+
+
+def interval(value: Any, lo: Any = None, hi: Any = None, digits: int = 2) -> str:
+    """``0.72 [0.61, 0.80]``; the value alone when either end is missing; ``–`` when the value is."""
+    v = fmt(num(value), digits)
+    if v == "–":
+        return v
+    a, b = fmt(num(lo), digits), fmt(num(hi), digits)
+    return v if "–" in (a, b) else f"{v} [{a}, {b}]"

@@ -33,6 +33,9 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "attribution": ("model", "dataset", "layer", "head", "method", "value"),
     "head_images": ("model", "layer", "head", "direction", "rank", "sign", "image_id", "projection"),
     "head_thumbnails": ("image_id", "data_uri"),
+    "head_scores": ("model", "layer", "head", "score", "value"),
+    "ccs_intervals": ("model", "k", "share"),
+    "score_agreement": ("model", "score_a", "score_b", "spearman"),
 }
 KNOWN = tuple(REQUIRED)
 

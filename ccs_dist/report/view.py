@@ -53,7 +53,8 @@ def _model_order(data: RunData) -> list[str]:
     for m in data.manifest.get("models") or []:
         if isinstance(m, dict) and m.get("model") is not None and str(m["model"]) not in keys:
             keys.append(str(m["model"]))
-    for name in ("ccs", "ccs_at_k", "labels", "spans", "judgments", "evaluation", "attribution"):
+    for name in ("ccs", "ccs_at_k", "labels", "spans", "judgments", "evaluation", "attribution", "head_scores",
+                 "ccs_intervals", "score_agreement"):
         df = data.get(name)
         if df is not None and "model" in df.columns:
             for k in df["model"].unique(maintain_order=True).to_list():

@@ -1,7 +1,8 @@
 """The stage chain of one model, written once: order, inputs, resume keys and how each stage runs.
 
 ``spans`` (decompose + TextSpan) -> ``score`` (labels, verdicts, CCS) -> ``evaluate`` (soft-pruned tasks)
-and, when enabled, ``attribution``. A stage reads named tables of earlier stages (:class:`TableRef`) and
+and, when enabled, ``direct`` (the benchmark's direct-path ablation, with a toy probe set and toy tasks),
+``attribution`` and ``card`` (image-grounded head scores). A stage reads named tables of earlier stages (:class:`TableRef`) and
 returns named tables and facts (:class:`StageOutput`); its key hashes the configuration it depends on and
 its input tables, so a changed input recomputes it and everything downstream. Local mode
 (:mod:`ccs_dist.jobs.pipeline`) and the Ray actors (:mod:`ccs_dist.distributed`) both walk :data:`CHAIN`
@@ -21,7 +22,10 @@ import polars as pl
 
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.attribution.run import AttributionConfig
+from ccs_dist.card.config import CardConfig
+from ccs_dist.stages.card import card_stage
 from ccs_dist.stages.attribution import attribution_stage
+from ccs_dist.stages.benchmark import direct_enabled, direct_key, direct_stage
 from ccs_dist.stages.config import dump
 from ccs_dist.stages.config import replace as replace_config
 from ccs_dist.decomposition.config import DecomposeConfig
@@ -52,6 +56,7 @@ class ChainConfig:
     attribution: AttributionConfig
     cache_dir: str  # a local path or a remote root's URI (ccs_dist.artifacts.storage)
     data_root: str
+    card: CardConfig = CardConfig()
 
     @property
     def key(self) -> str:
@@ -106,7 +111,7 @@ def frame_hash(df: pl.DataFrame) -> str:
 
 # -- the stages ------------------------------------------------------------------------------------------
 
-SPANS, CCS = TableRef("spans", "spans"), TableRef("score", "ccs")
+SPANS, CCS, JUDGMENTS = TableRef("spans", "spans"), TableRef("score", "ccs"), TableRef("score", "judgments")
 
 
 def _model_facts(c: ChainConfig) -> dict[str, Any]:
@@ -195,10 +200,36 @@ def _run_evaluate_shard(ctx: StageContext, index: int, inputs) -> dict[str, Any]
                           shard_dir=_evaluation_shard_dir(c, inputs))
 
 
+def _run_direct(ctx: StageContext, inputs) -> StageOutput:
+    c = ctx.config
+    table = direct_stage(ctx.loaded, inputs[CCS], c.evaluation, data_root=c.data_root, progress=ctx.progress)
+    return StageOutput({"direct_ablation": table}, {"rows": table.height})
+
+
 def _run_attribution(ctx: StageContext, inputs) -> StageOutput:
     c = ctx.config
     result = attribution_stage(ctx.loaded, inputs[CCS], c.attribution, data_root=c.data_root, progress=ctx.progress)
     return StageOutput(result.tables, {"attribution": result.meta})
+
+
+def _card_key(c: ChainConfig) -> dict[str, Any]:
+    key = {"model": _model_facts(c), "card": dump(c.card), "probe": dump(c.probe), "layers": c.layers,
+           "precision": c.spans.precision}
+    if c.card.tasks:
+        key["evaluation"] = _evaluate_key(c)["evaluation"]
+    if c.card.resamples:  # the resamples rerun TextSpan and the scoring
+        key.update(_spans_key(c), score=_score_key(c))
+    return key
+
+
+def _run_card(ctx: StageContext, inputs) -> StageOutput:
+    c = ctx.config
+    llm = replace_config(c.llm, cache_dir=str(llm_cache_dir(c.cache_dir)), show_progress=False)
+    result = card_stage(ctx.loaded, inputs[SPANS], inputs[CCS], inputs[JUDGMENTS], c.card, probe=c.probe, layers=c.layers,
+                        spans=c.spans, pool=c.pool, llm=llm, cache_dir=c.cache_dir, progress=ctx.progress,
+                        eval_config=c.evaluation.eval_config(data_root=c.data_root, progress=False),
+                        concept_map=c.evaluation.concept_map)
+    return StageOutput(result.tables, {"card": result.facts})
 
 
 CHAIN: tuple[Stage, ...] = (
@@ -206,8 +237,11 @@ CHAIN: tuple[Stage, ...] = (
     Stage("score", (SPANS,), False, _score_key, _run_score),
     Stage("evaluate", (CCS,), True, _evaluate_key, _run_evaluate,
           shards=lambda c: evaluation_shards(c.evaluation), run_shard=_run_evaluate_shard),
+    Stage("direct", (CCS,), True, lambda c: {"model": _model_facts(c), **direct_key(c.evaluation)}, _run_direct,
+          enabled=lambda c: direct_enabled(c.probe.images, c.evaluation)),
     Stage("attribution", (CCS,), True, lambda c: {"model": _model_facts(c), "attribution": dump(c.attribution)},
           _run_attribution, enabled=lambda c: c.attribution.enabled),
+    Stage("card", (SPANS, CCS, JUDGMENTS), True, _card_key, _run_card, enabled=lambda c: c.card.enabled),
 )
 STAGES: tuple[str, ...] = tuple(s.name for s in CHAIN)
 BY_NAME: dict[str, Stage] = {s.name: s for s in CHAIN}

@@ -47,7 +47,11 @@ def test_demo_end_to_end(demo_run):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["mode"] == "local" and [m["random_init"] for m in manifest["models"]] == [False, True]
     assert "Ground truth" in (run_dir / "index.html").read_text(encoding="utf-8")
-    stages = ("spans", "score", "evaluate", "attribution")  # the demo enables the optional attribution stage
+    stages = ("spans", "score", "evaluate", "direct", "attribution")  # the demo enables the optional attribution stage
+    checks = tables["benchmark_checks"]  # the planted-concept benchmark: every check with its null, both models
+    assert {"ccs-toy/planted_v2", "ccs-toy/random-init", "seeds:ccs-toy/planted_v2"} == set(checks["model"])
+    control = checks.filter((pl.col("model") == "ccs-toy/random-init") & pl.col("check").str.starts_with("ground truth"))
+    assert control.height == 2 and not control["passed"].any()  # nothing was planted in the control
     assert {(s["model"], s["stage"]) for s in manifest["stages"]} == {(m, s) for m in ccs["model"].unique() for s in stages}
     attribution = tables["attribution"]  # the table `ccs-dist attribute` writes, one task for every model
     assert set(attribution["model"]) == set(ccs["model"]) and set(attribution["dataset"]) == {"toy-colour"}

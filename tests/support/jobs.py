@@ -26,7 +26,8 @@ def run_full_grid(*args: str, env: dict | None = None, timeout: float = 900) -> 
                           capture_output=True, text=True, timeout=timeout)
 
 
-TOY_TABLES = ("ground_truth", "toy_heads", "toy_outcomes")  # written when the probe set is toy:N
+# written when the probe set is toy:N (the benchmark's with toy-<factor> tasks too)
+TOY_TABLES = ("ground_truth", "toy_heads", "toy_outcomes", "direct_ablation", "benchmark_heads", "benchmark_checks")
 ATTRIBUTION_TABLES = ("attribution", "attribution_curves", "attribution_faithfulness", "attribution_reliance")  # attribution.enabled
 
 

@@ -26,6 +26,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.support.loopback_vision import BadImage, is_vision, logprobs_block, pixels_digest, vision_answer
+
 _STOP = frozenset(
     "a an the of in on at to and or with for from by is are image photo picture close up closeup view "
     "its it this that some two three four five six".split()
@@ -98,6 +100,7 @@ class LoopbackConfig:
     down_after: int | None = None  # after this many answers every connection is dropped
     max_prompt_chars: int | None = None  # longer prompts (all message contents) get 400 context_length_exceeded
     seed: int = 0
+    logprobs: bool = True  # return the first token's logprobs to vision requests that ask for them
 
 
 @dataclass
@@ -112,6 +115,8 @@ class LoopbackStats:
     arrivals: list = field(default_factory=list)  # time.monotonic() of each chat request's arrival
     auth_headers: set = field(default_factory=set)
     bodies: list = field(default_factory=list)  # every chat request body as received (raw bytes)
+    images: list = field(default_factory=list)  # (width, height, pixel sha256, label) of each image part decoded
+    logprob_requests: int = 0  # chat requests that asked for logprobs
 
     def as_dict(self) -> dict:
         return {
@@ -293,19 +298,32 @@ def _make_handler(server: LoopbackServer):
                     return self._send(200, '{"id": "chatcmpl-x", "choices": [ {"message": ', headers)
             if cfg.latency_s > 0:
                 time.sleep(cfg.latency_s)
-            content = reference_answer(messages, structured)
+            logprobs = None
+            if is_vision(messages):
+                try:
+                    content, p_yes, images, label = vision_answer(messages)
+                except BadImage as e:
+                    return self._error(400, f"invalid image: {e}")
+                with server._lock:
+                    server.stats.images.extend((*pixels_digest(im), label) for im in images)
+                    server.stats.logprob_requests += bool(req.get("logprobs"))
+                if req.get("logprobs") and cfg.logprobs and not offvocab:
+                    logprobs = logprobs_block(content, p_yes)
+            else:
+                content = reference_answer(messages, structured)
             if content is None:
                 return self._error(400, "the loopback server does not understand this prompt")
             if offvocab:
                 with server._lock:
                     server.stats.injected["offvocab"] += 1
-                content = "Well, it is hard to say; perhaps both." if "aligned" in content or content in ("0", "1") or "verdicts" in content else "\n"
+                content = "Well, it is hard to say; perhaps both." if "aligned" in content or content in ("0", "1", "Yes", "No") or "verdicts" in content else "\n"
             body = {
                 "id": "chatcmpl-" + hashlib.sha256(raw).hexdigest()[:12],
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
+                             **({"logprobs": logprobs} if logprobs else {})}],
                 "usage": {"prompt_tokens": max(1, len(raw) // 4), "completion_tokens": max(1, len(content) // 4),
                           "total_tokens": max(1, len(raw) // 4) + max(1, len(content) // 4)},
             }

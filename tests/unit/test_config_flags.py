@@ -16,6 +16,7 @@ from ccs_dist.decomposition.config import DecomposeConfig
 from ccs_dist.jobs.spec import load_spec
 from ccs_dist.llm.config import ScoreConfig
 from ccs_dist.spans.table import SpanConfig
+from ccs_dist.benchmark.config import BenchmarkConfig
 from ccs_dist.stages import chain
 from ccs_dist.stages.config import field_types, nested_config, spec_fields
 
@@ -54,11 +55,34 @@ PINNED = {
     'paper_grid/ViT-L-14/openai/attribution': '3595e617d2bde597561391c0',
     'paper_grid/ViT-L-14/openai/evaluate': '7f9469f9db7d6e5c29bf0a94',
     'paper_grid/ViT-L-14/openai/score': '3c2359e2909853eff869435f',
+    # the card stage (added with it; the keys of every other stage unchanged)
+    'demo/ccs-toy/planted_v2/card': 'f475262516d3cdecab69adba',
+    'demo/ccs-toy/random-init/card': '2c80a1fc794b4bd6641c2a6c',
+    'local_gpu/ViT-B-16/laion2b_s34b_b88k/card': '72ec17eb54a15c48d8964fef',
+    'minimal/card': '5404f659c5390faa5fbbb83b',
+    'paper_grid/ViT-B-16/laion2b_s34b_b88k/card': '72ec17eb54a15c48d8964fef',
+    'paper_grid/ViT-B-16/openai/card': '91d0a5a84dd97afac05e6a1b',
+    'paper_grid/ViT-B-32/datacomp_m_s128m_b4k/card': 'd8e0a82c299fb9477621c567',
+    'paper_grid/ViT-B-32/openai/card': '411e3b41e71c525b36dccb89',
+    'paper_grid/ViT-L-14/laion2b_s32b_b82k/card': '3f50b766150d1d2264e48256',
+    'paper_grid/ViT-L-14/openai/card': 'dab99a95b96e6127f3b01937',
+    # the direct stage (the planted-concept benchmark, issue 23): new keys, no earlier key changed
+    'demo/ccs-toy/planted_v2/direct': '3c934660f8c8a6abe5ab419c',
+    'demo/ccs-toy/random-init/direct': '10dcd01f3351a5fd7747788b',
+    'local_gpu/ViT-B-16/laion2b_s34b_b88k/direct': 'f3754fa2c7abbddb3f193769',
+    'minimal/direct': '6df79d12a96403d3c666aca3',
+    'paper_grid/ViT-B-16/laion2b_s34b_b88k/direct': '4a579fc355f5a8fb18de6215',
+    'paper_grid/ViT-B-16/openai/direct': '447a58ded4ef7e81757e9273',
+    'paper_grid/ViT-B-32/datacomp_m_s128m_b4k/direct': 'a077553f363da1beb16b1a51',
+    'paper_grid/ViT-B-32/openai/direct': '46e796a62cf02dca8d329326',
+    'paper_grid/ViT-L-14/laion2b_s32b_b82k/direct': 'e3665eda7ec1e721ea921a7d',
+    'paper_grid/ViT-L-14/openai/direct': '175ed9c2c45e82374cbbdd5e',
 }
 
 # command -> ((its config parameter, the stage config whose fields are its flags), ...)
 GENERATED = {
     "attribute": (("attribution", AttributionConfig),),
+    "benchmark": (("benchmark", BenchmarkConfig),),
     "decompose": (("probe", DecomposeConfig),),
     "textspan": (("probe", DecomposeConfig), ("spans", SpanConfig)),
     "score": (("llm", ScoreConfig),),
@@ -144,9 +168,10 @@ def test_a_field_added_to_a_config_becomes_a_flag_with_its_help():
 @pytest.mark.parametrize("command", GENERATED)
 def test_help_uses_dashes_and_readable_types(command):
     text = build_parser(f"ccs-dist {command}", getattr(Commands, command)).format_help()
-    assert "--batch-size int" in text or command == "score"
+    assert "--batch-size int" in text or command in ("score", "benchmark")
     assert "--templates-per-class int | none" in text or command != "attribute"
-    assert "--workers int | none" in text or command in ("attribute", "score")
+    assert "--workers int | none" in text or command in ("attribute", "score", "benchmark")
+    assert "--null-sets int" in text or command != "benchmark"
     assert "Optional[" not in text and not [w for w in text.split() if w.startswith("--") and "_" in w]
 
 

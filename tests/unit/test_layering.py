@@ -29,6 +29,8 @@ llm
 toy
 evaluate
 attribution
+card
+benchmark
 report
 __init__
 stages

@@ -166,6 +166,7 @@
           var x = a.cells[ci].getAttribute("data-sort") || a.cells[ci].textContent;
           var y = b.cells[ci].getAttribute("data-sort") || b.cells[ci].textContent;
           var nx = parseFloat(x), ny = parseFloat(y);
+          if (isNaN(nx) !== isNaN(ny) && (isNaN(nx) ? x : y).trim() === "–") return isNaN(nx) ? 1 : -1;  // "–" (missing) last
           var r = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
           return asc ? r : -r;
         });

@@ -14,11 +14,13 @@ from typing import NamedTuple
 from ccs_dist.report.html import Markup
 from ccs_dist.report.sections.agreement import agreement
 from ccs_dist.report.sections.attribution import attribution
+from ccs_dist.report.sections.benchmark import benchmark_section
 from ccs_dist.report.sections.ccs import across, model_section
 from ccs_dist.report.sections.effects import ccs_effect_section
 from ccs_dist.report.sections.failures import failures
 from ccs_dist.report.sections.ground_truth import ground_truth_section
 from ccs_dist.report.sections.pruning import pruning
+from ccs_dist.report.sections.scores import has_scores, scores_section
 from ccs_dist.report.sections.summary import summary
 from ccs_dist.report.sections.tables import downloads
 from ccs_dist.report.view import ReportView
@@ -47,8 +49,10 @@ SECTIONS: tuple[Section, ...] = (
     Section("model", "", lambda v: bool(v.model.heads or v.model.at_k), model_section, per_model=True),
     Section("pruning", "Pruning", _has("evaluation"), pruning),
     Section("ground-truth", "Ground truth", _has("toy_outcomes"), ground_truth_section),
+    Section("benchmark", "Benchmark", _has("benchmark_checks"), benchmark_section),
     Section("ccs-effect", "CCS vs effect", lambda v: any(h["scored"] for m in v.models for h in m.heads.values()), ccs_effect_section),
     # with verdicts but no agreement table the section says why there is nothing
+    Section("scores", "Scores", has_scores, scores_section),
     Section("agreement", "Agreement", lambda v: _has("agreement")(v) or _has("judgments")(v), agreement),
     Section("attribution", "Attribution", _has("attribution"), attribution),
     Section("failures", "Failures", _always, failures),

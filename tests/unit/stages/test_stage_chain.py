@@ -16,6 +16,7 @@ from ccs_dist.jobs import pipeline
 from ccs_dist.jobs.spec import JobSpec, load_spec
 from ccs_dist.stages import chain
 from ccs_dist.attribution.run import AttributionConfig
+from ccs_dist.card.config import CardConfig
 from ccs_dist.stages.config import StageConfig, field_types, spec_fields
 from ccs_dist.decomposition.config import DecomposeConfig
 from ccs_dist.stages.evaluate import EvaluateConfig
@@ -24,7 +25,7 @@ from ccs_dist.spans.table import SpanConfig
 from tests.support.paths import REPO
 
 SECTIONS = {"probe": DecomposeConfig, "spans": SpanConfig, "llm": ScoreConfig, "evaluation": EvaluateConfig,
-            "attribution": AttributionConfig}
+            "attribution": AttributionConfig, "card": CardConfig}
 
 
 def test_spec_sections_are_the_stage_configs():
@@ -33,9 +34,10 @@ def test_spec_sections_are_the_stage_configs():
 
 
 def test_downstream_follows_the_inputs():
-    assert chain.STAGES == ("spans", "score", "evaluate", "attribution")
+    assert chain.STAGES == ("spans", "score", "evaluate", "direct", "attribution", "card")
     assert chain.downstream("spans") == chain.STAGES
-    assert chain.downstream("score") == ("score", "evaluate", "attribution")
+    assert chain.downstream("score") == ("score", "evaluate", "direct", "attribution", "card")
+    assert chain.downstream("direct") == ("direct",)
     assert chain.downstream("evaluate") == ("evaluate",) and chain.downstream("attribution") == ("attribution",)
 
 
@@ -68,8 +70,9 @@ def fake_chain(monkeypatch):
     def fake_run(stage):
         def run(ctx, inputs):
             calls.append((ctx.config.key, stage.name, sorted(f"{r.stage}.{r.table}" for r in inputs)))
-            name = {"spans": "spans", "score": "ccs"}.get(stage.name, stage.name)
-            return chain.StageOutput({name: pl.DataFrame({"stage": [stage.name], "model": [ctx.config.key]})}, {})
+            names = {"spans": ("spans",), "score": ("ccs", "judgments")}.get(stage.name, (stage.name,))
+            return chain.StageOutput({name: pl.DataFrame({"stage": [stage.name], "model": [ctx.config.key]})
+                                      for name in names}, {})
         return run
 
     stages = tuple(dataclasses.replace(s, run=fake_run(s), key_parts=lambda c, n=s.name: {"n": n, "m": c.key})
@@ -92,19 +95,22 @@ def fake_chain(monkeypatch):
     return calls
 
 
-CHAIN_CALLS = [("spans", []), ("score", ["spans.spans"]), ("evaluate", ["score.ccs"]), ("attribution", ["score.ccs"])]
+CHAIN_CALLS = [("spans", []), ("score", ["spans.spans"]), ("evaluate", ["score.ccs"]), ("attribution", ["score.ccs"]),
+               ("card", ["score.ccs", "score.judgments", "spans.spans"])]
+CARD = {"enabled": True, "reference": {"arch": "ccs-toy", "pretrained": "planted_v2"}}
 
 
 def test_local_mode_runs_the_chain_object_in_order_and_resumes_it(tmp_path, fake_chain):
-    spec = _spec(tmp_path, attribution={"enabled": True, "task": "toy-colour@x"}, resources={"device": "cpu"})
+    spec = _spec(tmp_path, attribution={"enabled": True, "task": "toy-colour@x"}, card=CARD, resources={"device": "cpu"})
     state = pipeline.JobState(spec)
     plans = pipeline.plan_models(state)
     pipeline.run_local(state, plans, show_progress=False)
     assert [c[1:] for c in fake_chain] == CHAIN_CALLS
     replanned = pipeline.plan_models(pipeline.JobState(spec))
-    assert set(replanned[0].done) == set(chain.STAGES) and replanned[0].next_stage() is None
+    enabled = set(chain.STAGES) - {"direct"}  # the benchmark's stage needs a toy:N probe set and toy tasks
+    assert set(replanned[0].done) == enabled and replanned[0].next_stage() is None
     forced = pipeline.plan_models(pipeline.JobState(spec, force=("evaluate",)))
-    assert set(forced[0].done) == {"spans", "score", "attribution"}
+    assert set(forced[0].done) == {"spans", "score", "attribution", "card"}
     off = pipeline.plan_models(pipeline.JobState(_spec(tmp_path)))
     assert off[0].stages == ("spans", "score", "evaluate")
 
@@ -175,14 +181,14 @@ def test_ray_mode_runs_the_same_chain_and_caps_model_actors(tmp_path, fake_chain
     alive, most = _fake_ray(monkeypatch)
     for cap, expected_most in ((None, 3), (1, 1), (2, 2)):
         fake_chain.clear()
-        spec = _spec(tmp_path / str(cap), models=MODELS, attribution={"enabled": True, "task": "toy-colour@x"},
+        spec = _spec(tmp_path / str(cap), models=MODELS, attribution={"enabled": True, "task": "toy-colour@x"}, card=CARD,
                      resources={"device": "cpu", "model_workers": cap})
         state = pipeline.JobState(spec)
         plans = pipeline.plan_models(state)
         executor.run_ray(state, plans, show_progress=False)
         for plan in plans:
             assert [c[1:] for c in fake_chain if c[0] == plan.key] == CHAIN_CALLS
-            assert set(plan.done) == set(chain.STAGES)
+            assert set(plan.done) == set(chain.STAGES) - {"direct"}  # not enabled: no toy probe set
         assert most[0] == expected_most and not alive, cap
         most[0] = 0
 
@@ -215,6 +221,8 @@ def test_shard_helpers_count_against_the_model_actor_cap(tmp_path, fake_chain, m
 # -- every stage option settable from a spec -------------------------------------------------------------
 
 SPECIAL = {  # fields whose other value must be of a particular form
+    ("card", "heldout_share"): 0.3,
+    ("card", "prompt"): "an image of {label}",
     ("llm", "offline_judges"): ("minilm", "clip:ccs-tiny"),
     ("llm", "cache"): "refresh",
     ("evaluation", "heads"): {"mine": "L0.H1"},
