@@ -38,7 +38,7 @@ def test_every_head_flagged_fails_the_command_and_keeps_the_answers(tmp_path, mo
     make_spans(6).write_parquet(spans)
     out, cache = tmp_path / "out", tmp_path / "cache"
     args = ("score", "--spans", str(spans), "--out", str(out), "--llm-model", "loopback-1", "--cache-dir", str(cache),
-            "--api-key-env", "T_KEY", "--progress=False")
+            "--api-key-env", "T_KEY", "--progress=False", "--judge-gold-pairs", "0")  # counts the heads' requests
     with LoopbackServer(LoopbackConfig()) as srv:
         p = run_cli(*args, "--base-url", srv.base_url, env={"T_KEY": KEY})
         one_line_error(p, "only 0 of 6 heads of")
