@@ -133,9 +133,17 @@ def _spans_key(c: ChainConfig) -> dict[str, Any]:
 def _score_key(c: ChainConfig) -> dict[str, Any]:
     llm = dump(c.llm)
     del llm["min_scored_share"]  # a pass/fail rule over the same answers and tables: not part of what is computed
+    if llm["offline_verdict"] == "threshold":  # the rule of earlier releases: their keys stay valid for it
+        del llm["offline_verdict"]
+    if llm["judge_gold_pairs"] == 0:  # no judge validation: what earlier releases computed
+        del llm["judge_gold_pairs"]
     key: dict[str, Any] = {"llm": llm}
     if c.llm.backend == "offline":
         key["offline_vocabulary"] = vocabulary_fingerprint()
+    if c.llm.judge_gold_pairs:
+        from ccs_dist.llm.gold import gold_fingerprint
+
+        key["judge_gold"] = gold_fingerprint()
     return key
 
 

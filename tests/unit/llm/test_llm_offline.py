@@ -8,8 +8,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from ccs_dist.llm.offline import (ConceptScorer, EmbeddingJudge, EmbeddingLabeler, best_threshold, default_calibration,
-                                  family_phrase, get_embedder, load_vocabulary, offline_judge, offline_labeler)
+from ccs_dist.llm.calibration import best_threshold, family_phrase
+from ccs_dist.llm.offline import (ConceptScorer, EmbeddingJudge, EmbeddingLabeler, default_calibration, get_embedder,
+                                  load_vocabulary, offline_judge, offline_labeler)
 
 
 class TableEmbedder:
