@@ -35,6 +35,7 @@ from ccs_dist.evaluate.config import EvalConfig
 from ccs_dist.stages.evaluate import ShardFolder, evaluate_shard, evaluate_stage, evaluation_shards
 from ccs_dist.stages.model import ModelSpec
 from ccs_dist.llm.config import ScoreConfig
+from ccs_dist.llm.gold import gold_fingerprint
 from ccs_dist.llm.offline import vocabulary_fingerprint
 from ccs_dist.stages.score import SCORE_TABLES, score_stage
 from ccs_dist.stages.spans import ground_truth_table, head_image_tables_of, spans_probe_shard, spans_stage
@@ -141,8 +142,6 @@ def _score_key(c: ChainConfig) -> dict[str, Any]:
     if c.llm.backend == "offline":
         key["offline_vocabulary"] = vocabulary_fingerprint()
     if c.llm.judge_gold_pairs:
-        from ccs_dist.llm.gold import gold_fingerprint
-
         key["judge_gold"] = gold_fingerprint()
     return key
 
