@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from ccs_dist.artifacts.schemas import csv_safe, csv_unescape
+from ccs_dist.artifacts.run_dir import table_file
 from ccs_dist.cli.options import table_in
 from ccs_dist.core.errors import UserError
 from ccs_dist.ccs.scores import majority_verdicts
@@ -26,7 +27,7 @@ _KEY = ["model", "layer", "head", "rank", "text", "label"]
 def _read_judgments(path: str) -> pl.DataFrame:
     p = Path(path)
     if p.is_dir():
-        p = p / "judgments.parquet"
+        p = p / table_file("judgments")
     if not p.is_file():
         raise UserError(f"judgments table {p} does not exist: pass the judgments.parquet written by `ccs-dist score`")
     try:

@@ -18,6 +18,7 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from ccs_dist.ccs.scores import HEAD, ccs_at_k, ccs_table
+from ccs_dist.artifacts.run_dir import table_file
 from ccs_dist.core.errors import UserError
 from ccs_dist.core.heads import head_name
 from ccs_dist.llm.backends import Judge, Labeler, LabelResult, Verdict
@@ -63,7 +64,7 @@ class ScoreResult:
             raise UserError(f"cannot create output directory {out} ({e.strerror}): pass a writable --out") from e
         paths = {}
         for name in ("labels", "judgments", "ccs", "ccs_at_k", "judge_validation"):
-            paths[name] = out / f"{name}.parquet"
+            paths[name] = out / table_file(name)
             tmp = paths[name].with_suffix(".parquet.tmp")
             getattr(self, name).write_parquet(tmp)
             tmp.replace(paths[name])  # nothing half-written under the final name
