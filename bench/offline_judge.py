@@ -30,8 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ccs_dist.ccs.head_sets import label_families, load_concept_map  # noqa: E402
-from ccs_dist.llm.offline import (SCORINGS, ConceptScorer, EmbeddingLabeler, balanced_accuracy, best_threshold,  # noqa: E402
-                                  calibrate, family_scores, get_embedder)
+from ccs_dist.llm.calibration import balanced_accuracy, best_threshold, calibrate, family_scores  # noqa: E402
+from ccs_dist.llm.config import SCORINGS  # noqa: E402
+from ccs_dist.llm.offline import ConceptScorer, EmbeddingLabeler, get_embedder  # noqa: E402
 from ccs_dist.text.pool import default_pool  # noqa: E402
 from ccs_dist.data.toy.pool import toy_lines  # noqa: E402
 

@@ -26,6 +26,11 @@ SPANS_SCHEMA = {**SPANS_REQUIRED, "requested_rank": pl.Int64, "effective_rank": 
 LABELS_SCHEMA = {**HEAD_COLUMNS, "label": pl.String, "backend": pl.String, "error": pl.String}
 JUDGMENTS_SCHEMA = {**HEAD_COLUMNS, "rank": pl.Int64, "text": pl.String, "label": pl.String, "aligned": pl.Boolean,
                     "judge": pl.String, "error": pl.String}
+# one row per judge scored on the shipped gold pairs (ccs_dist.llm.gold); rates over pairs with a valid verdict
+JUDGE_VALIDATION_SCHEMA = {"judge": pl.String, "gold": pl.String, "n_pairs": pl.Int64, "n_failed": pl.Int64, "n": pl.Int64,
+                           "n_positive": pl.Int64, "n_negative": pl.Int64, **{
+                               f"{m}{s}": pl.Float64 for m in ("kappa", "raw_agreement", "fpr", "fnr") for s in ("", "_lo", "_hi")},
+                           "fpr_other_factor": pl.Float64, "fpr_off_topic": pl.Float64}
 CCS_AT_K_SCHEMA = {"model": pl.String, "k": pl.Int64, "fraction": pl.Float64, "n_heads": pl.Int64, "n_flagged": pl.Int64}
 EVALUATION_SCHEMA = {"model": pl.String, "task": pl.String, "condition": pl.String, "seed": pl.Int64,
                      "n_pruned": pl.Int64, "metric": pl.String, "value": pl.Float64}

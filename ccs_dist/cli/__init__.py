@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import sys
 
+from ccs_dist.cli import agreement as _agreement
 from ccs_dist.cli import benchmark as _benchmark
 from ccs_dist.cli import evaluate as _evaluate
+from ccs_dist.cli import judge as _judge
 from ccs_dist.cli import probe as _probe
 from ccs_dist.cli import report as _report
 from ccs_dist.cli import score as _score
@@ -31,7 +33,9 @@ class Commands:
     decompose = _probe.decompose
     textspan = _probe.textspan
     score = _score.score
-    agreement = _score.agreement
+    agreement = _agreement.agreement
+    annotate = _agreement.annotate
+    judge_check = _judge.judge_check
     evaluate = _evaluate.evaluate
     report = _report.report
     attribute = _evaluate.attribute

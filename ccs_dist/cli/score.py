@@ -1,4 +1,4 @@
-"""``score`` and ``agreement``: label and judge every head's spans (CCS); agreement between sets of verdicts."""
+"""``score``: label and judge every head's spans (CCS)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,15 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-import polars as pl
-
 from ccs_dist.cli.options import table_in, terminal
 from ccs_dist.core.errors import UserError
 from ccs_dist.llm.config import ScoreConfig
-from ccs_dist.artifacts.schemas import csv_safe, csv_unescape
 from ccs_dist.llm.urls import redact_url, same_endpoint
 from ccs_dist.stages.chain import llm_cache_dir
 from ccs_dist.core.errors import check_dir_arg
 from ccs_dist.llm.score import read_spans
 from ccs_dist.stages.score import score_stage
 from ccs_dist.artifacts.storage import check_root
-from ccs_dist.ccs.scores import majority_verdicts
-from ccs_dist.ccs.scores import agreement_report
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +134,13 @@ def score(
         flagged = f", {s['flagged_heads']} flagged (failed verdicts, left out of CCS@K: {names}; reasons in score_meta.json)"
     if s.get("cache_bad_entries"):
         flagged += f"; {s['cache_bad_entries']} unusable cache entries were asked again"
+    v = s.get("judge_validation") or {}
+    judged = "; ".join(f"{name} kappa {j['kappa']:.3f} [{j['kappa_lo']:.3f}, {j['kappa_hi']:.3f}] on {j['n']} gold pairs"
+                       for name, j in (v.get("judges") or {}).items()) if v.get("validated") else "JUDGE NOT VALIDATED on the gold pairs"
     return (
         f"scored {s['heads']} heads{flagged}; cache hits {s['hits']}, misses {s['misses']}, requests {s['requests']}, "
-        f"tokens in/out {s['tokens_in']}/{s['tokens_out']}, estimated cost ${s['cost_usd']:.4f}; tables in {paths['ccs'].parent}"
+        f"tokens in/out {s['tokens_in']}/{s['tokens_out']}, estimated cost ${s['cost_usd']:.4f}; tables in {paths['ccs'].parent}\n"
+        f"judges: {judged}"
     )
 
 
@@ -149,132 +148,3 @@ def score(
 score.flag_aliases = {"--llm-model": "--model", "--concurrency": "--max-concurrency", "--timeout": "--timeout-s",
                       "--price-in": "--price-in-per-mtok", "--price-out": "--price-out-per-mtok",
                       "--embedder": "--offline-embedder", "--threshold": "--offline-threshold", "--scoring": "--offline-scoring"}
-
-
-# -- agreement ---------------------------------------------------------------------------------------
-
-_KEY = ["model", "layer", "head", "rank", "text", "label"]
-
-
-def _read_judgments(path: str) -> pl.DataFrame:
-    p = Path(path)
-    if p.is_dir():
-        p = p / "judgments.parquet"
-    if not p.is_file():
-        raise UserError(f"judgments table {p} does not exist: pass the judgments.parquet written by `ccs-dist score`")
-    try:
-        df = pl.read_parquet(p)
-    except Exception as e:
-        raise UserError(f"cannot read {p} as parquet ({type(e).__name__}): pass a judgments table") from e
-    missing = [c for c in _KEY + ["aligned", "judge"] if c not in df.columns]
-    if missing:
-        raise UserError(f"judgments table {p} lacks column(s) {', '.join(missing)}: pass the table written by `ccs-dist score`")
-    return df
-
-
-_TRUE = {"1", "true", "yes", "y"}
-_FALSE = {"0", "false", "no", "n"}
-
-
-def _read_human(path: str) -> pl.DataFrame:
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"human verdict file {p} does not exist: export a sample with --export and annotate its aligned column")
-    try:
-        df = pl.read_csv(p, infer_schema_length=0)  # all strings: we parse the verdicts ourselves
-    except Exception as e:
-        raise UserError(f"cannot read {p} as CSV ({type(e).__name__}): pass a CSV with columns {', '.join(_KEY)}, aligned") from e
-    df = csv_unescape(df)  # the exported sample's text cells may carry a spreadsheet-safety quote
-    missing = [c for c in _KEY + ["aligned"] if c not in df.columns]
-    if missing:
-        raise UserError(f"human verdict file {p} lacks column(s) {', '.join(missing)}: keep the columns of the exported sample")
-    v = df["aligned"].fill_null("").str.strip_chars().str.to_lowercase()
-    bad = [x for x in v.to_list() if x and x not in _TRUE | _FALSE]
-    if bad:
-        raise UserError(f"human verdict file {p} has aligned value {bad[0]!r}: use 1/0 (or yes/no, true/false), blank for not annotated")
-    df = df.with_columns(
-        pl.col("layer").cast(pl.Int64), pl.col("head").cast(pl.Int64), pl.col("rank").cast(pl.Int64),
-        aligned=pl.Series([True if x in _TRUE else False if x in _FALSE else None for x in v.to_list()], dtype=pl.Boolean),
-    )
-    n_blank = df["aligned"].null_count()
-    if n_blank:
-        log.info("%s: %d rows not annotated (blank aligned) are left out", p, n_blank)
-    return df.drop_nulls("aligned").select(_KEY + ["aligned"])
-
-
-def _verdicts_of(judgments: pl.DataFrame, judge: str | None) -> pl.DataFrame:
-    if judge is None:
-        return majority_verdicts(judgments).select(_KEY + ["aligned"])
-    names = sorted(judgments["judge"].unique().to_list())
-    if judge not in names:
-        raise UserError(f"judge {judge!r} is not in the judgments table: choose one of {', '.join(names)}")
-    return judgments.filter(pl.col("judge") == judge).select(_KEY + ["aligned"])
-
-
-def _agreement(
-    judgments: str, human: str | None = None, judge_a: str | None = None, judge_b: str | None = None,
-    export: str | None = None, n: int = 100, seed: int = 0, out: str | None = None,
-) -> str:
-    if not judgments:
-        raise UserError("agreement needs --judgments PATH (the judgments.parquet written by `ccs-dist score`)")
-    table = _read_judgments(judgments)
-    if export is not None:
-        if not isinstance(n, int) or n <= 0:
-            raise UserError(f"--n must be a positive integer, got {n!r}")
-        pool = _verdicts_of(table, None).drop_nulls("aligned")
-        sample = pool.sample(n=min(n, pool.height), seed=int(seed), shuffle=True).select(_KEY)
-        sample = sample.with_columns(aligned=pl.lit(None, dtype=pl.String))
-        Path(export).parent.mkdir(parents=True, exist_ok=True)
-        csv_safe(sample).write_csv(export)
-        return f"wrote {sample.height} (description, label) pairs to {export}: fill its aligned column with 1 or 0"
-    if human is not None:
-        a, b, what = _verdicts_of(table, judge_a), _read_human(human), f"{judge_a or 'judges (majority)'} vs human"
-    elif judge_a is not None and judge_b is not None:
-        if judge_a == judge_b:
-            raise UserError("--judge-a and --judge-b name the same judge: compare two different judges")
-        a, b, what = _verdicts_of(table, judge_a), _verdicts_of(table, judge_b), f"{judge_a} vs {judge_b}"
-    else:
-        raise UserError("agreement needs --human CSV, or --judge-a and --judge-b, or --export CSV")
-    pairs = (
-        a.rename({"aligned": "a"}).join(b.rename({"aligned": "b"}), on=_KEY, how="inner").drop_nulls(["a", "b"])
-    )
-    if pairs.height == 0:
-        raise UserError("no (description, label) pair has a verdict on both sides: check that both come from the same run")
-    report = agreement_report(pairs).with_columns(pl.lit(what).alias("comparison"))
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        csv_safe(report).write_csv(out)
-    lines = [f"agreement, {what}:"]
-    for r in report.iter_rows(named=True):
-        lines.append(
-            f"  {r['level']:<8} n={r['n']:<5} raw={r['raw_agreement']:.3f} kappa={r['cohen_kappa']:.3f} "
-            f"spearman={r['spearman_rho']:.3f} kendall={r['kendall_tau']:.3f}"
-        )
-    return "\n".join(lines)
-
-
-def agreement(
-    self,
-    judgments: str = "",
-    human: str | None = None,
-    judge_a: str | None = None,
-    judge_b: str | None = None,
-    export: str | None = None,
-    n: int = 100,
-    seed: int = 0,
-    out: str | None = None,
-):
-    """Agreement (Cohen's kappa, Spearman's rho, Kendall's tau) between two sets of 0/1 verdicts, or export a sample to annotate.
-
-    Args:
-        judgments: judgments.parquet written by `ccs-dist score`, or the run directory that holds it.
-        human: CSV of human verdicts (columns model, layer, head, rank, text, label, aligned as 1/0; blank = not annotated), compared with --judge-a or the judges' majority.
-        judge_a: a judge name from the judgments table (model@host); alone with --human, or with --judge-b.
-        judge_b: a second judge to compare with --judge-a.
-        export: write a random sample of (description, label) pairs to this CSV for people to annotate.
-        n: number of pairs to export.
-        seed: random seed of the exported sample.
-        out: also write the agreement table to this CSV.
-    """
-    return _agreement(table_in(judgments, "judgments") if judgments else judgments, human=human, judge_a=judge_a,
-                      judge_b=judge_b, export=export, n=n, seed=seed, out=out)

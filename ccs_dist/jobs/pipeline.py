@@ -187,9 +187,12 @@ def _llm_totals(stats: list[dict[str, Any]]) -> dict[str, Any]:
         for k in keys:
             total[k] += s.get(k, 0) or 0
     total["stages_reused"] = sum(1 for s in stats if s.get("reused_stage"))
+    checks = [s.get("judge_validation") or {} for s in stats]
+    judges = {name: v for c in checks for name, v in (c.get("judges") or {}).items()}
     return {"requests": total["requests"], "cache_hits": total["hits"], "cache_misses": total["misses"],
             "tokens_in": total["tokens_in"], "tokens_out": total["tokens_out"], "cost_usd": round(total["cost_usd"], 6),
-            "cost_avoided_usd": round(total["cost_avoided_usd"], 6), "score_stages_reused": total["stages_reused"]}
+            "cost_avoided_usd": round(total["cost_avoided_usd"], 6), "score_stages_reused": total["stages_reused"],
+            "judge_validated": bool(checks) and all(c.get("validated") for c in checks), "judge_validation": judges}
 
 
 def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) -> JobOutcome:
@@ -203,6 +206,8 @@ def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) ->
                 tables.setdefault(name, []).append(df)
     precision = {plan.key: _stage_precision(plan) for plan in plans}
     merged = {name: pl.concat(frames, how="vertical_relaxed") for name, frames in tables.items()}
+    if "judge_validation" in merged:  # the same judges on the same gold pairs for every model: one row per judge
+        merged["judge_validation"] = merged["judge_validation"].unique(maintain_order=True)
     if "ground_truth" in merged:  # a toy probe set: compare the method with the known factors
 
         merged.update(toy_tables(merged))
@@ -286,6 +291,15 @@ def _write_report(run_dir: Path) -> Path | None:
     return report_stage(run_dir)
 
 
+def judge_lines(llm: dict[str, Any]) -> list[str]:
+    """The summary's word on the judges: kappa [95 % interval] on the gold pairs, or that they were not validated."""
+    if not llm.get("judge_validated"):
+        return ["  JUDGE NOT VALIDATED on the gold pairs (llm.judge_gold_pairs 0, or no valid verdict): "
+                "check it with `ccs-dist judge-check`"]
+    return [f"  judge {name}: kappa {v['kappa']:.3f} [{v['kappa_lo']:.3f}, {v['kappa_hi']:.3f}] on {v['n']} gold pairs, "
+            f"false positives {v['fpr']:.3f}, false negatives {v['fnr']:.3f}" for name, v in llm["judge_validation"].items()]
+
+
 def summarize(manifest: dict[str, Any], report: Path | None) -> str:
     lines = [f"run {manifest['run']} ({manifest['mode']} mode) finished in {manifest['wall_s']:.1f} s"]
     width = max([9, *(len(t["stage"]) for t in manifest["stages"])])
@@ -298,6 +312,7 @@ def summarize(manifest: dict[str, Any], report: Path | None) -> str:
         f"tokens {llm['tokens_in']}/{llm['tokens_out']}, cost ${llm['cost_usd']:.4f}, "
         f"avoided by the cache ${llm['cost_avoided_usd']:.4f}, score stages reused {llm['score_stages_reused']}"
     )
+    lines += judge_lines(llm)
     flagged = manifest["failures"].get("flagged_heads") or []
     if flagged:
         names = ", ".join(f["head"] for f in flagged[:6]) + (f", and {len(flagged) - 6} more" if len(flagged) > 6 else "")

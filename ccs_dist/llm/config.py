@@ -22,6 +22,9 @@ CacheMode = Literal["use", "refresh", "bypass"]
 JudgeMode = Literal["pair", "head"]
 Scoring = Literal["normalised", "cosine"]  # the offline backend's scores (ccs_dist.llm.offline)
 SCORINGS: tuple[str, ...] = get_args(Scoring)
+VerdictRule = Literal["rank", "threshold"]  # the offline judge's verdict rule (ccs_dist.llm.calibration)
+VERDICTS: tuple[str, ...] = get_args(VerdictRule)
+GOLD_PAIRS = 320  # pairs in the shipped gold file (ccs_dist/llm/data/gold_pairs_v1.csv)
 JsonMode = Literal["auto", "on", "off"]
 
 
@@ -87,6 +90,13 @@ class ScoreConfig:
     offline_scoring: Scoring = field(default="normalised", metadata={"help": (
         "offline score of a description for a concept: normalised (cosine less the description's mean over the concept "
         "vocabulary, over its spread, less the concept's mean pull on the default pool) or cosine (earlier releases)")})
+    offline_verdict: VerdictRule = field(default="rank", metadata={"help": (
+        "offline verdict rule: rank (the label must beat a calibrated share of the vocabulary's concepts for the "
+        "description) or threshold (its score clears a calibrated threshold: earlier releases)")})
+    judge_gold_pairs: int = field(default=GOLD_PAIRS, metadata={"ge": 0, "help": (
+        f"gold pairs (of the {GOLD_PAIRS} shipped, stratified) every judge is scored on in each run (judge_validation "
+        "table): an endpoint judge pays one request per pair in pair mode, once (cached); 0 skips it and the run is "
+        "flagged as not validated")})
     offline_judges: tuple[str, ...] = field(default=(), metadata={
         "check": _offline_judges, "help": "offline backend: judges minilm or clip:ARCH[/PRETRAINED] (majority vote)"})
     cache: CacheMode = field(default="use", metadata={

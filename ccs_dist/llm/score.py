@@ -18,11 +18,14 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from ccs_dist.ccs.scores import HEAD, ccs_at_k, ccs_table
+from ccs_dist.artifacts.run_dir import table_file
 from ccs_dist.core.errors import UserError
 from ccs_dist.core.heads import head_name
 from ccs_dist.llm.backends import Judge, Labeler, LabelResult, Verdict
 from ccs_dist.llm.config import ScoreConfig
-from ccs_dist.artifacts.schemas import JUDGMENTS_SCHEMA, LABELS_SCHEMA, SPANS_REQUIRED, SPANS_SCHEMA
+from ccs_dist.artifacts.schemas import (JUDGE_VALIDATION_SCHEMA, JUDGMENTS_SCHEMA, LABELS_SCHEMA, SPANS_REQUIRED,
+                                        SPANS_SCHEMA)
+from ccs_dist.llm.gold import gold_sample, judge_pairs, validation_summary, validation_table
 from ccs_dist.llm.urls import redact_url
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ class ScoreResult:
     ccs: pl.DataFrame  # model, layer, head, label, ccs, n_descriptions, n_failed, flagged, category
     ccs_at_k: pl.DataFrame  # model, k, fraction, n_heads, n_flagged
     stats: dict[str, Any] = field(default_factory=dict)
+    judge_validation: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=JUDGE_VALIDATION_SCHEMA))
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write the four tables as parquet and ``score_meta.json``; tables first, metadata last."""
@@ -59,8 +63,8 @@ class ScoreResult:
         except OSError as e:
             raise UserError(f"cannot create output directory {out} ({e.strerror}): pass a writable --out") from e
         paths = {}
-        for name in ("labels", "judgments", "ccs", "ccs_at_k"):
-            paths[name] = out / f"{name}.parquet"
+        for name in ("labels", "judgments", "ccs", "ccs_at_k", "judge_validation"):
+            paths[name] = out / table_file(name)
             tmp = paths[name].with_suffix(".parquet.tmp")
             getattr(self, name).write_parquet(tmp)
             tmp.replace(paths[name])  # nothing half-written under the final name
@@ -131,21 +135,26 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
         raise UserError(f"unknown backend {config.backend!r}: use openai or offline")
     if config.max_description_chars < 1:
         raise UserError(f"max_description_chars must be >= 1, got {config.max_description_chars}")
+    gold = gold_sample(config.judge_gold_pairs)
+    for b in judges:
+        if hasattr(b, "prepare"):  # the offline judges: one batched embedding pass
+            b.prepare(gold["description"].to_list())
     try:
-        results = asyncio.run(_score_heads(heads, labeler, judges, clients, config.show_progress,
-                                           config.max_description_chars))
+        results, gold_verdicts, gold_cost = asyncio.run(_score_all(heads, labeler, judges, clients, config, gold))
     finally:
         for c in clients:
             if c.cache is not None:
                 c.cache.close()
     labels, judgments = _tables(heads, results, labeler.name, [j.name for j in judges])
     ccs = ccs_table(labels, judgments, thresholds)
+    validation = validation_table(judges, gold, gold_verdicts)
     if facts is not None:
         ccs = ccs.join(facts, on=HEAD, how="left")
     max_k = max(len(h.texts) for h in heads)
     at_k = ccs_at_k(ccs, max_k=max_k)
     stats = _stats(config, clients, ccs, time.monotonic() - t0)
     stats["flagged"] = flagged_heads(labels, judgments)
+    stats["judge_validation"] = validation_summary(validation, gold.height, gold_cost)
     stats["truncated_descriptions"] = sum(len(t) > config.max_description_chars for h in heads for t in h.texts)
     if stats["flagged"]:
         log.warning("%d head(s) flagged, scored with failed verdicts and left out of CCS@K: %s", len(stats["flagged"]),
@@ -154,13 +163,14 @@ def score_spans(spans: pl.DataFrame, config: ScoreConfig = ScoreConfig()) -> Sco
     if config.backend == "offline":
         stats["offline_thresholds"] = {j.name: j.threshold for j in judges}
         stats["offline_scoring"] = config.offline_scoring
+        stats["offline_verdict"] = config.offline_verdict
     log.info(
         "scored %d heads in %.1f s: cache hits %d, misses %d, requests %d, tokens in/out %d/%d, est. cost $%.4f "
         "(avoided by the cache $%.4f), flagged heads %d",
         len(heads), stats["seconds"], stats["hits"], stats["misses"], stats["requests"], stats["tokens_in"],
         stats["tokens_out"], stats["cost_usd"], stats["cost_avoided_usd"], stats["flagged_heads"],
     )
-    return ScoreResult(labels, judgments, ccs, at_k, stats)
+    return ScoreResult(labels, judgments, ccs, at_k, stats, validation)
 
 
 def require_scored(result: ScoreResult, min_share: float) -> None:
@@ -187,6 +197,17 @@ def _span_facts(spans: pl.DataFrame) -> pl.DataFrame | None:
     if not present:
         return None
     return spans.group_by(HEAD).agg(pl.col(c).first() for c in present)
+
+
+def judge_backends(config: ScoreConfig) -> tuple[list[Judge], list]:
+    """The judges ``config`` names (and the endpoint clients they use, to be closed by the caller)."""
+    if config.backend == "offline":
+        _, judges, clients = _offline_backends(config, ())
+    elif config.backend == "openai":
+        _, judges, clients = _chat_backends(config)
+    else:
+        raise UserError(f"unknown backend {config.backend!r}: use openai or offline")
+    return judges, clients
 
 
 def _chat_backends(config: ScoreConfig):
@@ -223,7 +244,7 @@ def _offline_backends(config: ScoreConfig, heads: Sequence[HeadSpans]):
     if len(set(specs)) != len(specs):
         raise UserError(f"judge list {list(specs)} names one judge twice: give each embedder once")
     labeler = offline_labeler(config.offline_embedder, config.offline_scoring, config.offline_vocabulary_extra)
-    judges = [offline_judge(s, config.offline_threshold, config.offline_scoring) for s in specs]
+    judges = [offline_judge(s, config.offline_threshold, config.offline_scoring, config.offline_verdict) for s in specs]
     texts = [t for h in heads for t in capped(h.texts, config.max_description_chars)]
     for b in (labeler, *judges):
         b.prepare(texts)  # one batched embedding pass instead of one per head
@@ -245,7 +266,20 @@ def flagged_heads(labels: pl.DataFrame, judgments: pl.DataFrame) -> list[dict[st
     return [{"head": f"{m} {head_name(l, h)}", "reason": why} for (m, l, h), why in sorted(out.items())]
 
 
-async def _score_heads(heads, labeler: Labeler, judges: Sequence[Judge], clients, show_progress: bool, max_chars: int):
+async def _score_all(heads, labeler: Labeler, judges: Sequence[Judge], clients, config: ScoreConfig, gold: pl.DataFrame):
+    """Every head, then every judge on the gold pairs (their requests and cost counted apart), then the clients close."""
+    try:
+        results = await _score_heads(heads, labeler, judges, config.show_progress, config.max_description_chars)
+        before = [c.stats.as_dict() for c in clients]
+        gold_verdicts = list(await asyncio.gather(*(judge_pairs(j, gold) for j in judges))) if gold.height else []
+        cost = {k: sum(c.stats.as_dict()[k] - b[k] for c, b in zip(clients, before)) for k in ("misses", "requests", "cost_usd")}
+        return results, gold_verdicts, cost
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+async def _score_heads(heads, labeler: Labeler, judges: Sequence[Judge], show_progress: bool, max_chars: int):
     bar = tqdm(total=len(heads), desc="scoring heads", unit="head", disable=not show_progress, leave=False)
     n_cut = sum(len(t) > max_chars for h in heads for t in h.texts)
     if n_cut:
@@ -272,8 +306,6 @@ async def _score_heads(heads, labeler: Labeler, judges: Sequence[Judge], clients
         raise
     finally:
         bar.close()
-        for c in clients:
-            await c.aclose()
 
 
 def _tables(heads, results: Sequence[tuple[LabelResult, list[list[Verdict]]]], backend: str, judge_names):

@@ -27,6 +27,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "judgments": ("model", "layer", "head", "rank", "aligned", "judge"),
     "ccs": ("model", "layer", "head", "ccs"),
     "ccs_at_k": ("model", "k", "fraction"),
+    "judge_validation": ("judge", "n", "kappa"),
     "evaluation": ("model", "task", "condition", "metric", "value"),
     "agreement": (),
     "attribution": ("model", "dataset", "layer", "head", "method", "value"),

@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from ccs_dist.attribution.run import AttributionConfig, attribute_task
+from ccs_dist.artifacts.run_dir import RunDir
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.artifacts.schemas import write_table
 
@@ -34,6 +35,6 @@ def attribution_stage(loaded: LoadedModel, ccs: pl.DataFrame | None, config: Att
 
 def write_attribution_tables(result: AttributionStageResult, out: str | Path) -> dict[str, Path]:
     """``OUT/tables/attribution*.parquet``, each with the run's facts as metadata; result field -> path."""
-    folder = Path(out) / "tables"
-    return {field: write_table(result.tables[table], folder / f"{table}.parquet", metadata={**result.meta, "table": field})
+    layout = RunDir(out)
+    return {field: write_table(result.tables[table], layout.table(table), metadata={**result.meta, "table": field})
             for field, table in ATTRIBUTION_TABLES.items()}

@@ -35,6 +35,7 @@ from ccs_dist.evaluate.config import EvalConfig
 from ccs_dist.stages.evaluate import ShardFolder, evaluate_shard, evaluate_stage, evaluation_shards
 from ccs_dist.stages.model import ModelSpec
 from ccs_dist.llm.config import ScoreConfig
+from ccs_dist.llm.gold import gold_fingerprint
 from ccs_dist.llm.offline import vocabulary_fingerprint
 from ccs_dist.stages.score import SCORE_TABLES, score_stage
 from ccs_dist.stages.spans import ground_truth_table, head_image_tables_of, spans_probe_shard, spans_stage
@@ -133,9 +134,15 @@ def _spans_key(c: ChainConfig) -> dict[str, Any]:
 def _score_key(c: ChainConfig) -> dict[str, Any]:
     llm = dump(c.llm)
     del llm["min_scored_share"]  # a pass/fail rule over the same answers and tables: not part of what is computed
+    if llm["offline_verdict"] == "threshold":  # the rule of earlier releases: their keys stay valid for it
+        del llm["offline_verdict"]
+    if llm["judge_gold_pairs"] == 0:  # no judge validation: what earlier releases computed
+        del llm["judge_gold_pairs"]
     key: dict[str, Any] = {"llm": llm}
     if c.llm.backend == "offline":
         key["offline_vocabulary"] = vocabulary_fingerprint(extra=labeler_vocabulary(c.pool))
+    if c.llm.judge_gold_pairs:
+        key["judge_gold"] = gold_fingerprint()
     return key
 
 

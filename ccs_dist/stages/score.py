@@ -13,7 +13,7 @@ from ccs_dist.llm.config import ScoreConfig
 if TYPE_CHECKING:
     from ccs_dist.llm.score import ScoreResult
 
-SCORE_TABLES = ("labels", "judgments", "ccs", "ccs_at_k")
+SCORE_TABLES = ("labels", "judgments", "ccs", "ccs_at_k", "judge_validation")
 
 
 def score_stage(spans: pl.DataFrame, config: ScoreConfig) -> ScoreResult:

@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from ccs_dist.core.errors import UserError
+from ccs_dist.artifacts.run_dir import RunDir
 from ccs_dist.models.loading import LoadedModel
 from ccs_dist.spans.table import SpanConfig, spans_table
 from ccs_dist.decomposition.config import DecomposeConfig
@@ -110,9 +111,9 @@ def spans_of_decomposition(loaded: LoadedModel, decomposed: DecomposeResult, *, 
 
 def write_spans_run(result: SpansResult, out: str | Path) -> Path:
     """``OUT/tables/spans.parquet`` and ``OUT/manifest.json``: a run folder the later commands read."""
-    out = Path(out)
-    path = write_table(result.table, out / "tables" / "spans.parquet", result.metadata)
-    atomic_write_json(out / "manifest.json", {"tables": {"spans": str(path)}, **result.metadata})
+    layout = RunDir(out)
+    path = write_table(result.table, layout.table("spans"), result.metadata)
+    atomic_write_json(layout.manifest, {"tables": {"spans": str(path)}, **result.metadata})
     return path
 
 

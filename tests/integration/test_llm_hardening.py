@@ -33,8 +33,8 @@ def spans_path(tmp_path_factory):
 
 def score(spans, out, base_url, cache, *extra, env=None, timeout=120):
     return run_cli("score", "--spans", str(spans), "--out", str(out), "--base-url", base_url, "--llm-model", "loopback-1",
-               "--cache-dir", str(cache), "--api-key-env", "T_KEY", "--progress=False", *extra,
-               env={"T_KEY": KEY, **(env or {})}, timeout=timeout)
+               "--cache-dir", str(cache), "--api-key-env", "T_KEY", "--progress=False", "--judge-gold-pairs", "0", *extra,
+               env={"T_KEY": KEY, **(env or {})}, timeout=timeout)  # gold pairs: tested apart, these count requests
 
 
 class TricklingServer:
@@ -261,7 +261,8 @@ def test_a_read_only_cache_with_every_answer_still_serves(spans_path, tmp_path):
         cache = tmp_path / "c"
         wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c", f'mount --bind -o ro {cache} {cache} && exec "$@"', "sh"]
         base = ["score", "--spans", str(spans_path), "--base-url", srv.base_url,
-                "--llm-model", "loopback-1", "--cache-dir", str(cache), "--api-key-env", "T_KEY", "--progress=False"]
+                "--llm-model", "loopback-1", "--cache-dir", str(cache), "--api-key-env", "T_KEY", "--progress=False",
+                "--judge-gold-pairs", "0"]
         p = run_cli(*base, "--out", str(tmp_path / "ro"), env={"T_KEY": KEY}, wrap=wrap, timeout=120)
         assert p.returncode == 0, p.stderr[-2000:]
         assert srv.stats.requests == sent and "requests 0" in p.stdout and "read-only" in p.stderr

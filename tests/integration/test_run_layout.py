@@ -34,12 +34,12 @@ def test_commands_share_one_run_directory(tmp_path):
 
     _ok(run_cli("score", "--spans", str(run), "--out", str(run), "--backend", "offline", "--cache-dir", str(cache),
                 "--progress=False", cwd=cwd))
-    _report_lists(run, tmp_path, {"spans", "labels", "judgments", "ccs", "ccs_at_k"})
+    _report_lists(run, tmp_path, {"spans", "labels", "judgments", "ccs", "ccs_at_k", "judge_validation"})
 
     synthetic.write_all(data, ["cifar10"])
     _ok(run_cli("evaluate", "--model", "ccs-tiny", "--tasks", "cifar10", "--data-root", str(data), "--ccs", str(run),
                 "--out", str(run), "--seeds", "0", "--templates-per-class", "1", "--limit", "20", cwd=cwd))
-    _report_lists(run, tmp_path, {"spans", "labels", "judgments", "ccs", "ccs_at_k", "evaluation"})
+    _report_lists(run, tmp_path, {"spans", "labels", "judgments", "ccs", "ccs_at_k", "judge_validation", "evaluation"})
     ev = pl.read_parquet(run / "tables" / "evaluation.parquet")
     assert {"original", "high", "low"} <= set(ev["condition"])
 

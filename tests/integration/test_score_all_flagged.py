@@ -38,7 +38,7 @@ def test_every_head_flagged_fails_the_command_and_keeps_the_answers(tmp_path, mo
     make_spans(6).write_parquet(spans)
     out, cache = tmp_path / "out", tmp_path / "cache"
     args = ("score", "--spans", str(spans), "--out", str(out), "--llm-model", "loopback-1", "--cache-dir", str(cache),
-            "--api-key-env", "T_KEY", "--progress=False")
+            "--api-key-env", "T_KEY", "--progress=False", "--judge-gold-pairs", "0")  # counts the heads' requests
     with LoopbackServer(LoopbackConfig()) as srv:
         p = run_cli(*args, "--base-url", srv.base_url, env={"T_KEY": KEY})
         one_line_error(p, "only 0 of 6 heads of")
@@ -62,7 +62,7 @@ def test_the_job_stage_fails_below_the_share_and_passes_above_it(tmp_path, monke
     monkeypatch.setattr(loopback, "reference_answer", _answers("brokenmarker"))
     with LoopbackServer(LoopbackConfig()) as srv:
         config = ScoreConfig(backend="openai", labeler=_endpoint(srv.base_url), judges=(_endpoint(srv.base_url),),
-                             cache_dir=str(tmp_path / "c"), show_progress=False)
+                             cache_dir=str(tmp_path / "c"), show_progress=False, judge_gold_pairs=0)
         result = score_stage(spans, config)
         assert int(result.ccs["flagged"].sum()) == 2
         sent = srv.stats.requests

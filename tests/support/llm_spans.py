@@ -32,4 +32,5 @@ def config(base_url: str, cache_dir, key_env: str, **endpoint) -> ScoreConfig:
     kw = dict(model="loopback-1", base_url=base_url, api_key_env=key_env, rpm=60000, tpm=1e8,
               timeout_s=0.5, max_attempts=8, backoff_base_s=0.01, backoff_max_s=0.1)
     ep = EndpointConfig(**{**kw, **endpoint})
-    return ScoreConfig(labeler=ep, judges=(ep,), cache_dir=str(cache_dir), show_progress=False)
+    # judge_gold_pairs=0: these tests count the heads' requests; the gold validation has tests of its own
+    return ScoreConfig(labeler=ep, judges=(ep,), cache_dir=str(cache_dir), show_progress=False, judge_gold_pairs=0)

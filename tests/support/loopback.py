@@ -114,6 +114,7 @@ class LoopbackStats:
     by_model: Counter = field(default_factory=Counter)  # chat requests received per requested model
     arrivals: list = field(default_factory=list)  # time.monotonic() of each chat request's arrival
     auth_headers: set = field(default_factory=set)
+    bodies: list = field(default_factory=list)  # every chat request body as received (raw bytes)
     images: list = field(default_factory=list)  # (width, height, pixel sha256, label) of each image part decoded
     logprob_requests: int = 0  # chat requests that asked for logprobs
 
@@ -247,6 +248,7 @@ def _make_handler(server: LoopbackServer):
                 st.arrivals.append(time.monotonic())
                 st.payloads[hashlib.sha256(raw).hexdigest()] += 1
                 st.auth_headers.add(self.headers.get("authorization", ""))
+                st.bodies.append(raw)
                 down = cfg.down_after is not None and st.answered >= cfg.down_after
                 fault = cfg.faults[server._rng.randrange(len(cfg.faults))] if server._rng.random() < cfg.fault_rate else None
                 if st.requests <= cfg.fault_first:

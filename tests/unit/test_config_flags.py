@@ -24,40 +24,40 @@ from ccs_dist.stages.config import field_types, nested_config, spec_fields
 PINNED = {
     'demo/ccs-toy/planted_v2/attribution': 'b64fdbe674e2d5963895da12',
     'demo/ccs-toy/planted_v2/evaluate': '43c63e085941d728f7847acc',
-    'demo/ccs-toy/planted_v2/score': '0f516aee0f41927df4e004d8',
+    'demo/ccs-toy/planted_v2/score': 'cc502bfeab0d56ce4a08dd3a',
     'demo/ccs-toy/planted_v2/spans': '2945283bd4be48fc05a9f9ab',
     'demo/ccs-toy/random-init/attribution': 'd522bd0548820681ab7751e8',
     'demo/ccs-toy/random-init/evaluate': '07c7791ca76a48da5bc2f226',
-    'demo/ccs-toy/random-init/score': '0f516aee0f41927df4e004d8',
+    'demo/ccs-toy/random-init/score': 'cc502bfeab0d56ce4a08dd3a',
     'demo/ccs-toy/random-init/spans': '1f99860fe45823a393984334',
     'local_gpu/ViT-B-16/laion2b_s34b_b88k/attribution': 'dcd277724f4e20dfcb612818',
     'local_gpu/ViT-B-16/laion2b_s34b_b88k/evaluate': '7c2f9486d4adb5707b8aadbe',
-    'local_gpu/ViT-B-16/laion2b_s34b_b88k/score': '0f516aee0f41927df4e004d8',
+    'local_gpu/ViT-B-16/laion2b_s34b_b88k/score': 'cc502bfeab0d56ce4a08dd3a',
     'minimal/attribution': 'dfe43832c4c2eb8088585175',
     'minimal/evaluate': 'fc1cb1fee5d28da407463637',
-    'minimal/score': '0f516aee0f41927df4e004d8',
+    'minimal/score': 'cc502bfeab0d56ce4a08dd3a',
     'minimal/spans': '506453b834a7f5e01777dbb0',
     'paper_grid/ViT-B-16/laion2b_s34b_b88k/attribution': 'dcd277724f4e20dfcb612818',
     'paper_grid/ViT-B-16/laion2b_s34b_b88k/evaluate': 'd551443cecf22b3f67a45a9f',
-    'paper_grid/ViT-B-16/laion2b_s34b_b88k/score': '82937294247f8d57f25e8d25',
+    'paper_grid/ViT-B-16/laion2b_s34b_b88k/score': '3c2359e2909853eff869435f',
     'paper_grid/ViT-B-16/openai/attribution': '30d8fdb7dada4506447d4133',
     'paper_grid/ViT-B-16/openai/evaluate': '11d89d82bb9589ec4cebd50f',
-    'paper_grid/ViT-B-16/openai/score': '82937294247f8d57f25e8d25',
+    'paper_grid/ViT-B-16/openai/score': '3c2359e2909853eff869435f',
     'paper_grid/ViT-B-32/datacomp_m_s128m_b4k/attribution': '62575aa53a5d6451e5d7f0df',
     'paper_grid/ViT-B-32/datacomp_m_s128m_b4k/evaluate': '130824343d2a7d48e8924616',
-    'paper_grid/ViT-B-32/datacomp_m_s128m_b4k/score': '82937294247f8d57f25e8d25',
+    'paper_grid/ViT-B-32/datacomp_m_s128m_b4k/score': '3c2359e2909853eff869435f',
     'paper_grid/ViT-B-32/openai/attribution': 'dfe43832c4c2eb8088585175',
     'paper_grid/ViT-B-32/openai/evaluate': '0f91b6247417b4320accc23d',
-    'paper_grid/ViT-B-32/openai/score': '82937294247f8d57f25e8d25',
+    'paper_grid/ViT-B-32/openai/score': '3c2359e2909853eff869435f',
     'paper_grid/ViT-L-14/laion2b_s32b_b82k/attribution': 'e93e0e00662afab4c2daefc8',
     'paper_grid/ViT-L-14/laion2b_s32b_b82k/evaluate': 'a252a2d21036ad7fb03d1568',
-    'paper_grid/ViT-L-14/laion2b_s32b_b82k/score': '82937294247f8d57f25e8d25',
+    'paper_grid/ViT-L-14/laion2b_s32b_b82k/score': '3c2359e2909853eff869435f',
     'paper_grid/ViT-L-14/openai/attribution': '3595e617d2bde597561391c0',
     'paper_grid/ViT-L-14/openai/evaluate': '7f9469f9db7d6e5c29bf0a94',
-    'paper_grid/ViT-L-14/openai/score': '82937294247f8d57f25e8d25',
+    'paper_grid/ViT-L-14/openai/score': '3c2359e2909853eff869435f',
     # the card stage (added with it; the keys of every other stage unchanged)
-    'demo/ccs-toy/planted_v2/card': '537e0b54e0ef16b24a3dfa23',
-    'demo/ccs-toy/random-init/card': '9f373e3fe95f7dbe4a0ec209',
+    'demo/ccs-toy/planted_v2/card': 'f475262516d3cdecab69adba',
+    'demo/ccs-toy/random-init/card': '2c80a1fc794b4bd6641c2a6c',
     'local_gpu/ViT-B-16/laion2b_s34b_b88k/card': '72ec17eb54a15c48d8964fef',
     'minimal/card': '5404f659c5390faa5fbbb83b',
     'paper_grid/ViT-B-16/laion2b_s34b_b88k/card': '72ec17eb54a15c48d8964fef',
@@ -202,3 +202,15 @@ def test_fire_spellings_still_parse():
     assert flag_name(("top_k",)) == "--top-k"
     flags = {f.name for f in command_flags(Commands.attribute)}
     assert {"--top-k", "--templates-per-class", "--data-root"} <= flags
+
+
+def test_the_old_verdict_rule_without_gold_pairs_keeps_the_score_key_of_earlier_releases(monkeypatch):
+    """The demo's score key before the rank rule and the judge validation ('0f516aee...'), reproduced by asking for
+    the threshold rule and no gold pairs; the defaults (rank rule, gold pairs) give another key."""
+    monkeypatch.setenv("DATA_ROOT", "/data")
+    score = next(s for s in chain.CHAIN if s.name == "score")
+    spec = load_spec("demo", {"out": "/o", "cache_dir": "/c"})
+    c = spec.chain_config(spec.models[0])
+    old = dataclasses.replace(c, llm=dataclasses.replace(c.llm, offline_verdict="threshold", judge_gold_pairs=0))
+    assert content_key(score.key_parts(old)) == "0f516aee0f41927df4e004d8"
+    assert content_key(score.key_parts(c)) == PINNED["demo/ccs-toy/planted_v2/score"] != "0f516aee0f41927df4e004d8"

@@ -13,9 +13,13 @@ Axis letters: :mod:`ccs_dist.core.axes`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
+
+from ccs_dist.data.toy.world import FactorScenes
 
 IMAGE_SIZE = 32
 CARDINALITY = 4
@@ -47,19 +51,10 @@ def factor_index(factor: str, value: str) -> int:
 
 
 @dataclass(frozen=True)
-class Scenes:
-    """N scenes: ``values_NF[n, f]`` indexes ``FACTORS[FACTOR_NAMES[f]]``."""
+class Scenes(FactorScenes):
+    """N world-v3 scenes."""
 
-    values_NF: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.values_NF.shape[0])
-
-    def column(self, factor: str) -> np.ndarray:
-        return self.values_NF[:, FACTOR_NAMES.index(factor)]
-
-    def value_names(self, n: int) -> dict[str, str]:
-        return {f: FACTORS[f][int(v)] for f, v in zip(FACTOR_NAMES, self.values_NF[n])}
+    FACTORS: ClassVar[Mapping[str, tuple[str, ...]]] = FACTORS
 
 
 def sample_scenes(rng: np.random.Generator, n: int) -> Scenes:

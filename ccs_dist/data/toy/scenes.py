@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from PIL import Image
@@ -33,28 +34,33 @@ def _png(image_SS3: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_probe_folder(folder: Path, n: int, seed: int) -> Path:
-    """``n`` toy images ``{i:06d}.png`` and ``labels.csv`` (file + one column per factor); idempotent."""
+def write_labelled_images(folder: Path, factor_world: ModuleType, rng: np.random.Generator, n: int, marker: dict) -> Path:
+    """``n`` scenes of ``factor_world`` (a world module: FACTORS, sample_scenes, render) drawn from ``rng`` as
+    ``{i:06d}.png`` and ``labels.csv`` (file + one column per factor); ``complete.json`` = ``marker`` makes it idempotent."""
     folder = Path(folder)
     done = folder / "complete.json"
-    if done.is_file() and read_json(done) == {"n": n, "seed": seed}:
+    if done.is_file() and read_json(done) == marker:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(HELD_OUT_SEED + seed)
-    scenes = world.sample_scenes(rng, n)
-    images = world.render(scenes, rng)
+    scenes = factor_world.sample_scenes(rng, n)
+    images = factor_world.render(scenes, rng)
     rows = []
     for i in range(n):
         name = f"{i:06d}.png"
         atomic_write_bytes(folder / name, _png(images[i]))
         rows.append({"file": name, **scenes.value_names(i)})
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=["file", *world.FACTOR_NAMES])
+    writer = csv.DictWriter(out, fieldnames=["file", *factor_world.FACTORS])
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_bytes(folder / LABELS_FILE, out.getvalue().encode("utf-8"))
-    atomic_write_json(done, {"n": n, "seed": seed})
+    atomic_write_json(done, marker)
     return folder
+
+
+def write_probe_folder(folder: Path, n: int, seed: int) -> Path:
+    """``n`` toy images ``{i:06d}.png`` and ``labels.csv`` (file + one column per factor); idempotent."""
+    return write_labelled_images(folder, world, np.random.default_rng(HELD_OUT_SEED + seed), n, {"n": n, "seed": seed})
 
 
 def read_probe_labels(folder: Path) -> dict[str, dict[str, int]]:
@@ -74,15 +80,21 @@ def write_task(root: Path, task: str, per_class: int = 60, seed: int = 1) -> Pat
     factor = factor_of_task(task)
     if factor not in world.FACTORS:
         raise KeyError(f"no toy factor {factor!r}; known: {', '.join(world.FACTOR_NAMES)}")
-    folder = Path(root) / task
+    return write_factor_task(Path(root) / task, world, factor, per_class,
+                             np.random.default_rng([HELD_OUT_SEED, seed, world.FACTOR_NAMES.index(factor)]), seed)
+
+
+def write_factor_task(folder: Path, factor_world: ModuleType, factor: str, per_class: int, rng: np.random.Generator,
+                      seed: int) -> Path:
+    """FOLDER/<class folder>/<i>.png + classnames.txt: ``per_class`` scenes of ``factor_world`` per value of
+    ``factor``, every other factor uniform, drawn from ``rng``; idempotent in (per_class, seed)."""
     done = folder / "complete.json"
     if done.is_file() and read_json(done) == {"per_class": per_class, "seed": seed}:
         return folder
-    values = world.FACTORS[factor]
-    rng = np.random.default_rng([HELD_OUT_SEED, seed, world.FACTOR_NAMES.index(factor)])
-    scenes = world.sample_scenes(rng, per_class * len(values))
-    scenes.values_NF[:, world.FACTOR_NAMES.index(factor)] = np.repeat(np.arange(len(values)), per_class)
-    images = world.render(scenes, rng)
+    values = factor_world.FACTORS[factor]
+    scenes = factor_world.sample_scenes(rng, per_class * len(values))
+    scenes.values_NF[:, list(factor_world.FACTORS).index(factor)] = np.repeat(np.arange(len(values)), per_class)
+    images = factor_world.render(scenes, rng)
     for v, value in enumerate(values):
         sub = folder / f"{v:02d}_{value.replace(' ', '_')}"
         sub.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,9 @@ Axis letters: :mod:`ccs_dist.core.axes`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -38,19 +40,27 @@ def factor_index(factor: str, value: str) -> int:
 
 
 @dataclass(frozen=True)
-class Scenes:
-    """N scenes: ``values_NF[n, f]`` indexes ``FACTORS[FACTOR_NAMES[f]]``."""
+class FactorScenes:
+    """N scenes of a world whose factors are the class's ``FACTORS``: ``values_NF[n, f]`` indexes the f-th factor's values."""
 
+    FACTORS: ClassVar[Mapping[str, tuple[str, ...]]]
     values_NF: np.ndarray
 
     def __len__(self) -> int:
         return int(self.values_NF.shape[0])
 
     def column(self, factor: str) -> np.ndarray:
-        return self.values_NF[:, FACTOR_NAMES.index(factor)]
+        return self.values_NF[:, list(self.FACTORS).index(factor)]
 
     def value_names(self, n: int) -> dict[str, str]:
-        return {f: FACTORS[f][int(v)] for f, v in zip(FACTOR_NAMES, self.values_NF[n])}
+        return {f: self.FACTORS[f][int(v)] for f, v in zip(self.FACTORS, self.values_NF[n])}
+
+
+@dataclass(frozen=True)
+class Scenes(FactorScenes):
+    """N toy-world scenes."""
+
+    FACTORS: ClassVar[Mapping[str, tuple[str, ...]]] = FACTORS
 
 
 def sample_scenes(rng: np.random.Generator, n: int) -> Scenes:

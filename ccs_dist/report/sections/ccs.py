@@ -9,6 +9,7 @@ from ccs_dist.core.heads import head_name
 from ccs_dist.report import charts
 from ccs_dist.report.formatting import fmt, stability_text
 from ccs_dist.report.html import Markup, table, tag
+from ccs_dist.report.sections.judge import judge_validation
 from ccs_dist.report.view import ModelView, ReportView
 
 
@@ -18,6 +19,7 @@ def across(view: ReportView) -> Markup:
     n_k = max(len(m.at_k) for m in with_k)
     parts = [tag("p", "Fraction of each model's scored heads whose CCS equals k (flagged heads, with a failed verdict, left out). "
                       "Where this run used the paper's weights, the paper's figure is shown below this run's.", class_="muted")]
+    parts.append(judge_validation(view))
     parts.append(charts.ccs_at_k_across([(m.key, m.at_k) for m in with_k]))
     counts = (data.paper.get("head_counts_high_moderate_low") or {}) if data.paper else {}
     rows = []

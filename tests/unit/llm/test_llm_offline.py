@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from ccs_dist.data.planted.text import vocabulary_additions
-from ccs_dist.llm.offline import extended_vocabulary, load_vocabulary, vocabulary_fingerprint
+from ccs_dist.llm.calibration import best_threshold, family_phrase
+from ccs_dist.llm.offline import (ConceptScorer, EmbeddingJudge, EmbeddingLabeler, default_calibration, extended_vocabulary,
+                                  get_embedder, load_vocabulary, offline_judge, offline_labeler, vocabulary_fingerprint)
 from ccs_dist.stages.sources import labeler_vocabulary
-from ccs_dist.llm.offline import (ConceptScorer, EmbeddingJudge, EmbeddingLabeler, best_threshold, default_calibration,
-                                  family_phrase, get_embedder, load_vocabulary, offline_judge, offline_labeler)
 
 
 class TableEmbedder:

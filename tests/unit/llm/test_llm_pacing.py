@@ -58,7 +58,7 @@ def test_scoring_loads_no_torch():
         "with LoopbackServer() as srv:\n"
         "    ep = EndpointConfig(model='loopback-1', base_url=srv.base_url, api_key_env=None)\n"
         "    r = score_spans(pl.DataFrame(rows), ScoreConfig(labeler=ep, judges=(ep,), cache='bypass',\n"
-        "                                                  show_progress=False))\n"
+        "                                                  show_progress=False, judge_gold_pairs=0))\n"
         "assert r.ccs['effective_rank'].to_list() == [4], r.ccs\n"
         "print(sorted(m for m in ('torch', 'open_clip') if m in sys.modules))\n"
     )
