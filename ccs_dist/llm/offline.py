@@ -175,9 +175,10 @@ class ConceptScorer:
 
 
 @lru_cache(maxsize=8)
-def default_scorer(spec: str, scoring: Scoring = "normalised") -> ConceptScorer:
-    """The scorer of embedder ``spec`` over the shipped vocabulary, the default pool as reference (one per process)."""
-    return ConceptScorer(get_embedder(spec), scoring)
+def default_scorer(spec: str, scoring: Scoring = "normalised", extra: tuple[str, ...] = ()) -> ConceptScorer:
+    """The scorer of embedder ``spec`` over the shipped vocabulary (plus a world's ``extra`` concepts), the
+    default pool as reference (one per process)."""
+    return ConceptScorer(get_embedder(spec), scoring, vocabulary=extended_vocabulary(extra) if extra else None)
 
 
 @lru_cache(maxsize=8)
@@ -239,14 +240,7 @@ class EmbeddingJudge:
 
 def offline_labeler(spec: str, scoring: Scoring = "normalised", extra: Sequence[str] = ()) -> EmbeddingLabeler:
     """The labeler over the shipped vocabulary, plus a world's frozen ``extra`` concepts (its judge is unchanged)."""
-    if not extra:
-        return EmbeddingLabeler(default_scorer(spec, scoring))
-    return EmbeddingLabeler(_extended_scorer(spec, scoring, tuple(extra)))
-
-
-@lru_cache(maxsize=8)
-def _extended_scorer(spec: str, scoring: Scoring, extra: tuple[str, ...]) -> ConceptScorer:
-    return ConceptScorer(get_embedder(spec), scoring, vocabulary=extended_vocabulary(extra))
+    return EmbeddingLabeler(default_scorer(spec, scoring, tuple(extra)))
 
 
 def extended_vocabulary(extra: Sequence[str] = ()) -> tuple[str, ...]:
