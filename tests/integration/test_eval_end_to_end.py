@@ -50,7 +50,8 @@ def test_every_task_end_to_end(tiny, root, occupations):
     expected_tasks = {"cifar10", "cifar10animals", "cifar10objects", "cifar100", "food101", "country211", "oxford_pets", "imagenet", "imagenet_a", "imagenet_r",
                       "folder:shapes", "msrvtt", "msvd", "didemo", "fairface_race", "fairface_gender",
                       "socialcounterfactuals_race", "socialcounterfactuals_gender",
-                      "toy-colour", "toy-shape", "toy-position", "toy-size", "toy-texture"}
+                      "toy-colour", "toy-shape", "toy-position", "toy-size", "toy-texture",
+                      *(f"plant-{f}" for f in ("colour", "shape", "position", "size", "texture", "bgtone", "rim"))}
     assert set(df["task"].unique()) == expected_tasks
     conds = set(df["condition"].unique())
     assert conds == {"original", "high", "random", "concept:location", "random:mean", "random:std"}

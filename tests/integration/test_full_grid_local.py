@@ -47,7 +47,7 @@ def test_demo_end_to_end(demo_run):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["mode"] == "local" and [m["random_init"] for m in manifest["models"]] == [False, True]
     assert "Ground truth" in (run_dir / "index.html").read_text(encoding="utf-8")
-    stages = ("spans", "score", "evaluate", "direct", "attribution")  # the demo enables the optional attribution stage
+    stages = ("spans", "score", "evaluate", "direct", "attribution", "card")  # the demo enables the optional attribution and card stages
     checks = tables["benchmark_checks"]  # the planted-concept benchmark: every check with its null, both models
     assert {"ccs-toy/planted_v2", "ccs-toy/random-init", "seeds:ccs-toy/planted_v2"} == set(checks["model"])
     control = checks.filter((pl.col("model") == "ccs-toy/random-init") & pl.col("check").str.starts_with("ground truth"))
@@ -110,6 +110,7 @@ models:
 probe: {{images: "synthetic:24", batch_size: 12, workers: 0}}
 llm:
   backend: openai
+  judge_gold_pairs: 0  # the counts below are the heads' requests only
   labeler: {{model: loopback-1, base_url: "{url}", rpm: 6000, max_concurrency: 2, max_attempts: 3, timeout_s: 5}}
   judges:
     - {{model: loopback-1, base_url: "{url}", rpm: 6000, max_concurrency: 2, max_attempts: 3, timeout_s: 5}}

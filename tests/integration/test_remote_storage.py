@@ -71,7 +71,7 @@ def test_job_on_object_storage_matches_local_paths_and_resumes_from_the_bucket(t
 
     again = run_full_grid(*remote_args, env=job_env(**s3.env, CCS_DIST_LOCAL_CACHE=str(tmp_path / "node-b")))
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("reused from") == 3 and " done in " not in again.stderr  # spans, score, evaluate
+    assert again.stderr.count("reused from") == 4 and " done in " not in again.stderr  # spans, score, evaluate, direct
     assert f"reused from {s3.uri('reports/small/stages')}" in again.stderr
     assert_same_tables(_tables(tmp_path / "reports" / "small" / "tables"),
                        _tables(tmp_path / "node-b" / "s3" / s3.bucket / "reports" / "small" / "tables"))
