@@ -26,6 +26,8 @@ HARD_NEGATIVES = 3  # wrong families per description in the rank rule's calibrat
 
 
 class Scorer(Protocol):
+    vocabulary: tuple[str, ...]
+
     def scores(self, texts: Sequence[str], concepts: Sequence[str] | None = None) -> np.ndarray: ...
 
 
@@ -50,10 +52,22 @@ def family_phrase(family: str) -> str:
 
 
 def rank_share(scorer: Scorer, texts: Sequence[str], concepts: Sequence[str]) -> np.ndarray:
-    """[T, O] share of the vocabulary's concepts that score below each concept, per description (the rank rule's
-    number: 1 = above every vocabulary concept)."""
+    """[T, O] share of the vocabulary's concepts that score strictly below each concept, per description (the rank
+    rule's number: (V - 1) / V = above every other vocabulary concept).
+
+    A concept of the vocabulary takes its own column of the vocabulary's scores, so it ties with itself exactly:
+    scored again on its own (another matrix shape, another thread count: a Ray worker's), its score can differ in
+    the last bit and count itself as below or not by chance, and a run's verdicts would depend on where it ran.
+    """
     vocab_TV = scorer.scores(texts)
-    conc_TO = scorer.scores(texts, concepts)
+    column = {c: i for i, c in enumerate(scorer.vocabulary)}
+    conc_TO = np.empty((len(texts), len(concepts)), dtype=vocab_TV.dtype)
+    outside = [o for o, c in enumerate(concepts) if c not in column]
+    if outside:
+        conc_TO[:, outside] = scorer.scores(texts, [concepts[o] for o in outside])
+    for o, c in enumerate(concepts):
+        if c in column:
+            conc_TO[:, o] = vocab_TV[:, column[c]]
     return (vocab_TV[:, :, None] < conc_TO[:, None, :]).mean(axis=1)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ccs_dist.data.planted.text import vocabulary_additions
-from ccs_dist.llm.calibration import best_threshold, family_phrase
+from ccs_dist.llm.calibration import best_threshold, family_phrase, rank_share
 from ccs_dist.llm.offline import (ConceptScorer, EmbeddingJudge, EmbeddingLabeler, default_calibration, extended_vocabulary,
                                   get_embedder, load_vocabulary, offline_judge, offline_labeler, vocabulary_fingerprint)
 from ccs_dist.stages.sources import labeler_vocabulary
@@ -85,6 +85,36 @@ def test_embeddings_are_memoised_across_calls():
     for _ in range(3):
         scorer.scores(["Photo of snow", "Photo of rain"], ["a bird", "weather"])
     assert emb.calls == before + 2  # "a bird", once ("weather" is in the vocabulary)
+
+
+class JitteryScorer:
+    """A vocabulary's scores, and each concept scored on its own off by last bits (another matrix shape, another
+    thread count: what a Ray worker computes)."""
+
+    def __init__(self, vocab_TV: np.ndarray, vocabulary: tuple[str, ...], seed: int):
+        self.vocab_TV, self.vocabulary = vocab_TV, vocabulary
+        self.rng = np.random.default_rng(seed)
+
+    def scores(self, texts, concepts=None):
+        if concepts is None:
+            return self.vocab_TV
+        cols = [self.vocabulary.index(c) for c in concepts]
+        noise = self.rng.choice([-1, 1], size=(len(texts), len(cols))) * np.spacing(self.vocab_TV[:, cols])
+        return self.vocab_TV[:, cols] + noise
+
+
+def test_a_vocabulary_label_ties_with_itself_wherever_its_score_is_recomputed():
+    vocabulary = tuple(f"c{i}" for i in range(40))
+    vocab_TV = np.random.default_rng(0).normal(size=(50, 40)).astype(np.float32)
+    shares = [rank_share(JitteryScorer(vocab_TV, vocabulary, seed), [f"t{i}" for i in range(50)], ["c3", "c7"])
+              for seed in (1, 2)]
+    exact = (vocab_TV[:, :, None] < vocab_TV[:, None, [3, 7]]).mean(axis=1)
+    np.testing.assert_array_equal(shares[0], exact)
+    np.testing.assert_array_equal(shares[1], exact)
+    # null: the concepts' own recomputed scores, compared as they come, do depend on the last bits
+    jittered = [JitteryScorer(vocab_TV, vocabulary, seed).scores(range(50), ["c3", "c7"]) for seed in (1, 2)]
+    naive = [(vocab_TV[:, :, None] < j[:, None, :]).mean(axis=1) for j in jittered]
+    assert not np.array_equal(naive[0], naive[1])
 
 
 def test_best_threshold_maximises_balanced_accuracy():
