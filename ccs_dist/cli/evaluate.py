@@ -38,7 +38,7 @@ def evaluate(
     The flags --conditions ... --bias-ranking are the job spec's evaluation section.
 
     Args:
-        model: open_clip architecture (ViT-B-32, ViT-B-16, ViT-L-14, ...) or hf-hub:ORG/REPO.
+        model: open_clip architecture (ViT-B-16, ViT-B-16-SigLIP2, EVA02-B-16, ...), hf-hub:ORG/REPO, or hf:FOLDER / hf:OWNER/NAME (a transformers CLIPModel).
         pretrained: pretrained tag (openai, laion2b_s34b_b88k, ...), a checkpoint file, or none for random init.
         ccs: the ccs table (parquet from `ccs-dist score`, or its run directory) that defines high/low/moderate/random/equal/concept
             sets; without it the conditions but original are dropped with a warning.
@@ -90,7 +90,7 @@ def attribute(
     The flags --task ... --download are the job spec's attribution section.
 
     Args:
-        model: open_clip architecture (ViT-B-32, ViT-B-16, ViT-L-14, ...) or hf-hub:ORG/REPO.
+        model: open_clip architecture (ViT-B-16, ViT-B-16-SigLIP2, EVA02-B-16, ...), hf-hub:ORG/REPO, or hf:FOLDER / hf:OWNER/NAME (a transformers CLIPModel).
         pretrained: pretrained tag (openai, laion2b_s34b_b88k, ...), a checkpoint file, or none for random init.
         data_root: folder holding the datasets in their distributed layouts (see ccs-dist evaluate --help).
         ccs: optional ccs table (parquet from `ccs-dist score`, or its run directory): adds the ccs ranking and the heads' labels to reliance.

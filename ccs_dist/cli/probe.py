@@ -27,7 +27,7 @@ def decompose(
     """Decompose every probe image's embedding into per-head direct contributions (cached, sharded).
 
     Args:
-        model: open_clip architecture (ViT-B-32, ViT-B-16, ViT-L-14, ...) or hf-hub:ORG/REPO.
+        model: open_clip architecture (ViT-B-16, ViT-B-16-SigLIP2, EVA02-B-16, ...), hf-hub:ORG/REPO, or hf:FOLDER / hf:OWNER/NAME (a transformers CLIPModel).
         pretrained: pretrained tag (openai, laion2b_s34b_b88k, ...), a checkpoint file, or none for random init.
         layers: an int n for the last n layers, or a list of 0-based layer indices, e.g. [8,9,10,11].
         device: cpu, cuda, cuda:N or auto (CUDA when available).
@@ -61,7 +61,7 @@ def textspan(
     effective_rank, stability, span1_stability) and OUT/manifest.json. --precision is the model's too.
 
     Args:
-        model: open_clip architecture (ViT-B-32, ViT-B-16, ViT-L-14, ...) or hf-hub:ORG/REPO.
+        model: open_clip architecture (ViT-B-16, ViT-B-16-SigLIP2, EVA02-B-16, ...), hf-hub:ORG/REPO, or hf:FOLDER / hf:OWNER/NAME (a transformers CLIPModel).
         pretrained: pretrained tag (openai, laion2b_s34b_b88k, ...), a checkpoint file, or none for random init.
         layers: an int n for the last n layers, or a list of 0-based layer indices.
         pool: description pool: default (the project's own pool), toy (it plus lines naming every toy-world

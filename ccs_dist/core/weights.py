@@ -31,6 +31,11 @@ def is_random_init_tag(tag: str | None) -> bool:
     return tag is None or str(tag).lower() in {t.lower() for t in NO_WEIGHTS}
 
 
+def is_random_init_model(arch: str, pretrained: object) -> bool:
+    """Whether ``(arch, pretrained)`` loads a network without weights (an ``hf:`` / ``hf-hub:`` id names its own)."""
+    return not arch.startswith(SCHEMA_PREFIXES) and has_no_weights(pretrained)
+
+
 def is_random_init_key(key: str) -> bool:
     """Whether a model key (or an older run's key) names a network without weights."""
     return "/" in key and key.rsplit("/", 1)[-1] != "" and is_random_init_tag(key.rsplit("/", 1)[-1])

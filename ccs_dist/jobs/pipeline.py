@@ -20,6 +20,7 @@ from ccs_dist.benchmark.plans import run_plan
 from ccs_dist.benchmark.tables import benchmark_tables
 from ccs_dist.benchmark.worlds import world_of_probe
 from ccs_dist.core.errors import UserError
+from ccs_dist.core.weights import is_random_init_model
 from ccs_dist.jobs.resume import StageStore
 from ccs_dist.jobs.spec import JobSpec, ModelEntry
 from ccs_dist.stages.chain import STAGES, ChainConfig, ModelRunner, Stage, StageContext, StageOutput, downstream, enabled_stages, \
@@ -212,7 +213,7 @@ def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) ->
 
         merged.update(toy_tables(merged))
     if "direct_ablation" in merged:  # the planted-concept benchmark: every check against its null
-        random_init = {p.key: p.entry.pretrained is None for p in plans}
+        random_init = {p.key: is_random_init_model(p.entry.arch, p.entry.pretrained) for p in plans}
         merged.update(benchmark_tables(merged, random_init, run_plan(list(random_init)), world=world_of_probe(spec.probe.images)))
     paths = {}
     for name, df in merged.items():
@@ -222,7 +223,7 @@ def gather(state: JobState, plans: list[ModelPlan], wall_s: float, mode: str) ->
     for plan in plans:
         meta = plan.done["spans"].facts.get("metadata", {})
         models.append({"model": plan.key, "arch": plan.entry.arch, "pretrained": plan.entry.pretrained,
-                       "random_init": plan.entry.pretrained is None, **{k: meta.get(k) for k in ("num_layers", "num_heads", "embed_dim")},
+                       "random_init": is_random_init_model(plan.entry.arch, plan.entry.pretrained), **{k: meta.get(k) for k in ("num_layers", "num_heads", "embed_dim")},
                        "stage_precision": precision[plan.key]})
     skipped = []
     for plan in plans:

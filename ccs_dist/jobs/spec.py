@@ -7,7 +7,7 @@ twice and a true/false where a number belongs are errors. The stage sections (``
 option is settable here and its default lives in one place; :meth:`JobSpec.chain_config` gives one model's.
 
 Where paths point (the same wherever the job is started and however ccs_dist is installed):
-``--spec NAME`` is a spec shipped from the repository's top-level ``jobs/`` (installed as ``ccs_dist/job_specs``) (``demo``, ``paper_grid``, ``local_gpu``),
+``--spec NAME`` is a spec shipped from the repository's top-level ``jobs/`` (installed as ``ccs_dist/job_specs``) (``demo``, ``paper_grid``, ``local_gpu``, ``beyond_grid``, ``planted``),
 anything else a YAML file. Input paths written in a spec (``pool``, ``probe.images``,
 ``evaluation.data_root``, ``evaluation.occupations``, ``evaluation.concept_map``, ``TASK@PATH``, checkpoint files) are relative to the
 spec file's folder; outputs (``out``, ``cache_dir``) to the directory the job is started in, and are made

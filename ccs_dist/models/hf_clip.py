@@ -1,7 +1,8 @@
 """Hugging Face transformers ``CLIPModel`` folders behind the same :class:`LoadedModel` handle.
 
-``load_model("hf:/path/to/folder")`` (the ``hf:`` prefix, as open_clip's ``hf-hub:``, names config and
-weights together) reads a folder written by ``CLIPModel.save_pretrained`` and the tokenizer files beside it
+``load_model("hf:/path/to/folder")`` or ``load_model("hf:owner/name")`` (the ``hf:`` prefix, as open_clip's
+``hf-hub:``, names config and weights together) reads a folder written by ``CLIPModel.save_pretrained`` (or a hub
+repository's snapshot in the Hugging Face cache) and the tokenizer files beside it
 (``tokenizer.json``, or ``vocab.json`` + ``merges.txt``). :class:`HFCLIP` gives the model open_clip's
 interface (``encode_image``, ``encode_text``, ``visual``, ``logit_scale``); its tower is a ``hf-clip``
 :class:`~ccs_dist.models.towers.Tower`, so decomposition, TextSpan and pruning run on it unchanged.
@@ -9,6 +10,8 @@ interface (``encode_image``, ``encode_text``, ``visual``, ``logit_scale``); its 
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import torch
@@ -18,7 +21,6 @@ from torch import nn
 from ccs_dist.core.errors import UserError
 from ccs_dist.models.head_proj import install_head_proj
 from ccs_dist.models.towers import Tower
-import json
 
 HF_PREFIX = "hf:"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
@@ -64,12 +66,38 @@ class HFTokenizer:
         return self.tok(texts, padding="max_length", truncation=True, max_length=n, return_tensors="pt").input_ids
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")  # owner/name[@revision]
+HUB_FILES = ("config.json", "*.safetensors", "tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json",
+             "special_tokens_map.json", "preprocessor_config.json")
+
+
 def hf_folder(arch: str) -> Path:
-    folder = Path(arch[len(HF_PREFIX):]).expanduser()
+    """The model folder ``hf:VALUE`` names: a local folder, or a hub id (``owner/name[@revision]``) fetched once
+    into the Hugging Face cache (read from there offline, ``HF_HUB_OFFLINE=1``). A local path wins over a hub id."""
+    value = arch[len(HF_PREFIX):]
+    folder = Path(value).expanduser()
+    if not folder.exists() and _HUB_ID.match(value):
+        folder = _hub_snapshot(arch, value)
     if not (folder / "config.json").is_file():
         raise UserError(f"{arch}: {folder} is not a Hugging Face model folder (no config.json): give a folder written by "
-                        "CLIPModel.save_pretrained")
+                        "CLIPModel.save_pretrained, or a hub id owner/name")
     return folder
+
+
+def _hub_snapshot(arch: str, value: str) -> Path:
+    from huggingface_hub import snapshot_download  # open_clip's own dependency
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    repo, _, revision = value.partition("@")
+    try:
+        folder = Path(snapshot_download(repo, revision=revision or None, allow_patterns=list(HUB_FILES)))
+        if not any(folder.glob("*.safetensors")):  # an older repository: torch pickles only
+            folder = Path(snapshot_download(repo, revision=revision or None, allow_patterns=[*HUB_FILES, "pytorch_model*.bin"]))
+        return folder
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as e:
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise UserError(f"{arch}: could not fetch {repo} from the Hugging Face hub or find it in its cache ({detail}): "
+                        f"no network? download it elsewhere (hf download {repo}) and give hf:/path/to/the/folder") from e
 
 
 def load_hf_tokenizer(folder: Path, context_length: int) -> HFTokenizer:

@@ -451,6 +451,17 @@ def _hf_tokenizer_repo(arch: str) -> str | None:
     return cfg.get("text_cfg", {}).get("hf_tokenizer_name") or (arch.removeprefix("hf-hub:") if arch.startswith("hf-hub:") else None)
 
 
+def check_model_names(arch: str, pretrained: str | None) -> str:
+    """What ``(arch, pretrained)`` names, checked without building or fetching anything: ``hf`` (a transformers
+    folder or hub id), ``schema`` (an ``hf-hub:`` id), ``none`` (random init), ``tag`` or ``file``; a one-line
+    UserError for an unknown architecture or tag."""
+    if str(arch).startswith(HF_PREFIX):
+        return "hf"
+    _register_project_configs()
+    _check_arch(str(arch))
+    return _classify_pretrained(str(arch), None if pretrained is None else str(pretrained))[0]
+
+
 def load_model(
     arch: str,
     pretrained: str | None = None,
@@ -461,7 +472,8 @@ def load_model(
     """Build an open_clip model, load its weights and install :class:`HeadAttention` in the image tower.
 
     Args:
-        arch: open_clip architecture (``ViT-B-16``, ``ViT-B-32-quickgelu``, ``ccs-tiny``) or ``hf-hub:org/repo``.
+        arch: open_clip architecture (``ViT-B-16``, ``ViT-B-32-quickgelu``, ``ViT-B-16-SigLIP2``, ``EVA02-B-16``,
+            ``ccs-tiny``), ``hf-hub:org/repo`` (open_clip's), or ``hf:FOLDER`` / ``hf:owner/name`` (transformers CLIP).
         pretrained: a pretrained tag (``openai``, ``laion2b_s34b_b88k``), a checkpoint file, or None for
             random init. ``openai`` weights are built with QuickGELU whatever the architecture name says.
         device: ``cpu``, ``cuda[:N]`` or None (CUDA when available).

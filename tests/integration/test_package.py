@@ -9,7 +9,7 @@ import zipfile
 
 from tests.support.jobs import fresh_copy
 
-SHIPPED = ("ccs_dist/job_specs/demo.yaml", "ccs_dist/job_specs/paper_grid.yaml", "ccs_dist/job_specs/local_gpu.yaml",  # jobs/
+SHIPPED = ("ccs_dist/job_specs/demo.yaml", "ccs_dist/job_specs/paper_grid.yaml", "ccs_dist/job_specs/local_gpu.yaml", "ccs_dist/job_specs/beyond_grid.yaml",  # jobs/
            "ccs_dist/data/files/occupations_104.txt", "ccs_dist/report/data/paper_reference.json",
            "ccs_dist/text/data/default_pool.txt", "ccs_dist/models/configs/ccs-tiny.json", "ccs_dist/report/assets/report.js")
 

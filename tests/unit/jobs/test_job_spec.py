@@ -10,9 +10,10 @@ import ccs_dist
 
 from ccs_dist.core.errors import UserError
 from ccs_dist.jobs.spec import load_spec
+from ccs_dist.models.loading import check_model_names
 
 
-@pytest.mark.parametrize("name", ["demo", "paper_grid", "local_gpu"])
+@pytest.mark.parametrize("name", ["demo", "paper_grid", "local_gpu", "beyond_grid", "planted"])
 def test_shipped_specs_validate(name, monkeypatch):
     monkeypatch.setenv("DATA_ROOT", "/data")
     spec = load_spec(name)
@@ -26,6 +27,21 @@ def test_paper_grid_has_the_six_models(monkeypatch):
     assert keys == {("ViT-B-32", "openai"), ("ViT-B-32", "datacomp_m_s128m_b4k"), ("ViT-B-16", "openai"),
                     ("ViT-B-16", "laion2b_s34b_b88k"), ("ViT-L-14", "openai"), ("ViT-L-14", "laion2b_s32b_b82k")}
     assert spec.evaluation.data_root == "/datasets" and spec.llm.backend == "openai"
+
+
+def test_beyond_grid_names_models_open_clip_and_transformers_know(monkeypatch):
+    monkeypatch.setenv("DATA_ROOT", "/datasets")
+    monkeypatch.delenv("HF_CLIP", raising=False)
+    spec = load_spec("beyond_grid")
+    kinds = {m.arch: check_model_names(m.arch, m.pretrained) for m in spec.models}  # no build, no fetch
+    assert kinds == {"ViT-B-16-SigLIP2": "tag", "EVA02-B-16": "tag", "ViT-H-14-quickgelu": "tag",
+                     "hf:openai/clip-vit-base-patch16": "hf"}
+    assert len(spec.models) == 5 and spec.llm.backend == "openai"
+    monkeypatch.setenv("HF_CLIP", "/models/my-finetune")
+    assert load_spec("beyond_grid").models[-1].arch == "hf:/models/my-finetune"
+    # null: a tag the architecture never had is refused the same way
+    with pytest.raises(UserError, match="unknown pretrained tag 'dfn5b' for EVA02-B-16"):
+        check_model_names("EVA02-B-16", "dfn5b")
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -113,7 +129,7 @@ def test_shipped_specs_by_name_from_any_directory(tmp_path, monkeypatch):
     assert spec.evaluation.occupations is None  # the paper's 104, shipped with the package
     monkeypatch.setenv("DATA_ROOT", "/data")
     assert load_spec("paper_grid").pool == "image_descriptions_general"
-    with pytest.raises(UserError, match="shipped spec: demo, local_gpu, paper_grid"):
+    with pytest.raises(UserError, match="shipped spec: beyond_grid, demo, local_gpu, paper_grid, planted"):
         load_spec("no_such_spec")
 
 

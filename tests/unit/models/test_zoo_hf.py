@@ -1,12 +1,11 @@
 """Hugging Face transformers CLIP through ``load_model("hf:/folder")``: tokenizer, decomposition, pruning, TextSpan.
 
-The folder is written here: a small random ``CLIPModel`` (``save_pretrained``) and a CLIP tokenizer in the
+The folder (tests/support/hf_folder.py): a small random ``CLIPModel`` (``save_pretrained``) and a CLIP tokenizer in the
 real format (``tokenizer.json``) built with the ``tokenizers`` backend from open_clip's own BPE vocabulary.
 """
 
 from __future__ import annotations
 
-import copy
 import shutil
 
 import open_clip
@@ -19,37 +18,14 @@ from ccs_dist.models import load_model
 from ccs_dist.models.head_attention import STOCK
 from ccs_dist.models.head_proj import HeadProj
 from ccs_dist.models.masked import encode_image_head_sets
+from tests.support.hf_folder import write_hf_clip, write_tokenizer
 
 transformers = pytest.importorskip("transformers")
 
 
-def _write_tokenizer(folder):
-    simple = open_clip.SimpleTokenizer()
-    merges = [tuple(pair) for pair, _ in sorted(simple.bpe_ranks.items(), key=lambda kv: kv[1])]
-    names = {"<start_of_text>": "<|startoftext|>", "<end_of_text>": "<|endoftext|>"}  # open_clip's names -> CLIP's
-    vocab = {names.get(k, k): v for k, v in simple.encoder.items()}
-    tok = transformers.CLIPTokenizer(vocab=vocab, merges=merges)
-    tok.save_pretrained(str(folder))
-
-
 @pytest.fixture(scope="module")
 def hf_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hf-clip")
-    cfg = transformers.CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         max_position_embeddings=77),
-        vision_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
-                           image_size=32, patch_size=8),
-        projection_dim=24,
-    )
-    torch.manual_seed(0)
-    model = transformers.CLIPModel(cfg)
-    with torch.no_grad():  # zero-initialised biases and unit norms would hide a missing term
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    model.save_pretrained(str(folder))
-    _write_tokenizer(folder)
-    return folder
+    return write_hf_clip(tmp_path_factory.mktemp("hf-clip"))
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +166,7 @@ def test_open_clip_weights_in_hf_form_give_the_same_embeddings_and_decomposition
 
     folder = tmp_path / "converted"
     open_clip_to_hf(tiny.model, quick_gelu=True, text_heads=4).save_pretrained(str(folder))
-    _write_tokenizer(folder)
+    write_tokenizer(folder)
     hf = load_model(f"hf:{folder}", device="cpu")
     x = _images(3, seed=4)
     with torch.no_grad():
@@ -204,3 +180,34 @@ def test_open_clip_weights_in_hf_form_give_the_same_embeddings_and_decomposition
     assert d_oc.heads.abs().max() > 1e-3
     torch.testing.assert_close(encode_image_pruned(hf, x, ["L2.H1", "L1.H0"]), encode_image_pruned(tiny, x, ["L2.H1", "L1.H0"]),
                                rtol=1e-4, atol=1e-5)
+
+
+def _hub_cache(root, repo, folder, sha="0123456789abcdef0123456789abcdef01234567"):
+    """``folder`` as the Hugging Face cache holds a downloaded repository (``models--OWNER--NAME``, ``refs/main``)."""
+    entry = root / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(folder, entry / "snapshots" / sha)
+    (entry / "refs").mkdir()
+    (entry / "refs" / "main").write_text(sha)
+    return entry / "snapshots" / sha
+
+
+def test_a_hub_id_is_read_from_the_hugging_face_cache_offline(hf, hf_folder, tmp_path, monkeypatch):
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    _hub_cache(tmp_path / "hub", "someone/my-clip", hf_folder)
+    loaded = load_model("hf:someone/my-clip", device="cpu")
+    assert loaded.key == "hf:someone/my-clip" and not loaded.random_init
+    images = _images(3)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model.encode_image(images), hf.model.encode_image(images), rtol=0, atol=0)
+    # null: a repository the cache does not hold (offline) is a one-line error naming the way out, not a folder error
+    with pytest.raises(UserError) as e:
+        load_model("hf:someone/other-clip", device="cpu")
+    assert "hf download someone/other-clip" in str(e.value) and "\n" not in str(e.value)
+    # a local folder of the same spelling wins over the hub id
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "someone").mkdir()
+    shutil.copytree(hf_folder, tmp_path / "someone" / "other-clip")
+    assert load_model("hf:someone/other-clip", device="cpu").num_layers == 3
