@@ -21,8 +21,17 @@ METADATA_KEY = b"ccs_dist"
 HEAD_COLUMNS = {"model": pl.String, "layer": pl.Int64, "head": pl.Int64}
 # spans: one row per (model, layer, head, rank); the per-head facts after ``variance`` repeat on each row
 SPANS_REQUIRED = {**HEAD_COLUMNS, "rank": pl.Int64, "text": pl.String, "variance": pl.Float64}
+# ``unit``: the kind of unit a row is: "head" (a trunk head, L{layer}.H{head}), or for a tower pooled by attention
+# (SigLIP) "pool_head" / "pool_mlp", the pooling block's heads and MLP, at layer = the trunk's depth (one past its last
+# layer), head = the unit's index (its MLP after its heads)
 SPANS_SCHEMA = {**SPANS_REQUIRED, "requested_rank": pl.Int64, "effective_rank": pl.Int64, "stability": pl.Float64,
-                "span1_stability": pl.Float64}
+                "span1_stability": pl.Float64, "unit": pl.String}
+TRUNK_UNIT = "head"
+
+
+def trunk_heads(df: pl.DataFrame) -> pl.DataFrame:
+    """The rows of trunk heads (a table from before units had kinds holds only those)."""
+    return df if "unit" not in df.columns else df.filter(pl.col("unit").is_null() | (pl.col("unit") == TRUNK_UNIT))
 LABELS_SCHEMA = {**HEAD_COLUMNS, "label": pl.String, "backend": pl.String, "error": pl.String}
 JUDGMENTS_SCHEMA = {**HEAD_COLUMNS, "rank": pl.Int64, "text": pl.String, "label": pl.String, "aligned": pl.Boolean,
                     "judge": pl.String, "error": pl.String}

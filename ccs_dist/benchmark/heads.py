@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
+from ccs_dist.core.heads import parse_head_name
 from ccs_dist.artifacts.schemas import BENCHMARK_HEADS_SCHEMA as HEADS_SCHEMA
 from ccs_dist.benchmark.direct import HEAD_PREFIX, NONE
 from ccs_dist.benchmark.plans import plan_factor
@@ -38,7 +39,7 @@ def ablation_factors(direct: pl.DataFrame) -> dict[tuple[str, int, int], tuple[s
     for (model, task, cond, _), value in acc.items():
         if not cond.startswith(HEAD_PREFIX) or (model, task, NONE, None) not in acc:
             continue
-        layer, head = (int(p[1:]) for p in cond[len(HEAD_PREFIX):].split("."))
+        layer, head = parse_head_name(cond[len(HEAD_PREFIX):])
         drop = acc[(model, task, NONE, None)] - value
         best = out.get((model, layer, head))
         if best is None or drop > best[1]:

@@ -28,6 +28,7 @@ from typing import Literal
 
 import numpy as np
 
+from ccs_dist.artifacts.schemas import trunk_heads
 from ccs_dist.ccs.scores import PAPER_THRESHOLDS
 from ccs_dist.core.errors import UserError
 from ccs_dist.core.heads import head_name
@@ -219,6 +220,7 @@ def _model_rows(ccs_table, model_key: str, num_layers: int, num_heads: int) -> l
     if rows.height == 0:
         models = sorted(ccs_table.get_column("model").unique().to_list())
         raise UserError(f"ccs table has no rows for model {model_key}; it has {', '.join(map(str, models)) or 'none'}")
+    rows = trunk_heads(rows)  # an attention pooling's units are scored, not pruned
     has_category = "category" in rows.columns
     out = []
     for r in rows.iter_rows(named=True):

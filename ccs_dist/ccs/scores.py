@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ccs_dist.artifacts.schemas import CCS_AT_K_SCHEMA
+from ccs_dist.artifacts.schemas import CCS_AT_K_SCHEMA, trunk_heads
 from ccs_dist.core.errors import UserError
 from pathlib import Path
 
@@ -127,10 +127,11 @@ def ccs_table(labels: pl.DataFrame, judgments: pl.DataFrame, thresholds: Categor
 def ccs_at_k(ccs: pl.DataFrame, max_k: int = 5) -> pl.DataFrame:
     """Columns: model, k (0..max_k), fraction (of unflagged heads with CCS == k), n_heads, n_flagged.
 
-    Per model the fractions sum to 1 unless every head is flagged (then they are null).
+    Per model the fractions sum to 1 unless every head is flagged (then they are null). Trunk heads only: the
+    units of an attention pooling (``unit`` column) keep their CCS in the ccs table.
     """
     rows = []
-    for (model,), g in ccs.group_by("model", maintain_order=True):
+    for (model,), g in trunk_heads(ccs).group_by("model", maintain_order=True):
         ok = g.filter(~pl.col("flagged"))
         n_ok, n_flag = ok.height, g.height - ok.height
         counts = ok["ccs"].to_numpy()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import replace
-from pathlib import Path
 
 from ccs_dist.cli.options import table_in, terminal
 from ccs_dist.core.errors import UserError
@@ -16,6 +15,7 @@ from ccs_dist.core.errors import check_dir_arg
 from ccs_dist.llm.score import read_spans
 from ccs_dist.stages.score import score_stage
 from ccs_dist.artifacts.storage import check_root
+from ccs_dist.artifacts.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def score(
     config = score_config(llm, judges=judges, cache_dir=cache_dir, no_cache=no_cache, refresh_cache=refresh_cache,
                           progress=bool(progress) and terminal())
     result = score_stage(read_spans(table_in(spans, "spans")), config)
-    paths = result.write(str(Path(out) / "tables"))
+    paths = result.write(RunDir(out).tables_dir)
     s = result.stats
     flagged = ""
     if s["flagged_heads"]:

@@ -19,7 +19,7 @@ from ccs_dist.core.errors import UserError
 from ccs_dist.core.heads import resolve_layers
 from ccs_dist.data.images import ImageSet
 from ccs_dist.decomposition.config import DecomposeConfig
-from ccs_dist.decomposition.kernel import check_supported
+from ccs_dist.decomposition.kernel import check_supported, pool_unit_kinds
 from ccs_dist.decomposition.loader import LoaderStats
 from ccs_dist.decomposition.moments import merge_shard_moments
 from ccs_dist.decomposition.stream import stream_decomposition
@@ -32,7 +32,8 @@ DECOMPOSE_VERSION = 1  # bump when the maths or the on-disk layout changes
 
 @dataclass(frozen=True)
 class DecompositionArtifact:
-    """A decomposed image set on disk: shards of heads [n, L, H, E], rest [n, E], embedding [n, E], ids."""
+    """A decomposed image set on disk: shards of heads [n, L, H, E], rest [n, E], embedding [n, E], ids; for a
+    tower pooled by attention (SigLIP) also pool [n, U, E], its pooling units (``pool_units``: their kinds)."""
 
     path: Path
     manifest: dict[str, Any]
@@ -53,10 +54,17 @@ class DecompositionArtifact:
     def keep(self) -> str:
         return self.manifest.get("keep", "heads")
 
+    @property
+    def pool_units(self) -> tuple[str, ...]:
+        """The kinds of the attention pooling's units, after the heads on the unit axis (none for class-token towers)."""
+        return tuple(self.manifest.get("pool_units", ()))
+
     def load_shard(self, name: str, mmap: bool = True) -> dict[str, np.ndarray]:
-        """heads [n, L, H, E] (absent when only moments were kept), rest [n, E], embedding [n, E]."""
+        """heads [n, L, H, E] and pool [n, U, E] (absent when only moments were kept), rest [n, E], embedding [n, E]."""
         mode = "r" if mmap else None
         parts = ("rest", "embedding") if self.keep == "moments" else ("heads", "rest", "embedding")
+        if self.pool_units and self.keep != "moments":
+            parts += ("pool",)
         return {part: np.load(self.path / f"{part}-{name}.npy", mmap_mode=mode) for part in parts}
 
     def ids(self) -> list[str]:
@@ -101,6 +109,8 @@ def decomposition_key(loaded: LoadedModel, image_set: ImageSet, layers: tuple[in
         kept["keep"] = config.keep
         if config.keep == "moments":
             kept["moment_buckets"], kept["moment_seed"] = config.moment_buckets, config.moment_seed
+    if pool_unit_kinds(loaded):
+        kept["pool_units"] = list(pool_unit_kinds(loaded))
     return {
         **kept,
         "version": DECOMPOSE_VERSION,

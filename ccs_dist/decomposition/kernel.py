@@ -235,6 +235,14 @@ def decompose(
 UNIT_KINDS = ("head", "pool_head", "pool_mlp")
 
 
+def pool_unit_kinds(loaded: LoadedModel) -> tuple[str, ...]:
+    """The kinds of ``Decomposition.pool``'s rows for this model: its pooling heads then its MLP (SigLIP), or ()."""
+    tower = loaded.tower
+    if tower is None or tower.pool != "map":
+        return ()
+    return ("pool_head",) * tower.pool_heads.num_heads + ("pool_mlp",)
+
+
 class _TowerAffine:
     """A tower's final LayerNorm linearised at ``resid_BD`` (per row), then its post-pooling Linear maps."""
 

@@ -104,11 +104,16 @@ class ShardWriter:
                 self._free.put(buffer)
 
 
-def shard_shapes(shard_size: int, n_layers: int, n_heads: int, dim: int, keep: str) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-    """The per-shard host arrays for a keep mode: heads (fp32 or fp16) unless only moments are kept."""
+def shard_shapes(shard_size: int, n_layers: int, n_heads: int, dim: int, keep: str,
+                 n_pool: int = 0) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """The per-shard host arrays for a keep mode: heads (fp32 or fp16) and the attention pooling's ``n_pool`` units
+    (SigLIP) unless only moments are kept."""
     shapes: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
     if keep != "moments":
-        shapes["heads"] = ((shard_size, n_layers, n_heads, dim), torch.float16 if keep == "heads_fp16" else torch.float32)
+        dtype = torch.float16 if keep == "heads_fp16" else torch.float32
+        shapes["heads"] = ((shard_size, n_layers, n_heads, dim), dtype)
+        if n_pool:
+            shapes["pool"] = ((shard_size, n_pool, dim), dtype)
     shapes["rest"] = ((shard_size, dim), torch.float32)
     shapes["embedding"] = ((shard_size, dim), torch.float32)
     return shapes

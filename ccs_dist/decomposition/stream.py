@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ccs_dist.decomposition.config import DecomposeConfig
-from ccs_dist.decomposition.kernel import decompose
+from ccs_dist.decomposition.kernel import decompose, pool_unit_kinds
 from ccs_dist.decomposition.moments import BucketMoments, bucket_of_images, usable_buckets
 from ccs_dist.core.errors import UserError
 from ccs_dist.data.images import ImageSet
@@ -67,14 +68,15 @@ def stream_decomposition(
     if start_shard and only_shard is None:
         log.info("resuming decomposition at shard %d/%d (%d images done)", start_shard, n_shards, done_images)
     n_layers, n_heads, dim = len(layers), loaded.num_heads, loaded.embed_dim
+    n_pool = len(pool_unit_kinds(loaded))  # the attention pooling's units (SigLIP), after the heads on the unit axis
     moments = None
     kept_indices: list[int] = []
     if config.keep == "moments":
-        moments = BucketMoments(n_layers * n_heads, dim, _moment_deal(n_total, config), device=loaded.device)
+        moments = BucketMoments(n_layers * n_heads + n_pool, dim, _moment_deal(n_total, config), device=loaded.device)
     workers = config.workers if config.workers is not None else default_workers()
     todo = range(start_shard, n_shards) if only_shard is None else (only_shard,)
     shards = [(s, range(s * size, min((s + 1) * size, n_total))) for s in todo]
-    writer = ShardWriter(shard_shapes(min(size, n_total), n_layers, n_heads, dim, config.keep), loaded.device)
+    writer = ShardWriter(shard_shapes(min(size, n_total), n_layers, n_heads, dim, config.keep, n_pool), loaded.device)
     progress_path = work / ("progress.json" if only_shard is None else f"progress-{only_shard:05d}.json")
     bar_total, bar_done = (n_total, done_images) if only_shard is None else (len(shards[0][1]), 0)
     bar = tqdm(total=bar_total, initial=bar_done, unit="img", desc=f"decompose {loaded.key}", disable=not config.progress)
@@ -99,9 +101,14 @@ def stream_decomposition(
                 outputs = {"rest": d.rest, "embedding": d.embedding}
                 if moments is None:
                     outputs["heads"] = d.heads
+                    if n_pool:
+                        outputs["pool"] = d.pool
                 else:
                     n = len(batch.indices)
-                    moments.update(d.heads.reshape(n, n_layers * n_heads, dim), d.embedding, batch.indices)
+                    units_NGE = d.heads.reshape(n, n_layers * n_heads, dim)
+                    if n_pool:
+                        units_NGE = torch.cat([units_NGE, d.pool], dim=1)
+                    moments.update(units_NGE, d.embedding, batch.indices)
                     kept_indices += batch.indices
                 buffer.add(outputs, [image_set.image_id(i) for i in batch.indices])
             bar.update(len(batch.indices) + len(batch.bad))

@@ -147,6 +147,19 @@ def hf_tower(model: HFCLIP) -> Tower:
     )
 
 
+def save_open_clip_tokenizer(folder: str | Path) -> None:
+    """open_clip's own BPE vocabulary as a transformers CLIP tokenizer in ``folder`` (``tokenizer.json`` and the
+    rest, as ``save_pretrained`` writes them): the ids are open_clip's, so an :func:`open_clip_to_hf` folder reads
+    text as the open_clip model does."""
+    import open_clip
+    from transformers import CLIPTokenizer  # heavy optional dependency: imported only for hf: models
+
+    simple = open_clip.SimpleTokenizer()
+    merges = [tuple(pair) for pair, _ in sorted(simple.bpe_ranks.items(), key=lambda kv: kv[1])]
+    names = {"<start_of_text>": "<|startoftext|>", "<end_of_text>": "<|endoftext|>"}  # open_clip's names -> CLIP's
+    CLIPTokenizer(vocab={names.get(k, k): v for k, v in simple.encoder.items()}, merges=merges).save_pretrained(str(folder))
+
+
 def open_clip_to_hf(model: nn.Module, *, quick_gelu: bool, text_heads: int):
     """A transformers ``CLIPModel`` with the weights of an open_clip ``CLIP`` (ViT image tower, plain residual blocks).
 

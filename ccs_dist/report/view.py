@@ -33,6 +33,7 @@ class ModelView:
     heads: dict[str, dict[str, Any]] = field(default_factory=dict)  # head key -> card data
     layers: list[int] = field(default_factory=list)
     n_heads: int = 0
+    pool_layer: int | None = None  # the row of an attention pooling's units (SigLIP; the ``unit`` column), if any
     judges: list[str] = field(default_factory=list)
     at_k: list[float | None] = field(default_factory=list)
     at_k_n: int | None = None
@@ -127,6 +128,9 @@ def _fill_heads(data: RunData, mv: ModelView) -> None:
         for r in _rows(data.get(source), mv.key):
             if r.get("stability") is not None or r.get("effective_rank") is not None:
                 _span_facts(get(r["layer"], r["head"]), r)
+            if r.get("unit") not in (None, "head"):
+                get(r["layer"], r["head"])["unit"] = r["unit"]
+                mv.pool_layer = int(r["layer"])
     for r in _rows(data.get("labels"), mv.key):
         h = get(r["layer"], r["head"])
         if h["label"] is None:

@@ -20,12 +20,12 @@ from ccs_dist.decomposition.moments import bucket_of_images, usable_buckets
 from ccs_dist.text.pool import DescriptionPool
 from ccs_dist.decomposition.moments import HeadMoments
 from ccs_dist.spans.textspan import PrefilterConfig, RankPolicy, SpanResult, numerical_basis, stream_moments, textspan_heads, textspan_heads_prefiltered
-from ccs_dist.artifacts.schemas import SPANS_SCHEMA
+from ccs_dist.artifacts.schemas import SPANS_SCHEMA, TRUNK_UNIT
 
 log = logging.getLogger(__name__)
 
 # per-head facts repeated on each of the head's rows; the score stage copies them into the ccs table
-HEAD_FACTS = ("requested_rank", "effective_rank", "stability", "span1_stability")
+HEAD_FACTS = ("requested_rank", "effective_rank", "stability", "span1_stability", "unit")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ def spans_table(
     index=None,
 ) -> pl.DataFrame:
     """One row per (layer, head, rank): the spanning text, the fraction of the head's variance it explains,
-    the head's requested/effective rank and its span stability (null when stability is off)."""
+    the head's requested/effective rank, its span stability (null when stability is off) and its kind of unit
+    (a trunk head; an attention pooling's heads and MLP at layer = the trunk's depth, see ``SPANS_SCHEMA``)."""
     if config.method == "faiss" and index is None:
         raise ValueError("method='faiss' needs a text index")
 
@@ -83,7 +84,8 @@ def spans_table(
         log.warning("span stability needs at least 8 probe images (%d given): stability columns left empty", artifact.n_images)
     bucket_N = bucket_of_images(artifact.n_images, n_buckets, stab.seed) if n_buckets >= 2 else None
     n_heads = int(artifact.manifest["num_heads"])
-    n_total = len(artifact.layers) * n_heads
+    n_trunk = len(artifact.layers) * n_heads
+    n_total = n_trunk + len(artifact.pool_units)
     dim = int(artifact.manifest["embed_dim"])
     chunk = _heads_per_chunk(n_total, dim, 1 + (n_buckets if bucket_N is not None else 0), config.max_moment_bytes)
     results, stability = [], []
@@ -97,10 +99,14 @@ def spans_table(
         del full, buckets
 
     rows = []
+    pool_layer = int(artifact.manifest.get("model_metadata", {}).get("num_layers", max(artifact.layers) + 1))
     for g, (res, st) in enumerate(zip(results, stability)):
-        layer, head = artifact.layers[g // n_heads], g % n_heads
+        if g < n_trunk:
+            layer, head, unit = artifact.layers[g // n_heads], g % n_heads, TRUNK_UNIT
+        else:
+            layer, head, unit = pool_layer, g - n_trunk, artifact.pool_units[g - n_trunk]
         for rank, (text, var) in enumerate(zip(res.texts, res.variances)):
-            rows.append((model_key, layer, head, rank, text, float(var), config.rank, res.rank, st.stability, st.span1_stability))
+            rows.append((model_key, layer, head, rank, text, float(var), config.rank, res.rank, st.stability, st.span1_stability, unit))
     _log_ranks(results, config)
     log.info("TextSpan: %d heads x %d descriptions from a pool of %d", len(results), config.m, len(pool))
     return pl.DataFrame(rows, schema=SPANS_SCHEMA, orient="row")

@@ -236,7 +236,8 @@ def stream_moments(
     device: torch.device | str = "cpu",
     normalise: bool = True,
 ) -> tuple[HeadMoments, list[HeadMoments]]:
-    """One read of the artifact -> (moments of heads ``heads`` over all images, the same per bucket).
+    """One read of the artifact -> (moments of units ``heads`` over all images, the same per bucket). The unit axis
+    is the L x H heads flattened, then the attention pooling's units (``artifact.pool_units``; SigLIP).
 
     ``bucket_N`` gives each image (in artifact order) a bucket 0..B-1; without it the bucket list is empty.
     The full-data moments are accumulated directly, not as a sum of the buckets, so they do not depend on B.
@@ -247,7 +248,8 @@ def stream_moments(
 
         return stored_moments(artifact, heads, bucket_N, device, normalise)
     n_layers, n_heads, dim = len(manifest["layers"]), int(manifest["num_heads"]), int(manifest["embed_dim"])
-    picked = range(n_layers * n_heads)[heads]
+    n_pool = len(manifest.get("pool_units", ()))
+    picked = range(n_layers * n_heads + n_pool)[heads]
     full = HeadMoments(len(picked), dim, device=device)
     n_buckets = int(bucket_N.max()) + 1 if bucket_N is not None and len(bucket_N) else 0
     buckets = [HeadMoments(len(picked), dim, device=device) for _ in range(n_buckets)]
@@ -255,7 +257,10 @@ def stream_moments(
     for name in artifact.shard_names:
         shard = artifact.load_shard(name)
         n = shard["heads"].shape[0]
-        x_NGE = torch.from_numpy(np.array(shard["heads"].reshape(n, n_layers * n_heads, dim)[:, heads], dtype=np.float32))
+        units_NGE = shard["heads"].reshape(n, n_layers * n_heads, dim)
+        if n_pool:
+            units_NGE = np.concatenate([units_NGE, shard["pool"]], axis=1)
+        x_NGE = torch.from_numpy(np.array(units_NGE[:, heads], dtype=np.float32))
         if normalise:
             x_GNE = normalised_heads_GNE(x_NGE, torch.from_numpy(np.array(shard["embedding"], dtype=np.float32)))
         else:

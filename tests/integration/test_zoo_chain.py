@@ -66,7 +66,12 @@ def test_every_family_runs_the_whole_chain(zoo_run):
     for name in ("spans", "labels", "judgments", "ccs", "evaluation"):
         assert set(tables[name]["model"]) == models, name
     ccs = tables["ccs"]
-    assert all(ccs.filter(pl.col("model") == m).height == 2 * 4 for m in models)  # last 2 layers x 4 heads
+    trunk = ccs.filter(pl.col("unit") == "head")
+    assert all(trunk.filter(pl.col("model") == m).height == 2 * 4 for m in models)  # last 2 layers x 4 heads
+    pool = ccs.filter(pl.col("unit") != "head")  # SigLIP's pooling heads and MLP, scored as units, at layer 3
+    assert pool.select("model", "layer", "head", "unit").rows() == (
+        [("ccs-tiny-attnpool/random-init", 3, u, "pool_head") for u in range(4)] + [("ccs-tiny-attnpool/random-init", 3, 4, "pool_mlp")])
+    assert tables["ccs_at_k"].filter(pl.col("model") == "ccs-tiny-attnpool/random-init")["n_heads"].max() <= 8  # heads only
     assert ccs["ccs"].is_between(0, 5).all()
     assert (tables["spans"].group_by("model", "layer", "head").len()["len"] == 5).all()
     ev = tables["evaluation"]
@@ -81,7 +86,7 @@ def test_every_family_runs_the_whole_chain(zoo_run):
     flagged = next(line for line in proc.stdout.splitlines() if "RANDOM INIT" in line)
     assert all(m in flagged for m in MODELS) and hf_model not in flagged
     html = (run_dir / "index.html").read_text(encoding="utf-8")
-    assert all(m in html for m in ("ccs-tiny-attnpool", "ccs-tiny-eva02"))
+    assert all(m in html for m in ("ccs-tiny-attnpool", "ccs-tiny-eva02")) and "pooling MLP" in html
 
 
 def test_the_families_are_told_apart(zoo_run):

@@ -5,18 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import open_clip
 import torch
 
-
-def write_tokenizer(folder: Path) -> None:
-    import transformers
-
-    simple = open_clip.SimpleTokenizer()
-    merges = [tuple(pair) for pair, _ in sorted(simple.bpe_ranks.items(), key=lambda kv: kv[1])]
-    names = {"<start_of_text>": "<|startoftext|>", "<end_of_text>": "<|endoftext|>"}  # open_clip's names -> CLIP's
-    vocab = {names.get(k, k): v for k, v in simple.encoder.items()}
-    transformers.CLIPTokenizer(vocab=vocab, merges=merges).save_pretrained(str(folder))
+from ccs_dist.models.hf_clip import save_open_clip_tokenizer
 
 
 def write_hf_clip(folder: Path, seed: int = 0) -> Path:
@@ -37,5 +28,5 @@ def write_hf_clip(folder: Path, seed: int = 0) -> Path:
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     model.save_pretrained(str(folder))
-    write_tokenizer(folder)
+    save_open_clip_tokenizer(folder)
     return folder

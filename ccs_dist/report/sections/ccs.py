@@ -78,7 +78,7 @@ def _grid(m: ModelView) -> Markup:
     cells = [tag("span", "", class_="collab")] + [tag("span", f"H{h}", class_="collab") for h in range(cols)]
     present = set(m.heads)
     for layer in m.layers:
-        cells.append(tag("span", f"L{layer}", class_="rowlab"))
+        cells.append(tag("span", "pool" if layer == m.pool_layer else f"L{layer}", class_="rowlab"))
         for h in range(cols):
             k = head_name(layer, h)
             if k not in present:
@@ -89,7 +89,8 @@ def _grid(m: ModelView) -> Markup:
             cls = f"cell c{c}" if c is not None and 0 <= c <= 5 else "cell cn"
             if d.get("flagged"):
                 cls += " flagged"
-            tip = f"{k} · CCS {c if c is not None else '–'}" + (f" · {d['label']}" if d["label"] is not None else "")
+            name = {"pool_head": f"pooling head {h}", "pool_mlp": "pooling MLP"}.get(d.get("unit"), k)  # SigLIP's pooling
+            tip = f"{name} · CCS {c if c is not None else '–'}" + (f" · {d['label']}" if d["label"] is not None else "")
             extra = {}
             if d.get("stab") is not None:  # a bar under the CCS number: its width is the span stability
                 tip += " · " + stability_text(d)

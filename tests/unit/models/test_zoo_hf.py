@@ -18,7 +18,8 @@ from ccs_dist.models import load_model
 from ccs_dist.models.head_attention import STOCK
 from ccs_dist.models.head_proj import HeadProj
 from ccs_dist.models.masked import encode_image_head_sets
-from tests.support.hf_folder import write_hf_clip, write_tokenizer
+from ccs_dist.models.hf_clip import save_open_clip_tokenizer
+from tests.support.hf_folder import write_hf_clip
 
 transformers = pytest.importorskip("transformers")
 
@@ -166,7 +167,7 @@ def test_open_clip_weights_in_hf_form_give_the_same_embeddings_and_decomposition
 
     folder = tmp_path / "converted"
     open_clip_to_hf(tiny.model, quick_gelu=True, text_heads=4).save_pretrained(str(folder))
-    write_tokenizer(folder)
+    save_open_clip_tokenizer(folder)
     hf = load_model(f"hf:{folder}", device="cpu")
     x = _images(3, seed=4)
     with torch.no_grad():
