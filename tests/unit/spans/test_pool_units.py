@@ -73,3 +73,14 @@ def test_a_class_token_tower_has_no_pool_units_and_ccs_at_k_counts_trunk_heads(t
     at_k = ccs_at_k(ccs)
     assert at_k.filter(pl.col("k") == 5)["fraction"].item() == 0.5 and at_k["n_heads"][0] == 2
     assert ccs_at_k(ccs.drop("unit"))["n_heads"][0] == 3  # a table without kinds: every row a head
+
+
+def test_a_sharded_decomposition_gives_the_pool_units_of_one_pass(attnpool, cache_dir):
+    images = resolve_image_set("synthetic:40", cache_dir)
+    store = ArtifactStore(cache_dir)
+    texts, text_TE = _texts(attnpool.embed_dim)
+    pool = DescriptionPool(tuple(texts), source="test")
+    tables = [spans_table("m", decompose_image_set(attnpool, images, store, DecomposeConfig(**COMMON, keep=keep, shards=shards)),
+                          pool, text_TE, SpanConfig(m=3, rank=8)) for keep, shards in (("moments", 1), ("moments", 3))]
+    same = ["layer", "head", "unit", "rank", "text", "effective_rank"]
+    assert tables[0].select(same).equals(tables[1].select(same)) and (tables[0]["unit"] == "pool_mlp").sum() == 3
