@@ -9,7 +9,8 @@ option is settable here and its default lives in one place; :meth:`JobSpec.chain
 Where paths point (the same wherever the job is started and however ccs_dist is installed):
 ``--spec NAME`` is a spec shipped from the repository's top-level ``jobs/`` (installed as ``ccs_dist/job_specs``) (``demo``, ``paper_grid``, ``local_gpu``, ``beyond_grid``, ``planted``),
 anything else a YAML file. Input paths written in a spec (``pool``, ``probe.images``,
-``evaluation.data_root``, ``evaluation.occupations``, ``evaluation.concept_map``, ``TASK@PATH``, checkpoint files) are relative to the
+``evaluation.data_root``, ``evaluation.occupations``, ``evaluation.concept_map``, ``TASK@PATH``, checkpoint files,
+an ``hf:FOLDER`` that is there) are relative to the
 spec file's folder; outputs (``out``, ``cache_dir``) to the directory the job is started in, and are made
 absolute there so every worker on this machine writes to the same place. ``out`` and ``cache_dir`` may
 also be remote roots (``s3://BUCKET/PREFIX``, see :mod:`ccs_dist.artifacts.storage`): work is then done in a
@@ -33,6 +34,7 @@ from pydantic_core import PydanticCustomError
 
 from ccs_dist.core.errors import UserError
 from ccs_dist.core.weights import CHECKPOINT_SUFFIXES, has_no_weights
+from ccs_dist.models.hf_clip import HF_PREFIX
 from ccs_dist.attribution.run import AttributionConfig
 from ccs_dist.card.config import CardConfig, ReferenceConfig
 from ccs_dist.card.reference import NO_REFERENCE
@@ -291,6 +293,14 @@ def _anchor_images(images: str, base: Path) -> str:
     return _anchored(images, base)
 
 
+def _anchor_hf_folder(entry: ModelEntry, base: Path) -> ModelEntry:
+    """``hf:FOLDER`` relative to the spec's folder when that folder is there; anything else (a hub id) unchanged."""
+    value = entry.arch.removeprefix(HF_PREFIX)
+    if entry.arch.startswith(HF_PREFIX) and not Path(value).expanduser().is_absolute() and (base / value).is_dir():
+        return entry.model_copy(update={"arch": HF_PREFIX + _anchored(value, base)})
+    return entry
+
+
 def _anchor_paths(spec: JobSpec, base: Path) -> JobSpec:
     """Input paths relative to the spec's folder, outputs relative to the current directory (module docstring)."""
     refuse_credentials("out (--out)", spec.out)  # before the spec is logged or written anywhere
@@ -306,7 +316,7 @@ def _anchor_paths(spec: JobSpec, base: Path) -> JobSpec:
         spec.attribution, task=f"{task.partition('@')[0]}@{_anchored(task.partition('@')[2], base)}" if "@" in task else task)
     models = tuple(
         m.model_copy(update={"pretrained": _anchored(m.pretrained, base)})
-        if m.pretrained and m.pretrained.endswith(CHECKPOINT_SUFFIXES) else m
+        if m.pretrained and m.pretrained.endswith(CHECKPOINT_SUFFIXES) else _anchor_hf_folder(m, base)
         for m in spec.models
     )
     return spec.model_copy(update={

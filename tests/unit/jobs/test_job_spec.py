@@ -44,6 +44,13 @@ def test_beyond_grid_names_models_open_clip_and_transformers_know(monkeypatch):
         check_model_names("EVA02-B-16", "dfn5b")
 
 
+def test_an_hf_folder_is_relative_to_the_spec_and_a_hub_id_stays(tmp_path, monkeypatch):
+    (tmp_path / "models" / "ft").mkdir(parents=True)
+    spec = _write(tmp_path, "run: x\nmodels: [{arch: 'hf:models/ft'}, {arch: 'hf:openai/clip-vit-base-patch16'}]\n")
+    monkeypatch.chdir(tmp_path.parent)  # the job is started elsewhere
+    assert [m.arch for m in load_spec(spec).models] == [f"hf:{tmp_path / 'models' / 'ft'}", "hf:openai/clip-vit-base-patch16"]
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     p = tmp_path / "spec.yaml"
     p.write_text(text, encoding="utf-8")
