@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import polars as pl
 
-from ccs_dist.artifacts.schemas import CCS_INTERVALS_SCHEMA, SPANS_SCHEMA
+from ccs_dist.artifacts.schemas import CCS_INTERVALS_SCHEMA, SPANS_SCHEMA, TRUNK_UNIT
 from ccs_dist.ccs.scores import ccs_at_k
 from ccs_dist.decomposition.image_set import DecompositionArtifact
 from ccs_dist.decomposition.moments import bucket_of_images, usable_buckets
@@ -40,7 +40,7 @@ def half_samples(n_buckets: int, resamples: int, seed: int) -> list[list[int]]:
 
 def resample_spans(model_key: str, artifact: DecompositionArtifact, texts: Sequence[str], text_emb_TE: np.ndarray,
                    config: SpanConfig, resamples: int, seed: int, device="cpu") -> list[pl.DataFrame]:
-    """One spans table (stability columns null) per half-sample of the probe images."""
+    """One spans table (stability columns null) per half-sample of the probe images (trunk heads, as the card's)."""
     n_buckets = usable_buckets(artifact.n_images, config.stability.buckets)
     if n_buckets < 2:
         raise ValueError(f"{artifact.n_images} probe images are too few for half-samples (at least 8)")
@@ -57,7 +57,8 @@ def resample_spans(model_key: str, artifact: DecompositionArtifact, texts: Seque
                                          precision=config.precision)
     tables = []
     for part in results:
-        rows = [(model_key, artifact.layers[g // n_heads], g % n_heads, rank, text, float(var), config.rank, res.rank, None, None)
+        rows = [(model_key, artifact.layers[g // n_heads], g % n_heads, rank, text, float(var), config.rank, res.rank, None, None,
+                 TRUNK_UNIT)
                 for g, res in enumerate(part) for rank, (text, var) in enumerate(zip(res.texts, res.variances))]
         tables.append(pl.DataFrame(rows, schema=SPANS_SCHEMA, orient="row"))
     return tables

@@ -58,7 +58,7 @@ def textspan(
     """Find the m descriptions that span each head's output (TextSpan) and write the spans table.
 
     Writes OUT/tables/spans.parquet (model, layer, head, rank, text, variance, requested_rank,
-    effective_rank, stability, span1_stability) and OUT/manifest.json. --precision is the model's too.
+    effective_rank, stability, span1_stability, unit) and OUT/manifest.json. --precision is the model's too.
 
     Args:
         model: open_clip architecture (ViT-B-16, ViT-B-16-SigLIP2, EVA02-B-16, ...), hf-hub:ORG/REPO, or hf:FOLDER / hf:OWNER/NAME (a transformers CLIPModel).
