@@ -153,3 +153,29 @@ def test_ccs_vs_effect_has_one_point_per_scored_head(browser, tmp_path):
     assert _q(browser, "#ccs-effect svg .pt") == 0
     assert "No attribution table" in browser.eval("document.getElementById('no-attribution').textContent")
     assert browser.problems() == []
+
+
+def test_a_pooling_unit_is_named_as_one_in_the_grid_and_its_card(browser, tmp_path):
+    """SigLIP's pooling units (``unit`` column) in a real browser: the grid's row says pool, the card a badge.
+    Null: a trunk head's card carries no such badge."""
+    run = make_run(tmp_path / "pool", FixtureSpec())
+    ccs = pl.read_parquet(run / "tables" / "ccs.parquet")
+    model, layer = ccs["model"][0], int(ccs["layer"].max())
+    for name in ("spans", "ccs"):  # the last layer's heads become a pooling block: heads, then its MLP
+        path = run / "tables" / f"{name}.parquet"
+        df = pl.read_parquet(path)
+        last_head = int(df.filter(pl.col("layer") == layer)["head"].max())
+        unit = (pl.when((pl.col("model") == model) & (pl.col("layer") == layer))
+                .then(pl.when(pl.col("head") == last_head).then(pl.lit("pool_mlp")).otherwise(pl.lit("pool_head")))
+                .otherwise(pl.lit("head")))
+        df.with_columns(unit=unit).write_parquet(path)
+    browser.open(write_report(run), offline=True)
+    labels = browser.eval("Array.from(document.querySelectorAll('.ccsgrid')[0].querySelectorAll('.rowlab')).map(e => e.textContent)")
+    assert labels[-1] == "pool" and all(x.startswith("L") for x in labels[:-1])
+    badge = "Array.from(document.querySelectorAll('#head-card .card-title .badge')).map(e => e.textContent)"
+    browser.click(f'.ccsgrid .cell[data-m="0"][data-h="L{layer}.H{last_head}"]')
+    assert browser.eval(badge) == ["pooling MLP"]
+    browser.eval("document.getElementById('head-card').close()")
+    browser.click(f'.ccsgrid .cell[data-m="0"][data-h="L{layer - 1}.H0"]')
+    assert browser.eval(badge) == []
+    assert browser.problems() == []

@@ -32,6 +32,7 @@
     head.appendChild(el("div", "card-model", m.key));
     var title = el("h3", "card-title");
     title.appendChild(el("span", "card-hk", hk));
+    if (h.unit) title.appendChild(el("span", "badge plain", h.unit === "pool_mlp" ? "pooling MLP" : "pooling head"));  // SigLIP's pooling units
     head.appendChild(title);
     var lab = el("p", "card-label", h.label === null ? "(no label)" : h.label);
     head.appendChild(lab);
