@@ -25,7 +25,8 @@ def test_textspan_end_to_end_on_the_tiny_model(tmp_path):
     assert "spans of 8 heads written to" in proc.stdout
     spans = pl.read_parquet(out / "tables" / "spans.parquet")
     assert spans.columns == ["model", "layer", "head", "rank", "text", "variance",
-                             "requested_rank", "effective_rank", "stability", "span1_stability"]
+                             "requested_rank", "effective_rank", "stability", "span1_stability", "unit"]
+    assert set(spans["unit"]) == {"head"}  # a class-token tower: trunk heads only
     assert (spans["requested_rank"] == 16).all() and spans["effective_rank"].is_between(1, 16).all()
     assert spans["stability"].is_between(0, 1).all() and spans["span1_stability"].is_between(0, 1).all()
     assert spans.height == 8 * 5 and set(spans["layer"]) == {1, 2} and set(spans["rank"]) == set(range(5))
