@@ -55,8 +55,6 @@ PAPER_THRESHOLDS = CategoryThresholds()
 
 def read_ccs_table(path) -> pl.DataFrame | None:
     """The ``ccs`` table at ``path`` (None when no path is given); a missing file is a user error."""
-
-
     if not path:
         return None
     path = Path(path)
