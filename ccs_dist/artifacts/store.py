@@ -182,3 +182,21 @@ class ArtifactStore:
         if self.remote is not None:
             path = self.file_path(kind, key, suffix)
             self.remote.put(path, f"{kind}/{path.name}")
+
+
+def safetensors_bytes(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
+    """``safetensors.torch.save`` with its ``__metadata__`` written in key order: safetensors keeps the metadata in a
+    hash map whose order changes from call to call, so the same tensors gave other bytes (and another sha256) about
+    half the time with two keys. The rest of the header and the data are safetensors' own bytes."""
+    from safetensors.torch import save  # heavy optional dependency (torch), only when writing weights
+
+    data = save(tensors, metadata=metadata)
+    if not metadata or len(metadata) < 2:
+        return data
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(text) > n:  # same keys in another order: never longer
+        raise AssertionError(f"safetensors header grew from {n} to {len(text)} bytes when reordered")
+    return data[:8] + text.ljust(n, b" ") + data[8 + n:]

@@ -153,7 +153,7 @@ BUNDLED = (
     BundledWeights("ccs-plant", "plant_s0", "ccs-plant-plant_s0.safetensors",
                    "1439076cd2b850b596fbbb9214dd4c8de237461787f60694be795f3f91ffa412"),
     BundledWeights("ccs-plant", "contrastive_s0", "ccs-plant-contrastive_s0.safetensors",
-                   "10b40fde23616ded0b947a8beed0114bdf5a264157e4d637d787ef1e9f1ec6df"),
+                   "e01cd38dd39119c0177848136f628cf20351d7dd5ee9c30a225df3976f180053"),
 )
 
 

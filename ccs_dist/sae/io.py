@@ -12,9 +12,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load_bytes
-from safetensors.torch import save as st_save_bytes
 
-from ccs_dist.artifacts.store import atomic_write_bytes
+from ccs_dist.artifacts.store import atomic_write_bytes, safetensors_bytes
 from ccs_dist.core.errors import UserError
 from ccs_dist.sae.model import SAEConfig, TopKSAE
 
@@ -31,7 +30,7 @@ def sae_bytes(sae: TopKSAE, metadata: dict[str, Any] | None = None) -> bytes:
     tensors = {name: getattr(sae, name).detach().to("cpu").float().contiguous() for name in _ALIASES}
     meta = {**{k: str(v) for k, v in (metadata or {}).items()}, "site": sae.site, "k": str(sae.k),
             "n_latents": str(sae.n_latents), "format": "ccs_dist.sae/1"}
-    return st_save_bytes(tensors, metadata=meta)
+    return safetensors_bytes(tensors, metadata=meta)
 
 
 def save_sae(sae: TopKSAE, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:

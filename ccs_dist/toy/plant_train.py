@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ccs_dist.artifacts.store import atomic_write_bytes
+from ccs_dist.artifacts.store import atomic_write_bytes, safetensors_bytes
 from ccs_dist.data.planted import world
 from ccs_dist.data.toy.world import consistency  # world-agnostic: caption values vs image values
 from ccs_dist.toy.plan import ARCH, PLAN
@@ -115,10 +115,8 @@ def train_plant(config: PlantConfig, log_every: int = 50, on_log: Callable[[int,
 
 def save_fp16(state_dict: dict[str, torch.Tensor], path: Path, arch: str = ARCH) -> str:
     """Write the state dict as fp16 safetensors atomically (loading widens it to fp32); returns its sha256."""
-    from safetensors.torch import save as st_save  # heavy optional dependency, only when writing weights
-
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state_dict.items()}
-    data = st_save(half, metadata={"arch": arch, "dtype": "float16"})
+    data = safetensors_bytes(half, metadata={"arch": arch, "dtype": "float16"})
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
