@@ -451,5 +451,5 @@ def decompose_tower(
     pool_BUE = torch.cat([post_maps(tower.post, u_BHD, 1.0 / Hp), mlp_BE[:, None]], dim=1)
     return Decomposition(
         heads=torch.stack(head_terms, dim=1), layers=chosen, rest=rest_BE, embedding=embedding_BE,
-        pool=pool_BUE, pool_kind=("pool_head",) * Hp + ("pool_mlp",),
+        pool=pool_BUE, pool_kind=pool_unit_kinds(loaded),
     )

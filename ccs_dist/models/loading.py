@@ -455,11 +455,14 @@ def check_model_names(arch: str, pretrained: str | None) -> str:
     """What ``(arch, pretrained)`` names, checked without building or fetching anything: ``hf`` (a transformers
     folder or hub id), ``schema`` (an ``hf-hub:`` id), ``none`` (random init), ``tag`` or ``file``; a one-line
     UserError for an unknown architecture or tag."""
-    if str(arch).startswith(HF_PREFIX):
-        return "hf"
+    return "hf" if str(arch).startswith(HF_PREFIX) else _checked_names(str(arch), pretrained)[0]
+
+
+def _checked_names(arch: str, pretrained: str | None) -> tuple[str, str | None]:
+    """(kind, value) of an open_clip ``(arch, pretrained)`` (see :func:`_classify_pretrained`), the arch checked first."""
     _register_project_configs()
-    _check_arch(str(arch))
-    return _classify_pretrained(str(arch), None if pretrained is None else str(pretrained))[0]
+    _check_arch(arch)
+    return _classify_pretrained(arch, None if pretrained is None else str(pretrained))
 
 
 def load_model(
@@ -484,11 +487,9 @@ def load_model(
 
     if str(arch).startswith(HF_PREFIX):
         return _load_hf_model(str(arch), pretrained, device, precision)
-    _register_project_configs()
     arch = str(arch)
-    _check_arch(arch)
     pretrained = None if pretrained is None else str(pretrained)
-    kind, value = _classify_pretrained(arch, pretrained)
+    kind, value = _checked_names(arch, pretrained)
     dev = resolve_device(device)
     prec = _resolve_precision(precision, dev)
 

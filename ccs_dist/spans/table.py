@@ -99,7 +99,8 @@ def spans_table(
         del full, buckets
 
     rows = []
-    pool_layer = int(artifact.manifest.get("model_metadata", {}).get("num_layers", max(artifact.layers) + 1))
+    # the pooling's units sit one past the trunk's last layer
+    pool_layer = int(artifact.manifest["model_metadata"]["num_layers"]) if artifact.pool_units else None
     for g, (res, st) in enumerate(zip(results, stability)):
         if g < n_trunk:
             layer, head, unit = artifact.layers[g // n_heads], g % n_heads, TRUNK_UNIT

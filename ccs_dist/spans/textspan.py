@@ -248,8 +248,10 @@ def stream_moments(
 
         return stored_moments(artifact, heads, bucket_N, device, normalise)
     n_layers, n_heads, dim = len(manifest["layers"]), int(manifest["num_heads"]), int(manifest["embed_dim"])
-    n_pool = len(manifest.get("pool_units", ()))
-    picked = range(n_layers * n_heads + n_pool)[heads]
+    n_trunk = n_layers * n_heads
+    picked = range(n_trunk + len(manifest.get("pool_units", ())))[heads]
+    trunk_picked = [g for g in picked if g < n_trunk]  # read only the units asked for (shards are memory-mapped)
+    pool_picked = [g - n_trunk for g in picked if g >= n_trunk]
     full = HeadMoments(len(picked), dim, device=device)
     n_buckets = int(bucket_N.max()) + 1 if bucket_N is not None and len(bucket_N) else 0
     buckets = [HeadMoments(len(picked), dim, device=device) for _ in range(n_buckets)]
@@ -257,10 +259,10 @@ def stream_moments(
     for name in artifact.shard_names:
         shard = artifact.load_shard(name)
         n = shard["heads"].shape[0]
-        units_NGE = shard["heads"].reshape(n, n_layers * n_heads, dim)
-        if n_pool:
-            units_NGE = np.concatenate([units_NGE, shard["pool"]], axis=1)
-        x_NGE = torch.from_numpy(np.array(units_NGE[:, heads], dtype=np.float32))
+        parts = [shard["heads"].reshape(n, n_trunk, dim)[:, trunk_picked]] if trunk_picked else []
+        if pool_picked:
+            parts.append(shard["pool"][:, pool_picked])
+        x_NGE = torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32, copy=False))
         if normalise:
             x_GNE = normalised_heads_GNE(x_NGE, torch.from_numpy(np.array(shard["embedding"], dtype=np.float32)))
         else:
