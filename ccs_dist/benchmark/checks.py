@@ -142,12 +142,13 @@ def family(model: str) -> str:
 
 
 def seed_rows(checks: pl.DataFrame, trained: Sequence[str]) -> pl.DataFrame:
-    """Per family of trained models, every check's mean over seeds (``spread``: sample std, 0 for one seed;
-    p_value: the largest; passed: on every seed)."""
+    """Per family of trained models, every check's mean over the seeds where it has a value (``n``: how many;
+    ``spread``: their sample std, 0 for one; p_value: the largest; passed: on every seed, so a seed where the
+    check is a miss fails the family)."""
     rows = checks.filter(pl.col("model").is_in(list(trained))).with_columns(
         pl.col("model").map_elements(family, return_dtype=pl.String).alias("family"))
     out = rows.group_by("family", "check", maintain_order=True).agg(
         pl.col("value").mean().alias("value"), pl.col("value").std(ddof=1).fill_null(0.0).alias("spread"),
         pl.col("null_mean").mean(), pl.col("null_p95").mean(), pl.col("p_value").max(),
-        pl.len().cast(pl.Int64).alias("n"), pl.col("passed").all().alias("passed"))
+        pl.col("value").count().cast(pl.Int64).alias("n"), pl.col("passed").all().alias("passed"))
     return out.with_columns(("seeds:" + pl.col("family")).alias("model")).select(list(CHECKS_SCHEMA)).cast(CHECKS_SCHEMA)

@@ -149,11 +149,19 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 BUNDLED = (
     BundledWeights("ccs-toy", "planted_v2", "ccs-toy-planted_v2.safetensors",
                    "1174ad5f186e5d064a6f2ffbe84da43d6a1337c193a8bf19256c1a54608c6b38"),
-    # ccs-plant (world v3, docs/planted-world.md), fp16: `ccs-dist train-toy --world plant --seed 0 --threads 1 [--control]`
+    # ccs-plant (world v3, docs/planted-world.md), fp16: `ccs-dist train-toy --world plant --seed {0,1,2} --threads 1 [--control]`
     BundledWeights("ccs-plant", "plant_s0", "ccs-plant-plant_s0.safetensors",
                    "1439076cd2b850b596fbbb9214dd4c8de237461787f60694be795f3f91ffa412"),
     BundledWeights("ccs-plant", "contrastive_s0", "ccs-plant-contrastive_s0.safetensors",
                    "e01cd38dd39119c0177848136f628cf20351d7dd5ee9c30a225df3976f180053"),
+    BundledWeights("ccs-plant", "plant_s1", "ccs-plant-plant_s1.safetensors",
+                   "153ee8245e0051df5b23e8f424183cf724ea6d49204a16e186680efd449bba27"),
+    BundledWeights("ccs-plant", "contrastive_s1", "ccs-plant-contrastive_s1.safetensors",
+                   "2d234ceb5cac8144be32e29c55fb3a3e109404e296185b6f5f0742423e4e3629"),
+    BundledWeights("ccs-plant", "plant_s2", "ccs-plant-plant_s2.safetensors",
+                   "12f32553295f9e81db89d13bb79d6bbe85bd3d88ed3b815aa67b8aba6332f30a"),
+    BundledWeights("ccs-plant", "contrastive_s2", "ccs-plant-contrastive_s2.safetensors",
+                   "cdf1a271732432a58661f19e8bc5bcca704e182c9e1472bd47ef6b95375c46ba"),
 )
 
 

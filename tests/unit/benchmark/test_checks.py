@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from ccs_dist.benchmark.checks import CHECKS_SCHEMA, seed_rows
 from ccs_dist.benchmark.plans import planted_v2_plan, plans_for_run
 from ccs_dist.benchmark.stats import auroc, summarise
 from ccs_dist.benchmark.tables import benchmark_tables
@@ -94,3 +95,14 @@ def test_seeds_are_aggregated_and_a_random_init_model_takes_its_architectures_pl
                            plan=pl.concat([planted_v2_plan(), planted_v2_plan("ccs-toy/planted_s1")]))
     seeds = out["benchmark_checks"].filter(pl.col("model").str.starts_with("seeds:"))
     assert set(seeds["model"]) == {"seeds:ccs-toy/planted_v2", "seeds:ccs-toy/planted"}
+
+
+def test_a_seed_row_counts_only_the_seeds_where_the_check_has_a_value():
+    row = lambda m, v, ok: {"model": m, "check": "c", "value": v, "spread": None, "null_mean": 0.0, "null_p95": 0.1,  # noqa: E731
+                            "p_value": 0.01 if ok else 1.0, "n": 100, "passed": ok}
+    checks = pl.DataFrame([row("a/x_s0", 0.4, True), row("a/x_s1", None, False), row("a/x_s2", 0.2, True)], schema=CHECKS_SCHEMA)
+    (out,) = seed_rows(checks, ["a/x_s0", "a/x_s1", "a/x_s2"]).iter_rows(named=True)
+    assert out["model"] == "seeds:a/x" and out["n"] == 2 and abs(out["value"] - 0.3) < 1e-12
+    assert abs(out["spread"] - np.std([0.4, 0.2], ddof=1)) < 1e-12 and out["passed"] is False  # the miss fails the family
+    (all_ok,) = seed_rows(checks.filter(pl.col("value").is_not_null()), ["a/x_s0", "a/x_s2"]).iter_rows(named=True)
+    assert all_ok["passed"] is True and all_ok["n"] == 2

@@ -58,7 +58,7 @@ def test_a_planted_head_beats_the_control_and_a_permuted_label_does_not(tmp_path
 
 def test_bundled_plant_weights_match_their_pins_and_stay_small():
     plant = [b for b in BUNDLED if b.arch == "ccs-plant"]
-    assert {b.tag for b in plant} == {"plant_s0", "contrastive_s0"}
+    assert {b.tag for b in plant} == {f"{kind}_s{seed}" for kind in ("plant", "contrastive") for seed in (0, 1, 2)}
     for b in plant:
         verify_bundled(b)
         assert hashlib.sha256(b.path.read_bytes()).hexdigest() == b.sha256
